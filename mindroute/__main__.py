@@ -1,0 +1,7 @@
+"""Entry point for `python -m mindroute`."""
+
+import sys
+
+from mindroute.cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""`python -m mindroute …`: database, accounts, seeding, backups and secret rotation."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+
+from mindroute.config import ConfigError, get_settings
+from mindroute.db import SchemaError, current_revision, downgrade, get_engine, head_revision, transaction, upgrade
+from mindroute.errors import PermissionDenied
+from mindroute.validation import ValidationError
+
+
+class CommandError(Exception):
+    """A command failed in a way the user can fix; printed as one line."""
+
+
+def _read_password(prompt: str = "Password: ") -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Repeat password: ") != first:
+            raise CommandError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _migrated_engine():  # noqa: ANN202
+    from mindroute.db import ensure_schema
+
+    engine = get_engine()
+    ensure_schema(engine)
+    return engine
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    engine = get_engine()
+    if args.action == "upgrade":
+        upgrade(engine, args.revision or "head")
+        print(f"database at revision {current_revision(engine)}")
+    elif args.action == "downgrade":
+        downgrade(engine, args.revision or "base")
+        print(f"database at revision {current_revision(engine) or 'base (empty)'}")
+    else:
+        current, head = current_revision(engine), head_revision(engine)
+        state = "up to date" if current == head else f"code is at {head}"
+        print(f"{current or 'empty (no revision)'} ({state})")
+
+
+def cmd_create_admin(args: argparse.Namespace) -> None:
+    from mindroute.services.users import create_user
+
+    engine = _migrated_engine()
+    password = _read_password()
+    with transaction(engine) as session:
+        user = create_user(session, None, email=args.email, name=args.name, password=password, role="admin")
+        print(f"created administrator {user.email}")
+
+
+def cmd_generate_secret(_args: argparse.Namespace) -> None:
+    print(Fernet.generate_key().decode())
+
+
+def cmd_rotate_secret(_args: argparse.Namespace) -> None:
+    from mindroute.models import Provider
+    from mindroute.security import SecretBox
+
+    settings = get_settings()
+    box = SecretBox(settings.secret_keys)
+    engine = _migrated_engine()
+    with transaction(engine) as session:  # all or nothing
+        providers = session.scalars(select(Provider).where(Provider.api_key.is_not(None))).all()
+        for provider in providers:
+            provider.api_key = box.rotate(provider.api_key)
+    print(f"re-encrypted {len(providers)} provider key(s) under the newest secret key")
+    if len(settings.secret_keys) > 1:
+        print("older keys can now be removed from MINDROUTE_SECRET_KEY")
+
+
+def cmd_seed_providers(_args: argparse.Namespace) -> None:
+    from mindroute.seed import seed_providers
+
+    engine = _migrated_engine()
+    with transaction(engine) as session:
+        created = seed_providers(session)
+    if created:
+        print(f"added {', '.join(created)} (inactive until an administrator sets a key)")
+    else:
+        print("the default providers already exist; nothing changed")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "db": cmd_db,
+    "create-admin": cmd_create_admin,
+    "generate-secret": cmd_generate_secret,
+    "rotate-secret": cmd_rotate_secret,
+    "seed-providers": cmd_seed_providers,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mindroute", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="migrate the database: upgrade, downgrade, current")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("revision", nargs="?", help="target revision (default: head for upgrade, base for downgrade)")
+
+    admin = sub.add_parser("create-admin", help="create an administrator (password from a prompt or stdin)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", required=True)
+
+    sub.add_parser("generate-secret", help="print a new key for MINDROUTE_SECRET_KEY")
+    sub.add_parser("rotate-secret", help="re-encrypt every provider key under the newest MINDROUTE_SECRET_KEY")
+    sub.add_parser("seed-providers", help="add OpenAI, Anthropic and Google AI with their official endpoints")
+
+    from mindroute import backup, seed
+
+    seed.add_demo_parser(sub)
+    backup.add_parsers(sub)
+    COMMANDS.update({"seed-demo": seed.cmd_seed_demo, "backup": backup.cmd_backup, "restore": backup.cmd_restore})
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except ValidationError as exc:
+        print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
+        return 2
+    except (CommandError, ConfigError, SchemaError, PermissionDenied) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, never a traceback full of connection strings
+        from mindroute.security import DecryptionError
+
+        if isinstance(exc, DecryptionError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            print(f"error: cannot reach the database: {exc.orig.__class__.__name__}: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
+            return 1
+        raise
+    return 0

@@ -1,0 +1,156 @@
+"""Settings read from the environment, then `.streamlit/secrets.toml`, then defaults."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY_FILENAME = "secret.key"
+SQLITE_FILENAME = "mindroute.db"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+class ConfigError(Exception):
+    """A setting is malformed; the message names the setting and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL
+    secret_keys: tuple[str, ...]
+    data_dir: Path
+    allow_signup: bool = False
+    cookie_secure: bool | None = None  # None: decide from the request's scheme
+    # Where the secret key came from, so the app can say it once (never the key itself).
+    secret_key_source: str = field(default="environment")
+
+
+def _secrets_toml() -> dict[str, object]:
+    path = Path(os.environ.get("MINDROUTE_SECRETS_FILE", PROJECT_ROOT / ".streamlit" / "secrets.toml"))
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
+def _lookup(name: str, secrets: dict[str, object]) -> str | None:
+    """The environment wins over secrets.toml."""
+    if name in os.environ and os.environ[name] != "":
+        return os.environ[name]
+    value = secrets.get(name)
+    return None if value is None else str(value)
+
+
+def parse_bool(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def parse_database_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "MINDROUTE_DATABASE_URL: not a database URL "
+            "(expected e.g. postgresql+psycopg://user@host/db or sqlite:///path/to/file.db)"
+        ) from exc
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ConfigError(
+            f"MINDROUTE_DATABASE_URL: unsupported database {backend!r} (use postgresql or sqlite)"
+        )
+    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+        # psycopg 3 is the driver we install and test; anything else would fail later and less clearly.
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def parse_secret_keys(raw: str, source: str = "MINDROUTE_SECRET_KEY") -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not keys:
+        raise ConfigError(f"{source}: empty (expected one or more Fernet keys, newest first)")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{source}: key #{position} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with `python -m mindroute generate-secret`)"
+            ) from None
+    return keys
+
+
+def _generated_secret_keys(data_dir: Path) -> tuple[tuple[str, ...], str]:
+    """Read the local key file, creating it (owner-only) on first run."""
+    path = data_dir / SECRET_KEY_FILENAME
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key().decode()
+        # O_EXCL: two processes starting together must not both write a different key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key + "\n")
+            print(
+                f"MindRoute: generated a new secret key in {path} (owner-only). "
+                "Back it up: stored provider keys cannot be decrypted without it.",
+                file=sys.stderr,
+            )
+    return parse_secret_keys(path.read_text(), source=str(path)), str(path)
+
+
+def load_settings() -> Settings:
+    secrets = _secrets_toml()
+    data_dir = Path(_lookup("MINDROUTE_DATA_DIR", secrets) or PROJECT_ROOT / "data")
+
+    raw_url = _lookup("MINDROUTE_DATABASE_URL", secrets)
+    if raw_url is None:
+        database_url = URL.create("sqlite", database=str(data_dir / SQLITE_FILENAME))
+    else:
+        database_url = parse_database_url(raw_url)
+
+    raw_key = _lookup("MINDROUTE_SECRET_KEY", secrets)
+    if raw_key is None:
+        secret_keys, source = _generated_secret_keys(data_dir)
+    else:
+        secret_keys, source = parse_secret_keys(raw_key), "environment"
+
+    raw_secure = _lookup("MINDROUTE_COOKIE_SECURE", secrets)
+    cookie_secure = None if raw_secure in (None, "auto") else parse_bool("MINDROUTE_COOKIE_SECURE", raw_secure, False)
+
+    return Settings(
+        database_url=database_url,
+        secret_keys=secret_keys,
+        data_dir=data_dir,
+        allow_signup=parse_bool("MINDROUTE_ALLOW_SIGNUP", _lookup("MINDROUTE_ALLOW_SIGNUP", secrets), False),
+        cookie_secure=cookie_secure,
+        secret_key_source=source,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

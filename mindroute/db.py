@@ -1,0 +1,152 @@
+"""Engines, sessions, and bringing a database to the schema of this code."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from mindroute.config import PROJECT_ROOT, get_settings
+
+# Any constant works; it names "MindRoute migrations" among advisory locks on the server.
+MIGRATION_LOCK_ID = 0x4D696E64526F7574  # "MindRout"
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+
+
+class SchemaError(Exception):
+    """The database's schema does not fit this version of MindRoute."""
+
+
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: URL | str, **kwargs: Any) -> Engine:
+    """An engine with MindRoute's connection settings for either backend."""
+    engine_url = make_url(url)
+    if engine_url.get_backend_name() == "sqlite":
+        database = engine_url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(engine_url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    # Sessions in UTC, so NOW()-style expressions and naive timestamps agree.
+    kwargs.setdefault("connect_args", {"options": "-c timezone=UTC"})
+    return create_engine(engine_url, **kwargs)
+
+
+_engine: Engine | None = None
+
+
+def get_engine() -> Engine:
+    """The process's engine for MINDROUTE_DATABASE_URL (one pool per process)."""
+    global _engine
+    if _engine is None:
+        _engine = make_engine(get_settings().database_url)
+    return _engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine | None = None) -> Iterator[Session]:
+    """One unit of work: commits when the block ends, rolls back everything on error."""
+    with Session(engine or get_engine(), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config(str(ALEMBIC_INI))
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    # Rendered without the password; env.py uses the connection handed over in attributes.
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=True).replace("%", "%%"))
+    return cfg
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _check_not_newer(engine: Engine, conn: Any) -> None:
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    try:
+        script.get_revision(current)
+    except Exception:
+        raise SchemaError(
+            f"the database is at schema revision {current}, which this version of MindRoute does not know; "
+            "it was migrated by a newer MindRoute. Upgrade MindRoute, or restore a backup made for this version."
+        ) from None
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Any]:
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two processes starting together: the second waits, then finds nothing to do.
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+                conn.commit()
+        else:
+            yield conn
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to `revision`, refusing a database newer than this code."""
+    with _migration_lock(engine) as conn:
+        _check_not_newer(engine, conn)
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with _migration_lock(engine) as conn:
+        _check_not_newer(engine, conn)
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+        conn.commit()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Called by the app and the CLI on start: migrate to head unless already there."""
+    head = head_revision(engine)
+    if current_revision(engine) == head:
+        return
+    upgrade(engine)

@@ -1,0 +1,267 @@
+"""The seven tables of the schema document, plus MindRoute's documented additions.
+
+Physical names are lower-case, as the document's unquoted SQL creates them on PostgreSQL,
+so `SELECT email, isActive FROM Users` works as written. Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import FunctionElement
+
+ROLES = ("admin", "user")
+TICKET_STATUSES = ("open", "in_progress", "resolved", "closed")
+PROTOCOLS = ("openai", "anthropic", "google", "openai-compatible")
+
+# The names PostgreSQL itself gives these constraints, so models, migrations and a database
+# built from the document's SQL all agree.
+NAMING_CONVENTION = {
+    "pk": "%(table_name)s_pkey",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+}
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC timestamp every column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class utc_now(FunctionElement):  # noqa: N801 - reads as SQL
+    """Server-side default: the current UTC time, whatever the server's time zone."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(utc_now, "postgresql")
+def _utc_now_pg(element: utc_now, compiler: Any, **kw: Any) -> str:
+    return "timezone('utc', now())"
+
+
+@compiles(utc_now)
+def _utc_now_default(element: utc_now, compiler: Any, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"  # SQLite's CURRENT_TIMESTAMP is UTC
+
+
+class new_uuid(FunctionElement):  # noqa: N801 - reads as SQL
+    """Server-side default id, so rows inserted by hand in SQL get one too."""
+
+    type = Uuid()
+    inherit_cache = True
+
+
+@compiles(new_uuid, "postgresql")
+def _new_uuid_pg(element: new_uuid, compiler: Any, **kw: Any) -> str:
+    return "gen_random_uuid()"  # built in since PostgreSQL 13, no extension
+
+
+@compiles(new_uuid)
+def _new_uuid_default(element: new_uuid, compiler: Any, **kw: Any) -> str:
+    return "(lower(hex(randomblob(16))))"  # SQLite: the 32 hex digits Uuid stores there
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _pk() -> Mapped[uuid.UUID]:
+    return mapped_column("id", Uuid, primary_key=True, default=uuid.uuid4, server_default=new_uuid())
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column("createdat", DateTime, nullable=False, default=utcnow, server_default=utc_now())
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(
+        "updatedat", DateTime, nullable=False, default=utcnow, onupdate=utcnow, server_default=utc_now()
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'user')", name="users_role_check"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    email: Mapped[str] = mapped_column("email", String(255), unique=True, nullable=False)
+    password: Mapped[str] = mapped_column("password", String(255), nullable=False)
+    name: Mapped[str] = mapped_column("name", String(100), nullable=False)
+    role: Mapped[str] = mapped_column("role", String(10), nullable=False, default="user", server_default="user")
+    is_active: Mapped[bool] = mapped_column("isactive", Boolean, nullable=False, default=True, server_default=true())
+    last_login: Mapped[datetime | None] = mapped_column("lastlogin", DateTime)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    def __repr__(self) -> str:  # never the password hash
+        return f"User(id={self.id}, email={self.email!r}, role={self.role!r})"
+
+
+class RefreshToken(Base):
+    __tablename__ = "refreshtokens"
+    __table_args__ = (
+        Index("refreshtokens_userid_idx", "userid"),
+        Index("refreshtokens_token_idx", "token"),
+        Index("refreshtokens_expiresat_idx", "expiresat"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    token: Mapped[str] = mapped_column("token", String(255), unique=True, nullable=False)  # SHA-256 digest only
+    expires_at: Mapped[datetime] = mapped_column("expiresat", DateTime, nullable=False)
+    is_revoked: Mapped[bool] = mapped_column("isrevoked", Boolean, nullable=False, default=False, server_default=false())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class ApiKey(Base):
+    __tablename__ = "apikeys"
+    __table_args__ = (
+        Index("apikeys_userid_idx", "userid"),
+        Index("apikeys_key_idx", "key"),
+        Index("apikeys_expiresat_idx", "expiresat"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    # The document says INTEGER, which contradicts users.id; it is a UUID here.
+    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column("name", String(255), nullable=False)
+    key: Mapped[str] = mapped_column("key", String(255), unique=True, nullable=False)  # SHA-256 digest only
+    last_used_at: Mapped[datetime | None] = mapped_column("lastusedat", DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column("expiresat", DateTime)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    # Addition (migration 0002): the first characters of the key, shown to tell keys apart.
+    prefix: Mapped[str] = mapped_column("prefix", String(20), nullable=False, server_default="")
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+    __table_args__ = (
+        CheckConstraint(
+            "protocol IN ('openai', 'anthropic', 'google', 'openai-compatible')", name="providers_protocol_check"
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    name: Mapped[str] = mapped_column("name", String(100), unique=True, nullable=False)
+    api_key: Mapped[str | None] = mapped_column("apikey", Text)  # Fernet ciphertext, never plaintext
+    endpoint_url: Mapped[str | None] = mapped_column("endpointurl", String(255))
+    allow_images: Mapped[bool] = mapped_column("allowimages", Boolean, nullable=False, default=False, server_default=false())
+    allow_videos: Mapped[bool] = mapped_column("allowvideos", Boolean, nullable=False, default=False, server_default=false())
+    allow_files: Mapped[bool] = mapped_column("allowfiles", Boolean, nullable=False, default=False, server_default=false())
+    max_tokens: Mapped[int | None] = mapped_column("maxtokens", Integer)
+    settings: Mapped[dict[str, Any] | None] = mapped_column("settings", JSONType)
+    is_active: Mapped[bool] = mapped_column("isactive", Boolean, nullable=False, default=True, server_default=true())
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    # Addition (migration 0002): which wire protocol the provider speaks.
+    protocol: Mapped[str] = mapped_column("protocol", String(30), nullable=False, default="openai", server_default="openai")
+
+
+class UserProvider(Base):
+    __tablename__ = "userproviders"
+    __table_args__ = (UniqueConstraint("userid", "providerid"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    provider_id: Mapped[uuid.UUID] = mapped_column(
+        "providerid", Uuid, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False
+    )
+    allowed: Mapped[bool] = mapped_column("allowed", Boolean, nullable=False, default=True, server_default=true())
+    max_tokens_override: Mapped[int | None] = mapped_column("maxtokensoverride", Integer)
+    settings: Mapped[dict[str, Any] | None] = mapped_column("settings", JSONType)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Log(Base):
+    __tablename__ = "logs"
+    __table_args__ = (
+        Index("logs_userid_idx", "userid"),
+        Index("logs_providerid_idx", "providerid"),
+        Index("logs_createdat_idx", "createdat"),
+        Index("logs_modelid_idx", "modelid"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    user_id: Mapped[uuid.UUID | None] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        "providerid", Uuid, ForeignKey("providers.id", ondelete="SET NULL")
+    )
+    model_id: Mapped[str | None] = mapped_column("modelid", String(100))
+    request_type: Mapped[str] = mapped_column("requesttype", String(50), nullable=False)
+    request_body: Mapped[dict[str, Any] | None] = mapped_column("requestbody", JSONType)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column("responsebody", JSONType)
+    tokens_used: Mapped[int | None] = mapped_column("tokensused", Integer)
+    prompt_tokens: Mapped[int | None] = mapped_column("prompttokens", Integer)
+    completion_tokens: Mapped[int | None] = mapped_column("completiontokens", Integer)
+    status_code: Mapped[int | None] = mapped_column("statuscode", Integer)
+    error_message: Mapped[str | None] = mapped_column("errormessage", Text)
+    duration: Mapped[int | None] = mapped_column("duration", Integer)  # milliseconds
+    ip: Mapped[str | None] = mapped_column("ip", String(50))
+    user_agent: Mapped[str | None] = mapped_column("useragent", Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'in_progress', 'resolved', 'closed')", name="tickets_status_check"),
+        Index("tickets_userid_idx", "userid"),
+        Index("tickets_status_idx", "status"),
+        Index("tickets_createdat_idx", "createdat"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    subject: Mapped[str] = mapped_column("subject", String(255), nullable=False)
+    message: Mapped[str] = mapped_column("message", Text, nullable=False)
+    status: Mapped[str] = mapped_column("status", String(20), nullable=False, default="open", server_default="open")
+    admin_response: Mapped[str | None] = mapped_column("adminresponse", Text)
+    admin_id: Mapped[uuid.UUID | None] = mapped_column("adminid", Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    resolved_at: Mapped[datetime | None] = mapped_column("resolvedat", DateTime)
+
+
+class LoginAttempt(Base):
+    """Addition (migration 0002): sign-in attempts, for throttling shared by every app process."""
+
+    __tablename__ = "loginattempts"
+    __table_args__ = (
+        Index("loginattempts_email_createdat_idx", "email", "createdat"),
+        Index("loginattempts_ip_createdat_idx", "ip", "createdat"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    email: Mapped[str] = mapped_column("email", String(255), nullable=False)  # lower-cased as typed
+    ip: Mapped[str | None] = mapped_column("ip", String(50))
+    succeeded: Mapped[bool] = mapped_column("succeeded", Boolean, nullable=False, default=False, server_default=false())
+    created_at: Mapped[datetime] = _created()

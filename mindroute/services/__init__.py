@@ -1,0 +1,1 @@
+"""Domain services: every change to data goes through one of these, with its role check."""

@@ -1,0 +1,142 @@
+"""Input validation against the schema's limits, with messages a person can act on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from mindroute.models import PROTOCOLS, ROLES, TICKET_STATUSES
+
+EMAIL_MAX = 255
+NAME_MAX = 100
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt's limit
+PROVIDER_NAME_MAX = 100
+ENDPOINT_URL_MAX = 255
+API_KEY_NAME_MAX = 255
+TICKET_SUBJECT_MAX = 255
+MODEL_ID_MAX = 100
+
+# Pragmatic syntax check: one @, a dot in the domain, no spaces. Deliverability is not our job.
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ValidationError(Exception):
+    """Bad input for one field; `field` names the form field the message belongs to."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _required_text(value: str | None, field: str, label: str, max_len: int) -> str:
+    cleaned = (value or "").strip()
+    if not cleaned:
+        raise ValidationError(field, f"{label} is required")
+    if len(cleaned) > max_len:
+        raise ValidationError(field, f"{label} must be at most {max_len} characters (got {len(cleaned)})")
+    return cleaned
+
+
+def normalize_email(value: str | None, field: str = "email") -> str:
+    email = _required_text(value, field, "Email", EMAIL_MAX).lower()
+    if not _EMAIL_RE.match(email):
+        raise ValidationError(field, "Enter an email address like name@example.com")
+    return email
+
+
+def validate_name(value: str | None, field: str = "name") -> str:
+    name = _required_text(value, field, "Name", NAME_MAX)
+    if any(ord(ch) < 32 for ch in name):
+        raise ValidationError(field, "Name cannot contain control characters")
+    return name
+
+
+def validate_password(password: str | None, email: str | None = None, field: str = "password") -> str:
+    """The one password policy: 8 characters to 72 bytes, not the email."""
+    password = password or ""
+    if len(password) < PASSWORD_MIN_CHARS:
+        raise ValidationError(field, f"Password must be at least {PASSWORD_MIN_CHARS} characters")
+    size = len(password.encode("utf-8"))
+    if size > PASSWORD_MAX_BYTES:
+        raise ValidationError(
+            field,
+            f"Password must be at most {PASSWORD_MAX_BYTES} bytes (this one is {size}; "
+            "characters outside ASCII take several bytes)",
+        )
+    if email and password.strip().lower() == email.strip().lower():
+        raise ValidationError(field, "Password cannot be the same as the email address")
+    return password
+
+
+def _one_of(value: str | None, allowed: Iterable[str], field: str, label: str) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValidationError(field, f"Unknown {label} {value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+def validate_role(value: str | None, field: str = "role") -> str:
+    return _one_of(value, ROLES, field, "role")
+
+
+def validate_ticket_status(value: str | None, field: str = "status") -> str:
+    return _one_of(value, TICKET_STATUSES, field, "status")
+
+
+def validate_protocol(value: str | None, field: str = "protocol") -> str:
+    return _one_of(value, PROTOCOLS, field, "protocol")
+
+
+def validate_provider_name(value: str | None, field: str = "name") -> str:
+    return _required_text(value, field, "Provider name", PROVIDER_NAME_MAX)
+
+
+def validate_endpoint_url(value: str | None, field: str = "endpoint_url") -> str:
+    url = _required_text(value, field, "Endpoint URL", ENDPOINT_URL_MAX)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(field, "Endpoint URL must start with http:// or https:// and name a host")
+    if parts.username or parts.password:
+        raise ValidationError(field, "Endpoint URL must not contain credentials; put the key in the API key field")
+    return url.rstrip("/")
+
+
+def validate_optional_positive_int(value: object, field: str, label: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValidationError(field, f"{label} must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValidationError(field, f"{label} must be a whole number")
+        value = int(value)
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValidationError(field, f"{label} must be a whole number") from None
+    if number <= 0:
+        raise ValidationError(field, f"{label} must be greater than 0")
+    if number > 2_147_483_647:
+        raise ValidationError(field, f"{label} is too large")
+    return number
+
+
+def validate_api_key_name(value: str | None, field: str = "name") -> str:
+    return _required_text(value, field, "Key name", API_KEY_NAME_MAX)
+
+
+def validate_ticket_subject(value: str | None, field: str = "subject") -> str:
+    return _required_text(value, field, "Subject", TICKET_SUBJECT_MAX)
+
+
+def validate_ticket_message(value: str | None, field: str = "message") -> str:
+    message = (value or "").strip()
+    if not message:
+        raise ValidationError(field, "Message is required")
+    return message

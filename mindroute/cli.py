@@ -8,11 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 
 from mindroute.config import ConfigError, get_settings
 from mindroute.db import SchemaError, current_revision, downgrade, get_engine, head_revision, transaction, upgrade
 from mindroute.errors import PermissionDenied
+from mindroute.security import DecryptionError
 from mindroute.validation import ValidationError
 
 
@@ -29,7 +31,7 @@ def _read_password(prompt: str = "Password: ") -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _migrated_engine():  # noqa: ANN202
+def _migrated_engine() -> Engine:
     from mindroute.db import ensure_schema
 
     engine = get_engine()
@@ -140,19 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, ConfigError, SchemaError, PermissionDenied) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except DecryptionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        # One line naming the failure; never the URL (it may hold a password).
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else exc.__class__.__name__
+        print(f"error: cannot use the database: {reason}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # one clear line, never a traceback full of connection strings
-        from mindroute.security import DecryptionError
-
-        if isinstance(exc, DecryptionError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        from sqlalchemy.exc import OperationalError
-
-        if isinstance(exc, OperationalError):
-            print(f"error: cannot reach the database: {exc.orig.__class__.__name__}: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
-            return 1
-        raise
     return 0

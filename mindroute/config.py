@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET_KEY_FILENAME = "secret.key"
+SECRET_KEY_FILENAME = "secret.key"  # noqa: S105 - a file name, not a secret
 SQLITE_FILENAME = "mindroute.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
@@ -75,9 +75,7 @@ def parse_database_url(raw: str) -> URL:
         ) from exc
     backend = url.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
-        raise ConfigError(
-            f"MINDROUTE_DATABASE_URL: unsupported database {backend!r} (use postgresql or sqlite)"
-        )
+        raise ConfigError(f"MINDROUTE_DATABASE_URL: unsupported database {backend!r} (use postgresql or sqlite)")
     if backend == "postgresql" and url.get_driver_name() != "psycopg":
         # psycopg 3 is the driver we install and test; anything else would fail later and less clearly.
         url = url.set(drivername="postgresql+psycopg")

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -101,7 +102,7 @@ def _check_not_newer(engine: Engine, conn: Any) -> None:
     script = ScriptDirectory.from_config(alembic_config(engine))
     try:
         script.get_revision(current)
-    except Exception:
+    except CommandError:
         raise SchemaError(
             f"the database is at schema revision {current}, which this version of MindRoute does not know; "
             "it was migrated by a newer MindRoute. Upgrade MindRoute, or restore a backup made for this version."

@@ -132,10 +132,14 @@ class RefreshToken(Base):
     )
 
     id: Mapped[uuid.UUID] = _pk()
-    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        "userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
     token: Mapped[str] = mapped_column("token", String(255), unique=True, nullable=False)  # SHA-256 digest only
     expires_at: Mapped[datetime] = mapped_column("expiresat", DateTime, nullable=False)
-    is_revoked: Mapped[bool] = mapped_column("isrevoked", Boolean, nullable=False, default=False, server_default=false())
+    is_revoked: Mapped[bool] = mapped_column(
+        "isrevoked", Boolean, nullable=False, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
@@ -150,7 +154,9 @@ class ApiKey(Base):
 
     id: Mapped[uuid.UUID] = _pk()
     # The document says INTEGER, which contradicts users.id; it is a UUID here.
-    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        "userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
     name: Mapped[str] = mapped_column("name", String(255), nullable=False)
     key: Mapped[str] = mapped_column("key", String(255), unique=True, nullable=False)  # SHA-256 digest only
     last_used_at: Mapped[datetime | None] = mapped_column("lastusedat", DateTime)
@@ -173,16 +179,24 @@ class Provider(Base):
     name: Mapped[str] = mapped_column("name", String(100), unique=True, nullable=False)
     api_key: Mapped[str | None] = mapped_column("apikey", Text)  # Fernet ciphertext, never plaintext
     endpoint_url: Mapped[str | None] = mapped_column("endpointurl", String(255))
-    allow_images: Mapped[bool] = mapped_column("allowimages", Boolean, nullable=False, default=False, server_default=false())
-    allow_videos: Mapped[bool] = mapped_column("allowvideos", Boolean, nullable=False, default=False, server_default=false())
-    allow_files: Mapped[bool] = mapped_column("allowfiles", Boolean, nullable=False, default=False, server_default=false())
+    allow_images: Mapped[bool] = mapped_column(
+        "allowimages", Boolean, nullable=False, default=False, server_default=false()
+    )
+    allow_videos: Mapped[bool] = mapped_column(
+        "allowvideos", Boolean, nullable=False, default=False, server_default=false()
+    )
+    allow_files: Mapped[bool] = mapped_column(
+        "allowfiles", Boolean, nullable=False, default=False, server_default=false()
+    )
     max_tokens: Mapped[int | None] = mapped_column("maxtokens", Integer)
     settings: Mapped[dict[str, Any] | None] = mapped_column("settings", JSONType)
     is_active: Mapped[bool] = mapped_column("isactive", Boolean, nullable=False, default=True, server_default=true())
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     # Addition (migration 0002): which wire protocol the provider speaks.
-    protocol: Mapped[str] = mapped_column("protocol", String(30), nullable=False, default="openai", server_default="openai")
+    protocol: Mapped[str] = mapped_column(
+        "protocol", String(30), nullable=False, default="openai", server_default="openai"
+    )
 
 
 class UserProvider(Base):
@@ -190,7 +204,9 @@ class UserProvider(Base):
     __table_args__ = (UniqueConstraint("userid", "providerid"),)
 
     id: Mapped[uuid.UUID] = _pk()
-    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        "userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
     provider_id: Mapped[uuid.UUID] = mapped_column(
         "providerid", Uuid, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False
     )
@@ -240,7 +256,9 @@ class Ticket(Base):
     )
 
     id: Mapped[uuid.UUID] = _pk()
-    user_id: Mapped[uuid.UUID] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        "userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
     subject: Mapped[str] = mapped_column("subject", String(255), nullable=False)
     message: Mapped[str] = mapped_column("message", Text, nullable=False)
     status: Mapped[str] = mapped_column("status", String(20), nullable=False, default="open", server_default="open")

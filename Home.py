@@ -1,0 +1,19 @@
+"""MindRoute's entry script and router: resolve who is signed in, then offer only their pages."""
+
+import streamlit as st
+
+st.set_page_config(page_title="MindRoute", page_icon=":material/hub:", layout="wide")
+
+from mindroute.ui import navigation, shell, signin  # noqa: E402 - page config comes first
+from mindroute.ui.runtime import engine  # noqa: E402
+from mindroute.ui.session import resolve_current_user  # noqa: E402
+
+engine()
+user = resolve_current_user()
+if user is None:
+    # Signed out: one hidden page, so no other page can be reached by URL or switch_page.
+    st.navigation([st.Page(signin.signed_out_view, title="Sign in", url_path="signin")], position="hidden").run()
+else:
+    page = navigation.build_navigation(user)
+    shell.sidebar(user)
+    page.run()

@@ -1,0 +1,1 @@
+"""The Streamlit side: the only package besides the page scripts that imports streamlit."""

@@ -1,0 +1,65 @@
+"""Who is signed in, for the page scripts: resolve the session and guard every page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mindroute import web
+from mindroute.db import transaction
+from mindroute.models import User
+from mindroute.services import auth
+from mindroute.ui.runtime import engine
+
+# Where a tab-lived session (no cookie routes: `streamlit run Home.py`, AppTest) keeps its token.
+TAB_TOKEN_KEY = "mindroute_tab_session"
+
+
+def cookie_routes_available() -> bool:
+    return web.ROUTES_MOUNTED
+
+
+def session_token() -> str | None:
+    """The browser's session token: the HttpOnly cookie, else the one this tab signed in with."""
+    cookie = st.context.cookies.get(web.SESSION_COOKIE)
+    if isinstance(cookie, str) and cookie:
+        return cookie
+    return st.session_state.get(TAB_TOKEN_KEY)
+
+
+def resolve_current_user() -> User | None:
+    token = session_token()
+    if not token:
+        return None
+    with transaction(engine()) as session:
+        resolved = auth.resolve_session(session, token)
+    if resolved is None:
+        st.session_state.pop(TAB_TOKEN_KEY, None)  # revoked or expired: this tab is signed out
+        return None
+    return resolved.user
+
+
+def require_user(role: str | None = None) -> User:
+    """The first statement of every page: stops the page for anyone not allowed to see it."""
+    user = resolve_current_user()
+    if user is None:
+        st.warning("Please sign in to continue.")
+        st.stop()
+    if role == "admin" and user.role != "admin":
+        st.error("This page is for administrators.")
+        st.stop()
+    return user
+
+
+def require_admin() -> User:
+    return require_user("admin")
+
+
+def sign_in_tab(token: str) -> None:
+    st.session_state[TAB_TOKEN_KEY] = token
+
+
+def sign_out_tab() -> None:
+    token = st.session_state.pop(TAB_TOKEN_KEY, None)
+    if token:
+        with transaction(engine()) as session:
+            auth.revoke_token(session, token)

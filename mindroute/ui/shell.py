@@ -1,0 +1,27 @@
+"""The frame around every signed-in page: who is signed in, and the way out."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mindroute.models import User
+from mindroute.ui.session import cookie_routes_available, sign_out_tab
+
+# Static markup: posts to /auth/signout, which revokes the token and clears the HttpOnly cookie.
+_COOKIE_SIGNOUT_FORM = """
+<form method="post" action="/auth/signout" data-testid="mr-signout-form">
+  <button type="submit" style="font:inherit; padding:0.35rem 0.9rem; border-radius:0.5rem; cursor:pointer;
+    border:1px solid rgba(128,128,128,0.4); background:transparent; color:inherit">Sign out</button>
+</form>
+"""
+
+
+def sidebar(user: User) -> None:
+    with st.sidebar:
+        st.text(user.name)  # untrusted: plain text, never Markdown
+        st.caption("Administrator" if user.role == "admin" else "User")
+        if cookie_routes_available():
+            st.html(_COOKIE_SIGNOUT_FORM)
+        elif st.button("Sign out", key="sign_out"):
+            sign_out_tab()
+            st.rerun()

@@ -1,0 +1,145 @@
+"""What a signed-out visitor sees: the first-run administrator form, sign-in and sign-up."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mindroute.config import get_settings
+from mindroute.db import transaction
+from mindroute.errors import PermissionDenied
+from mindroute.services import auth, users
+from mindroute.ui.render import form_errors
+from mindroute.ui.runtime import engine
+from mindroute.ui.session import TAB_TOKEN_KEY, cookie_routes_available, sign_in_tab
+
+TAB_NOTE_SHOWN = "mindroute_tab_note_shown"
+
+# Static markup, no user text in it: a real form so the browser posts it to /auth/signin,
+# which sets the HttpOnly cookie (a Streamlit script cannot set cookies).
+_COOKIE_SIGNIN_FORM = """
+<style>
+.mr-signin {display:flex; flex-direction:column; gap:0.6rem; max-width:26rem}
+.mr-signin label {font-size:0.875rem; display:flex; flex-direction:column; gap:0.25rem}
+.mr-signin input[type=email], .mr-signin input[type=password] {
+  font:inherit; padding:0.5rem 0.75rem; border-radius:0.5rem;
+  border:1px solid rgba(128,128,128,0.4); background:transparent; color:inherit}
+.mr-signin .mr-check {flex-direction:row; align-items:center; gap:0.5rem}
+.mr-signin button {font:inherit; padding:0.5rem 1rem; border-radius:0.5rem; border:none; cursor:pointer;
+  background:#4f46e5; color:white; align-self:flex-start}
+</style>
+<form class="mr-signin" method="post" action="/auth/signin" data-testid="mr-signin-form">
+  <label>Email<input type="email" name="email" autocomplete="username" required maxlength="255"></label>
+  <label>Password<input type="password" name="password" autocomplete="current-password" required></label>
+  <label class="mr-check"><input type="checkbox" name="remember" value="on"> Keep me signed in for 30 days</label>
+  <button type="submit">Sign in</button>
+</form>
+"""
+
+
+def _client_ip() -> str | None:
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) else None  # AppTest has no real connection
+
+
+def first_admin_view() -> None:
+    st.title("Welcome to MindRoute")
+    st.write("No administrator exists yet. Create the first administrator account to begin.")
+    with st.form("first_admin"):
+        name = st.text_input("Name", max_chars=100, key="first_admin_name")
+        name_err = st.empty()
+        email = st.text_input("Email", max_chars=255, key="first_admin_email")
+        email_err = st.empty()
+        password = st.text_input(
+            "Password", type="password", help="8 to 72 bytes, not your email", key="first_admin_password"
+        )
+        password_err = st.empty()
+        repeat = st.text_input("Repeat password", type="password", key="first_admin_repeat")
+        repeat_err = st.empty()
+        submitted = st.form_submit_button("Create administrator", type="primary")
+    if not submitted:
+        return
+    if password != repeat:
+        repeat_err.error("The two passwords differ")
+        return
+    fields = {"name": name_err, "email": email_err, "password": password_err}
+    with form_errors(fields):
+        try:
+            with transaction(engine()) as session:
+                users.create_first_admin(session, email=email, name=name, password=password)
+        except PermissionDenied:
+            st.rerun()  # someone else finished the first run meanwhile: show sign-in
+        st.success("Administrator created. Sign in below.")
+        st.rerun()
+
+
+def _query_param_message() -> None:
+    outcome = st.query_params.get("signin")
+    if outcome == "failed":
+        st.error(auth.SIGN_IN_FAILED)
+    elif outcome == "throttled":
+        try:
+            wait = int(st.query_params.get("wait", "60"))
+        except ValueError:
+            wait = 60
+        st.error(auth.throttled_message(min(max(wait, 1), 3600)))
+    if outcome:
+        st.query_params.clear()
+
+
+def _tab_signin_form() -> None:
+    if not st.session_state.get(TAB_NOTE_SHOWN):
+        st.session_state[TAB_NOTE_SHOWN] = True
+        st.info(
+            "This copy of MindRoute runs without its sign-in routes (started with `streamlit run Home.py`), "
+            "so a sign-in lasts only as long as this browser tab. Start it with `streamlit run app.py` "
+            "to stay signed in across reloads."
+        )
+    with st.form("signin"):
+        email = st.text_input("Email", max_chars=255, autocomplete="username", key="signin_email")
+        password = st.text_input(
+            "Password", type="password", autocomplete="current-password", key="signin_password"
+        )
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if not submitted:
+        return
+    with transaction(engine()) as session:
+        result = auth.sign_in(session, email, password, _client_ip())
+        issued = auth.issue_session(session, result.user) if result.user else None
+    if issued is None:
+        st.error(result.error)
+        return
+    sign_in_tab(issued.token)
+    st.rerun()
+
+
+def _signup_form() -> None:
+    with st.expander("New here? Create an account"):
+        with st.form("signup"):
+            name = st.text_input("Name", max_chars=100, key="signup_name")
+            name_err = st.empty()
+            email = st.text_input("Email", max_chars=255, key="signup_email")
+            email_err = st.empty()
+            password = st.text_input("Password", type="password", key="signup_password", help="8 to 72 bytes")
+            password_err = st.empty()
+            submitted = st.form_submit_button("Create account")
+        if submitted:
+            with form_errors({"name": name_err, "email": email_err, "password": password_err}):
+                with transaction(engine()) as session:
+                    users.sign_up(session, email=email, name=name, password=password)
+                st.success("Account created. Sign in with your email and password.")
+
+
+def signed_out_view() -> None:
+    with transaction(engine()) as session:
+        has_admin = users.admin_exists(session)
+    if not has_admin:
+        first_admin_view()
+        return
+    st.title("Sign in to MindRoute")
+    _query_param_message()
+    if cookie_routes_available():
+        st.html(_COOKIE_SIGNIN_FORM)
+    else:
+        _tab_signin_form()
+    if get_settings().allow_signup:
+        _signup_form()

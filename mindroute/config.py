@@ -76,7 +76,7 @@ def parse_database_url(raw: str) -> URL:
     backend = url.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         raise ConfigError(f"MINDROUTE_DATABASE_URL: unsupported database {backend!r} (use postgresql or sqlite)")
-    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+    if backend == "postgresql" and url.drivername != "postgresql+psycopg":
         # psycopg 3 is the driver we install and test; anything else would fail later and less clearly.
         url = url.set(drivername="postgresql+psycopg")
     return url

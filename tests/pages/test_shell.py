@@ -173,9 +173,7 @@ def test_account_password_change_checks_the_current_password(engine, monkeypatch
     next(b for b in at.button if b.label == "Change password").click().run()
     assert "Password changed. 1 other session(s) signed out." in texts(at)
     with transaction(engine) as session:
-        revoked = session.scalar(
-            select(RefreshToken.is_revoked).where(RefreshToken.token == _digest(other))
-        )
+        revoked = session.scalar(select(RefreshToken.is_revoked).where(RefreshToken.token == _digest(other)))
     assert revoked is True
     at.switch_page("pages/workspace/overview.py").run()
     assert "Overview" in texts(at)

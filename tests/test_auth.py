@@ -1,0 +1,288 @@
+"""Sign-in, throttling, sessions and the cookie routes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from mindroute import security, web
+from mindroute.db import transaction
+from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
+from mindroute.services import auth
+from mindroute.validation import ValidationError
+
+PASSWORD = "correct horse battery"
+HASH = security.hash_password(PASSWORD)
+
+
+def add_user(engine, email: str, role: str = "user", active: bool = True) -> User:
+    with transaction(engine) as session:
+        user = User(email=email, name="N", role=role, password=HASH, is_active=active)
+        session.add(user)
+    return user
+
+
+def try_sign_in(engine, email: str, password: str, ip: str | None = "10.0.0.1") -> auth.SignInResult:
+    with transaction(engine) as session:
+        return auth.sign_in(session, email, password, ip)
+
+
+def test_sign_in_sets_last_login_and_records_the_attempt(engine) -> None:
+    add_user(engine, "a@example.com")
+    result = try_sign_in(engine, " A@Example.com ", PASSWORD)
+    assert result.user is not None and result.error is None
+    with transaction(engine) as session:
+        assert session.scalar(select(User.last_login)) is not None
+        assert session.scalar(select(LoginAttempt.succeeded)) is True
+
+
+@pytest.mark.parametrize("email,password", [("a@example.com", "wrong"), ("who@example.com", PASSWORD), ("", "")])
+def test_failed_sign_ins_share_one_message_and_are_counted(engine, email: str, password: str) -> None:
+    add_user(engine, "a@example.com")
+    result = try_sign_in(engine, email, password)
+    assert (result.user, result.error) == (None, auth.SIGN_IN_FAILED)
+    with transaction(engine) as session:
+        assert session.scalar(select(func.count()).where(~LoginAttempt.succeeded)) == 1
+
+
+def test_deactivated_user_cannot_sign_in(engine) -> None:
+    add_user(engine, "off@example.com", active=False)
+    assert try_sign_in(engine, "off@example.com", PASSWORD).error == auth.SIGN_IN_FAILED
+
+
+def test_account_throttle_after_five_failures_then_window_expires(engine) -> None:
+    add_user(engine, "a@example.com")
+    for i in range(auth.MAX_FAILURES_PER_ACCOUNT):
+        assert not try_sign_in(engine, "a@example.com", "wrong", ip=f"10.0.0.{i}").throttled
+    blocked = try_sign_in(engine, "a@example.com", PASSWORD, ip="10.9.9.9")
+    assert blocked.throttled and blocked.user is None
+    assert 14 * 60 < blocked.wait_seconds <= 15 * 60
+    assert "Try again in 15 minutes" in blocked.error
+    with transaction(engine) as session:  # 16 minutes later the failures no longer count
+        session.execute(update(LoginAttempt).values(created_at=utcnow() - timedelta(minutes=16)))
+    assert try_sign_in(engine, "a@example.com", PASSWORD).user is not None
+
+
+def test_address_throttle_after_twenty_failures_across_accounts(engine) -> None:
+    add_user(engine, "a@example.com")
+    for i in range(auth.MAX_FAILURES_PER_ADDRESS):
+        try_sign_in(engine, f"guess{i}@example.com", "wrong", ip="203.0.113.5")
+    assert try_sign_in(engine, "a@example.com", PASSWORD, ip="203.0.113.5").throttled
+    assert try_sign_in(engine, "a@example.com", PASSWORD, ip="198.51.100.7").user is not None
+
+
+def test_a_success_resets_the_account_counter(engine) -> None:
+    add_user(engine, "a@example.com")
+    for _ in range(auth.MAX_FAILURES_PER_ACCOUNT - 1):
+        try_sign_in(engine, "a@example.com", "wrong")
+    assert try_sign_in(engine, "a@example.com", PASSWORD).user is not None
+    assert not try_sign_in(engine, "a@example.com", "wrong").throttled
+    assert try_sign_in(engine, "a@example.com", PASSWORD).user is not None
+
+
+def test_session_token_is_stored_only_as_digest_and_resolves(engine) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        issued = auth.issue_session(session, session.get(User, user.id), remember=True)
+    with transaction(engine) as session:
+        stored = session.scalar(select(RefreshToken.token))
+        assert stored == security.digest(issued.token) and issued.token not in stored
+        resolved = auth.resolve_session(session, issued.token)
+        assert resolved.user.email == "a@example.com"
+        assert timedelta(days=29) < resolved.expires_at - utcnow() <= timedelta(days=30)
+        assert auth.resolve_session(session, "not-a-token") is None
+
+
+def test_revoked_expired_and_deactivated_sessions_do_not_resolve(engine) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        tokens = [auth.issue_session(session, session.get(User, user.id)).token for _ in range(3)]
+    with transaction(engine) as session:
+        auth.revoke_token(session, tokens[0])
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token == security.digest(tokens[1]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, tokens[0]) is None
+        assert auth.resolve_session(session, tokens[1]) is None
+        assert auth.resolve_session(session, tokens[2]) is not None
+        session.execute(update(User).values(is_active=False))
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, tokens[2]) is None
+
+
+def test_rotation_issues_a_new_token_and_ends_the_old_one_soon(engine) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        old = auth.issue_session(session, session.get(User, user.id)).token
+        session.execute(update(RefreshToken).values(created_at=utcnow() - timedelta(days=1, minutes=1)))
+    with transaction(engine) as session:
+        current = auth.resolve_session(session, old)
+        assert current.needs_rotation()
+        new = auth.rotate_session(session, current)
+    with transaction(engine) as session:
+        old_row = session.scalar(select(RefreshToken).where(RefreshToken.token == security.digest(old)))
+        assert old_row.expires_at <= utcnow() + auth.ROTATION_GRACE
+        assert not auth.resolve_session(session, new.token).needs_rotation()
+
+
+def test_prune_removes_expired_and_old_revoked_tokens_and_old_attempts(engine) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        live, expired, revoked = (auth.issue_session(session, session.get(User, user.id)).token for _ in range(3))
+        session.add(LoginAttempt(email="x@example.com", created_at=utcnow() - timedelta(hours=1)))
+    with transaction(engine) as session:
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token == security.digest(expired))
+            .values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token == security.digest(revoked))
+            .values(is_revoked=True, updated_at=utcnow() - timedelta(days=2))
+        )
+    with transaction(engine) as session:
+        auth.prune(session)
+    with transaction(engine) as session:
+        assert session.scalars(select(RefreshToken.token)).all() == [security.digest(live)]
+        assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 0
+
+
+def test_change_password_requires_current_and_signs_out_other_sessions(engine) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        mine, other = (auth.issue_session(session, session.get(User, user.id)).token for _ in range(2))
+    with pytest.raises(ValidationError) as wrong:
+        with transaction(engine) as session:
+            auth.change_password(session, session.get(User, user.id), "nope", "new password 1", mine)
+    assert wrong.value.field == "current_password"
+    with pytest.raises(ValidationError) as too_long:
+        with transaction(engine) as session:
+            auth.change_password(session, session.get(User, user.id), PASSWORD, "é" * 40, mine)
+    assert too_long.value.field == "new_password" and "72 bytes" in too_long.value.message
+    with transaction(engine) as session:
+        assert auth.change_password(session, session.get(User, user.id), PASSWORD, "new password 1", mine) == 1
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, mine) is not None
+        assert auth.resolve_session(session, other) is None
+        assert security.verify_password("new password 1", session.get(User, user.id).password)
+
+
+# --- the cookie routes, through real HTTP requests in-process --------------------------------
+
+
+@pytest.fixture
+def client(engine, monkeypatch) -> TestClient:
+    import mindroute.db as db
+
+    monkeypatch.setattr(db, "_engine", engine)
+
+    async def page(_request):  # stands in for Streamlit's index page
+        return PlainTextResponse("page")
+
+    app = Starlette(routes=[*web.routes(), Route("/", page)], middleware=web.middleware())
+    return TestClient(app, base_url="http://mr.test")
+
+
+SAME_ORIGIN = {"Origin": "http://mr.test"}
+
+
+def test_sign_in_route_sets_an_httponly_lax_cookie(client, engine) -> None:
+    add_user(engine, "a@example.com")
+    response = client.post(
+        "/auth/signin",
+        data={"email": "a@example.com", "password": PASSWORD},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    set_cookie = response.headers["set-cookie"]
+    assert set_cookie.startswith(f"{web.SESSION_COOKIE}=") and "HttpOnly" in set_cookie
+    assert "SameSite=lax" in set_cookie and "Secure" not in set_cookie and "Max-Age" not in set_cookie
+
+
+def test_remember_me_makes_a_30_day_cookie_and_https_makes_it_secure(client, engine) -> None:
+    add_user(engine, "a@example.com")
+    response = client.post(
+        "/auth/signin",
+        data={"email": "a@example.com", "password": PASSWORD, "remember": "on"},
+        headers={**SAME_ORIGIN, "X-Forwarded-Proto": "https"},
+        follow_redirects=False,
+    )
+    set_cookie = response.headers["set-cookie"]
+    assert "Secure" in set_cookie
+    max_age = int(set_cookie.split("Max-Age=")[1].split(";")[0])
+    assert 29 * 86400 < max_age <= 30 * 86400
+
+
+@pytest.mark.parametrize("headers", [{}, {"Origin": "https://evil.example"}, {"Referer": "https://evil.example/x"}])
+def test_cross_site_posts_are_refused(client, engine, headers) -> None:
+    add_user(engine, "a@example.com")
+    response = client.post("/auth/signin", data={"email": "a@example.com", "password": PASSWORD}, headers=headers)
+    assert response.status_code == 403 and "set-cookie" not in response.headers
+    assert client.post("/auth/signout", headers=headers).status_code == 403
+
+
+def test_failed_and_throttled_sign_ins_redirect_with_a_code(client, engine) -> None:
+    add_user(engine, "a@example.com")
+    form = {"email": "a@example.com", "password": "wrong"}
+    for _ in range(auth.MAX_FAILURES_PER_ACCOUNT):
+        response = client.post("/auth/signin", data=form, headers=SAME_ORIGIN, follow_redirects=False)
+        assert response.headers["location"] == "/?signin=failed"
+    response = client.post("/auth/signin", data=form, headers=SAME_ORIGIN, follow_redirects=False)
+    assert response.headers["location"].startswith("/?signin=throttled&wait=")
+
+
+def test_sign_out_revokes_the_token_and_clears_the_cookie(client, engine) -> None:
+    add_user(engine, "a@example.com")
+    client.post("/auth/signin", data={"email": "a@example.com", "password": PASSWORD}, headers=SAME_ORIGIN)
+    token = client.cookies[web.SESSION_COOKIE]
+    response = client.post("/auth/signout", headers=SAME_ORIGIN, follow_redirects=False)
+    assert response.status_code == 303 and f'{web.SESSION_COOKIE}=""' in response.headers["set-cookie"]
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, token) is None
+
+
+def test_page_load_rotates_a_day_old_cookie_and_clears_a_dead_one(client, engine) -> None:
+    add_user(engine, "a@example.com")
+    client.post("/auth/signin", data={"email": "a@example.com", "password": PASSWORD}, headers=SAME_ORIGIN)
+    old = client.cookies[web.SESSION_COOKIE]
+    html = {"Accept": "text/html"}
+    assert "set-cookie" not in client.get("/", headers=html).headers  # fresh: nothing to do
+    with transaction(engine) as session:
+        session.execute(update(RefreshToken).values(created_at=utcnow() - timedelta(days=2)))
+    response = client.get("/", headers=html)
+    new = response.cookies[web.SESSION_COOKIE]
+    assert new != old
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, new) is not None
+        auth.revoke_token(session, new)
+    response = client.get("/", headers=html)
+    assert f'{web.SESSION_COOKIE}=""' in response.headers["set-cookie"]
+
+
+def test_healthz_reports_the_database(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_answers_503_without_leaking_the_url(monkeypatch) -> None:
+    import mindroute.db as db
+    from mindroute.db import make_engine
+
+    monkeypatch.setattr(
+        db, "_engine", make_engine("postgresql+psycopg://mr:s3cret-pw@127.0.0.1:1/nowhere", connect_args={})
+    )
+    response = TestClient(Starlette(routes=web.routes())).get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "unreachable"}
+    assert "s3cret" not in response.text

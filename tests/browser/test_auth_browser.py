@@ -16,12 +16,12 @@ ADMIN_EMAIL, ADMIN_PASSWORD = "root@example.com", "admin password 1"
 USER_EMAIL, USER_PASSWORD = "plain@example.com", "user password 1"
 
 
-def settle(page) -> None:  # noqa: ANN001
+def settle(page) -> None:
     """Wait until Streamlit has finished running the script for the current view."""
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
 
 
-def sign_in(page, base: str, email: str, password: str) -> None:  # noqa: ANN001
+def sign_in(page, base: str, email: str, password: str) -> None:
     page.goto(base)
     form = page.locator("form[data-testid='mr-signin-form']")
     form.wait_for()
@@ -32,7 +32,7 @@ def sign_in(page, base: str, email: str, password: str) -> None:  # noqa: ANN001
     settle(page)
 
 
-def session_cookie(context) -> dict | None:  # noqa: ANN001
+def session_cookie(context) -> dict | None:
     return next((c for c in context.cookies() if c["name"] == SESSION_COOKIE), None)
 
 

@@ -9,9 +9,8 @@ import streamlit as st
 from sqlalchemy import Engine
 from streamlit.testing.v1 import AppTest
 
-from mindroute import config
+from mindroute import config, security
 from mindroute import db as mr_db
-from mindroute import security
 from mindroute.db import transaction
 from mindroute.models import User
 

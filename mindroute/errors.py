@@ -3,12 +3,16 @@
 from mindroute.validation import ValidationError
 
 
-class PermissionDenied(Exception):
+class PermissionDenied(Exception):  # noqa: N818 - reads better at the raise site
     """The signed-in user's role does not allow this action."""
 
 
-class NotFound(Exception):
+class NotFound(Exception):  # noqa: N818 - reads better at the raise site
     """The thing asked for does not exist, or is not visible to the caller."""
 
 
-__all__ = ["NotFound", "PermissionDenied", "ValidationError"]
+class ConflictError(Exception):
+    """The row changed since the editor loaded it: saving would silently undo someone else's change."""
+
+
+__all__ = ["ConflictError", "NotFound", "PermissionDenied", "ValidationError"]

@@ -140,3 +140,35 @@ def validate_ticket_message(value: str | None, field: str = "message") -> str:
     if not message:
         raise ValidationError(field, "Message is required")
     return message
+
+
+PROVIDER_API_KEY_MAX = 4096
+
+
+def validate_flag(value: object, field: str, label: str) -> bool:
+    """A checkbox value: only True or False (a string like "false" would otherwise read as True)."""
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"{label} must be on or off")
+    return value
+
+
+def validate_provider_api_key(value: str | None, field: str = "api_key") -> str | None:
+    """A provider key as typed: None when blank. Messages never repeat the key."""
+    key = (value or "").strip()
+    if not key:
+        return None
+    if len(key) > PROVIDER_API_KEY_MAX:
+        raise ValidationError(field, f"API key must be at most {PROVIDER_API_KEY_MAX} characters")
+    # It travels in an HTTP header: printable ASCII with no spaces (a pasted line break is the usual cause).
+    if not all(33 <= ord(ch) <= 126 for ch in key):
+        raise ValidationError(field, "API key cannot contain spaces, line breaks or characters outside ASCII")
+    return key
+
+
+def validate_model_id(value: object, field: str = "model") -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field, f"A model id must be text, got {value!r}")
+    model = _required_text(value, field, "Model id", MODEL_ID_MAX)
+    if any(ord(ch) < 32 for ch in model):
+        raise ValidationError(field, "A model id cannot contain control characters")
+    return model

@@ -95,6 +95,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     eng = make_engine(url)
     _truncate_all(eng)
     yield eng
+    _truncate_all(eng)  # tests that use the session database directly find it empty too
     eng.dispose()
 
 

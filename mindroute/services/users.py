@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.errors import PermissionDenied
-from mindroute.models import User
+from mindroute.models import User, utcnow
 from mindroute.validation import (
     ValidationError,
     normalize_email,
@@ -16,11 +19,41 @@ from mindroute.validation import (
     validate_role,
 )
 
+_Stmt = TypeVar("_Stmt", bound="Select[Any]")
+
 
 def require_admin(actor: User | None) -> None:
     """The role check every admin-only service starts with. `None` is the trusted CLI."""
     if actor is not None and (actor.role != "admin" or not actor.is_active):
         raise PermissionDenied("Only administrators can do this")
+
+
+def for_update(session: Session, stmt: _Stmt) -> _Stmt:
+    """`stmt`, made so that what it reads stays true until this transaction ends, on either database.
+
+    PostgreSQL locks the selected rows (FOR UPDATE; a waiting transaction re-reads them after the
+    holder commits). SQLite has no row locks: an UPDATE that matches nothing makes this transaction
+    the database's one writer now, so the read sees the latest commit and nobody commits before us.
+    Objects already loaded are refreshed with what is read.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE users SET role = role WHERE 0"))
+        return stmt.execution_options(populate_existing=True)
+    return stmt.with_for_update().execution_options(populate_existing=True)
+
+
+def same_instant(a: datetime, b: datetime) -> bool:
+    """Whether two timestamps are the same moment; naive ones are UTC, as every column stores them."""
+
+    def naive_utc(value: datetime) -> datetime:
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+    return naive_utc(a) == naive_utc(b)
+
+
+def next_updated_at(previous: datetime) -> datetime:
+    """Now, but strictly later than `previous`: an editor holding the old value always sees the change."""
+    return max(utcnow(), previous + timedelta(microseconds=1))
 
 
 def find_by_email(session: Session, email: str) -> User | None:

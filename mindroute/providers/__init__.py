@@ -1,0 +1,1 @@
+"""Adapters for the AI providers MindRoute sits in front of, one module per concern."""

@@ -1,0 +1,584 @@
+"""Providers for the admin console: create, edit, deactivate and delete them, with keys encrypted and never shown.
+
+The `settings` column (JSONB on PostgreSQL, JSON on SQLite) holds one documented shape::
+
+    {
+      "models": ["gpt-4o", "gpt-4o-mini"],       # model ids offered; [] means any model the provider accepts
+      "default_model": "gpt-4o",                  # or null; when "models" lists any, one of them
+      "prices": {                                 # USD per million tokens, each a number >= 0
+        "gpt-4o": {"input": 2.5, "output": 10.0}
+      }
+    }
+
+All three keys are optional when saving (missing means empty) and always present when read back.
+Prices may name models that are no longer listed: old log rows still need their cost.
+`validate_settings` is the one check, used by the form widgets and by the raw JSON editor
+(`parse_settings_json`); it reports every problem, each under a field name such as
+"settings.prices.gpt-4o.input".
+
+API keys are write-only: stored as Fernet ciphertext (`SecretBox` with MINDROUTE_SECRET_KEY),
+shown only masked (last 4 characters), and decrypted only to call the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mindroute.config import get_settings
+from mindroute.errors import ConflictError, NotFound
+from mindroute.models import Log, Provider, User
+from mindroute.providers_catalog import DEFAULT_ENDPOINTS
+from mindroute.security import DecryptionError, SecretBox, mask_secret
+from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
+from mindroute.validation import (
+    MODEL_ID_MAX,
+    ValidationError,
+    validate_endpoint_url,
+    validate_flag,
+    validate_model_id,
+    validate_optional_positive_int,
+    validate_protocol,
+    validate_provider_api_key,
+    validate_provider_name,
+)
+
+SETTINGS_KEYS = ("models", "default_model", "prices")
+PRICE_KEYS = ("input", "output")
+UNDECRYPTABLE_KEY_MASK = "(cannot be decrypted)"
+
+
+def empty_settings() -> dict[str, Any]:
+    return {"models": [], "default_model": None, "prices": {}}
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+class SettingsError(ValidationError):
+    """Every problem found in a settings value; `field`/`message` are the first, `problems` all of them."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        first_field, first_message = next(iter(problems.items()))
+        more = len(problems) - 1
+        super().__init__(first_field, first_message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+        self.problems = problems
+
+
+def _check_models(raw: object, problems: dict[str, str]) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems["settings.models"] = 'Models must be a list of model ids, like ["gpt-4o", "gpt-4o-mini"]'
+        return []
+    models: list[str] = []
+    for position, item in enumerate(raw, start=1):
+        try:
+            model = validate_model_id(item, "settings.models")
+        except ValidationError as exc:
+            problems.setdefault("settings.models", f"Model #{position}: {exc.message}")
+            continue
+        if model not in models:  # a duplicate is harmless; keep the first
+            models.append(model)
+    return models
+
+
+def _check_default_model(raw: object, models: list[str], problems: dict[str, str]) -> str | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        default = validate_model_id(raw, "settings.default_model")
+    except ValidationError as exc:
+        problems["settings.default_model"] = f"Default model: {exc.message}"
+        return None
+    if models and default not in models:
+        problems["settings.default_model"] = f"Default model {default!r} is not one of the listed models"
+    return default
+
+
+def _check_price(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _check_prices(raw: object, problems: dict[str, str]) -> dict[str, dict[str, float]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        problems["settings.prices"] = (
+            'Prices must map model ids to prices, like {"gpt-4o": {"input": 2.5, "output": 10}}'
+        )
+        return {}
+    prices: dict[str, dict[str, float]] = {}
+    for model, entry in raw.items():
+        if not isinstance(model, str) or not model.strip() or len(model.strip()) > MODEL_ID_MAX:
+            problems["settings.prices"] = f"Prices: {model!r} is not a model id"
+            continue
+        model = model.strip()
+        where = f"settings.prices.{model}"
+        if not isinstance(entry, Mapping):
+            problems[where] = f'Price of {model} must look like {{"input": 2.5, "output": 10}}'
+            continue
+        unknown = sorted(str(k) for k in entry if k not in PRICE_KEYS)
+        if unknown:
+            problems[where] = f"Price of {model} has unknown key(s) {', '.join(unknown)}: use input and output"
+        checked: dict[str, float] = {}
+        for kind in PRICE_KEYS:
+            if kind not in entry:
+                problems[f"{where}.{kind}"] = f"Price of {model} needs {kind!r} (USD per million {kind} tokens)"
+                continue
+            price = _check_price(entry[kind])
+            if price is None:
+                problems[f"{where}.{kind}"] = (
+                    f"{kind.capitalize()} price of {model} must be a number of 0 or more "
+                    f"(USD per million tokens), got {entry[kind]!r}"
+                )
+                continue
+            checked[kind] = price
+        if len(checked) == len(PRICE_KEYS):
+            prices[model] = checked
+    return prices
+
+
+def validate_settings(value: object) -> dict[str, Any]:
+    """`value` in the documented shape (see the module docstring), or SettingsError naming each bad field."""
+    if value is None:
+        return empty_settings()
+    if not isinstance(value, Mapping):
+        raise SettingsError({"settings": 'Settings must be a JSON object, like {"models": [], "prices": {}}'})
+    problems: dict[str, str] = {}
+    unknown = sorted(str(k) for k in value if k not in SETTINGS_KEYS)
+    if unknown:
+        problems["settings"] = f"Unknown setting(s) {', '.join(unknown)}: the settings hold {', '.join(SETTINGS_KEYS)}"
+    models = _check_models(value.get("models"), problems)
+    default = _check_default_model(value.get("default_model"), models, problems)
+    prices = _check_prices(value.get("prices"), problems)
+    if problems:
+        raise SettingsError(problems)
+    return {"models": models, "default_model": default, "prices": prices}
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed in JSON; write a number")
+
+
+def parse_settings_json(text: str | None) -> dict[str, Any]:
+    """The raw JSON editor's text, parsed and validated; blank text means empty settings."""
+    if not (text or "").strip():
+        return empty_settings()
+    try:
+        value = json.loads(text or "", parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        message = f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise SettingsError({"settings": message}) from None
+    except ValueError as exc:  # NaN or Infinity
+        raise SettingsError({"settings": f"Not valid JSON: {exc}"}) from None
+    return validate_settings(value)
+
+
+def settings_json(settings: Mapping[str, Any]) -> str:
+    """The text the raw JSON editor starts from."""
+    return json.dumps(settings, indent=2, ensure_ascii=False)
+
+
+def read_settings(raw: object) -> dict[str, Any]:
+    """Stored settings in the documented shape, skipping whatever is malformed (e.g. edited by hand in SQL)."""
+    try:
+        return validate_settings(raw)
+    except SettingsError:
+        pass
+    raw = raw if isinstance(raw, Mapping) else {}
+    models = _check_models(raw.get("models"), {})
+    problems: dict[str, str] = {}
+    default = _check_default_model(raw.get("default_model"), models, problems)
+    return {
+        "models": models,
+        "default_model": None if problems else default,
+        "prices": _check_prices(raw.get("prices"), {}),
+    }
+
+
+def settings_with_models(settings: Mapping[str, Any], models: Iterable[str]) -> dict[str, Any]:
+    """`settings` with its model list replaced (e.g. after "refresh models"), keeping prices and,
+    when it is still offered, the default model."""
+    current = read_settings(settings)
+    fresh = _check_models(list(models), {})
+    default = current["default_model"] if current["default_model"] in fresh or not fresh else None
+    return {"models": fresh, "default_model": default, "prices": current["prices"]}
+
+
+# --- views ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    """A provider as the admin console shows it: the key only masked, never plaintext or ciphertext."""
+
+    id: uuid.UUID
+    name: str
+    protocol: str
+    endpoint_url: str
+    is_active: bool
+    allow_images: bool
+    allow_videos: bool
+    allow_files: bool
+    max_tokens: int | None
+    settings: dict[str, Any]  # the documented shape, see the module docstring
+    has_key: bool
+    masked_key: str  # "••••a1b2", "" when no key is stored
+    key_problem: str | None  # set when the stored key cannot be decrypted with the configured secret
+    created_at: datetime
+    updated_at: datetime  # hand back as `expected_updated_at` when saving an edit
+
+    def form_values(self) -> dict[str, Any]:
+        """The edit form's fields as they are now: the keyword arguments of update_provider."""
+        return {
+            "name": self.name,
+            "protocol": self.protocol,
+            "endpoint_url": self.endpoint_url,
+            "allow_images": self.allow_images,
+            "allow_videos": self.allow_videos,
+            "allow_files": self.allow_files,
+            "max_tokens": self.max_tokens,
+            "is_active": self.is_active,
+        }
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.settings["models"])
+
+    @property
+    def default_model(self) -> str | None:
+        return self.settings["default_model"]
+
+    @property
+    def prices(self) -> dict[str, dict[str, float]]:
+        return dict(self.settings["prices"])
+
+
+@dataclass(frozen=True)
+class ProviderConnection:
+    """What a request to the provider needs. Holds the plaintext key: use it, never show or log it."""
+
+    protocol: str
+    endpoint_url: str
+    api_key: str | None = field(repr=False)
+
+
+def _box() -> SecretBox:
+    return SecretBox(get_settings().secret_keys)
+
+
+def provider_api_key(provider: Provider) -> str | None:
+    """The provider's key in plaintext, for calling it (raises DecryptionError if it cannot be read)."""
+    return _box().decrypt(provider.api_key) if provider.api_key else None
+
+
+def provider_endpoint(provider: Provider) -> str:
+    """The endpoint to call: the stored one, or the protocol's default when none is stored."""
+    return provider.endpoint_url or DEFAULT_ENDPOINTS.get(provider.protocol, DEFAULT_ENDPOINTS["openai"])
+
+
+def _view(provider: Provider) -> ProviderView:
+    masked, problem = "", None
+    if provider.api_key:
+        try:
+            masked = mask_secret(provider_api_key(provider))
+        except DecryptionError as exc:
+            masked, problem = UNDECRYPTABLE_KEY_MASK, str(exc)
+    return ProviderView(
+        id=provider.id,
+        name=provider.name,
+        protocol=provider.protocol,
+        endpoint_url=provider_endpoint(provider),
+        is_active=provider.is_active,
+        allow_images=provider.allow_images,
+        allow_videos=provider.allow_videos,
+        allow_files=provider.allow_files,
+        max_tokens=provider.max_tokens,
+        settings=read_settings(provider.settings),
+        has_key=bool(provider.api_key),
+        masked_key=masked,
+        key_problem=problem,
+        created_at=provider.created_at,
+        updated_at=provider.updated_at,
+    )
+
+
+def list_providers(session: Session, actor: User | None) -> list[ProviderView]:
+    require_admin(actor)
+    return [_view(p) for p in session.scalars(select(Provider).order_by(func.lower(Provider.name), Provider.id))]
+
+
+def get_provider(session: Session, actor: User | None, provider_id: uuid.UUID) -> ProviderView:
+    require_admin(actor)
+    return _view(_load(session, provider_id))
+
+
+def provider_connection(
+    session: Session, actor: User | None, provider_id: uuid.UUID, typed_api_key: str | None = None
+) -> ProviderConnection:
+    """What "test connection" and "refresh models" call with: the key just typed, else the stored one."""
+    require_admin(actor)
+    provider = _load(session, provider_id)
+    key = validate_provider_api_key(typed_api_key)
+    if key is None:
+        try:
+            key = provider_api_key(provider)
+        except DecryptionError as exc:
+            raise ValidationError("api_key", f"{exc}; enter the key again") from None
+    return ProviderConnection(protocol=provider.protocol, endpoint_url=provider_endpoint(provider), api_key=key)
+
+
+# --- changes --------------------------------------------------------------------------------
+
+
+def _load(session: Session, provider_id: uuid.UUID, *, lock: bool = False) -> Provider:
+    stmt = select(Provider).where(Provider.id == provider_id)
+    provider = session.scalar(for_update(session, stmt) if lock else stmt)
+    if provider is None:
+        raise NotFound("This provider no longer exists")
+    return provider
+
+
+def _load_unchanged_since(session: Session, provider_id: uuid.UUID, expected_updated_at: datetime) -> Provider:
+    """The provider, locked, if nobody saved it since the editor loaded it; else ConflictError."""
+    provider = _load(session, provider_id, lock=True)
+    if not same_instant(provider.updated_at, expected_updated_at):
+        raise ConflictError(
+            f"{provider.name} was changed by someone else since you opened it; "
+            "reload to see their change, then make yours again"
+        )
+    return provider
+
+
+def _touch(provider: Provider) -> None:
+    provider.updated_at = next_updated_at(provider.updated_at)
+
+
+def _refuse_duplicate_name(session: Session, name: str, provider_id: uuid.UUID | None) -> None:
+    # Case-insensitive: "OpenAI" and "openai" side by side would only confuse.
+    stmt = select(Provider.id).where(func.lower(Provider.name) == name.lower())
+    if provider_id is not None:
+        stmt = stmt.where(Provider.id != provider_id)
+    if session.scalar(stmt.limit(1)) is not None:
+        raise ValidationError("name", f"A provider named {name!r} already exists")
+
+
+def _flush_or_duplicate(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another admin saved the same name between our check and our insert.
+        raise ValidationError("name", f"A provider named {name!r} already exists") from None
+
+
+@dataclass(frozen=True)
+class _CheckedForm:
+    name: str
+    protocol: str
+    endpoint_url: str
+    allow_images: bool
+    allow_videos: bool
+    allow_files: bool
+    max_tokens: int | None
+    is_active: bool
+
+
+def _check_form(
+    *,
+    name: str,
+    protocol: str,
+    endpoint_url: str | None,
+    allow_images: object,
+    allow_videos: object,
+    allow_files: object,
+    max_tokens: object,
+    is_active: object,
+) -> _CheckedForm:
+    name = validate_provider_name(name)
+    protocol = validate_protocol(protocol)
+    blank_endpoint = not (endpoint_url or "").strip()
+    return _CheckedForm(
+        name=name,
+        protocol=protocol,
+        endpoint_url=DEFAULT_ENDPOINTS[protocol] if blank_endpoint else validate_endpoint_url(endpoint_url),
+        allow_images=validate_flag(allow_images, "allow_images", "Allow images"),
+        allow_videos=validate_flag(allow_videos, "allow_videos", "Allow videos"),
+        allow_files=validate_flag(allow_files, "allow_files", "Allow files"),
+        max_tokens=validate_optional_positive_int(max_tokens, "max_tokens", "Max tokens"),
+        is_active=validate_flag(is_active, "is_active", "Active"),
+    )
+
+
+def create_provider(
+    session: Session,
+    actor: User | None,
+    *,
+    name: str,
+    protocol: str,
+    endpoint_url: str | None = None,
+    api_key: str | None = None,
+    allow_images: bool = False,
+    allow_videos: bool = False,
+    allow_files: bool = False,
+    max_tokens: int | str | None = None,
+    is_active: bool = True,
+    settings: Mapping[str, Any] | None = None,
+) -> ProviderView:
+    """Add a provider; a blank endpoint means the protocol's default. The key is stored encrypted."""
+    require_admin(actor)
+    form = _check_form(
+        name=name,
+        protocol=protocol,
+        endpoint_url=endpoint_url,
+        allow_images=allow_images,
+        allow_videos=allow_videos,
+        allow_files=allow_files,
+        max_tokens=max_tokens,
+        is_active=is_active,
+    )
+    key = validate_provider_api_key(api_key)
+    checked_settings = validate_settings(settings)
+    _refuse_duplicate_name(session, form.name, None)
+    provider = Provider(
+        name=form.name,
+        protocol=form.protocol,
+        endpoint_url=form.endpoint_url,
+        api_key=_box().encrypt(key) if key else None,
+        allow_images=form.allow_images,
+        allow_videos=form.allow_videos,
+        allow_files=form.allow_files,
+        max_tokens=form.max_tokens,
+        is_active=form.is_active,
+        settings=checked_settings,
+    )
+    session.add(provider)
+    _flush_or_duplicate(session, form.name)
+    return _view(provider)
+
+
+def update_provider(
+    session: Session,
+    actor: User | None,
+    provider_id: uuid.UUID,
+    *,
+    expected_updated_at: datetime,
+    name: str,
+    protocol: str,
+    endpoint_url: str | None,
+    allow_images: bool,
+    allow_videos: bool,
+    allow_files: bool,
+    max_tokens: int | str | None,
+    is_active: bool,
+    api_key: str | None = None,
+    clear_api_key: bool = False,
+    settings: Mapping[str, Any] | None = None,
+) -> ProviderView:
+    """Save the edit form. A blank `api_key` keeps the stored key; `clear_api_key` removes it;
+    `settings` None keeps the stored settings. ConflictError if the row changed since
+    `expected_updated_at` (the `updated_at` of the ProviderView the form was filled from)."""
+    require_admin(actor)
+    form = _check_form(
+        name=name,
+        protocol=protocol,
+        endpoint_url=endpoint_url,
+        allow_images=allow_images,
+        allow_videos=allow_videos,
+        allow_files=allow_files,
+        max_tokens=max_tokens,
+        is_active=is_active,
+    )
+    key = validate_provider_api_key(api_key)
+    if key and clear_api_key:
+        raise ValidationError("api_key", "Either type a new key or clear the stored one, not both")
+    checked_settings = validate_settings(settings) if settings is not None else None
+    provider = _load_unchanged_since(session, provider_id, expected_updated_at)
+    _refuse_duplicate_name(session, form.name, provider.id)
+    provider.name = form.name
+    provider.protocol = form.protocol
+    provider.endpoint_url = form.endpoint_url
+    provider.allow_images = form.allow_images
+    provider.allow_videos = form.allow_videos
+    provider.allow_files = form.allow_files
+    provider.max_tokens = form.max_tokens
+    provider.is_active = form.is_active
+    if key:
+        provider.api_key = _box().encrypt(key)
+    elif clear_api_key:
+        provider.api_key = None
+    if checked_settings is not None:
+        provider.settings = checked_settings
+    _touch(provider)
+    _flush_or_duplicate(session, form.name)
+    return _view(provider)
+
+
+def update_provider_settings(
+    session: Session,
+    actor: User | None,
+    provider_id: uuid.UUID,
+    settings: Mapping[str, Any],
+    *,
+    expected_updated_at: datetime,
+) -> ProviderView:
+    """Save models, default model and prices (from the widgets); ConflictError as for update_provider."""
+    require_admin(actor)
+    checked = validate_settings(settings)
+    provider = _load_unchanged_since(session, provider_id, expected_updated_at)
+    provider.settings = checked
+    _touch(provider)
+    session.flush()
+    return _view(provider)
+
+
+def update_provider_settings_json(
+    session: Session, actor: User | None, provider_id: uuid.UUID, text: str, *, expected_updated_at: datetime
+) -> ProviderView:
+    """Save settings from the raw JSON editor, refusing text that does not parse or fit the shape."""
+    require_admin(actor)
+    return update_provider_settings(
+        session, actor, provider_id, parse_settings_json(text), expected_updated_at=expected_updated_at
+    )
+
+
+def set_provider_active(session: Session, actor: User | None, provider_id: uuid.UUID, active: bool) -> ProviderView:
+    """Deactivate (calls are refused, history stays) or reactivate a provider."""
+    require_admin(actor)
+    validate_flag(active, "is_active", "Active")
+    provider = _load(session, provider_id, lock=True)
+    if provider.is_active != active:
+        provider.is_active = active
+        _touch(provider)
+        session.flush()
+    return _view(provider)
+
+
+def provider_log_count(session: Session, actor: User | None, provider_id: uuid.UUID) -> int:
+    """How many log rows would lose their provider link if the provider were deleted (for the confirmation)."""
+    require_admin(actor)
+    _load(session, provider_id)
+    return session.scalar(select(func.count()).select_from(Log).where(Log.provider_id == provider_id)) or 0
+
+
+def delete_provider(session: Session, actor: User | None, provider_id: uuid.UUID) -> int:
+    """Delete a provider and its per-user grants; its log rows stay with no provider. Returns how many."""
+    require_admin(actor)
+    provider = _load(session, provider_id, lock=True)
+    unlinked = session.scalar(select(func.count()).select_from(Log).where(Log.provider_id == provider_id)) or 0
+    # ON DELETE SET NULL (logs) and CASCADE (userproviders) are the database's, as the schema defines.
+    session.execute(delete(Provider).where(Provider.id == provider.id).execution_options(synchronize_session=False))
+    session.expunge(provider)
+    return unlinked

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import streamlit as st
 
-from mindroute.errors import NotFound, PermissionDenied
+from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.validation import ValidationError
 
 
@@ -24,5 +24,7 @@ def form_errors(fields: dict[str, st.delta_generator.DeltaGenerator] | None = No
     except ValidationError as exc:
         slot = (fields or {}).get(exc.field)
         (slot or st).error(exc.message)
+    except ConflictError as exc:
+        st.error(f"{exc} Reload to see the current values, then make your change again.")
     except (PermissionDenied, NotFound) as exc:
         st.error(str(exc))

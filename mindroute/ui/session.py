@@ -11,7 +11,7 @@ from mindroute.services import auth
 from mindroute.ui.runtime import engine
 
 # Where a tab-lived session (no cookie routes: `streamlit run Home.py`, AppTest) keeps its token.
-TAB_TOKEN_KEY = "mindroute_tab_session"
+TAB_TOKEN_KEY = "mindroute_tab_session"  # noqa: S105 - a session_state key, not a secret
 
 
 def cookie_routes_available() -> bool:

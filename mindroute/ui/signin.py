@@ -10,7 +10,7 @@ from mindroute.errors import PermissionDenied
 from mindroute.services import auth, users
 from mindroute.ui.render import form_errors
 from mindroute.ui.runtime import engine
-from mindroute.ui.session import TAB_TOKEN_KEY, cookie_routes_available, sign_in_tab
+from mindroute.ui.session import cookie_routes_available, sign_in_tab
 
 TAB_NOTE_SHOWN = "mindroute_tab_note_shown"
 
@@ -96,9 +96,7 @@ def _tab_signin_form() -> None:
         )
     with st.form("signin"):
         email = st.text_input("Email", max_chars=255, autocomplete="username", key="signin_email")
-        password = st.text_input(
-            "Password", type="password", autocomplete="current-password", key="signin_password"
-        )
+        password = st.text_input("Password", type="password", autocomplete="current-password", key="signin_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
         return

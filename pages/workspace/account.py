@@ -15,7 +15,9 @@ from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import session_token  # noqa: E402
 
 st.title("Account")
-st.text(f"{user.email} · {'Administrator' if user.role == 'admin' else 'User'} · last sign-in {timestamp(user.last_login)}")
+st.text(
+    f"{user.email} · {'Administrator' if user.role == 'admin' else 'User'} · last sign-in {timestamp(user.last_login)}"
+)
 
 st.subheader("Display name")
 with st.form("account_name"):

@@ -1,0 +1,359 @@
+"""Providers: register AI providers, their keys (write-only), models and prices."""
+
+from mindroute.ui.session import require_admin
+
+user = require_admin()
+
+import uuid  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from mindroute.db import transaction  # noqa: E402
+from mindroute.models import PROTOCOLS  # noqa: E402
+from mindroute.providers import models_list  # noqa: E402
+from mindroute.providers_catalog import DEFAULT_ENDPOINTS  # noqa: E402
+from mindroute.services import providers as svc  # noqa: E402
+from mindroute.services.providers import SettingsError  # noqa: E402
+from mindroute.ui.render import form_errors  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+
+PROTOCOL_LABELS = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "google": "Google Gemini",
+    "openai-compatible": "OpenAI-compatible (Ollama, vLLM, LM Studio, OpenRouter…)",
+}
+
+st.title("Providers")
+if flash := st.session_state.pop("provider_flash", None):
+    st.success(flash)
+
+with transaction(engine()) as session:
+    views = svc.list_providers(session, user)
+
+
+def settings_problems(exc: SettingsError) -> str:
+    return "\n".join(f"{field}: {message}" for field, message in exc.problems.items())
+
+
+def provider_table(rows: list[svc.ProviderView]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "Name": v.name,
+                "Protocol": v.protocol,
+                "Endpoint": v.endpoint_url,
+                "Active": v.is_active,
+                "Images": v.allow_images,
+                "Videos": v.allow_videos,
+                "Files": v.allow_files,
+                "Max tokens": v.max_tokens,
+                "Models": ", ".join(v.models) if v.models else "any",
+                "Default model": v.default_model or "",
+                "Key": v.masked_key or "not set",
+            }
+            for v in rows
+        ]
+    )
+
+
+if views:
+    st.dataframe(provider_table(views), hide_index=True, width="stretch")
+else:
+    st.info("No providers yet. Add one below, or run `python -m mindroute seed-providers` for the official three.")
+
+
+# --- add ------------------------------------------------------------------------------------
+
+with st.expander("Add a provider", expanded=not views):
+    with st.form("provider_create", clear_on_submit=False):
+        name = st.text_input("Name", max_chars=100, key="new_provider_name")
+        name_err = st.empty()
+        protocol = st.selectbox(
+            "Protocol", PROTOCOLS, format_func=PROTOCOL_LABELS.__getitem__, key="new_provider_protocol"
+        )
+        protocol_err = st.empty()
+        endpoint = st.text_input(
+            "Endpoint URL",
+            max_chars=255,
+            key="new_provider_endpoint",
+            help="Leave blank for the protocol's official endpoint: "
+            + "; ".join(f"{p}: {u}" for p, u in DEFAULT_ENDPOINTS.items()),
+        )
+        endpoint_err = st.empty()
+        api_key = st.text_input(
+            "API key", type="password", key="new_provider_key", help="Stored encrypted; never shown"
+        )
+        key_err = st.empty()
+        cols = st.columns(4)
+        allow_images = cols[0].checkbox("Allow images", key="new_provider_images")
+        allow_videos = cols[1].checkbox("Allow videos", key="new_provider_videos")
+        allow_files = cols[2].checkbox("Allow files", key="new_provider_files")
+        active = cols[3].checkbox("Active", value=True, key="new_provider_active")
+        max_tokens = st.text_input("Max tokens per call", key="new_provider_max_tokens", help="Blank for no limit")
+        max_tokens_err = st.empty()
+        if st.form_submit_button("Add provider", type="primary"):
+            slots = {
+                "name": name_err,
+                "protocol": protocol_err,
+                "endpoint_url": endpoint_err,
+                "api_key": key_err,
+                "max_tokens": max_tokens_err,
+            }
+            with form_errors(slots):
+                with transaction(engine()) as session:
+                    created = svc.create_provider(
+                        session,
+                        user,
+                        name=name,
+                        protocol=protocol,
+                        endpoint_url=endpoint,
+                        api_key=api_key,
+                        allow_images=allow_images,
+                        allow_videos=allow_videos,
+                        allow_files=allow_files,
+                        max_tokens=max_tokens,
+                        is_active=active,
+                    )
+                for k in list(st.session_state):
+                    if str(k).startswith("new_provider_"):
+                        del st.session_state[k]
+                st.session_state["selected_provider"] = str(created.id)
+                st.rerun()
+
+if not views:
+    st.stop()
+
+# --- manage one -----------------------------------------------------------------------------
+
+by_id = {str(v.id): v for v in views}
+if st.session_state.get("selected_provider") not in by_id:
+    st.session_state["selected_provider"] = str(views[0].id)
+selected_id = st.selectbox("Manage provider", list(by_id), format_func=lambda i: by_id[i].name, key="selected_provider")
+view = by_id[selected_id]
+pid = uuid.UUID(selected_id)
+
+# Optimistic concurrency: remember the version the forms were filled from, so a save after
+# someone else's change is refused instead of silently undoing it.
+loaded_key = f"provider_loaded_{selected_id}"
+version_key = f"provider_form_version_{selected_id}"
+st.session_state.setdefault(loaded_key, view.updated_at)
+st.session_state.setdefault(version_key, 0)
+wk = f"p{selected_id[:8]}v{st.session_state[version_key]}"  # widget key prefix, bumped to reload the forms
+
+
+def reload_forms() -> None:
+    st.session_state.pop(loaded_key, None)
+    st.session_state[version_key] = st.session_state.get(version_key, 0) + 1
+
+
+def saved(new_view: svc.ProviderView, message: str) -> None:
+    st.session_state[loaded_key] = new_view.updated_at
+    st.session_state[version_key] += 1
+    st.session_state["provider_flash"] = message
+    st.rerun()
+
+
+if st.session_state[loaded_key] != view.updated_at:
+    st.warning("This provider was changed by someone else since you opened it.")
+    st.button("Reload the current values", on_click=reload_forms, key=f"{wk}_reload")
+
+if view.key_problem:
+    st.error(f"The stored API key cannot be used: {view.key_problem}")
+
+settings_tab, models_tab, connection_tab, danger_tab = st.tabs(
+    ["Settings", "Models and prices", "Test connection", "Deactivate or delete"]
+)
+
+with settings_tab, st.form(f"{wk}_edit"):
+    e_name = st.text_input("Name", value=view.name, max_chars=100, key=f"{wk}_name")
+    e_name_err = st.empty()
+    e_protocol = st.selectbox(
+        "Protocol",
+        PROTOCOLS,
+        index=PROTOCOLS.index(view.protocol),
+        format_func=PROTOCOL_LABELS.__getitem__,
+        key=f"{wk}_protocol",
+    )
+    e_endpoint = st.text_input("Endpoint URL", value=view.endpoint_url, max_chars=255, key=f"{wk}_endpoint")
+    e_endpoint_err = st.empty()
+    st.text(f"Stored key: {view.masked_key or 'not set'}")
+    e_key = st.text_input("New API key", type="password", key=f"{wk}_key", help="Leave blank to keep the stored key")
+    e_clear = st.checkbox("Remove the stored key", key=f"{wk}_clear_key")
+    e_key_err = st.empty()
+    cols = st.columns(4)
+    e_images = cols[0].checkbox("Allow images", value=view.allow_images, key=f"{wk}_images")
+    e_videos = cols[1].checkbox("Allow videos", value=view.allow_videos, key=f"{wk}_videos")
+    e_files = cols[2].checkbox("Allow files", value=view.allow_files, key=f"{wk}_files")
+    e_active = cols[3].checkbox("Active", value=view.is_active, key=f"{wk}_active")
+    e_max = st.text_input(
+        "Max tokens per call", value="" if view.max_tokens is None else str(view.max_tokens), key=f"{wk}_max"
+    )
+    e_max_err = st.empty()
+    if st.form_submit_button("Save changes", type="primary"):
+        slots = {"name": e_name_err, "endpoint_url": e_endpoint_err, "api_key": e_key_err, "max_tokens": e_max_err}
+        with form_errors(slots):
+            with transaction(engine()) as session:
+                new_view = svc.update_provider(
+                    session,
+                    user,
+                    pid,
+                    expected_updated_at=st.session_state[loaded_key],
+                    name=e_name,
+                    protocol=e_protocol,
+                    endpoint_url=e_endpoint,
+                    allow_images=e_images,
+                    allow_videos=e_videos,
+                    allow_files=e_files,
+                    max_tokens=e_max,
+                    is_active=e_active,
+                    api_key=e_key,
+                    clear_api_key=e_clear,
+                )
+            saved(new_view, f"Saved {new_view.name}.")
+
+
+with models_tab:
+    st.write("Models offered through this provider (empty means any model it accepts), the default, and prices.")
+    if st.button("Refresh models from the provider", key=f"{wk}_refresh"):
+        with form_errors():
+            with transaction(engine()) as session:
+                conn = svc.provider_connection(session, user, pid)
+            with st.spinner("Asking the provider for its models…"):
+                result = models_list.fetch_models(conn.protocol, conn.endpoint_url, conn.api_key)
+            if not result.ok:
+                st.error(f"The provider answered {result.status_code or 'nothing'}: {result.error}")
+            else:
+                with transaction(engine()) as session:
+                    new_view = svc.update_provider_settings(
+                        session,
+                        user,
+                        pid,
+                        svc.settings_with_models(view.settings, result.models),
+                        expected_updated_at=st.session_state[loaded_key],
+                    )
+                saved(new_view, f"Found {len(result.models)} models in {result.latency_ms} ms.")
+
+    prices = view.prices
+    rows = [
+        {
+            "model": m,
+            "input USD / 1M tokens": prices.get(m, {}).get("input"),
+            "output USD / 1M tokens": prices.get(m, {}).get("output"),
+        }
+        for m in sorted(set(view.models) | set(prices))
+    ]
+    table = pd.DataFrame(rows, columns=["model", "input USD / 1M tokens", "output USD / 1M tokens"])
+    edited = st.data_editor(
+        table,
+        num_rows="dynamic",
+        hide_index=True,
+        key=f"{wk}_models",
+        column_config={
+            "model": st.column_config.TextColumn("Model", max_chars=100, required=True),
+            "input USD / 1M tokens": st.column_config.NumberColumn("Input USD / 1M tokens", min_value=0.0),
+            "output USD / 1M tokens": st.column_config.NumberColumn("Output USD / 1M tokens", min_value=0.0),
+        },
+    )
+    model_names = [str(m).strip() for m in edited["model"].dropna() if str(m).strip()]
+    default = st.selectbox(
+        "Default model",
+        [None, *model_names],
+        index=([None, *model_names].index(view.default_model) if view.default_model in model_names else 0),
+        format_func=lambda m: "none" if m is None else m,
+        key=f"{wk}_default",
+    )
+    models_err = st.empty()
+    if st.button("Save models and prices", key=f"{wk}_save_models"):
+        new_prices: dict[str, dict[str, float]] = {}
+        for _, row in edited.iterrows():
+            model = str(row["model"] or "").strip()
+            price = {
+                k: float(row[col])
+                for k, col in (("input", "input USD / 1M tokens"), ("output", "output USD / 1M tokens"))
+                if pd.notna(row[col])
+            }
+            if model and price:
+                new_prices[model] = price
+        with form_errors():
+            try:
+                with transaction(engine()) as session:
+                    new_view = svc.update_provider_settings(
+                        session,
+                        user,
+                        pid,
+                        {"models": model_names, "default_model": default, "prices": new_prices},
+                        expected_updated_at=st.session_state[loaded_key],
+                    )
+            except SettingsError as exc:
+                models_err.error(settings_problems(exc))
+            else:
+                saved(new_view, "Models and prices saved.")
+
+    with st.expander("Advanced: edit the settings as JSON"):
+        raw = st.text_area("Settings JSON", value=svc.settings_json(view.settings), height=240, key=f"{wk}_json")
+        raw_err = st.empty()
+        if st.button("Validate and save JSON", key=f"{wk}_save_json"):
+            with form_errors():
+                try:
+                    with transaction(engine()) as session:
+                        new_view = svc.update_provider_settings_json(
+                            session, user, pid, raw, expected_updated_at=st.session_state[loaded_key]
+                        )
+                except SettingsError as exc:
+                    raw_err.error(settings_problems(exc))
+                else:
+                    saved(new_view, "Settings saved.")
+
+
+with connection_tab:
+    st.write("Makes one real request to the provider's model list, with the stored key or one typed here.")
+    typed = st.text_input("Try another key (optional)", type="password", key=f"{wk}_try_key")
+    typed_err = st.empty()
+    if st.button("Test connection", key=f"{wk}_test"):
+        with form_errors({"api_key": typed_err}):
+            with transaction(engine()) as session:
+                conn = svc.provider_connection(session, user, pid, typed_api_key=typed or None)
+            with st.spinner("Connecting…"):
+                result = models_list.test_connection(conn.protocol, conn.endpoint_url, conn.api_key)
+            cols = st.columns(3)
+            cols[0].metric("Status", result.status_code or "no answer")
+            cols[1].metric("Latency", f"{result.latency_ms} ms")
+            cols[2].metric("Models on the first page", len(result.models))
+            if result.ok:
+                st.success("Connected.")
+            else:
+                st.error("The provider refused or did not answer:")
+                st.code(result.error or "", language=None)  # the provider's text, key removed
+
+
+with danger_tab:
+    if view.is_active:
+        st.write("Deactivating refuses new calls through this provider; its history stays.")
+        if st.button("Deactivate", key=f"{wk}_deactivate"):
+            with form_errors():
+                with transaction(engine()) as session:
+                    new_view = svc.set_provider_active(session, user, pid, False)
+                saved(new_view, f"{new_view.name} is deactivated.")
+    elif st.button("Activate", key=f"{wk}_activate"):
+        with form_errors():
+            with transaction(engine()) as session:
+                new_view = svc.set_provider_active(session, user, pid, True)
+            saved(new_view, f"{new_view.name} is active.")
+
+    st.divider()
+    with transaction(engine()) as session:
+        log_rows = svc.provider_log_count(session, user, pid)
+    st.write(
+        f"Deleting removes the provider and every user's permission for it. {log_rows:,} logged call(s) "
+        "keep their numbers but lose their link to this provider."
+    )
+    confirm = st.text_input("Type the provider's name to confirm", key=f"{wk}_delete_confirm")
+    if st.button("Delete provider", type="primary", key=f"{wk}_delete", disabled=confirm != view.name):
+        with form_errors():
+            with transaction(engine()) as session:
+                unlinked = svc.delete_provider(session, user, pid)
+            st.session_state.pop("selected_provider", None)
+            st.session_state["provider_flash"] = f"Deleted. {unlinked:,} log row(s) no longer name a provider."
+            st.rerun()

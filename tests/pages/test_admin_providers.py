@@ -1,0 +1,172 @@
+"""The Providers page in AppTest: add, edit, refuse bad input, models, test connection, delete."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, text, update
+
+from mindroute.db import transaction
+from mindroute.models import Log, Provider, utcnow
+from tests.pages.helpers import add_user, app_for, sign_in, texts
+from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY, serve  # noqa: F401 - the fixture
+
+PAGE = "pages/admin/providers.py"
+SECRET = "sk-test-0123456789abcdefSECRETa1b2"
+
+
+def admin_on_page(engine, monkeypatch):
+    add_user(engine, "admin@example.com", role="admin")
+    at = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com")
+    return at.switch_page(PAGE).run()
+
+
+def add_provider(at, name: str, protocol: str = "openai", endpoint: str = "", key: str = "", max_tokens: str = ""):
+    at.text_input(key="new_provider_name").input(name)
+    at.selectbox(key="new_provider_protocol").select(protocol)
+    at.text_input(key="new_provider_endpoint").input(endpoint)
+    at.text_input(key="new_provider_key").input(key)
+    at.text_input(key="new_provider_max_tokens").input(max_tokens)
+    next(b for b in at.button if b.label == "Add provider").click()
+    return at.run()
+
+
+def everything_rendered(at) -> str:
+    """Every value any element carries, to prove a secret appears nowhere on the page."""
+    parts = [texts(at)]
+    for element in at.main:
+        parts.append(repr(getattr(element, "proto", element)))
+    for widget in at.text_input:
+        if widget.proto.type != widget.proto.PASSWORD:  # what the admin typed into a password field is theirs
+            parts.append(str(widget.value))
+    return "\n".join(parts)
+
+
+def provider_count(engine) -> int:
+    with transaction(engine) as session:
+        return session.scalar(select(func.count()).select_from(Provider))
+
+
+def test_add_provider_stores_the_key_encrypted_and_shows_it_masked(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    assert "No providers yet" in texts(at)
+    at = add_provider(at, "Team OpenAI", key=SECRET, max_tokens="4096")
+    assert not at.exception, at.exception
+    with transaction(engine) as session:
+        provider = session.scalar(select(Provider))
+        assert (provider.name, provider.protocol, provider.max_tokens) == ("Team OpenAI", "openai", 4096)
+        assert provider.endpoint_url == "https://api.openai.com/v1"  # the protocol's default
+        raw = session.execute(text("SELECT apikey FROM providers")).scalar()
+    assert SECRET not in raw and "a1b2" not in raw
+    page = everything_rendered(at)
+    assert "••••a1b2" in page
+    assert SECRET not in page
+
+
+def test_bad_input_is_refused_at_the_field_and_nothing_is_written(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "One")
+    assert provider_count(engine) == 1
+    at.expander[0]  # the add form stays available
+    for name, endpoint, max_tokens, message in [
+        ("One", "", "", "already exists"),
+        ("Two", "ftp://models.example", "", "must start with http:// or https://"),
+        ("Two", "", "-5", "greater than 0"),
+        ("Two", "", "1.5", "whole number"),
+        ("", "", "", "Provider name is required"),
+    ]:
+        at = add_provider(at, name, endpoint=endpoint, max_tokens=max_tokens)
+        assert message in texts(at), message
+        assert provider_count(engine) == 1
+
+
+def test_edit_saves_and_a_concurrent_change_is_not_lost(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Local", protocol="openai-compatible", endpoint="http://127.0.0.1:11434/v1")
+    max_field = next(
+        t for t in at.text_input if t.label == "Max tokens per call" and t.key != "new_provider_max_tokens"
+    )
+    max_field.input("2048")
+    next(b for b in at.button if b.label == "Save changes").click()
+    at.run()
+    assert "Saved Local." in texts(at)
+    with transaction(engine) as session:
+        assert session.scalar(select(Provider.max_tokens)) == 2048
+        # Someone else edits the provider while this admin's form is open.
+        session.execute(update(Provider).values(max_tokens=1000, updated_at=utcnow() + timedelta(seconds=5)))
+    name_field = next(t for t in at.text_input if t.label == "Name" and t.key != "new_provider_name")
+    name_field.input("Local renamed")
+    next(b for b in at.button if b.label == "Save changes").click()
+    at.run()
+    assert "Reload" in texts(at)
+    with transaction(engine) as session:
+        assert session.scalar(select(Provider.name)) == "Local"  # nothing overwritten
+        assert session.scalar(select(Provider.max_tokens)) == 1000
+
+
+def test_refresh_models_and_test_connection_against_a_local_openai(engine, monkeypatch, serve) -> None:
+    fake = serve("openai")
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Fake OpenAI", endpoint=fake.endpoint, key=GOOD_KEY)
+    next(b for b in at.button if b.label == "Refresh models from the provider").click()
+    at.run()
+    assert f"Found {len(OPENAI_MODELS)} models" in texts(at)
+    with transaction(engine) as session:
+        assert sorted(session.scalar(select(Provider.settings))["models"]) == sorted(OPENAI_MODELS)
+
+    try_key = next(t for t in at.text_input if t.label == "Try another key (optional)")
+    try_key.input(WRONG_KEY)
+    next(b for b in at.button if b.label == "Test connection").click()
+    at.run()
+    page = everything_rendered(at)
+    assert "The provider refused or did not answer" in page
+    assert WRONG_KEY not in page and GOOD_KEY not in page
+    assert "401" in [str(m.value) for m in at.metric]
+
+
+def test_raw_json_editor_validates_before_saving(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "P")
+    editor = next(t for t in at.text_area if t.label == "Settings JSON")
+    editor.input('{"models": ["a", "b"], "default_model": "c"')
+    next(b for b in at.button if b.label == "Validate and save JSON").click()
+    at.run()
+    assert "Not valid JSON" in texts(at)
+    editor = next(t for t in at.text_area if t.label == "Settings JSON")
+    editor.input('{"models": ["a", "b"], "default_model": "c", "prices": {"a": {"input": -1}}}')
+    next(b for b in at.button if b.label == "Validate and save JSON").click()
+    at.run()
+    assert "settings.prices.a.input" in texts(at)
+    with transaction(engine) as session:
+        assert session.scalar(select(Provider.settings))["models"] == []
+    editor = next(t for t in at.text_area if t.label == "Settings JSON")
+    editor.input('{"models": ["a", "b"], "default_model": "b", "prices": {"a": {"input": 1.25, "output": 5}}}')
+    next(b for b in at.button if b.label == "Validate and save JSON").click()
+    at.run()
+    assert "Settings saved." in texts(at)
+    with transaction(engine) as session:
+        settings = session.scalar(select(Provider.settings))
+    assert settings == {"models": ["a", "b"], "default_model": "b", "prices": {"a": {"input": 1.25, "output": 5.0}}}
+
+
+def test_deactivate_then_delete_with_confirmation_keeps_logs(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Doomed")
+    with transaction(engine) as session:
+        pid = session.scalar(select(Provider.id))
+        session.add_all(Log(provider_id=pid, request_type="chat") for _ in range(3))
+    at.run()
+    next(b for b in at.button if b.label == "Deactivate").click()
+    at.run()
+    assert "Doomed is deactivated." in texts(at)
+    assert "3 logged call(s)" in texts(at)
+    delete = next(b for b in at.button if b.label == "Delete provider")
+    assert delete.disabled
+    next(t for t in at.text_input if t.label == "Type the provider's name to confirm").input("Doomed")
+    at.run()
+    next(b for b in at.button if b.label == "Delete provider").click()
+    at.run()
+    assert "3 log row(s) no longer name a provider" in texts(at)
+    with transaction(engine) as session:
+        assert provider_count(engine) == 0
+        assert session.scalar(select(func.count()).select_from(Log).where(Log.provider_id.is_(None))) == 3

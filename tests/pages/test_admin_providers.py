@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text, update
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, utcnow
 from tests.pages.helpers import add_user, app_for, sign_in, texts
-from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY, serve  # noqa: F401 - the fixture
+from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY
 
 PAGE = "pages/admin/providers.py"
 SECRET = "sk-test-0123456789abcdefSECRETa1b2"

@@ -18,8 +18,9 @@ API_KEY_NAME_MAX = 255
 TICKET_SUBJECT_MAX = 255
 MODEL_ID_MAX = 100
 
-# Pragmatic syntax check: one @, a dot in the domain, no spaces. Deliverability is not our job.
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Pragmatic syntax check: one @, a dot in the domain, no spaces, none of the characters that
+# need quoting in an address (which also keeps Markdown and HTML out of emails shown on pages).
+_EMAIL_RE = re.compile(r"^[^@\s()<>\[\]\\,;:\"!`]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,}$")
 
 
 class ValidationError(Exception):

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Hashable, Iterator
 
 import streamlit as st
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.validation import ValidationError
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text safe to put in st.error/st.success and other Markdown-rendering elements: every
+    Markdown and HTML character is escaped, so no link, image or tag can come from it."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
 def untrusted_text(value: str | None) -> None:
@@ -23,8 +32,30 @@ def form_errors(fields: dict[str, st.delta_generator.DeltaGenerator] | None = No
         yield
     except ValidationError as exc:
         slot = (fields or {}).get(exc.field)
-        (slot or st).error(exc.message)
+        # Service messages may quote what a user typed (an email, a name): never let it render.
+        (slot or st).error(escape_markdown(exc.message))
     except ConflictError as exc:
-        st.error(f"{exc} Reload to see the current values, then make your change again.")
+        st.error(escape_markdown(f"{exc} Reload to see the current values, then make your change again."))
     except (PermissionDenied, NotFound) as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
+
+
+def requested_page(key: str, filters: Hashable) -> int:
+    """The page a `page_control` under a table asks for; back to page 1 whenever `filters` change.
+
+    Read it before the query, draw `page_control` after it: the number of pages is only known then.
+    """
+    marker = f"{key}__filters"
+    if st.session_state.get(marker) != filters:
+        st.session_state[marker] = filters
+        return 1
+    page = st.session_state.get(key, 1)
+    return page if isinstance(page, int) and not isinstance(page, bool) and page >= 1 else 1
+
+
+def page_control(key: str, page: int, pages: int, total: int, noun: str) -> None:
+    """Page buttons and "Page X of Y, N <noun>"; `page` is the page actually shown (services clamp it)."""
+    if st.session_state.get(key, 1) != page:
+        st.session_state[key] = page  # the filters changed or the last page went away
+    st.pagination(max(pages, 1), key=key)
+    st.caption(f"Page {page:,} of {max(pages, 1):,}, {total:,} {noun}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -49,4 +50,5 @@ def texts(at: AppTest) -> str:
     parts = [e.value for e in at.error] + [e.value for e in at.warning] + [e.value for e in at.info]
     parts += [e.value for e in at.success] + [e.value for e in at.title] + [e.value for e in at.markdown]
     parts += [str(e.value) for e in at.text]
-    return "\n".join(str(p) for p in parts)
+    # Messages are Markdown with user text escaped: compare with what the reader sees.
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(p) for p in parts))

@@ -1,0 +1,339 @@
+"""Users and permissions: find, create and edit accounts, and decide who may use which provider."""
+
+from mindroute.ui.session import require_admin
+
+user = require_admin()
+
+import uuid  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from mindroute.db import transaction  # noqa: E402
+from mindroute.errors import ConflictError  # noqa: E402
+from mindroute.models import ROLES  # noqa: E402
+from mindroute.services import admin_users, permissions, providers, users  # noqa: E402
+from mindroute.services.admin_users import SORT_COLUMNS  # noqa: E402
+from mindroute.ui import users_view as view  # noqa: E402
+from mindroute.ui.format import timestamp, tokens  # noqa: E402
+from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+
+ROLE_LABELS = {"admin": "Administrator", "user": "User"}
+
+st.title("Users and permissions")
+if flash := st.session_state.pop("users_flash", None):
+    st.success(flash)  # fixed texts only: never a name or an email (Markdown)
+
+
+def done(message: str) -> None:
+    st.session_state["users_flash"] = message
+    st.rerun()
+
+
+# --- create ---------------------------------------------------------------------------------
+
+with st.expander("Create a user"), st.form("create_user"):
+    new_email = st.text_input("Email", max_chars=255, key="create_user_email")
+    new_email_err = st.empty()
+    new_name = st.text_input("Name", max_chars=100, key="create_user_name")
+    new_name_err = st.empty()
+    new_password = st.text_input("Password", type="password", key="create_user_password", help="8 to 72 bytes")
+    new_password_err = st.empty()
+    new_role = st.selectbox(
+        "Role", ROLES, index=ROLES.index("user"), format_func=ROLE_LABELS.get, key="create_user_role"
+    )
+    new_role_err = st.empty()
+    if st.form_submit_button("Create user", type="primary", key="create_user_submit"):
+        slots = {"email": new_email_err, "name": new_name_err, "password": new_password_err, "role": new_role_err}
+        with form_errors(slots):
+            with transaction(engine()) as session:
+                users.create_user(session, user, email=new_email, name=new_name, password=new_password, role=new_role)
+            for key in ("create_user_email", "create_user_name", "create_user_password", "create_user_role"):
+                del st.session_state[key]
+            done("User created.")
+
+# --- the list -------------------------------------------------------------------------------
+
+st.header("Users")
+filters = st.columns([3, 1, 1])
+search = filters[0].text_input(
+    "Search", max_chars=admin_users.SEARCH_MAX_CHARS, placeholder="Part of an email or a name", key="users_search"
+)
+search_err = filters[0].empty()
+role_choice = filters[1].selectbox("Role", list(view.ROLE_CHOICES), format_func=view.ROLE_CHOICES.get, key="users_role")
+status_choice = filters[2].selectbox(
+    "Status", list(view.STATUS_CHOICES), format_func=view.STATUS_CHOICES.get, key="users_status"
+)
+ordering = st.columns([3, 1, 1])
+sort = ordering[0].selectbox("Sort by", SORT_COLUMNS, format_func=view.SORT_LABELS.get, key="users_sort")
+descending = ordering[1].selectbox(
+    "Order", (True, False), format_func=lambda d: "Descending" if d else "Ascending", key="users_descending"
+)
+page_size = ordering[2].selectbox(
+    "Per page", view.PAGE_SIZES, index=view.PAGE_SIZES.index(view.DEFAULT_PAGE_SIZE), key="users_page_size"
+)
+where = view.user_filter(search, role_choice, status_choice)
+page = requested_page("users_page", (where, sort, descending, page_size))
+
+# Every read of this run in one transaction: the page of users (with its provider matrix), the
+# selected user's grants, and what deleting them would take along.
+read = False
+with form_errors({"search": search_err}):
+    with transaction(engine()) as session:
+        matrix = permissions.permission_matrix(
+            session, user, where, sort=sort, descending=descending, page=page, page_size=page_size
+        )
+        listing = matrix.users
+        by_id = {str(r.id): r for r in listing.rows}
+        if by_id and st.session_state.get("users_selected") not in by_id:
+            st.session_state["users_selected"] = next(iter(by_id))
+        selected = by_id.get(st.session_state.get("users_selected", ""))
+        provider_views = {p.id: p for p in providers.list_providers(session, user)}
+        grants = permissions.user_grants(session, user, selected.id) if selected else []
+        deleting = selected is not None and st.session_state.get("users_delete_pending") == str(selected.id)
+        impact = admin_users.user_deletion_impact(session, user, selected.id) if deleting else None
+        read = True
+if not read:
+    st.stop()  # e.g. the search was refused: its message is shown under the field
+
+if listing.rows:
+    st.dataframe(view.user_table(listing.rows), hide_index=True, width="stretch", key="users_table")
+else:
+    st.info("No users match these filters.")
+page_control("users_page", listing.page, listing.pages, listing.total, "user" if listing.total == 1 else "users")
+
+if selected is None:
+    st.stop()
+
+# --- one user -------------------------------------------------------------------------------
+
+st.header("Selected user")
+st.selectbox(
+    "User", list(by_id), format_func=lambda i: view.user_label(by_id[i]), key="users_selected", help="From this page"
+)
+uid = selected.id
+is_me = uid == user.id
+st.text(
+    f"{selected.email} · {ROLE_LABELS[selected.role]} · {'active' if selected.is_active else 'deactivated'}"
+    f" · last sign-in {timestamp(selected.last_login)} · created {timestamp(selected.created_at)}"
+    + (" · this is you" if is_me else "")
+)
+
+profile_tab, access_tab, password_tab, danger_tab = st.tabs(
+    ["Name and role", "Provider access", "Password", "Deactivate or delete"]
+)
+
+with profile_tab:
+    loaded_at = view.load_form(
+        "user_edit", uid, selected.updated_at, {"user_edit_name": selected.name, "user_edit_role": selected.role}
+    )
+    if loaded_at != selected.updated_at:
+        st.warning("This user was changed by someone else since you opened it.")
+        st.button("Reload the current values", on_click=view.reload_form, args=("user_edit",), key="user_edit_reload")
+    with st.form("user_edit"):
+        edit_name = st.text_input("Name", max_chars=100, key="user_edit_name")
+        name_err = st.empty()
+        edit_role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="user_edit_role")
+        role_err = st.empty()
+        if st.form_submit_button("Save name and role", type="primary", key="user_edit_save"):
+            with form_errors({"name": name_err, "role": role_err}):
+                try:
+                    with transaction(engine()) as session:
+                        admin_users.update_user(
+                            session,
+                            user,
+                            uid,
+                            name=edit_name,
+                            role=edit_role,
+                            expected_updated_at=loaded_at,
+                        )
+                except ConflictError:
+                    st.error(view.CONFLICT_MESSAGE)  # the service's message names the email: not for Markdown
+                else:
+                    view.reload_form("user_edit")
+                    done("Name and role saved.")
+
+
+with access_tab:
+    st.write("Which providers this user may call. Administrators may use every active provider anyway.")
+    if not grants:
+        st.info("No providers yet: add one on the Providers page.")
+    for grant in grants:
+        pid = grant.provider_id
+        form = f"grant_{pid}"
+        offered = grant.provider_models
+        grant_loaded_at = view.load_form(
+            form,
+            uid,
+            grant.updated_at,
+            {
+                f"grant_allowed_{pid}": grant.allowed,
+                f"grant_max_{pid}": "" if grant.max_tokens_override is None else str(grant.max_tokens_override),
+                f"grant_models_{pid}": list(grant.models),
+            },
+        )
+        with st.container(border=True):
+            st.text(grant.provider_name + ("" if grant.provider_active else " (inactive: every call is refused)"))
+            if grant_loaded_at != grant.updated_at:
+                st.warning("This access was changed by someone else since you opened it.")
+                st.button("Reload the current values", on_click=view.reload_form, args=(form,), key=f"{form}_reload")
+            provider_limit = provider_views[pid].max_tokens if pid in provider_views else None
+            with st.form(form, border=False):
+                allowed = st.toggle("Allowed", key=f"grant_allowed_{pid}")
+                max_tokens = st.text_input(
+                    "Token limit per call",
+                    key=f"grant_max_{pid}",
+                    help="Blank uses the provider's limit"
+                    + (f" ({tokens(provider_limit)})" if provider_limit is not None else " (none)"),
+                )
+                max_err = st.empty()
+                models = st.multiselect(
+                    "Models this user may use",
+                    list(dict.fromkeys([*offered, *grant.models])),
+                    key=f"grant_models_{pid}",
+                    placeholder="All of the provider's models",
+                    accept_new_options=not offered,  # the provider lists none: type model ids
+                    help="Leave empty for all of the provider's models",
+                )
+                models_err = st.empty()
+                if st.form_submit_button("Save access", key=f"{form}_save"):
+                    with form_errors({"max_tokens_override": max_err, "models": models_err}):
+                        with transaction(engine()) as session:
+                            permissions.set_grant(
+                                session,
+                                user,
+                                uid,
+                                pid,
+                                allowed=allowed,
+                                max_tokens_override=max_tokens,
+                                models=models,
+                                expected_updated_at=grant_loaded_at,
+                            )
+                        view.reload_form(form)
+                        done("Access saved.")
+
+
+with password_tab, st.form("user_password", clear_on_submit=True):
+    st.write("Sets a new password and signs the user out everywhere.")
+    new_pw = st.text_input("New password", type="password", key="user_new_password", help="8 to 72 bytes")
+    new_pw_err = st.empty()
+    if st.form_submit_button("Set password", key="user_password_save"):
+        with form_errors({"password": new_pw_err}):
+            with transaction(engine()) as session:
+                admin_users.set_user_password(session, user, uid, new_pw)
+            view.reload_form("user_edit")
+            done("Password set. The user is signed out everywhere.")
+
+
+with danger_tab:
+    active_err = st.empty()
+    if selected.is_active:
+        st.write("Deactivating refuses sign-in and calls, and signs the user out everywhere now.")
+        if st.button("Deactivate", key="user_deactivate"):
+            with form_errors({"is_active": active_err}):
+                with transaction(engine()) as session:
+                    admin_users.set_user_active(session, user, uid, False)
+                view.reload_form("user_edit")
+                done("User deactivated and signed out everywhere.")
+    elif st.button("Activate", key="user_activate"):
+        with form_errors({"is_active": active_err}):
+            with transaction(engine()) as session:
+                admin_users.set_user_active(session, user, uid, True)
+            view.reload_form("user_edit")
+            done("User activated.")
+
+    st.divider()
+    delete_err = st.empty()
+    if impact is None:
+        if st.button("Delete user…", key="user_delete"):
+            st.session_state["users_delete_pending"] = str(uid)
+            st.rerun()
+    else:
+        st.warning(
+            f"Deleting this user also deletes {impact.api_keys:,} API key(s), {impact.tickets:,} ticket(s) "
+            f"and {impact.provider_grants:,} provider permission(s). {impact.log_rows_unlinked:,} logged "
+            "call(s) stay, without their link to the user. This cannot be undone."
+        )
+        st.text(selected.email)
+        confirm_col, cancel_col = st.columns(2)
+        if confirm_col.button("Delete for good", type="primary", key="user_delete_confirm"):
+            st.session_state.pop("users_delete_pending", None)
+            with form_errors({"user": delete_err}):
+                with transaction(engine()) as session:
+                    admin_users.delete_user(session, user, uid)
+                st.session_state.pop("users_selected", None)
+                done("User deleted.")
+        if cancel_col.button("Cancel", key="user_delete_cancel"):
+            st.session_state.pop("users_delete_pending", None)
+            st.rerun()
+
+
+# --- permissions of the whole page, and bulk changes ----------------------------------------
+
+st.header("Permissions")
+if not matrix.providers:
+    st.info("No providers yet: add one on the Providers page.")
+    st.stop()
+st.write("Access of the users on this page (filters and page as above). “—” means no permission row: denied.")
+table, columns = view.matrix_table(matrix)
+st.dataframe(table, hide_index=True, width="stretch", column_config=columns, key="users_matrix")
+
+st.subheader("Grant or revoke one provider for many users")
+provider_names = {str(p.id): p.name for p in matrix.providers}
+bulk_provider = st.selectbox("Provider", list(provider_names), format_func=provider_names.get, key="bulk_provider")
+bulk_allowed = st.selectbox(
+    "Change", (True, False), format_func=lambda a: "Grant access" if a else "Revoke access", key="bulk_allowed"
+)
+bulk_scope = st.radio(
+    "Users",
+    ("selected", "matching"),
+    format_func=lambda s: (
+        "Users chosen below (from this page)"
+        if s == "selected"
+        else "Every user matching the search and filters (all pages)"
+    ),
+    key="bulk_scope",
+)
+bulk_users: list[str] = []
+if bulk_scope == "selected":
+    bulk_users = st.multiselect("Users", list(by_id), format_func=lambda i: view.user_label(by_id[i]), key="bulk_users")
+bulk_err = st.empty()
+
+pending = st.session_state.get("bulk_pending")
+if pending is None:
+    if st.button("Review the change", key="bulk_review"):
+        count = listing.total if bulk_scope == "matching" else len(bulk_users)
+        if count == 0:
+            bulk_err.error("Select at least one user")
+        else:
+            st.session_state["bulk_pending"] = {
+                "provider": bulk_provider,
+                "allowed": bulk_allowed,
+                "user_ids": None if bulk_scope == "matching" else list(bulk_users),
+                "matching": where if bulk_scope == "matching" else None,
+                "count": count,
+            }
+            st.rerun()
+else:
+    verb = "grant" if pending["allowed"] else "revoke"
+    st.warning(f"This will {verb} access to the provider below for {pending['count']:,} user(s), in one change.")
+    st.text(provider_names.get(pending["provider"], "(a provider that no longer exists)"))
+    confirm_col, cancel_col = st.columns(2)
+    if confirm_col.button(f"Yes, {verb} access", type="primary", key="bulk_confirm"):
+        st.session_state.pop("bulk_pending", None)
+        with form_errors({"users": bulk_err}):
+            with transaction(engine()) as session:
+                covered = permissions.set_provider_access(
+                    session,
+                    user,
+                    uuid.UUID(pending["provider"]),
+                    allowed=pending["allowed"],
+                    user_ids=None if pending["user_ids"] is None else [uuid.UUID(i) for i in pending["user_ids"]],
+                    matching=pending["matching"],
+                )
+            for p in matrix.providers:
+                view.reload_form(f"grant_{p.id}")
+            done(f"Access {'granted' if pending['allowed'] else 'revoked'} for {covered:,} user(s).")
+    if cancel_col.button("Cancel", key="bulk_cancel"):
+        st.session_state.pop("bulk_pending", None)
+        st.rerun()

@@ -165,6 +165,9 @@ class ApiKey(Base):
     updated_at: Mapped[datetime] = _updated()
     # Addition (migration 0002): the first characters of the key, shown to tell keys apart.
     prefix: Mapped[str] = mapped_column("prefix", String(20), nullable=False, server_default="")
+    # Addition (migration 0003): when the key stops working by revocation. In the future while a
+    # rotated-out key is in its grace period; NULL for a key never revoked.
+    revoked_at: Mapped[datetime | None] = mapped_column("revokedat", DateTime)
 
 
 class Provider(Base):
@@ -267,6 +270,11 @@ class Ticket(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     resolved_at: Mapped[datetime | None] = mapped_column("resolvedat", DateTime)
+    # Addition (migration 0003): the logged call the ticket is about (one of the owner's own).
+    # Indexed so deleting old logs does not scan the tickets for each row.
+    log_id: Mapped[uuid.UUID | None] = mapped_column(
+        "logid", Uuid, ForeignKey("logs.id", ondelete="SET NULL"), index=True
+    )
 
 
 class LoginAttempt(Base):
@@ -282,4 +290,19 @@ class LoginAttempt(Base):
     email: Mapped[str] = mapped_column("email", String(255), nullable=False)  # lower-cased as typed
     ip: Mapped[str | None] = mapped_column("ip", String(50))
     succeeded: Mapped[bool] = mapped_column("succeeded", Boolean, nullable=False, default=False, server_default=false())
+    created_at: Mapped[datetime] = _created()
+
+
+class TicketMessage(Base):
+    """Addition (migration 0003): a ticket's history after its first message (which stays in tickets.message)."""
+
+    __tablename__ = "ticketmessages"
+    __table_args__ = (Index("ticketmessages_ticketid_createdat_idx", "ticketid", "createdat"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    ticket_id: Mapped[uuid.UUID] = mapped_column(
+        "ticketid", Uuid, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False
+    )
+    author_id: Mapped[uuid.UUID | None] = mapped_column("authorid", Uuid, ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column("body", Text, nullable=False)
     created_at: Mapped[datetime] = _created()

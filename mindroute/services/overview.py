@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mindroute.models import Log, Ticket
+from mindroute.models import Log
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,3 @@ def usage_since(session: Session, since: datetime, user_id: uuid.UUID | None) ->
         stmt = stmt.where(Log.user_id == user_id)
     requests, tokens, errors = session.execute(stmt).one()
     return UsageSummary(requests=requests, tokens=int(tokens), errors=errors)
-
-
-def open_ticket_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status == "open")) or 0

@@ -7,7 +7,7 @@ user = require_user()
 import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
-from mindroute.services import overview  # noqa: E402
+from mindroute.services import overview, tickets  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
@@ -22,7 +22,7 @@ with transaction(engine()) as session:
         if user.role == "admin"
         else None
     )
-    open_tickets = overview.open_ticket_count(session) if user.role == "admin" else None
+    open_tickets = tickets.open_count(session) if user.role == "admin" else None
 
 
 def usage_row(title: str, day: overview.UsageSummary, seven: overview.UsageSummary) -> None:

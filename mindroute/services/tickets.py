@@ -1,0 +1,420 @@
+"""Support tickets: users open and reopen their own, administrators answer them and move them through their statuses.
+
+A user sees only their own tickets; anyone else's is NotFound, exactly like a ticket that does
+not exist. Administrators see and answer every ticket. The first message stays in
+`tickets.message`; what follows it (follow-ups when a ticket is reopened, and the answer they
+reply to) is the ticket's history in `ticketmessages`, oldest first.
+
+Statuses move only along ADMIN_TRANSITIONS (administrators) or, for the owner, from resolved back
+to open with a follow-up; closed is final. Anything else is a ValidationError on "status" naming
+both statuses, and nothing is written.
+
+Services only flush: the caller runs one `with mindroute.db.transaction(engine) as session:` per action.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, and_, func, select, true
+from sqlalchemy.orm import Session, aliased
+
+from mindroute.errors import ConflictError, NotFound, PermissionDenied
+from mindroute.models import Log, Ticket, TicketMessage, User, utcnow
+from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
+from mindroute.validation import (
+    ValidationError,
+    validate_ticket_status,
+    validate_ticket_subject,
+)
+
+STATUS_LABELS = {"open": "Open", "in_progress": "In progress", "resolved": "Resolved", "closed": "Closed"}
+# Where an administrator may move a ticket from each status. Closed is final; the owner's own
+# way back (resolved → open, with a follow-up) is `reopen`.
+ADMIN_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "open": ("in_progress", "resolved", "closed"),
+    "in_progress": ("open", "resolved", "closed"),
+    "resolved": ("in_progress", "closed"),
+    "closed": (),
+}
+MESSAGE_MAX_CHARS = 20_000  # a long stack trace fits; a pasted file does not
+RECENT_CALLS_LIMIT = 50
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+TICKET_NOT_FOUND = "This ticket does not exist or was deleted"
+
+_Owner = aliased(User, name="owner")
+_Admin = aliased(User, name="admin")
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    """A ticket as the lists and the detail view show it. All text in it is untrusted: render as plain text."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    owner_email: str
+    owner_name: str
+    subject: str
+    message: str
+    status: str
+    admin_response: str | None
+    admin_id: uuid.UUID | None
+    admin_name: str | None  # None when no admin answered, or the admin's account was deleted
+    log_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime  # hand back as `expected_updated_at` when saving an edited response
+    resolved_at: datetime | None
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS[self.status]
+
+    @property
+    def next_statuses(self) -> tuple[str, ...]:
+        """Where an administrator may move it now."""
+        return ADMIN_TRANSITIONS[self.status]
+
+    @property
+    def can_reopen(self) -> bool:
+        """Whether its owner may reopen it (with a follow-up)."""
+        return self.status == "resolved"
+
+
+@dataclass(frozen=True)
+class TicketMessageRow:
+    id: uuid.UUID
+    author_id: uuid.UUID | None
+    author_name: str | None  # None when the author's account was deleted
+    from_owner: bool  # written by the ticket's owner, rather than by support
+    body: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CallRef:
+    """A logged call, as a ticket refers to it and as the "which call?" picker lists it."""
+
+    id: uuid.UUID
+    created_at: datetime
+    model_id: str | None
+    request_type: str
+    status_code: int | None
+    tokens_used: int | None
+
+    @property
+    def label(self) -> str:
+        status = f"HTTP {self.status_code}" if self.status_code is not None else "no status"
+        return f"{self.created_at:%Y-%m-%d %H:%M} UTC · {self.model_id or self.request_type} · {status}"
+
+
+@dataclass(frozen=True)
+class TicketDetail:
+    ticket: TicketRow
+    history: list[TicketMessageRow]  # after the first message, oldest first
+    call: CallRef | None  # None when none was attached, or the call's log row was deleted
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    rows: list[TicketRow]
+    total: int  # tickets matching the filter, on every page
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _require_active(actor: User | None) -> User:
+    if actor is None or not actor.is_active:
+        raise PermissionDenied("Sign in to use support tickets")
+    return actor
+
+
+def _require_admin(actor: User | None) -> User:
+    actor = _require_active(actor)
+    require_admin(actor)
+    return actor
+
+
+def _text(value: str | None, field: str, label: str) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise ValidationError(field, f"{label} is required")
+    if len(text) > MESSAGE_MAX_CHARS:
+        raise ValidationError(field, f"{label} must be at most {MESSAGE_MAX_CHARS:,} characters (got {len(text):,})")
+    return text
+
+
+def _rows_stmt() -> Select[tuple[Ticket, str, str, str | None]]:
+    """A ticket with its owner's email and name and its admin's name: what every TicketRow is built from."""
+    return (
+        select(Ticket, _Owner.email, _Owner.name, _Admin.name)
+        .join(_Owner, _Owner.id == Ticket.user_id)
+        .outerjoin(_Admin, _Admin.id == Ticket.admin_id)
+    )
+
+
+def _row(ticket: Ticket, owner_email: str, owner_name: str, admin_name: str | None) -> TicketRow:
+    return TicketRow(
+        id=ticket.id,
+        user_id=ticket.user_id,
+        owner_email=owner_email,
+        owner_name=owner_name,
+        subject=ticket.subject,
+        message=ticket.message,
+        status=ticket.status,
+        admin_response=ticket.admin_response,
+        admin_id=ticket.admin_id,
+        admin_name=admin_name,
+        log_id=ticket.log_id,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        resolved_at=ticket.resolved_at,
+    )
+
+
+def _reload_row(session: Session, ticket: Ticket) -> TicketRow:
+    row = session.execute(_rows_stmt().where(Ticket.id == ticket.id)).one()
+    return _row(*row)
+
+
+def _load_visible(session: Session, actor: User, ticket_id: uuid.UUID, *, lock: bool = False) -> Ticket:
+    """The ticket if `actor` may see it (its owner, or an admin); NotFound otherwise."""
+    stmt = select(Ticket).where(Ticket.id == ticket_id)
+    if actor.role != "admin":
+        stmt = stmt.where(Ticket.user_id == actor.id)
+    ticket = session.scalar(for_update(session, stmt) if lock else stmt)
+    if ticket is None:
+        raise NotFound(TICKET_NOT_FOUND)
+    return ticket
+
+
+def _touch(ticket: Ticket) -> None:
+    ticket.updated_at = next_updated_at(ticket.updated_at)
+
+
+def _call_ref(log: Log) -> CallRef:
+    return CallRef(
+        id=log.id,
+        created_at=log.created_at,
+        model_id=log.model_id,
+        request_type=log.request_type,
+        status_code=log.status_code,
+        tokens_used=log.tokens_used,
+    )
+
+
+def _status_filter(status: str | None) -> str | None:
+    return validate_ticket_status(status) if status is not None else None
+
+
+# --- the user's side ------------------------------------------------------------------------
+
+
+def my_recent_calls(session: Session, user: User, limit: int = RECENT_CALLS_LIMIT) -> list[CallRef]:
+    """The user's latest calls, newest first: what a new ticket may refer to."""
+    user = _require_active(user)
+    limit = min(max(int(limit), 1), RECENT_CALLS_LIMIT)
+    logs = session.scalars(
+        select(Log).where(Log.user_id == user.id).order_by(Log.created_at.desc(), Log.id.desc()).limit(limit)
+    )
+    return [_call_ref(log) for log in logs]
+
+
+def open_ticket(session: Session, user: User, subject: str, message: str, log_id: uuid.UUID | None = None) -> TicketRow:
+    """A new ticket from `user`, optionally about one of their own logged calls."""
+    user = _require_active(user)
+    subject = validate_ticket_subject(subject)
+    if any(ord(ch) < 32 for ch in subject):
+        raise ValidationError("subject", "Subject must be one line, without control characters")
+    message = _text(message, "message", "Message")
+    if log_id is not None:
+        try:
+            log_id = log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(str(log_id))
+        except ValueError:
+            raise ValidationError("log_id", "Choose one of your own calls") from None
+        owned = session.scalar(select(Log.id).where(Log.id == log_id, Log.user_id == user.id))
+        if owned is None:
+            # The same message whether the call does not exist or is someone else's.
+            raise ValidationError("log_id", "Choose one of your own calls: this one is not among them")
+    ticket = Ticket(user_id=user.id, subject=subject, message=message, status="open", log_id=log_id)
+    session.add(ticket)
+    session.flush()
+    return _row(ticket, user.email, user.name, None)
+
+
+def list_mine(session: Session, user: User, status: str | None = None) -> list[TicketRow]:
+    """The user's own tickets, newest first, optionally in one status."""
+    user = _require_active(user)
+    stmt = _rows_stmt().where(Ticket.user_id == user.id)
+    status = _status_filter(status)
+    if status is not None:
+        stmt = stmt.where(Ticket.status == status)
+    return [_row(*row) for row in session.execute(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()))]
+
+
+def get_ticket(session: Session, actor: User, ticket_id: uuid.UUID) -> TicketDetail:
+    """One ticket with its history and call reference: for its owner or an admin; NotFound for anyone else."""
+    actor = _require_active(actor)
+    ticket = _load_visible(session, actor, ticket_id)
+    authors = aliased(User, name="author")
+    history = [
+        TicketMessageRow(
+            id=message.id,
+            author_id=message.author_id,
+            author_name=author_name,
+            from_owner=message.author_id == ticket.user_id,
+            body=message.body,
+            created_at=message.created_at,
+        )
+        for message, author_name in session.execute(
+            select(TicketMessage, authors.name)
+            .outerjoin(authors, authors.id == TicketMessage.author_id)
+            .where(TicketMessage.ticket_id == ticket.id)
+            .order_by(TicketMessage.created_at, TicketMessage.id)
+        )
+    ]
+    log = session.get(Log, ticket.log_id) if ticket.log_id is not None else None
+    return TicketDetail(
+        ticket=_reload_row(session, ticket), history=history, call=_call_ref(log) if log is not None else None
+    )
+
+
+def reopen(session: Session, user: User, ticket_id: uuid.UUID, follow_up: str) -> TicketRow:
+    """The owner reopens their resolved ticket with a follow-up: back to open, resolvedAt cleared.
+
+    The answer the follow-up replies to moves into the history just before it, and the response
+    field is emptied for the next answer, so the conversation reads in order. Closed is final.
+    """
+    user = _require_active(user)
+    follow_up = _text(follow_up, "follow_up", "Follow-up")
+    ticket = _load_visible(session, user, ticket_id, lock=True)
+    if ticket.user_id != user.id:
+        raise PermissionDenied("Only the person who opened this ticket can reopen it")
+    if ticket.status != "resolved":
+        final = " (a closed ticket is final)" if ticket.status == "closed" else ""
+        raise ValidationError(
+            "status",
+            f"Cannot reopen a ticket that is {STATUS_LABELS[ticket.status]}{final}: "
+            f"only a Resolved ticket can go back to Open",
+        )
+    now = utcnow()
+    if ticket.admin_response:
+        session.add(
+            TicketMessage(ticket_id=ticket.id, author_id=ticket.admin_id, body=ticket.admin_response, created_at=now)
+        )
+    # A microsecond later, so the follow-up always sorts after the answer it replies to.
+    session.add(
+        TicketMessage(
+            ticket_id=ticket.id, author_id=user.id, body=follow_up, created_at=now + timedelta(microseconds=1)
+        )
+    )
+    ticket.status = "open"
+    ticket.resolved_at = None
+    ticket.admin_response = None
+    _touch(ticket)
+    session.flush()
+    return _reload_row(session, ticket)
+
+
+# --- the admin's queue ----------------------------------------------------------------------
+
+
+def list_queue(
+    session: Session,
+    admin: User,
+    *,
+    status: str | None = None,
+    user_id: uuid.UUID | None = None,
+    oldest_first: bool = True,
+    page: int = 1,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> TicketPage:
+    """Admins: every ticket, filtered by status and owner, by age, one page at a time with the total."""
+    _require_admin(admin)
+    status = _status_filter(status)
+    condition = and_(
+        Ticket.status == status if status is not None else true(),
+        Ticket.user_id == user_id if user_id is not None else true(),
+    )
+    page_size = min(max(int(page_size), 1), MAX_PAGE_SIZE)
+    total = session.scalar(select(func.count()).select_from(Ticket).where(condition)) or 0
+    page = min(max(int(page), 1), max(1, -(-total // page_size)))
+    # The id breaks ties, so no ticket shows on two pages.
+    order = (Ticket.created_at.asc(), Ticket.id.asc()) if oldest_first else (Ticket.created_at.desc(), Ticket.id.desc())
+    stmt = _rows_stmt().where(condition).order_by(*order).limit(page_size).offset((page - 1) * page_size)
+    return TicketPage(rows=[_row(*row) for row in session.execute(stmt)], total=total, page=page, page_size=page_size)
+
+
+def respond(
+    session: Session,
+    admin: User,
+    ticket_id: uuid.UUID,
+    response: str,
+    *,
+    expected_updated_at: datetime | None = None,
+) -> TicketRow:
+    """Write or edit the admin's response (adminResponse, adminId). The status is left as it is.
+
+    With `expected_updated_at` (the `updated_at` the form was loaded with), a save over someone
+    else's change since is refused with ConflictError.
+    """
+    admin = _require_admin(admin)
+    response = _text(response, "response", "Response")
+    ticket = _load_visible(session, admin, ticket_id, lock=True)
+    if expected_updated_at is not None and not same_instant(ticket.updated_at, expected_updated_at):
+        raise ConflictError("This ticket changed since you opened it; reload it and try again")
+    if ticket.status == "closed":
+        raise ValidationError("response", "This ticket is closed, which is final: its response cannot change")
+    ticket.admin_response = response
+    ticket.admin_id = admin.id
+    _touch(ticket)
+    session.flush()
+    return _reload_row(session, ticket)
+
+
+def allowed_transitions(status: str) -> tuple[str, ...]:
+    """Where an administrator may move a ticket in `status`."""
+    return ADMIN_TRANSITIONS[validate_ticket_status(status)]
+
+
+def set_status(session: Session, admin: User, ticket_id: uuid.UUID, new_status: str) -> TicketRow:
+    """Move a ticket along ADMIN_TRANSITIONS; resolvedAt is set on resolving and cleared when it leaves resolved."""
+    _require_admin(admin)
+    new_status = validate_ticket_status(new_status)
+    # Locked, so two admins moving one ticket at once are checked one after the other.
+    ticket = _load_visible(session, admin, ticket_id, lock=True)
+    current = ticket.status
+    if new_status not in ADMIN_TRANSITIONS[current]:
+        raise ValidationError("status", _refusal(current, new_status))
+    ticket.status = new_status
+    if new_status == "resolved":
+        ticket.resolved_at = utcnow()
+    elif current == "resolved" and new_status != "closed":
+        ticket.resolved_at = None  # reopened: it is no longer resolved
+    _touch(ticket)
+    session.flush()
+    return _reload_row(session, ticket)
+
+
+def _refusal(current: str, new_status: str) -> str:
+    head = f"Cannot move a ticket from {STATUS_LABELS[current]} to {STATUS_LABELS[new_status]}"
+    if current == new_status:
+        return f"{head}: it is already {STATUS_LABELS[current]}"
+    allowed = ADMIN_TRANSITIONS[current]
+    if not allowed:
+        return f"{head}: a Closed ticket is final"
+    return f"{head}: from {STATUS_LABELS[current]} it can go to {' or '.join(STATUS_LABELS[s] for s in allowed)}"
+
+
+def open_count(session: Session) -> int:
+    """Tickets waiting for an administrator (status open), for the navigation badge."""
+    return session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status == "open")) or 0

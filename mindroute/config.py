@@ -68,7 +68,7 @@ def parse_bool(name: str, raw: str | None, default: bool) -> bool:
 def parse_database_url(raw: str) -> URL:
     try:
         url = make_url(raw)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
         raise ConfigError(
             "MINDROUTE_DATABASE_URL: not a database URL "
             "(expected e.g. postgresql+psycopg://user@host/db or sqlite:///path/to/file.db)"

@@ -1,0 +1,397 @@
+"""`backup` and `restore`: pg_dump/psql for PostgreSQL, SQLite's online backup API for SQLite."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import URL
+
+from mindroute.models import Base
+
+if TYPE_CHECKING:
+    from mindroute.cli import CommandError
+
+# Rows in any of these make a database "in use": restore refuses to overwrite it without --force.
+# (The app migrates on start, so the tables may well exist and be empty.) Sign-in attempts are
+# not worth protecting: a fresh app collects them as soon as someone opens the sign-in page.
+NOT_DATA_TABLES = frozenset({"loginattempts"})
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PG_DUMP_MAGIC = "-- PostgreSQL database dump"
+PG_DUMP_COMPLETE = "-- PostgreSQL database dump complete"
+PG_TOOL_TIMEOUT_S = 6 * 3600  # a hung server should not hang the command forever
+
+
+def _fail(message: str) -> CommandError:
+    # Imported here, not at the top: mindroute.cli imports this module while building its parser.
+    from mindroute.cli import CommandError
+
+    return CommandError(message)
+
+
+# --- parsers --------------------------------------------------------------------------------
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup = sub.add_parser(
+        "backup",
+        help="write the whole database to FILE (PostgreSQL: SQL via pg_dump; SQLite: a database file)",
+        description="Writes FILE owner-only: it holds password hashes and encrypted provider keys.",
+    )
+    backup.add_argument("file", metavar="FILE", type=Path)
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    restore = sub.add_parser(
+        "restore",
+        help="replace the database with a backup made by `backup` (refuses a non-empty database)",
+        description=(
+            "Restores FILE into MINDROUTE_DATABASE_URL, then migrates it to this version's schema. "
+            "Stop the app first. The database must hold no users, providers, logs, tickets or keys, "
+            "unless --force, which replaces them."
+        ),
+    )
+    restore.add_argument("file", metavar="FILE", type=Path)
+    restore.add_argument("--force", action="store_true", help="replace a database that already holds data")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _engine() -> Engine:
+    from mindroute.db import get_engine
+
+    return get_engine()
+
+
+def _table_names() -> list[str]:
+    """MindRoute's tables, alphabetically (the order summaries list them in)."""
+    return sorted(t.name for t in Base.metadata.sorted_tables)
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """Rows per MindRoute table that exists (a database may be older, or empty)."""
+    existing = set(inspect(engine).get_table_names())
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for name in _table_names():
+            if name in existing:
+                # Table names come from our own metadata, never from input.
+                counts[name] = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()  # noqa: S608
+    return counts
+
+
+def _has_data(engine: Engine) -> list[str]:
+    """The tables holding rows worth protecting from an accidental restore."""
+    existing = set(inspect(engine).get_table_names())
+    candidates = [name for name in _table_names() if name in existing and name not in NOT_DATA_TABLES]
+    with engine.connect() as conn:
+        # Table names come from our own metadata, never from input.
+        return [name for name in candidates if conn.execute(text(f"SELECT 1 FROM {name} LIMIT 1")).first()]  # noqa: S608
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in counts.items()) or "no MindRoute tables"
+
+
+def _format_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    for unit in ("KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            break
+        value /= 1024
+    return f"{value:.1f} {unit}"
+
+
+def _sqlite_path(url: URL) -> Path:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        raise _fail("MINDROUTE_DATABASE_URL: backup and restore need a SQLite database file, not an in-memory one")
+    return Path(database)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise _fail(f"backup file {path} does not exist")
+    if not path.is_file():
+        raise _fail(f"backup file {path} is not a regular file")
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise _fail(f"cannot read backup file {path}: {exc.strerror or exc}") from None
+
+
+def _sniff(path: Path) -> str:
+    """'sqlite', 'pg_dump' or 'unknown', from the file's first bytes."""
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    if head.startswith(SQLITE_MAGIC):
+        return "sqlite"
+    if PG_DUMP_MAGIC.encode() in head:
+        return "pg_dump"
+    return "unknown"
+
+
+@contextlib.contextmanager
+def _atomic_output(path: Path, force: bool) -> Iterator[Path]:
+    """A temporary owner-only file next to `path`, renamed onto it only if the block succeeds,
+    so a failed backup never leaves a truncated file or clobbers the previous one."""
+    if path.is_dir():
+        raise _fail(f"{path} is a directory; give a file name")
+    if path.exists() and not force:
+        raise _fail(f"{path} already exists; choose another name or pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+    except OSError as exc:
+        raise _fail(f"cannot write to {parent}: {exc.strerror or exc}") from None
+    os.close(fd)  # mkstemp made it 0600 already
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _first_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower() or "fatal" in line.lower():
+            return line
+    return lines[0] if lines else "no message"
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _libpq(url: URL) -> tuple[str, dict[str, str]]:
+    """The URL libpq understands (no "+psycopg", no password) and an environment carrying the password."""
+    env = dict(os.environ)
+    if url.password is not None:
+        env["PGPASSWORD"] = str(url.password)  # never on the command line, where `ps` shows it
+    conninfo = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return conninfo, env
+
+
+def _run_pg_tool(argv: list[str], env: dict[str, str], what: str) -> None:
+    tool = argv[0]
+    if shutil.which(tool) is None:
+        raise _fail(f"{tool} not found on PATH; install the PostgreSQL client tools (same major version as the server)")
+    try:
+        result = subprocess.run(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=PG_TOOL_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise _fail(f"{what}: {tool} did not finish within {PG_TOOL_TIMEOUT_S // 3600} hours") from None
+    if result.returncode != 0:
+        raise _fail(f"{what}: {tool} failed: {_first_error_line(result.stderr)}")
+
+
+def _dump_counts(path: Path) -> dict[str, int]:
+    """Rows per table in a plain pg_dump file, counted from its COPY blocks; checks the dump is complete."""
+    counts: dict[str, int] = {}
+    current: str | None = None
+    complete = False
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if current is not None:
+                if line == "\\.\n":
+                    current = None
+                else:
+                    counts[current] += 1
+            elif line.startswith("COPY "):
+                name = line.split()[1].split(".")[-1].strip('"')
+                current = name
+                counts.setdefault(name, 0)
+            elif line.startswith(PG_DUMP_COMPLETE):
+                complete = True
+    if not complete:
+        raise _fail(f"{path} is incomplete (no end-of-dump marker); the dump was cut short")
+    return {name: counts[name] for name in _table_names() if name in counts}
+
+
+def _check_dump_complete(path: Path) -> None:
+    # pg_dump writes its end marker last; without it the file was cut short (disk full, killed, copied half).
+    with path.open("rb") as fh:
+        fh.seek(max(path.stat().st_size - 4096, 0))
+        tail = fh.read()
+    if PG_DUMP_COMPLETE.encode() not in tail:
+        raise _fail(f"{path} is incomplete (no end-of-dump marker); the dump was cut short, nothing was restored")
+
+
+def _backup_postgresql(engine: Engine, path: Path, force: bool) -> dict[str, int]:
+    conninfo, env = _libpq(engine.url)
+    with _atomic_output(path, force) as tmp:
+        _run_pg_tool(
+            [
+                "pg_dump",
+                "--format=plain",
+                "--no-owner",
+                "--no-privileges",
+                "--clean",
+                "--if-exists",
+                f"--file={tmp}",
+                f"--dbname={conninfo}",
+            ],
+            env,
+            "backup",
+        )
+        return _dump_counts(tmp)
+
+
+def _restore_postgresql(engine: Engine, path: Path) -> None:
+    conninfo, env = _libpq(engine.url)
+    engine.dispose()  # our pooled connections must not hold anything the dump's DROPs wait for
+    # The dump's own DROPs (--clean) fail where a newer schema has tables the dump does not know
+    # referencing the ones it replaces, so drop every MindRoute table first, in the same transaction.
+    names = ", ".join([*_table_names(), "alembic_version"])
+    # -X: ignore ~/.psqlrc; one transaction for the -c and the -f: any failure leaves the database as it was.
+    _run_pg_tool(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            f"--command=DROP TABLE IF EXISTS {names} CASCADE",
+            f"--file={path}",
+            f"--dbname={conninfo}",
+        ],
+        env,
+        "restore",
+    )
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+
+def _backup_sqlite(engine: Engine, path: Path, force: bool) -> dict[str, int]:
+    source_path = _sqlite_path(engine.url)
+    if not source_path.is_file():
+        raise _fail(f"there is no SQLite database at {source_path}; nothing to back up")
+    with _atomic_output(path, force) as tmp:
+        try:
+            # Read-only: a backup must never create or change the database it copies.
+            source = sqlite3.connect(f"{source_path.resolve().as_uri()}?mode=ro", uri=True)
+            target = sqlite3.connect(tmp)
+            try:
+                # The online backup API copies a consistent snapshot while the app keeps writing.
+                source.backup(target)
+                # A self-contained file: no -wal/-shm companions to forget when copying it.
+                target.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                target.close()
+                source.close()
+        except sqlite3.Error as exc:
+            raise _fail(f"backup failed: {exc}") from None
+        return _sqlite_file_counts(tmp)
+
+
+def _sqlite_file_counts(path: Path) -> dict[str, int]:
+    # Plain sqlite3, read-only: MindRoute's engine would switch the file back to WAL mode.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        existing = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {
+            name: conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # noqa: S608 - our table names
+            for name in _table_names()
+            if name in existing
+        }
+    finally:
+        conn.close()
+
+
+def _check_sqlite_backup(path: Path) -> None:
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _fail(f"{path} is not a readable SQLite database: {exc}") from None
+    if "alembic_version" not in names or "users" not in names:
+        raise _fail(f"{path} is a SQLite database but not a MindRoute backup (no users or alembic_version table)")
+
+
+def _restore_sqlite(engine: Engine, path: Path) -> None:
+    target_path = _sqlite_path(engine.url)
+    _check_sqlite_backup(path)
+    engine.dispose()
+    target_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        target = sqlite3.connect(target_path, timeout=10)
+        try:
+            # Page by page into the live file, under SQLite's own locking: readers never see half a restore.
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+    except sqlite3.Error as exc:
+        raise _fail(f"restore failed: {exc} (is the app still running?)") from None
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    # No migration first: a backup is of the database as it is (often taken before upgrading).
+    engine = _engine()
+    path: Path = args.file
+    if engine.dialect.name == "postgresql":
+        counts = _backup_postgresql(engine, path, args.force)
+    else:
+        counts = _backup_sqlite(engine, path, args.force)
+    size = path.stat().st_size
+    print(f"backed up the {engine.dialect.name} database to {path} ({_format_size(size)}, owner-only)")
+    print(f"rows: {_format_counts(counts)}")
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from mindroute.db import ensure_schema
+
+    engine = _engine()
+    path: Path = args.file
+    _check_readable(path)
+    kind = _sniff(path)
+    dialect = engine.dialect.name
+    if dialect == "postgresql" and kind != "pg_dump":
+        hint = " (it is a SQLite backup)" if kind == "sqlite" else ""
+        raise _fail(f"{path} is not a PostgreSQL backup made by `python -m mindroute backup`{hint}")
+    if dialect == "sqlite" and kind != "sqlite":
+        hint = " (it is a PostgreSQL dump)" if kind == "pg_dump" else ""
+        raise _fail(f"{path} is not a SQLite backup made by `python -m mindroute backup`{hint}")
+    if kind == "pg_dump":
+        _check_dump_complete(path)
+    if dialect == "sqlite" and not _sqlite_path(engine.url).exists():
+        busy: list[str] = []  # restoring creates the file; nothing to protect
+    else:
+        busy = _has_data(engine)
+    if busy and not args.force:
+        raise _fail(
+            f"the database is not empty (rows in {', '.join(busy)}); restore into an empty database, "
+            "or pass --force to replace everything in it"
+        )
+    if dialect == "postgresql":
+        _restore_postgresql(engine, path)
+    else:
+        _restore_sqlite(engine, path)
+    # Backups from older versions come back at their schema; bring them to this version's.
+    ensure_schema(engine)
+    size = path.stat().st_size
+    print(f"restored {path} ({_format_size(size)}) into the {dialect} database")
+    print(f"rows: {_format_counts(row_counts(engine))}")

@@ -98,12 +98,28 @@ def cmd_seed_providers(_args: argparse.Namespace) -> None:
         print("the default providers already exist; nothing changed")
 
 
+def cmd_copy_to(args: argparse.Namespace) -> None:
+    from mindroute.config import parse_database_url
+    from mindroute.db import make_engine
+    from mindroute.transfer import TransferError, copy_database
+
+    target = make_engine(parse_database_url(args.target_url))
+    try:
+        counts = copy_database(get_engine(), target)
+    except TransferError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        target.dispose()
+    print("copied " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "db": cmd_db,
     "create-admin": cmd_create_admin,
     "generate-secret": cmd_generate_secret,
     "rotate-secret": cmd_rotate_secret,
     "seed-providers": cmd_seed_providers,
+    "copy-to": cmd_copy_to,
 }
 
 
@@ -122,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("generate-secret", help="print a new key for MINDROUTE_SECRET_KEY")
     sub.add_parser("rotate-secret", help="re-encrypt every provider key under the newest MINDROUTE_SECRET_KEY")
     sub.add_parser("seed-providers", help="add OpenAI, Anthropic and Google AI with their official endpoints")
+    copy = sub.add_parser("copy-to", help="copy every row into another, empty database (e.g. SQLite to PostgreSQL)")
+    copy.add_argument("target_url", help="SQLAlchemy URL of the empty target database")
 
     from mindroute import backup, seed
 

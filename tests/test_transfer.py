@@ -57,3 +57,21 @@ def test_sqlite_to_postgresql_copies_every_row(tmp_path, pg_server) -> None:
         target.dispose()
         drop_pg_database(target_url)
         source.dispose()
+
+
+def test_copy_to_command_names_a_non_empty_target(tmp_path, monkeypatch) -> None:
+    from mindroute import cli, config
+    from mindroute import db as mr_db
+
+    source = tmp_path / "src.db"
+    target = tmp_path / "target.db"
+    monkeypatch.setenv("MINDROUTE_DATABASE_URL", f"sqlite:///{source}")
+    config.get_settings.cache_clear()
+    monkeypatch.setattr(mr_db, "_engine", None)
+    assert cli.main(["copy-to", f"sqlite:///{target}"]) == 0
+    assert cli.main(["copy-to", f"sqlite:///{target}"]) == 0  # still empty: both had no rows
+    engine = make_engine(f"sqlite:///{target}")
+    with transaction(engine) as session:
+        session.add(User(email="x@example.com", name="X", password="x"))
+    engine.dispose()
+    assert cli.main(["copy-to", f"sqlite:///{target}"]) == 1

@@ -1,0 +1,1 @@
+"""Provider adapters against local servers that speak each protocol."""

@@ -1,0 +1,144 @@
+"""The call log: one row per call, described attachments, provider counts only, never a secret."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select, text
+
+from mindroute.db import make_engine, transaction
+from mindroute.models import Log, User
+from mindroute.providers.base import Attachment, ChatMessage, ChatRequest
+from mindroute.services.call_log import (
+    RESPONSE_TEXT_MAX_CHARS,
+    STOPPED_BY_USER_STATUS,
+    CallRecord,
+    write_call_log,
+)
+
+SECRET = "sk-proj-abcdefghijklmnop1234567890"
+
+
+def a_request() -> ChatRequest:
+    image = Attachment(kind="image", mime_type="image/png", data=b"\x89PNG" + b"0" * 996, filename="cat.png")
+    return ChatRequest(
+        model="gpt-4o-mini",
+        messages=[
+            ChatMessage(role="system", text="Be brief."),
+            ChatMessage(role="user", text=f"my key is {SECRET}, what is this?", attachments=[image]),
+        ],
+        temperature=0.2,
+        max_tokens=256,
+        stream=True,
+    )
+
+
+def test_a_successful_call_is_one_row_with_the_providers_counts(engine) -> None:
+    with transaction(engine) as session:
+        user = User(email="u@example.com", name="U", password="x")
+        session.add(user)
+    row_id = write_call_log(
+        engine,
+        CallRecord(
+            user_id=user.id,
+            provider_id=None,
+            model="gpt-4o-mini",
+            request=a_request(),
+            status_code=200,
+            duration_ms=812,
+            text="A cat.",
+            finish_reason="stop",
+            prompt_tokens=31,
+            completion_tokens=3,
+            total_tokens=34,
+            usage_reported=True,
+            time_to_first_token_ms=240,
+            ip="10.1.2.3",
+            user_agent="pytest",
+        ),
+    )
+    with transaction(engine) as session:
+        row = session.get(Log, row_id)
+        assert (row.request_type, row.status_code, row.duration, row.model_id) == ("chat", 200, 812, "gpt-4o-mini")
+        assert (row.prompt_tokens, row.completion_tokens, row.tokens_used) == (31, 3, 34)
+        assert row.request_body["messages"][1]["attachments"] == [
+            {"name": "cat.png", "type": "image/png", "size": 1000}
+        ]
+        assert row.response_body["usage"]["reported"] is True
+        assert row.response_body["time_to_first_token_ms"] == 240
+        raw = session.execute(text("SELECT requestbody, responsebody FROM logs")).one()
+    assert SECRET not in str(raw) and "base64" not in str(raw) and "data:" not in str(raw)
+
+
+def test_no_usage_reported_means_no_numbers(engine) -> None:
+    write_call_log(
+        engine,
+        CallRecord(
+            user_id=None,
+            provider_id=None,
+            model="llama3",
+            request=a_request(),
+            status_code=200,
+            duration_ms=5,
+            text="hi",
+            usage_reported=False,
+        ),
+    )
+    with transaction(engine) as session:
+        row = session.scalar(select(Log))
+    assert (row.prompt_tokens, row.completion_tokens, row.tokens_used) == (None, None, None)
+    assert row.response_body["usage"] == {"reported": False, "prompt": None, "completion": None, "total": None}
+
+
+def test_stopped_stream_and_long_text_are_marked(engine) -> None:
+    long_text = "x" * (RESPONSE_TEXT_MAX_CHARS + 10)
+    write_call_log(
+        engine,
+        CallRecord(
+            user_id=None,
+            provider_id=None,
+            model="m",
+            request=a_request(),
+            status_code=STOPPED_BY_USER_STATUS,
+            duration_ms=5,
+            text=long_text,
+            stopped_by_user=True,
+        ),
+    )
+    with transaction(engine) as session:
+        row = session.scalar(select(Log))
+    assert row.status_code == 499 and row.response_body["stopped_by_user"] is True
+    assert row.response_body["truncated"] is True and row.response_body["text"].endswith(
+        "[truncated: 10 more characters]"
+    )
+
+
+def test_refused_call_is_logged_with_its_reason_and_no_secret(engine) -> None:
+    key_id = uuid.uuid4()
+    write_call_log(
+        engine,
+        CallRecord(
+            user_id=None,
+            provider_id=None,
+            model="m",
+            request=None,
+            status_code=403,
+            duration_ms=1,
+            source="api",
+            api_key_id=key_id,
+            error_message=f"Provider refused key {SECRET}",
+        ),
+    )
+    with transaction(engine) as session:
+        row = session.scalar(select(Log))
+    assert row.request_body == {"source": "api", "api_key_id": str(key_id), "model": "m"}
+    assert SECRET not in row.error_message and "[redacted]" in row.error_message
+    assert row.response_body is None
+
+
+def test_a_failure_to_log_never_raises(tmp_path, caplog) -> None:
+    broken = make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")
+    assert write_call_log(broken, CallRecord(None, None, "m", None, 200, 1)) is None
+    assert "could not write the log row" in caplog.text
+    with broken.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(text("sqlite_master"))).scalar() == 0

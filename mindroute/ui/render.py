@@ -20,6 +20,20 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
+# ![alt](url), ![alt][ref] and <img …>: an image in Markdown is fetched by the viewer's browser.
+_MD_INLINE_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)?")
+_MD_REF_IMAGE = re.compile(r"!\[([^\]]*)\]\[[^\]]*\]")
+_MD_REF_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$", re.MULTILINE)
+
+
+def safe_markdown(text: str) -> str:
+    """Model output for st.markdown: images become a text label, so nothing remote is fetched.
+    Raw HTML is already shown as text by st.markdown (never pass unsafe_allow_html)."""
+    text = _MD_INLINE_IMAGE.sub(lambda m: f"[image: {m.group(1) or 'untitled'}]", text)
+    text = _MD_REF_IMAGE.sub(lambda m: f"[image: {m.group(1) or 'untitled'}]", text)
+    return _MD_REF_DEFINITION.sub("", text)
+
+
 def untrusted_text(value: str | None) -> None:
     """Names, tickets, model output: shown as text, never as HTML or Markdown (no remote images)."""
     st.text(value or "")

@@ -1,0 +1,372 @@
+"""One chat call for a user: the access policy, the token and media limits, the upstream call,
+and its one Logs row. The playground calls this; the API will call the same rules."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from mindroute.db import transaction
+from mindroute.models import Provider, User
+from mindroute.providers.base import (
+    AuthenticationError,
+    BadRequestError,
+    Cancelled,
+    ChatRequest,
+    ChatStream,
+    NotFoundError,
+    ProviderError,
+    ProviderPermissionError,
+    ProviderTimeout,
+    RateLimitedError,
+    StreamEnd,
+    check_media,
+)
+from mindroute.providers.registry import adapter_for
+from mindroute.security import DecryptionError
+from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord, write_call_log
+from mindroute.services.permissions import check_access
+from mindroute.services.providers import provider_api_key, provider_endpoint, read_settings
+
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where a call comes from, for its log row."""
+
+    source: str = "playground"  # or "api"
+    ip: str | None = None
+    user_agent: str | None = None
+    api_key_id: uuid.UUID | None = None
+
+
+class ChatRefused(Exception):  # noqa: N818 - reads better at the raise site
+    """Refused before any upstream call; `status_code` is what the API answers."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    user_id: uuid.UUID
+    provider_id: uuid.UUID
+    provider_name: str
+    protocol: str
+    endpoint: str
+    request: ChatRequest
+    prices: dict[str, dict[str, float]]
+    effective_max_tokens: int | None
+    limit_source: str | None
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    """What happened, as the user is shown it and as it was logged."""
+
+    text: str
+    status_code: int
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    usage_reported: bool
+    duration_ms: int
+    time_to_first_token_ms: int | None
+    cost_usd: float | None
+    stopped_by_user: bool = False
+    retry_after: float | None = None
+    log_id: uuid.UUID | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == 200
+
+
+def estimate_cost(
+    prices: dict[str, dict[str, float]], model: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> float | None:
+    """USD from the provider's per-model prices; None when the model has no price or tokens are unknown."""
+    price = prices.get(model)
+    if not price or (prompt_tokens is None and completion_tokens is None):
+        return None
+    return (
+        (prompt_tokens or 0) * price.get("input", 0.0) + (completion_tokens or 0) * price.get("output", 0.0)
+    ) / TOKENS_PER_PRICE_UNIT
+
+
+def status_for_error(exc: ProviderError) -> int:
+    """The status MindRoute answers with when the upstream call failed."""
+    if isinstance(exc, RateLimitedError):
+        return 429
+    if isinstance(exc, ProviderTimeout):
+        return 504
+    if isinstance(exc, Cancelled):
+        return STOPPED_BY_USER_STATUS
+    if isinstance(exc, BadRequestError | NotFoundError):
+        return exc.status_code or 400
+    if isinstance(exc, AuthenticationError | ProviderPermissionError):
+        return 502  # the provider refused MindRoute's key: not the caller's fault
+    return 502
+
+
+def prepare_call(session: Session, user: User, provider_id: uuid.UUID, request: ChatRequest) -> PreparedCall:
+    """Apply every rule before the upstream call; raises ChatRefused with the status to answer."""
+    decision = check_access(session, user, provider_id, request.model)
+    if not decision.allowed:
+        raise ChatRefused(403, decision.reason)
+    provider = session.get(Provider, provider_id)
+    limit = decision.effective_max_tokens
+    if limit is not None:
+        if request.max_tokens is not None and request.max_tokens > limit:
+            raise ChatRefused(
+                400, f"max tokens {request.max_tokens:,} is over the limit of {limit:,} ({decision.limit_source})"
+            )
+        if request.max_tokens is None:
+            request = replace(request, max_tokens=limit)
+    try:
+        check_media(request, provider.allow_images, provider.allow_videos, provider.allow_files)
+    except ProviderError as exc:
+        raise ChatRefused(400, exc.message) from None
+    try:
+        api_key = provider_api_key(provider)
+    except DecryptionError:
+        raise ChatRefused(502, f"{provider.name}'s stored key cannot be used; ask an administrator") from None
+    return PreparedCall(
+        user_id=user.id,
+        provider_id=provider.id,
+        provider_name=provider.name,
+        protocol=provider.protocol,
+        endpoint=provider_endpoint(provider),
+        request=request,
+        prices=read_settings(provider.settings)["prices"],
+        effective_max_tokens=limit,
+        limit_source=decision.limit_source,
+        api_key=api_key,
+    )
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _log_refusal(
+    engine: Engine,
+    user: User,
+    provider_id: uuid.UUID,
+    request: ChatRequest,
+    refused: ChatRefused,
+    caller: Caller,
+    started: float,
+) -> ChatOutcome:
+    duration = _ms_since(started)
+    log_id = write_call_log(
+        engine,
+        CallRecord(
+            user_id=user.id,
+            provider_id=provider_id,
+            model=request.model,
+            request=request,
+            status_code=refused.status_code,
+            duration_ms=duration,
+            error_message=refused.message,
+            source=caller.source,
+            api_key_id=caller.api_key_id,
+            ip=caller.ip,
+            user_agent=caller.user_agent,
+        ),
+    )
+    return ChatOutcome(
+        "", refused.status_code, refused.message, None, None, None, False, duration, None, None, log_id=log_id
+    )
+
+
+def _prepare_or_refuse(
+    engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller, started: float
+) -> PreparedCall | ChatOutcome:
+    with transaction(engine) as session:
+        try:
+            return prepare_call(session, user, provider_id, request)
+        except ChatRefused as refused:
+            refusal = refused
+    return _log_refusal(engine, user, provider_id, request, refusal, caller, started)
+
+
+def _record(prepared: PreparedCall, caller: Caller, **values: Any) -> CallRecord:
+    return CallRecord(
+        user_id=prepared.user_id,
+        provider_id=prepared.provider_id,
+        model=prepared.request.model,
+        request=prepared.request,
+        source=caller.source,
+        api_key_id=caller.api_key_id,
+        ip=caller.ip,
+        user_agent=caller.user_agent,
+        **values,
+    )
+
+
+def complete_chat(
+    engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
+) -> ChatOutcome:
+    """A whole answer at once; always exactly one Logs row."""
+    started = time.perf_counter()
+    prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
+    if isinstance(prepared, ChatOutcome):
+        return prepared
+    try:
+        result = adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key)
+    except ProviderError as exc:
+        status, duration = status_for_error(exc), _ms_since(started)
+        log_id = write_call_log(
+            engine, _record(prepared, caller, status_code=status, duration_ms=duration, error_message=exc.message)
+        )
+        retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+        return ChatOutcome(
+            "", status, exc.message, None, None, None, False, duration, None, None, False, retry_after, log_id
+        )
+    duration = _ms_since(started)
+    record = _record(
+        prepared,
+        caller,
+        status_code=200,
+        duration_ms=duration,
+        text=result.text,
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.total_tokens,
+        usage_reported=result.usage_reported,
+    )
+    log_id = write_call_log(engine, record)
+    return ChatOutcome(
+        text=result.text,
+        status_code=200,
+        error=None,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.total_tokens,
+        usage_reported=result.usage_reported,
+        duration_ms=duration,
+        time_to_first_token_ms=None,
+        cost_usd=estimate_cost(prepared.prices, prepared.request.model, result.prompt_tokens, result.completion_tokens),
+        log_id=log_id,
+    )
+
+
+class StreamingChat:
+    """A streamed answer: iterate `chunks()`, then call `finish()` (in a `finally`), which logs
+    exactly once: completed, failed, or stopped by the user partway (status 499, the text so far)."""
+
+    def __init__(
+        self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
+    ) -> None:
+        self._engine = engine
+        self._caller = caller
+        self._started = time.perf_counter()
+        self._first_token_ms: int | None = None
+        self._end: StreamEnd | None = None
+        self._error: ProviderError | None = None
+        self._stream: ChatStream | None = None
+        self.outcome: ChatOutcome | None = None
+        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, self._started)
+        if isinstance(prepared, ChatOutcome):
+            self.outcome = prepared  # refused and logged already
+            self._prepared = None
+            return
+        self._prepared = prepared
+        try:
+            self._stream = adapter_for(prepared.protocol).stream(prepared.request, prepared.endpoint, prepared.api_key)
+        except ProviderError as exc:  # refused by the adapter before anything was sent
+            self._error = exc
+
+    @property
+    def prepared(self) -> PreparedCall | None:
+        return self._prepared
+
+    def chunks(self) -> Iterator[str]:
+        if self._stream is None:
+            return
+        try:
+            for item in self._stream:
+                if isinstance(item, StreamEnd):
+                    self._end = item
+                elif item.text:
+                    if self._first_token_ms is None:
+                        self._first_token_ms = _ms_since(self._started)
+                    yield item.text
+        except ProviderError as exc:
+            self._error = exc
+
+    def finish(self) -> ChatOutcome:
+        if self.outcome is not None:
+            return self.outcome
+        prepared = self._prepared
+        assert prepared is not None
+        stopped = False
+        if self._end is None and self._error is None and self._stream is not None:
+            stopped = True  # the reader went away before the stream ended
+            partial = self._stream.so_far()
+            self._stream.close()  # releases the upstream connection: the provider sees the disconnect
+            end = partial
+        else:
+            end = self._end or (self._stream.so_far() if self._stream is not None else None)
+        if self._stream is not None:
+            self._stream.close()
+        duration = _ms_since(self._started)
+        if stopped:
+            status, error = STOPPED_BY_USER_STATUS, "Stopped by the user"
+        elif self._error is not None:
+            status, error = status_for_error(self._error), self._error.message
+        else:
+            status, error = 200, None
+        text = end.text if end else ""
+        prompt = end.prompt_tokens if end else None
+        completion = end.completion_tokens if end else None
+        total = end.total_tokens if end else None
+        reported = bool(end and end.usage_reported)
+        log_id = write_call_log(
+            self._engine,
+            _record(
+                prepared,
+                self._caller,
+                status_code=status,
+                duration_ms=duration,
+                text=text,
+                finish_reason=end.finish_reason if end else None,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=total,
+                usage_reported=reported,
+                time_to_first_token_ms=self._first_token_ms,
+                stopped_by_user=stopped,
+                error_message=error,
+            ),
+        )
+        retry_after = self._error.retry_after if isinstance(self._error, RateLimitedError) else None
+        self.outcome = ChatOutcome(
+            text=text,
+            status_code=status,
+            error=error,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            usage_reported=reported,
+            duration_ms=duration,
+            time_to_first_token_ms=self._first_token_ms,
+            cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
+            stopped_by_user=stopped,
+            retry_after=retry_after,
+            log_id=log_id,
+        )
+        return self.outcome

@@ -1,0 +1,211 @@
+"""Playground: chat with a provider you may use; every call lands in the same logs as the API."""
+
+from mindroute.ui.session import require_user
+
+user = require_user()
+
+import json  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from mindroute.db import transaction  # noqa: E402
+from mindroute.providers.base import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
+from mindroute.services.chat import Caller, StreamingChat, complete_chat  # noqa: E402
+from mindroute.services.permissions import usable_providers  # noqa: E402
+from mindroute.ui.format import tokens  # noqa: E402
+from mindroute.ui.render import escape_markdown, safe_markdown  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+
+HISTORY = "playground_history"
+UPLOAD_LIMIT_MB = st.get_option("server.maxUploadSize")
+RENDER_EVERY_S = 0.05  # redraw a streaming answer at most 20 times a second
+FILE_TYPES = {
+    "images": ["png", "jpg", "jpeg", "gif", "webp"],
+    "videos": ["mp4", "mov", "webm"],
+    "files": ["pdf", "txt", "md", "csv", "json"],
+}
+
+st.title("Playground")
+
+with transaction(engine()) as session:
+    providers = usable_providers(session, user)
+if not providers:
+    st.info("You may not use any provider yet. Ask an administrator to give you access.")
+    st.stop()
+
+by_id = {str(p.id): p for p in providers}
+with st.sidebar:
+    st.subheader("Settings")
+    provider = by_id[st.selectbox("Provider", list(by_id), format_func=lambda i: by_id[i].name, key="pg_provider")]
+    if provider.models:
+        default_index = (
+            provider.models.index(provider.default_model) if provider.default_model in provider.models else 0
+        )
+        model = st.selectbox("Model", provider.models, index=default_index, key=f"pg_model_{provider.id}")
+    else:
+        model = st.text_input(
+            "Model",
+            value=provider.default_model or "",
+            key=f"pg_model_{provider.id}",
+            help="This provider accepts any model name",
+        )
+    system_prompt = st.text_area("System prompt", key="pg_system", height=100)
+    temperature = st.slider("Temperature", 0.0, 2.0, 0.7, 0.1, key="pg_temperature")
+    limit = provider.effective_max_tokens
+    max_tokens = st.number_input(
+        "Max tokens",
+        min_value=1,
+        max_value=limit or 1_000_000,
+        value=min(1024, limit or 1024),
+        step=64,
+        key=f"pg_max_tokens_{provider.id}",
+    )
+    if limit is not None:
+        st.caption(f"At most {limit:,} tokens per call: {provider.limit_source}.")
+    stream_answers = st.toggle("Stream answers", value=True, key="pg_stream")
+
+history: list[dict] = st.session_state.setdefault(HISTORY, [])
+
+
+def outcome_caption(meta: dict) -> str:
+    parts = []
+    if meta.get("prompt_tokens") is not None or meta.get("completion_tokens") is not None:
+        parts.append(f"{tokens(meta.get('prompt_tokens'))} in · {tokens(meta.get('completion_tokens'))} out")
+    else:
+        parts.append("no token counts reported")
+    parts.append(f"{meta['duration_ms']:,} ms")
+    if meta.get("ttft_ms") is not None:
+        parts.append(f"first token {meta['ttft_ms']:,} ms")
+    if meta.get("cost_usd") is not None:
+        parts.append(f"≈ ${meta['cost_usd']:.6f}")
+    if meta.get("stopped"):
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+def show_message(entry: dict) -> None:
+    with st.chat_message(entry["role"]):
+        if entry["role"] == "user":
+            st.text(entry["text"])  # the user's own words, shown as typed
+            for name in entry.get("attachments", []):
+                st.caption(escape_markdown(f"📎 {name}"))
+        else:
+            if entry.get("text"):
+                st.markdown(safe_markdown(entry["text"]))
+            if entry.get("error"):
+                st.error(escape_markdown(entry["error"]))
+            st.caption(escape_markdown(f"{entry['provider']} · {entry['model']} · " + outcome_caption(entry)))
+
+
+for entry in history:
+    show_message(entry)
+
+kinds = [
+    k
+    for k, allowed in (
+        ("images", provider.allow_images),
+        ("videos", provider.allow_videos),
+        ("files", provider.allow_files),
+    )
+    if allowed
+]
+accept = [ext for kind in kinds for ext in FILE_TYPES[kind]]
+placeholder = f"Message {provider.name}"
+if accept:
+    placeholder += f" (attach {', '.join(kinds)} up to {UPLOAD_LIMIT_MB} MB each)"
+prompt = st.chat_input(
+    placeholder, accept_file="multiple" if accept else False, file_type=accept or None, key="pg_input"
+)
+
+cols = st.columns([1, 1, 1, 5])
+if cols[0].button("Clear", key="pg_clear", disabled=not history):
+    st.session_state[HISTORY] = []
+    st.rerun()
+transcript = [{k: v for k, v in e.items() if k != "attachment_data"} for e in history]
+cols[1].download_button(
+    "Markdown",
+    "\n\n".join(f"**{e['role']}**: {e.get('text', '')}" for e in transcript),
+    file_name="conversation.md",
+    mime="text/markdown",
+    disabled=not history,
+    key="pg_download_md",
+)
+cols[2].download_button(
+    "JSON",
+    json.dumps(transcript, indent=2, ensure_ascii=False),
+    file_name="conversation.json",
+    mime="application/json",
+    disabled=not history,
+    key="pg_download_json",
+)
+
+if prompt is None:
+    st.stop()
+
+text = prompt if isinstance(prompt, str) else (prompt.text or "")
+uploads = [] if isinstance(prompt, str) else list(prompt.files or [])
+attachments = [
+    Attachment(
+        kind=attachment_kind(f.type or ""),
+        mime_type=f.type or "application/octet-stream",
+        data=f.getvalue(),
+        filename=f.name,
+    )
+    for f in uploads
+]
+user_entry = {"role": "user", "text": text, "attachments": [a.label for a in attachments]}
+show_message(user_entry)
+
+messages = [ChatMessage("system", system_prompt)] if system_prompt.strip() else []
+messages += [
+    ChatMessage("user" if e["role"] == "user" else "assistant", e.get("text", "")) for e in history if e.get("text")
+]
+messages.append(ChatMessage("user", text, attachments))
+request = ChatRequest(
+    model=model, messages=messages, temperature=temperature, max_tokens=int(max_tokens), stream=stream_answers
+)
+headers = st.context.headers
+caller = Caller(
+    source="playground",
+    ip=st.context.ip_address if isinstance(st.context.ip_address, str) else None,
+    user_agent=headers.get("user-agent") if isinstance(headers.get("user-agent"), str) else None,
+)
+answer = {"role": "assistant", "provider": provider.name, "model": model, "at": datetime.now(UTC).isoformat()}
+
+
+def remember(outcome) -> None:  # noqa: ANN001 - a ChatOutcome
+    answer.update(
+        text=outcome.text,
+        error=outcome.error,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        duration_ms=outcome.duration_ms,
+        ttft_ms=outcome.time_to_first_token_ms,
+        cost_usd=outcome.cost_usd,
+        stopped=outcome.stopped_by_user,
+    )
+    st.session_state[HISTORY] = [*history, user_entry, answer]
+
+
+with st.chat_message("assistant"):
+    if not stream_answers:
+        with st.spinner("Waiting for the answer…"):
+            outcome = complete_chat(engine(), user, provider.id, request, caller)
+        remember(outcome)
+        st.rerun()
+    call = StreamingChat(engine(), user, provider.id, request, caller)
+    st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
+    slot = st.empty()
+    received, last_draw = "", 0.0
+    try:
+        for piece in call.chunks():
+            received += piece
+            if time.monotonic() - last_draw >= RENDER_EVERY_S:
+                slot.markdown(safe_markdown(received) + " ▌")
+                last_draw = time.monotonic()
+    finally:
+        # Runs also when "Stop" (or any widget) interrupts the script: the partial answer is logged.
+        remember(call.finish())
+st.rerun()

@@ -26,6 +26,7 @@ ADMINS = ("admin",)
 
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/workspace/overview.py", "Overview", ":material/dashboard:", WORKSPACE, EVERYONE, default=True),
+    PageSpec("pages/workspace/playground.py", "Playground", ":material/chat:", WORKSPACE, EVERYONE),
     PageSpec("pages/workspace/account.py", "Account", ":material/person:", WORKSPACE, EVERYONE),
     PageSpec("pages/admin/providers.py", "Providers", ":material/hub:", ADMIN, ADMINS),
     PageSpec("pages/admin/users.py", "Users and permissions", ":material/group:", ADMIN, ADMINS),

@@ -5,6 +5,7 @@ from mindroute.ui.session import require_user
 user = require_user()
 
 import json  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
@@ -20,6 +21,8 @@ from mindroute.ui.runtime import engine  # noqa: E402
 
 HISTORY = "playground_history"
 UPLOAD_LIMIT_MB = st.get_option("server.maxUploadSize")
+STREAM_DONE = "playground_stream_done"
+FINISH_WAIT_S = 10.0
 RENDER_EVERY_S = 0.05  # redraw a streaming answer at most 20 times a second
 FILE_TYPES = {
     "images": ["png", "jpg", "jpeg", "gif", "webp"],
@@ -66,6 +69,11 @@ with st.sidebar:
         st.caption(f"At most {limit:,} tokens per call: {provider.limit_source}.")
     stream_answers = st.toggle("Stream answers", value=True, key="pg_stream")
 
+# A Stop click starts the next run while the interrupted one is still logging its partial answer
+# (fast reruns): wait for it, so the history drawn below includes that answer.
+finishing = st.session_state.get(STREAM_DONE)
+if finishing is not None and not finishing.is_set():
+    finishing.wait(timeout=FINISH_WAIT_S)
 history: list[dict] = st.session_state.setdefault(HISTORY, [])
 
 
@@ -186,7 +194,9 @@ def remember(outcome) -> None:  # noqa: ANN001 - a ChatOutcome
         cost_usd=outcome.cost_usd,
         stopped=outcome.stopped_by_user,
     )
-    st.session_state[HISTORY] = [*history, user_entry, answer]
+    # In place, not through st.session_state: this also runs while a Stop click is interrupting
+    # the script, when Streamlit refuses session_state writes.
+    history.extend([user_entry, answer])
 
 
 with st.chat_message("assistant"):
@@ -196,6 +206,7 @@ with st.chat_message("assistant"):
         remember(outcome)
         st.rerun()
     call = StreamingChat(engine(), user, provider.id, request, caller)
+    done = st.session_state[STREAM_DONE] = threading.Event()
     st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
     slot = st.empty()
     received, last_draw = "", 0.0
@@ -207,5 +218,8 @@ with st.chat_message("assistant"):
                 last_draw = time.monotonic()
     finally:
         # Runs also when "Stop" (or any widget) interrupts the script: the partial answer is logged.
-        remember(call.finish())
+        try:
+            remember(call.finish())
+        finally:
+            done.set()
 st.rerun()

@@ -31,6 +31,7 @@ class Settings:
     data_dir: Path
     allow_signup: bool = False
     cookie_secure: bool | None = None  # None: decide from the request's scheme
+    trust_proxy: bool = False  # take the client address from X-Forwarded-For
     # Where the secret key came from, so the app can say it once (never the key itself).
     secret_key_source: str = field(default="environment")
 
@@ -144,6 +145,7 @@ def load_settings() -> Settings:
         data_dir=data_dir,
         allow_signup=parse_bool("MINDROUTE_ALLOW_SIGNUP", _lookup("MINDROUTE_ALLOW_SIGNUP", secrets), False),
         cookie_secure=cookie_secure,
+        trust_proxy=parse_bool("MINDROUTE_TRUST_PROXY", _lookup("MINDROUTE_TRUST_PROXY", secrets), False),
         secret_key_source=source,
     )
 

@@ -66,8 +66,18 @@ def is_same_origin(request: Request) -> bool:
     return urlsplit(source).netloc.lower() == host.split(",")[0].strip().lower()
 
 
+def client_address(peer: str | None, forwarded_for: str | None) -> str | None:
+    """The caller's address for logs and throttling: the connection's peer, or the first
+    X-Forwarded-For address when MINDROUTE_TRUST_PROXY says a proxy in front sets it honestly."""
+    if get_settings().trust_proxy and forwarded_for:
+        first = forwarded_for.split(",")[0].strip()
+        if first:
+            return first[:50]
+    return peer[:50] if peer else None
+
+
 def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"))
 
 
 def _redirect_home(**query: str) -> RedirectResponse:

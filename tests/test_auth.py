@@ -286,3 +286,18 @@ def test_healthz_answers_503_without_leaking_the_url(monkeypatch) -> None:
     assert response.status_code == 503
     assert response.json() == {"status": "error", "database": "unreachable"}
     assert "s3cret" not in response.text
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(client, engine, monkeypatch) -> None:
+    from mindroute import config
+
+    add_user(engine, "a@example.com")
+    spoofed = {**SAME_ORIGIN, "X-Forwarded-For": "203.0.113.99"}
+    form = {"email": "a@example.com", "password": "wrong"}
+    client.post("/auth/signin", data=form, headers=spoofed, follow_redirects=False)
+    monkeypatch.setenv("MINDROUTE_TRUST_PROXY", "true")
+    config.get_settings.cache_clear()
+    client.post("/auth/signin", data=form, headers=spoofed, follow_redirects=False)
+    with transaction(engine) as session:
+        ips = session.scalars(select(LoginAttempt.ip).order_by(LoginAttempt.created_at)).all()
+    assert ips[0] != "203.0.113.99" and ips[1] == "203.0.113.99"

@@ -14,6 +14,20 @@ from mindroute.ui.runtime import engine
 TAB_TOKEN_KEY = "mindroute_tab_session"  # noqa: S105 - a session_state key, not a secret
 
 
+def client_ip() -> str | None:
+    """The browser's address (see web.client_address); None in AppTest, which has no connection."""
+    peer = st.context.ip_address
+    forwarded = st.context.headers.get("x-forwarded-for")
+    return web.client_address(
+        peer if isinstance(peer, str) else None, forwarded if isinstance(forwarded, str) else None
+    )
+
+
+def user_agent() -> str | None:
+    agent = st.context.headers.get("user-agent")
+    return agent if isinstance(agent, str) else None
+
+
 def cookie_routes_available() -> bool:
     return web.ROUTES_MOUNTED
 

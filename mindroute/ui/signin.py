@@ -10,7 +10,7 @@ from mindroute.errors import PermissionDenied
 from mindroute.services import auth, users
 from mindroute.ui.render import form_errors
 from mindroute.ui.runtime import engine
-from mindroute.ui.session import cookie_routes_available, sign_in_tab
+from mindroute.ui.session import client_ip, cookie_routes_available, sign_in_tab
 
 TAB_NOTE_SHOWN = "mindroute_tab_note_shown"
 
@@ -34,11 +34,6 @@ _COOKIE_SIGNIN_FORM = """
   <button type="submit">Sign in</button>
 </form>
 """
-
-
-def _client_ip() -> str | None:
-    ip = st.context.ip_address
-    return ip if isinstance(ip, str) else None  # AppTest has no real connection
 
 
 def first_admin_view() -> None:
@@ -101,7 +96,7 @@ def _tab_signin_form() -> None:
     if not submitted:
         return
     with transaction(engine()) as session:
-        result = auth.sign_in(session, email, password, _client_ip())
+        result = auth.sign_in(session, email, password, client_ip())
         issued = auth.issue_session(session, result.user) if result.user else None
     if issued is None:
         st.error(result.error)

@@ -18,6 +18,7 @@ from mindroute.services.permissions import usable_providers  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.render import escape_markdown, safe_markdown  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
+from mindroute.ui.session import client_ip, user_agent  # noqa: E402
 
 HISTORY = "playground_history"
 UPLOAD_LIMIT_MB = st.get_option("server.maxUploadSize")
@@ -174,12 +175,7 @@ messages.append(ChatMessage("user", text, attachments))
 request = ChatRequest(
     model=model, messages=messages, temperature=temperature, max_tokens=int(max_tokens), stream=stream_answers
 )
-headers = st.context.headers
-caller = Caller(
-    source="playground",
-    ip=st.context.ip_address if isinstance(st.context.ip_address, str) else None,
-    user_agent=headers.get("user-agent") if isinstance(headers.get("user-agent"), str) else None,
-)
+caller = Caller(source="playground", ip=client_ip(), user_agent=user_agent())
 answer = {"role": "assistant", "provider": provider.name, "model": model, "at": datetime.now(UTC).isoformat()}
 
 

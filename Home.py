@@ -4,7 +4,9 @@ import streamlit as st
 
 st.set_page_config(page_title="MindRoute", page_icon=":material/hub:", layout="wide")
 
-from mindroute.ui import navigation, shell, signin  # noqa: E402 - page config comes first
+from mindroute.db import transaction  # noqa: E402 - page config comes first
+from mindroute.services import tickets  # noqa: E402
+from mindroute.ui import navigation, shell, signin  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import resolve_current_user  # noqa: E402
 
@@ -14,6 +16,10 @@ if user is None:
     # Signed out: one hidden page, so no other page can be reached by URL or switch_page.
     st.navigation([st.Page(signin.signed_out_view, title="Sign in", url_path="signin")], position="hidden").run()
 else:
-    page = navigation.build_navigation(user)
+    open_tickets = None
+    if user.role == "admin":  # the ticket queue's title carries the count waiting for an answer
+        with transaction(engine()) as session:
+            open_tickets = tickets.open_count(session)
+    page = navigation.build_navigation(user, open_tickets=open_tickets)
     shell.sidebar(user)
     page.run()

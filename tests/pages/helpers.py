@@ -52,3 +52,32 @@ def texts(at: AppTest) -> str:
     parts += [str(e.value) for e in at.text]
     # Messages are Markdown with user text escaped: compare with what the reader sees.
     return re.sub(r"\\(.)", r"\1", "\n".join(str(p) for p in parts))
+
+
+def _walk(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
+
+
+def error_under(at: AppTest, key: str) -> str | None:
+    """The error shown right under the widget with this key (where a page puts that field's message), as read."""
+    nodes = list(_walk(at.main))
+    for i, node in enumerate(nodes):
+        if getattr(node, "key", None) == key:
+            following = nodes[i + 1] if i + 1 < len(nodes) else None
+            if getattr(following, "type", None) != "error":
+                return None
+            return re.sub(r"\\(.)", r"\1", following.value)  # messages are Markdown with user text escaped
+    raise AssertionError(f"no widget with key {key!r}")
+
+
+def click(at: AppTest, key: str) -> AppTest:
+    at.button(key=key).click()
+    return at.run()
+
+
+def markdown_texts(at: AppTest) -> list[str]:
+    """Every element whose text Streamlit renders as Markdown: untrusted text must never be among them raw."""
+    kinds = (at.markdown, at.caption, at.title, at.header, at.subheader, at.success, at.info, at.warning, at.error)
+    return [str(e.value) for kind in kinds for e in kind]

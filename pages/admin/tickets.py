@@ -1,0 +1,151 @@
+"""Ticket queue: every user's support tickets, filtered and by age; answer them and move them along."""
+
+from mindroute.ui.session import require_admin
+
+user = require_admin()
+
+import uuid  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+from mindroute.db import transaction  # noqa: E402
+from mindroute.errors import ConflictError  # noqa: E402
+from mindroute.services import admin_users, tickets  # noqa: E402
+from mindroute.services.admin_users import UserFilter  # noqa: E402
+from mindroute.services.tickets import STATUS_LABELS  # noqa: E402
+from mindroute.ui import tickets_view as view  # noqa: E402
+from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+from mindroute.ui.users_view import load_form, reload_form, user_label  # noqa: E402
+
+FLASH = "queue_flash"
+PAGE_SIZES = (10, 25, 50, 100)
+OWNER_CHOICES_MAX = 100
+CONFLICT_MESSAGE = (
+    "This ticket was changed since you opened it (a new status, another answer, or the user reopened it). "
+    "Reload to see the current values, then make your change again."
+)
+
+st.title("Ticket queue")
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash)  # fixed texts only: never a subject (Markdown)
+
+
+def done(message: str) -> None:
+    st.session_state[FLASH] = message
+    st.rerun()
+
+
+# --- filters and the list -------------------------------------------------------------------
+
+filters = st.columns([1, 2, 2])
+status_choice = filters[0].selectbox(
+    "Status", list(view.STATUS_CHOICES), format_func=view.STATUS_CHOICES.get, key="queue_status"
+)
+owner_search = filters[1].text_input(
+    "Find a user", max_chars=admin_users.SEARCH_MAX_CHARS, placeholder="Part of an email or a name", key="queue_search"
+)
+search_err = filters[1].empty()
+owners = []
+with form_errors({"search": search_err}):
+    with transaction(engine()) as session:
+        owners = admin_users.list_users(
+            session, user, UserFilter(search=owner_search), sort="email", descending=False, page_size=OWNER_CHOICES_MAX
+        ).rows
+owner_labels = {"any": "Any user", **{str(o.id): user_label(o) for o in owners}}
+owner_choice = filters[2].selectbox("User", list(owner_labels), format_func=owner_labels.get, key="queue_owner")
+ordering = st.columns([1, 1, 3])
+oldest_first = ordering[0].selectbox(
+    "Order", (True, False), format_func=lambda o: "Oldest first" if o else "Newest first", key="queue_oldest_first"
+)
+page_size = ordering[1].selectbox("Per page", PAGE_SIZES, index=1, key="queue_page_size")
+
+status = view.status_filter(status_choice)
+owner_id = None if owner_choice == "any" else uuid.UUID(owner_choice)
+page = requested_page("queue_page", (status, owner_id, oldest_first, page_size))
+
+# The page of tickets and the selected one (with its history and call) in one transaction.
+with transaction(engine()) as session:
+    listing = tickets.list_queue(
+        session, user, status=status, user_id=owner_id, oldest_first=oldest_first, page=page, page_size=page_size
+    )
+    by_id = {str(t.id): t for t in listing.rows}
+    if by_id and st.session_state.get("queue_selected") not in by_id:
+        st.session_state["queue_selected"] = next(iter(by_id))
+    detail = tickets.get_ticket(session, user, uuid.UUID(st.session_state["queue_selected"])) if by_id else None
+
+if listing.rows:
+    st.dataframe(view.ticket_table(listing.rows, with_owner=True), hide_index=True, width="stretch", key="queue_table")
+else:
+    st.info("No tickets match these filters.")
+page_control("queue_page", listing.page, listing.pages, listing.total, "ticket" if listing.total == 1 else "tickets")
+
+if detail is None:
+    st.stop()
+
+# --- one ticket -----------------------------------------------------------------------------
+
+st.header("Ticket")
+st.selectbox(
+    "Open ticket",
+    list(by_id),
+    format_func=lambda i: view.ticket_label(by_id[i], with_owner=True),
+    key="queue_selected",
+    help="From this page",
+)
+ticket = detail.ticket
+tid = ticket.id
+st.text(ticket.subject)
+st.text(f"From {ticket.owner_name} <{ticket.owner_email}>")
+st.caption(view.ticket_dates(ticket))
+
+if detail.call is not None:
+    st.subheader("The call it is about")
+    st.dataframe(view.call_table(detail.call), hide_index=True, width="stretch", key="queue_call")
+elif ticket.log_id is not None:
+    st.caption("The call this ticket was about is no longer in the logs.")
+
+st.subheader("Conversation")
+view.conversation(detail, viewer_is_owner=False)
+
+st.subheader("Status")
+status_err = st.empty()
+if not ticket.next_statuses:
+    st.info("Closed is final: this ticket can no longer change.")
+else:
+    buttons = st.columns(len(ticket.next_statuses))
+    for column, next_status in zip(buttons, ticket.next_statuses, strict=True):
+        if column.button(f"Move to {STATUS_LABELS[next_status]}", key=f"queue_to_{next_status}"):
+            with form_errors({"status": status_err}):
+                with transaction(engine()) as session:
+                    tickets.set_status(session, user, tid, next_status)
+                reload_form("queue_response")  # our own change is not someone else's
+                done(f"Moved to {STATUS_LABELS[next_status]}.")
+
+if ticket.status == "closed":
+    st.stop()
+
+st.subheader("Your answer")
+loaded_at = load_form("queue_response", tid, ticket.updated_at, {"queue_response_text": ticket.admin_response or ""})
+if loaded_at != ticket.updated_at:
+    st.warning("This ticket was changed since you opened it.")
+    st.button("Reload the current values", on_click=reload_form, args=("queue_response",), key="queue_response_reload")
+with st.form("queue_response_form"):
+    response = st.text_area(
+        "Answer",
+        max_chars=tickets.MESSAGE_MAX_CHARS,
+        height=180,
+        key="queue_response_text",
+        help="The user sees it as plain text. Saving leaves the status as it is.",
+    )
+    response_err = st.empty()
+    if st.form_submit_button("Save answer", type="primary", key="queue_response_save"):
+        with form_errors({"response": response_err}):
+            try:
+                with transaction(engine()) as session:
+                    tickets.respond(session, user, tid, response, expected_updated_at=loaded_at)
+            except ConflictError:
+                response_err.error(CONFLICT_MESSAGE)
+            else:
+                reload_form("queue_response")
+                done("Answer saved.")

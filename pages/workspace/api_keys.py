@@ -1,0 +1,259 @@
+"""API keys: create, rotate, revoke and delete your own keys; administrators also see and revoke everyone's."""
+
+from mindroute.ui.session import require_user
+
+user = require_user()
+
+import uuid  # noqa: E402
+from datetime import datetime, timedelta  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from mindroute.db import transaction  # noqa: E402
+from mindroute.services import admin_users, api_keys  # noqa: E402
+from mindroute.services.admin_users import UserFilter  # noqa: E402
+from mindroute.services.api_keys import EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
+from mindroute.services.overview import viewer_zone  # noqa: E402
+from mindroute.ui.format import timestamp  # noqa: E402
+from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+from mindroute.ui.users_view import user_label  # noqa: E402
+from mindroute.validation import API_KEY_NAME_MAX  # noqa: E402
+
+# One-shot: the full text of a key just issued. Popped by the next run, which shows it; any later
+# run (an action, a rerun) no longer has it. It is never read back from the database: only its
+# digest is stored there.
+REVEAL = "api_keys_reveal"
+FLASH = "api_keys_flash"
+CUSTOM_DATE = "On a date…"
+EXPIRY_CHOICES = (*EXPIRY_PRESETS, CUSTOM_DATE)
+DEFAULT_EXPIRY = "90 days"
+GRACE_LABELS = {
+    RotationGrace.NONE: "None: the old key stops now",
+    RotationGrace.ONE_HOUR: "1 hour",
+    RotationGrace.ONE_DAY: "24 hours",
+}
+STATE_CHOICES = {"any": "Any state", **{s.value: s.value.capitalize() for s in KeyState}}
+PAGE_SIZES = (10, 25, 50, 100)
+OWNER_CHOICES_MAX = 100
+CREATE_KEYS = ("api_key_name", "api_key_expiry", "api_key_date")
+
+st.title("API keys")
+zone = viewer_zone(st.context.timezone)
+
+
+def done(message: str, reveal: dict[str, str] | None = None) -> None:
+    st.session_state[FLASH] = message  # fixed texts only: never a key name (Markdown)
+    if reveal is not None:
+        st.session_state[REVEAL] = reveal
+    st.rerun()
+
+
+def state_label(row: ApiKeyRow) -> str:
+    if row.rotating_out:
+        return f"rotating out until {timestamp(row.stops_at)}"
+    return row.state.value
+
+
+def key_label(row: ApiKeyRow, *, with_owner: bool = False) -> str:
+    """A key in a select box: option texts are drawn as plain text, never Markdown."""
+    owner = f"{row.owner_email} · " if with_owner else ""
+    return f"{owner}{row.name} · {row.prefix}… · {state_label(row)}"
+
+
+def key_table(rows: list[ApiKeyRow], *, with_owner: bool = False) -> pd.DataFrame:
+    columns = [*(["Owner"] if with_owner else []), "Name", "Prefix", "Created", "Last used", "Expires", "State"]
+    return pd.DataFrame(
+        [
+            {
+                **({"Owner": r.owner_email} if with_owner else {}),
+                "Name": r.name,
+                "Prefix": f"{r.prefix}…",
+                "Created": timestamp(r.created_at),
+                "Last used": timestamp(r.last_used_at),
+                "Expires": timestamp(r.expires_at),
+                "State": state_label(r),
+            }
+            for r in rows
+        ],
+        columns=columns,
+    )
+
+
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash)
+if (reveal := st.session_state.pop(REVEAL, None)) is not None:
+    with st.container(border=True):
+        st.subheader(reveal["title"])
+        st.text(reveal["name"])
+        st.code(reveal["key"], language=None)  # the copy button is on the code block
+        st.warning(
+            "Copy this key now: it is shown only this once. MindRoute keeps only a digest of it, "
+            "so it cannot show it again. If you lose it, rotate the key or create a new one."
+        )
+
+
+# --- create ---------------------------------------------------------------------------------
+
+st.header("Create a key")
+name = st.text_input("Name", max_chars=API_KEY_NAME_MAX, placeholder="What the key is for", key="api_key_name")
+name_err = st.empty()
+expiry = st.selectbox("Expires", EXPIRY_CHOICES, index=EXPIRY_CHOICES.index(DEFAULT_EXPIRY), key="api_key_expiry")
+expiry_err = st.empty()
+day = None
+if expiry == CUSTOM_DATE:
+    today = datetime.now(zone).date()
+    day = st.date_input(
+        "Works through the end of",
+        value=today + timedelta(days=30),
+        format="YYYY-MM-DD",
+        key="api_key_date",
+        help=f"Midnight at the end of this day, in your time zone ({zone.key})",
+    )
+    date_err = st.empty()
+else:
+    date_err = expiry_err
+if st.button("Create key", type="primary", key="api_key_create"):
+    if expiry == CUSTOM_DATE and day is None:
+        date_err.error("Choose the day the key stops working")
+    else:
+        with form_errors({"name": name_err, "expires_at": date_err}):
+            expires = api_keys.expiry_from_preset(expiry) if day is None else api_keys.expiry_from_date(day, zone)
+            with transaction(engine()) as session:
+                issued = api_keys.create_key(session, user, user.id, name, expires)
+                shown_name = issued.key.name
+            for key in CREATE_KEYS:
+                st.session_state.pop(key, None)
+            done("Key created.", {"title": "Your new key", "name": shown_name, "key": issued.plaintext})
+
+
+# --- one's own keys -------------------------------------------------------------------------
+
+if user.role == "admin":
+    mine_area, all_area = st.tabs(["My keys", "All keys"])
+else:
+    mine_area, all_area = st.container(), None
+
+with mine_area:
+    with transaction(engine()) as session:
+        mine = api_keys.list_my_keys(session, user)
+    if not mine:
+        st.info("You have no API keys yet.")
+    else:
+        st.dataframe(key_table(mine), hide_index=True, width="stretch", key="my_keys_table")
+        by_id = {str(r.id): r for r in mine}
+        if (replacement := st.session_state.pop("my_key_select_next", None)) in by_id:
+            st.session_state["my_key_selected"] = replacement
+        if st.session_state.get("my_key_selected") not in by_id:
+            st.session_state["my_key_selected"] = next(iter(by_id))
+        selected = by_id[
+            st.selectbox("Key", list(by_id), format_func=lambda i: key_label(by_id[i]), key="my_key_selected")
+        ]
+        action_err = st.empty()
+        kid = selected.id
+        revoke_col, rotate_col, delete_col = st.columns(3)
+
+        with revoke_col:
+            st.caption("Revoking stops the key now, grace period or not.")
+            if st.button("Revoke now", key="my_key_revoke", disabled=selected.state is KeyState.REVOKED):
+                with form_errors({"key": action_err}):
+                    with transaction(engine()) as session:
+                        api_keys.revoke_key(session, user, kid)
+                    done("Key revoked: it no longer works.")
+
+        with rotate_col:
+            grace = st.selectbox(
+                "Old key keeps working for", list(RotationGrace), format_func=GRACE_LABELS.get, key="my_key_grace"
+            )
+            grace_err = st.empty()
+            if st.button("Rotate", key="my_key_rotate", disabled=selected.revoked_at is not None):
+                with form_errors({"key": action_err, "grace": grace_err}):
+                    with transaction(engine()) as session:
+                        issued = api_keys.rotate_key(session, user, kid, grace)
+                        shown_name = issued.key.name
+                    st.session_state["my_key_select_next"] = str(issued.key.id)
+                    done("Key rotated.", {"title": "The replacement key", "name": shown_name, "key": issued.plaintext})
+
+        with delete_col:
+            if st.session_state.get("my_key_delete_pending") != str(kid):
+                st.caption("Deleting removes the key from this list for good.")
+                if st.button("Delete…", key="my_key_delete"):
+                    st.session_state["my_key_delete_pending"] = str(kid)
+                    st.rerun()
+            else:
+                st.warning("Delete this key for good? It stops working at once. This cannot be undone.")
+                if st.button("Delete for good", type="primary", key="my_key_delete_confirm"):
+                    st.session_state.pop("my_key_delete_pending", None)
+                    with form_errors({"key": action_err}):
+                        with transaction(engine()) as session:
+                            api_keys.delete_key(session, user, kid)
+                        st.session_state.pop("my_key_selected", None)
+                        done("Key deleted.")
+                if st.button("Cancel", key="my_key_delete_cancel"):
+                    st.session_state.pop("my_key_delete_pending", None)
+                    st.rerun()
+
+
+# --- every key (administrators) -------------------------------------------------------------
+
+if all_area is None:
+    st.stop()
+
+with all_area:
+    filters = st.columns([2, 2, 1, 1])
+    owner_search = filters[0].text_input(
+        "Find an owner",
+        max_chars=admin_users.SEARCH_MAX_CHARS,
+        placeholder="Part of an email or a name",
+        key="all_keys_owner_search",
+    )
+    search_err = filters[0].empty()
+    owners = []
+    with form_errors({"search": search_err}):
+        with transaction(engine()) as session:
+            owners = admin_users.list_users(
+                session,
+                user,
+                UserFilter(search=owner_search),
+                sort="email",
+                descending=False,
+                page_size=OWNER_CHOICES_MAX,
+            ).rows
+    owner_labels = {"any": "Any owner", **{str(o.id): user_label(o) for o in owners}}
+    owner_choice = filters[1].selectbox("Owner", list(owner_labels), format_func=owner_labels.get, key="all_keys_owner")
+    state_choice = filters[2].selectbox(
+        "State", list(STATE_CHOICES), format_func=STATE_CHOICES.get, key="all_keys_state"
+    )
+    page_size = filters[3].selectbox("Per page", PAGE_SIZES, index=1, key="all_keys_page_size")
+    owner_id = None if owner_choice == "any" else uuid.UUID(owner_choice)
+    state = None if state_choice == "any" else state_choice
+    page = requested_page("all_keys_page", (owner_id, state, page_size))
+
+    with transaction(engine()) as session:
+        listing = api_keys.list_all_keys(session, user, user_id=owner_id, state=state, page=page, page_size=page_size)
+    if listing.rows:
+        st.dataframe(key_table(listing.rows, with_owner=True), hide_index=True, width="stretch", key="all_keys_table")
+    else:
+        st.info("No keys match these filters.")
+    page_control("all_keys_page", listing.page, listing.pages, listing.total, "key" if listing.total == 1 else "keys")
+
+    if listing.rows:
+        all_by_id = {str(r.id): r for r in listing.rows}
+        if st.session_state.get("all_keys_selected") not in all_by_id:
+            st.session_state["all_keys_selected"] = next(iter(all_by_id))
+        chosen = all_by_id[
+            st.selectbox(
+                "Key",
+                list(all_by_id),
+                format_func=lambda i: key_label(all_by_id[i], with_owner=True),
+                key="all_keys_selected",
+                help="From this page",
+            )
+        ]
+        all_err = st.empty()
+        if st.button("Revoke this key now", key="all_keys_revoke", disabled=chosen.state is KeyState.REVOKED):
+            with form_errors({"key": all_err}):
+                with transaction(engine()) as session:
+                    api_keys.revoke_key(session, user, chosen.id)
+                done("Key revoked: it no longer works.")

@@ -1,0 +1,462 @@
+"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models and /v1/openapi.json.
+
+Mounted beside Streamlit by app.py, or served alone with `uvicorn mindroute.api:app --workers N`.
+Every rule comes from the services: keys (api_keys), who may call what (prepare_call), the one Logs
+row per call (call_log); this module only speaks HTTP and OpenAI's shapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from mindroute import web
+from mindroute.db import get_engine, transaction
+from mindroute.openai_compat import (
+    SSE_DONE,
+    InvalidChatRequest,
+    ParsedChat,
+    chunk_json,
+    completion_id,
+    completion_json,
+    error_body,
+    finish_reason,
+    parse_chat_request,
+    sse_data,
+    usage_chunk_json,
+)
+from mindroute.providers.base import aclose_shared_async_client
+from mindroute.services import api_keys
+from mindroute.services.chat import Caller, ChatRefused, PreparedCall, prepare_call
+from mindroute.services.chat_async import (
+    ApiOutcome,
+    AsyncStreamingChat,
+    UpstreamClock,
+    acomplete_prepared,
+    api_model_ids,
+    log_call,
+    refusal_record,
+    resolve_model_id,
+    start_log_writer,
+    stop_log_writer,
+)
+
+MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
+DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+OVERHEAD_HEADER = "x-mindroute-overhead-ms"
+# touch_last_used already writes at most once a minute per key; this spares the UPDATE statement
+# itself when this process touched the key less than a minute ago.
+_TOUCH_INTERVAL_S = api_keys.LAST_USED_RESOLUTION.total_seconds()
+_touched_at: dict[uuid.UUID, float] = {}
+_KEY_CODES = {
+    api_keys.KeyRefusal.UNKNOWN: "invalid_api_key",
+    api_keys.KeyRefusal.EXPIRED: "expired_api_key",
+    api_keys.KeyRefusal.REVOKED: "revoked_api_key",
+    api_keys.KeyRefusal.OWNER_DEACTIVATED: "account_deactivated",
+}
+_CODES = {400: "invalid_request", 403: "not_allowed", 404: "model_not_found", 413: "request_too_large"}
+
+
+def max_body_bytes() -> int:
+    """The largest request body accepted (MINDROUTE_API_MAX_BODY_BYTES, default 25 MB)."""
+    raw = os.environ.get(MAX_BODY_BYTES_ENV, "").strip()
+    try:
+        return int(raw) if raw else DEFAULT_MAX_BODY_BYTES
+    except ValueError:
+        return DEFAULT_MAX_BODY_BYTES
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class BodyTooLarge(Exception):  # noqa: N818 - reads better at the raise site
+    pass
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _caller(request: Request, key_id: uuid.UUID | None = None) -> Caller:
+    return Caller(
+        source="api",
+        ip=web.client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for")),
+        user_agent=request.headers.get("user-agent"),
+        api_key_id=key_id,
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (BodyTooLarge) by its Content-Length or once more than `limit` bytes arrived."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(
+    status: int, message: str, code: str | None = None, *, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code or _CODES.get(status)), status_code=status, headers=headers)
+
+
+def _overhead_ms(started: float, clock: UpstreamClock) -> str:
+    return f"{max(0.0, (time.perf_counter() - started - clock.seconds) * 1000):.2f}"
+
+
+def _touch(session: Any, key_id: uuid.UUID) -> None:
+    now = time.monotonic()
+    last = _touched_at.get(key_id)
+    if last is None or now - last >= _TOUCH_INTERVAL_S:
+        api_keys.touch_last_used(session, key_id)
+        _touched_at[key_id] = now
+
+
+# --- admission: key, body, model, policy in one unit of work --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    prepared: PreparedCall
+    caller: Caller
+    model_id: str  # "<provider>/<model>", as the answer names it
+
+
+@dataclass(frozen=True)
+class _Refused:
+    status: int
+    message: str
+    code: str | None = None
+
+
+def _admit(
+    engine: Engine,
+    presented_key: str | None,
+    parsed: ParsedChat | None,
+    problem: _Refused | None,
+    caller: Caller,
+    started: float,
+) -> _Admitted | _Refused:
+    """Verify the key, then the body, the model and the policy; a refusal writes its Logs row here."""
+    user_id = provider_id = None
+    request = parsed.request if parsed is not None else None
+    with transaction(engine) as session:
+        verified = api_keys.verify_key(session, presented_key)
+        if isinstance(verified, api_keys.KeyRefusal):
+            refusal = _Refused(401, verified.message, _KEY_CODES[verified])
+        else:
+            caller = Caller(caller.source, caller.ip, caller.user_agent, verified.key_id)
+            user_id = verified.user.id
+            _touch(session, verified.key_id)
+            refusal = problem
+            if refusal is None and parsed is not None:
+                try:
+                    provider_id, model = resolve_model_id(session, verified.user, parsed.model_id)
+                    request = replace(parsed.request, model=model)
+                    prepared = prepare_call(session, verified.user, provider_id, request)
+                    return _Admitted(prepared, caller, f"{prepared.provider_name}/{model}")
+                except ChatRefused as refused:
+                    refusal = _Refused(refused.status_code, refused.message)
+    assert refusal is not None
+    extra = {"user": parsed.user} if parsed is not None and parsed.user else None
+    model = parsed.model_id if parsed is not None else None
+    log_call(
+        engine,
+        refusal_record(user_id, provider_id, request, model, refusal.status, refusal.message, caller, started, extra),
+    )
+    return refusal
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+async def chat_completions_route(request: Request) -> Response:
+    started = time.perf_counter()
+    clock = UpstreamClock()
+    engine = get_engine()
+    problem: _Refused | None = None
+    parsed: ParsedChat | None = None
+    limit = max_body_bytes()
+    try:
+        parsed = parse_chat_request(await _read_body(request, limit))
+    except BodyTooLarge:
+        problem = _Refused(413, f"The request body is over the limit of {limit:,} bytes")
+    except InvalidChatRequest as exc:
+        problem = _Refused(400, exc.message)
+    admitted = await run_in_threadpool(_admit, engine, _bearer(request), parsed, problem, _caller(request), started)
+    if isinstance(admitted, _Refused):
+        headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
+        if admitted.status == 401:
+            headers["www-authenticate"] = "Bearer"
+        return _error(admitted.status, admitted.message, admitted.code, headers=headers)
+    assert parsed is not None
+    extra = {"user": parsed.user} if parsed.user else None
+    if not parsed.request.stream:
+        result = await acomplete_prepared(engine, admitted.prepared, admitted.caller, started, clock, extra)
+        headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
+        if not result.outcome.ok:
+            return _failure_response(result, headers)
+        return JSONResponse(completion_json(result, admitted.model_id), headers=headers)
+    return await _stream(engine, admitted, parsed, started, clock, extra)
+
+
+def _failure_response(result: ApiOutcome, headers: dict[str, str]) -> JSONResponse:
+    outcome = result.outcome
+    if outcome.retry_after is not None:
+        headers["retry-after"] = str(max(0, round(outcome.retry_after)))
+    code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(outcome.status_code, "upstream_error")
+    return _error(outcome.status_code, outcome.error or "The provider failed", code, headers=headers)
+
+
+async def _stream(
+    engine: Engine,
+    admitted: _Admitted,
+    parsed: ParsedChat,
+    started: float,
+    clock: UpstreamClock,
+    extra: dict[str, Any] | None,
+) -> Response:
+    chat = AsyncStreamingChat(engine, admitted.prepared, admitted.caller, started, clock, extra)
+    texts = chat.chunks()
+    try:
+        # Wait for the first text before answering, so an upstream refusal gets its own status.
+        first = await anext(texts, None)
+    except BaseException:
+        await chat.finish()
+        raise
+    if first is None and chat.error is not None:
+        result = await chat.finish()
+        return _failure_response(result, {OVERHEAD_HEADER: _overhead_ms(started, clock)})
+    cid, created, model_id = completion_id(), int(time.time()), admitted.model_id
+    include_usage = parsed.include_usage
+
+    def chunk(delta: dict[str, Any] | None, reason: str | None = None) -> bytes:
+        return sse_data(chunk_json(cid, created, model_id, delta, reason, include_usage=include_usage))
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            if first is not None:
+                yield chunk({"content": first})
+            async for text in texts:
+                yield chunk({"content": text})
+            result = await chat.finish()
+            if result.outcome.ok:
+                yield chunk({}, finish_reason(result.finish_reason))
+                if include_usage:
+                    yield sse_data(usage_chunk_json(cid, created, model_id, result))
+            else:  # the provider failed after the 200 went out: OpenAI's in-stream error event
+                yield sse_data(error_body(result.outcome.status_code, result.outcome.error or "The provider failed"))
+            yield SSE_DONE
+        finally:
+            with anyio.CancelScope(shield=True):
+                await texts.aclose()
+                await chat.finish()
+
+    headers = {OVERHEAD_HEADER: _overhead_ms(started, clock), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    return EventStreamResponse(events(), headers)
+
+
+class EventStreamResponse(Response):
+    """text/event-stream that stops (and closes its source) as soon as the client disconnects,
+    whichever ASGI spec version the server speaks."""
+
+    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def listen() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(listen)
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                async for data in self._body:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._body.aclose()  # type: ignore[attr-defined]
+                group.cancel_scope.cancel()
+
+
+async def models_route(request: Request) -> Response:
+    def listing() -> list[dict[str, Any]] | api_keys.KeyRefusal:
+        with transaction(get_engine()) as session:
+            verified = api_keys.verify_key(session, _bearer(request))
+            if isinstance(verified, api_keys.KeyRefusal):
+                return verified
+            _touch(session, verified.key_id)
+            ids = api_model_ids(session, verified.user)
+        return [{"id": model_id, "object": "model", "created": 0, "owned_by": owner} for owner, model_id in ids]
+
+    result = await run_in_threadpool(listing)
+    if isinstance(result, api_keys.KeyRefusal):
+        return _error(401, result.message, _KEY_CODES[result], headers={"www-authenticate": "Bearer"})
+    return JSONResponse({"object": "list", "data": result})
+
+
+async def openapi_route(_request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"]},
+            },
+            "required": ["message", "type", "code"],
+        }
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {str(s): {"description": _STATUS_TEXT[s], **ref} for s in statuses}
+
+
+_STATUS_TEXT = {
+    400: "Invalid request, over the token limit, media not allowed, or an ambiguous bare model",
+    401: "Unknown, expired or revoked key, or its owner is deactivated",
+    403: "Provider inactive or not allowed, or model not allowed",
+    404: "The model exists nowhere",
+    413: "Body over MINDROUTE_API_MAX_BODY_BYTES",
+    429: "The provider's rate limit (retry-after passed on)",
+    502: "The provider failed",
+    504: "The provider did not answer in time",
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "MindRoute OpenAI-compatible API", "version": "1.0.0"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A MindRoute key (mr-...)"}},
+        "schemas": {"Error": _ERROR_SCHEMA},
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "Create a chat completion (OpenAI's request and response shapes; stream with SSE)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["model", "messages"],
+                                "properties": {
+                                    "model": {
+                                        "type": "string",
+                                        "description": "<provider name>/<model>, or a bare model",
+                                    },
+                                    "messages": {"type": "array", "items": {"type": "object"}},
+                                    "stream": {"type": "boolean"},
+                                    "stream_options": {
+                                        "type": "object",
+                                        "properties": {"include_usage": {"type": "boolean"}},
+                                    },
+                                    "max_tokens": {"type": "integer", "minimum": 1},
+                                    "max_completion_tokens": {"type": "integer", "minimum": 1},
+                                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                                    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                                    "stop": {
+                                        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+                                    },
+                                    "user": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "A chat.completion, or chat.completion.chunk events ending with data: [DONE]",
+                        "headers": {OVERHEAD_HEADER: {"schema": {"type": "number"}}},
+                        "content": {"application/json": {}, "text/event-stream": {}},
+                    },
+                    **_errors(400, 401, 403, 404, 413, 429, 502, 504),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The models the key's owner may use, as <provider name>/<model>",
+                "responses": {"200": {"description": "OpenAI's model list"}, **_errors(401)},
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}
+        },
+    },
+}
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """The web lifespan (schema up to date) and the Logs write-behind; at shutdown, close the
+    provider connection pool and write every queued Logs row."""
+    async with web.lifespan(app):
+        start_log_writer(get_engine())
+        try:
+            yield
+        finally:
+            await aclose_shared_async_client()
+            # After uvicorn has finished every request: the queued Logs rows are written before exit.
+            await run_in_threadpool(stop_log_writer)
+
+
+def routes() -> list[BaseRoute]:
+    """The API's routes, for app.py to mount beside Streamlit's."""
+    return [
+        Route("/v1/chat/completions", chat_completions_route, methods=["POST"]),
+        Route("/v1/models", models_route, methods=["GET"]),
+        Route("/v1/openapi.json", openapi_route, methods=["GET"]),
+    ]
+
+
+def _standalone_routes() -> list[BaseRoute]:
+    health: Callable[[Request], Awaitable[Response]] = web.healthz_route
+    return [*routes(), Route("/healthz", health, methods=["GET"])]
+
+
+app = Starlette(routes=_standalone_routes(), lifespan=lifespan)

@@ -1,0 +1,400 @@
+"""The async twin of the chat service for the API: the same rules (prepare_call), the same one Logs
+row per call (chat._record, write_call_log), with database work in a worker thread so the event
+loop never waits on it, and the upstream time measured apart from MindRoute's own."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from mindroute.models import Provider, User
+from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, RateLimitedError, StreamEnd
+from mindroute.providers.registry import adapter_for
+from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord, write_call_log
+from mindroute.services.chat import (
+    Caller,
+    ChatOutcome,
+    ChatRefused,
+    PreparedCall,
+    _record,
+    estimate_cost,
+    status_for_error,
+)
+from mindroute.services.permissions import provider_models, usable_providers
+from mindroute.services.providers import read_settings
+
+log = logging.getLogger("mindroute.chat_async")
+
+LOG_BATCH_MAX_ROWS = 500
+
+
+class LogWriter:
+    """Write-behind for Logs rows: calls hand their record over and answer at once; one thread
+    writes what is queued through write_call_log. `stop()` writes everything still queued, so a
+    graceful shutdown loses nothing; a crash loses the rows queued and not yet committed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[CallRecord | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mindroute-log-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: CallRecord) -> None:
+        self._queue.put(record)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while len(batch) < LOG_BATCH_MAX_ROWS:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not None]
+            if records:
+                self._write(records)
+            if None in batch:
+                return
+
+    def _write(self, records: list[CallRecord]) -> None:
+        # Through write_call_log, row by row, so whatever it keeps in step with Logs stays in step.
+        for record in records:
+            write_call_log(self._engine, record)  # logs its own failure, never raises
+
+
+_log_writer: LogWriter | None = None
+
+
+def start_log_writer(engine: Engine) -> LogWriter:
+    """Route this process's API Logs rows through a write-behind LogWriter (the API's lifespan)."""
+    global _log_writer
+    _log_writer = LogWriter(engine)
+    return _log_writer
+
+
+def stop_log_writer() -> None:
+    """Write every queued row, then go back to writing each row before answering."""
+    global _log_writer
+    writer, _log_writer = _log_writer, None
+    if writer is not None:
+        writer.stop()
+
+
+def log_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
+    """Queue the row when a LogWriter runs (the id is then not known yet: None), else write it now."""
+    writer = _log_writer
+    if writer is not None and writer._engine is engine:
+        writer.submit(record)
+        return None
+    return write_call_log(engine, record)
+
+
+async def alog_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
+    if _log_writer is not None and _log_writer._engine is engine:
+        return log_call(engine, record)
+    return await run_in_threadpool(write_call_log, engine, record)
+
+
+@dataclass
+class UpstreamClock:
+    """Seconds spent waiting on the provider, so MindRoute's own time can be told apart."""
+
+    seconds: float = 0.0
+
+    def add_since(self, started: float) -> None:
+        self.seconds += time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class ApiOutcome:
+    """A ChatOutcome with what the OpenAI shapes need besides it."""
+
+    outcome: ChatOutcome
+    finish_reason: str | None
+    model: str
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+# --- model ids --------------------------------------------------------------------------------
+
+
+def _offers(models: tuple[str, ...], default_model: str | None, model: str) -> bool:
+    # A provider with no model list offers its default model by name (it may accept others, unnamed).
+    return model in models if models else model == default_model
+
+
+def resolve_model_id(session: Session, user: User, model_id: str) -> tuple[uuid.UUID, str]:
+    """(provider id, model) for an API model id: "<provider name>/<model>", or a bare model that
+    exactly one provider the user may use offers. Raises ChatRefused: 400 ambiguous, 403 not
+    allowed, 404 exists nowhere. Whether the call is allowed is prepare_call's decision."""
+    model_id = model_id.strip()
+    if not model_id:
+        raise ChatRefused(400, "model is required: use an id from GET /v1/models")
+    providers = list(session.scalars(select(Provider)))
+    named = sorted(
+        (p for p in providers if model_id.startswith(p.name + "/") and len(model_id) > len(p.name) + 1),
+        key=lambda p: -len(p.name),
+    )
+    if named:
+        provider = named[0]
+        model = model_id[len(provider.name) + 1 :]
+        offered = provider_models(provider)
+        if offered and model not in offered and not any(model in provider_models(p) for p in providers):
+            raise ChatRefused(404, f"The model {model_id} does not exist")
+        return provider.id, model
+    offering = [p for p in usable_providers(session, user) if _offers(p.models, p.default_model, model_id)]
+    if len(offering) == 1:
+        return offering[0].id, model_id
+    if offering:
+        choices = ", ".join(f"{p.name}/{model_id}" for p in offering)
+        raise ChatRefused(400, f"The model {model_id} is offered by several providers; choose one of: {choices}")
+    exists = any(_offers(provider_models(p), read_settings(p.settings)["default_model"], model_id) for p in providers)
+    if exists:
+        raise ChatRefused(403, f"You may not use the model {model_id}")
+    raise ChatRefused(404, f"The model {model_id} does not exist")
+
+
+def api_model_ids(session: Session, user: User) -> list[tuple[str, str]]:
+    """(provider name, "<provider name>/<model>") for each model the user may call; a provider
+    that lists no models contributes its default model, if it has one."""
+    ids = []
+    for provider in usable_providers(session, user):
+        models = provider.models or ((provider.default_model,) if provider.default_model else ())
+        ids += [(provider.name, f"{provider.name}/{model}") for model in models]
+    return ids
+
+
+# --- the calls --------------------------------------------------------------------------------
+
+
+async def _failure(
+    engine: Engine, prepared: PreparedCall, caller: Caller, exc: ProviderError, started: float, extra: dict[str, Any]
+) -> ChatOutcome:
+    status, duration = status_for_error(exc), _ms_since(started)
+    log_id = await alog_call(
+        engine,
+        _record(prepared, caller, status_code=status, duration_ms=duration, error_message=exc.message, extra=extra),
+    )
+    retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+    return ChatOutcome(
+        "", status, exc.message, None, None, None, False, duration, None, None, False, retry_after, log_id
+    )
+
+
+async def acomplete_prepared(
+    engine: Engine,
+    prepared: PreparedCall,
+    caller: Caller,
+    started: float,
+    clock: UpstreamClock,
+    extra: dict[str, Any] | None = None,
+) -> ApiOutcome:
+    """The async complete_chat after prepare_call: a whole answer, always exactly one Logs row."""
+    extra = extra or {}
+    upstream_started = time.perf_counter()
+    try:
+        result = await adapter_for(prepared.protocol).acomplete(prepared.request, prepared.endpoint, prepared.api_key)
+    except ProviderError as exc:
+        clock.add_since(upstream_started)
+        outcome = await _failure(engine, prepared, caller, exc, started, extra)
+        return ApiOutcome(outcome, None, prepared.request.model)
+    clock.add_since(upstream_started)
+    duration = _ms_since(started)
+    record = _record(
+        prepared,
+        caller,
+        status_code=200,
+        duration_ms=duration,
+        text=result.text,
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.total_tokens,
+        usage_reported=result.usage_reported,
+        extra=extra,
+    )
+    log_id = await alog_call(engine, record)
+    outcome = ChatOutcome(
+        text=result.text,
+        status_code=200,
+        error=None,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.total_tokens,
+        usage_reported=result.usage_reported,
+        duration_ms=duration,
+        time_to_first_token_ms=None,
+        cost_usd=estimate_cost(prepared.prices, prepared.request.model, result.prompt_tokens, result.completion_tokens),
+        log_id=log_id,
+    )
+    return ApiOutcome(outcome, result.finish_reason, result.model or prepared.request.model)
+
+
+class AsyncStreamingChat:
+    """The async StreamingChat after prepare_call: iterate `chunks()`, then await `finish()` (in a
+    `finally`), which logs exactly once: completed, failed, or abandoned by the client partway
+    (status 499, the text so far). `finish()` shields itself, so it completes in a cancelled task."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        prepared: PreparedCall,
+        caller: Caller,
+        started: float,
+        clock: UpstreamClock,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._prepared = prepared
+        self._caller = caller
+        self._started = started
+        self._clock = clock
+        self._extra = extra or {}
+        self._first_token_ms: int | None = None
+        self._end: StreamEnd | None = None
+        self._error: ProviderError | None = None
+        self._stream: AsyncChatStream | None = None
+        self.result: ApiOutcome | None = None
+        try:
+            self._stream = adapter_for(prepared.protocol).astream(prepared.request, prepared.endpoint, prepared.api_key)
+        except ProviderError as exc:  # refused by the adapter before anything was sent
+            self._error = exc
+
+    @property
+    def error(self) -> ProviderError | None:
+        return self._error
+
+    async def chunks(self) -> AsyncIterator[str]:
+        """Answer text as it arrives; a provider error ends the iteration and is kept for finish()."""
+        if self._stream is None:
+            return
+        iterator = self._stream.__aiter__()
+        while True:
+            waited = time.perf_counter()
+            try:
+                item = await iterator.__anext__()
+            except StopAsyncIteration:
+                self._clock.add_since(waited)
+                return
+            except ProviderError as exc:
+                self._clock.add_since(waited)
+                self._error = exc
+                return
+            except BaseException:
+                self._clock.add_since(waited)
+                raise
+            self._clock.add_since(waited)
+            if isinstance(item, StreamEnd):
+                self._end = item
+            elif item.text:
+                if self._first_token_ms is None:
+                    self._first_token_ms = _ms_since(self._started)
+                yield item.text
+
+    async def finish(self) -> ApiOutcome:
+        if self.result is not None:
+            return self.result
+        with anyio.CancelScope(shield=True):
+            return await self._finish()
+
+    async def _finish(self) -> ApiOutcome:
+        prepared = self._prepared
+        stopped = self._end is None and self._error is None and self._stream is not None
+        end = self._stream.so_far() if self._stream is not None and self._end is None else self._end
+        if self._stream is not None:
+            # Closes the upstream response: the provider sees the disconnect and stops generating.
+            await self._stream.aclose()
+        duration = _ms_since(self._started)
+        if stopped:
+            status, error = STOPPED_BY_USER_STATUS, "The client closed the connection"
+        elif self._error is not None:
+            status, error = status_for_error(self._error), self._error.message
+        else:
+            status, error = 200, None
+        text = end.text if end else ""
+        prompt = end.prompt_tokens if end else None
+        completion = end.completion_tokens if end else None
+        total = end.total_tokens if end else None
+        reported = bool(end and end.usage_reported)
+        record: CallRecord = _record(
+            prepared,
+            self._caller,
+            status_code=status,
+            duration_ms=duration,
+            text=text,
+            finish_reason=end.finish_reason if end else None,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            usage_reported=reported,
+            time_to_first_token_ms=self._first_token_ms,
+            stopped_by_user=stopped,
+            error_message=error,
+            extra=self._extra,
+        )
+        log_id = await alog_call(self._engine, record)
+        retry_after = self._error.retry_after if isinstance(self._error, RateLimitedError) else None
+        outcome = ChatOutcome(
+            text=text,
+            status_code=status,
+            error=error,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            usage_reported=reported,
+            duration_ms=duration,
+            time_to_first_token_ms=self._first_token_ms,
+            cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
+            stopped_by_user=stopped,
+            retry_after=retry_after,
+            log_id=log_id,
+        )
+        self.result = ApiOutcome(outcome, end.finish_reason if end else None, prepared.request.model)
+        return self.result
+
+
+def refusal_record(
+    user_id: uuid.UUID | None,
+    provider_id: uuid.UUID | None,
+    request: ChatRequest | None,
+    model: str | None,
+    status_code: int,
+    message: str,
+    caller: Caller,
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> CallRecord:
+    """The Logs row of an API call refused before any upstream call (bad key, body, model, policy)."""
+    return CallRecord(
+        user_id=user_id,
+        provider_id=provider_id,
+        model=request.model if request is not None else model,
+        request=request,
+        status_code=status_code,
+        duration_ms=_ms_since(started),
+        error_message=message,
+        source=caller.source,
+        api_key_id=caller.api_key_id,
+        ip=caller.ip,
+        user_agent=caller.user_agent,
+        extra=extra or {},
+    )

@@ -296,7 +296,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     api.add_argument("--concurrency", type=int, default=32)
     api.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY_MS, help="the upstream's fixed delay")
     api.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    analytics = commands.add_parser("analytics", help="the Usage page's queries (see mindroute.bench_analytics)")
+    analytics.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
+    analytics.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
+    analytics.add_argument("--runs", type=int)
     args = parser.parse_args(argv)
+    if args.command == "analytics":
+        from mindroute import bench_analytics
+
+        forwarded = ["--rows", str(args.rows)]
+        forwarded += ["--database-url", args.database_url] if args.database_url else []
+        forwarded += ["--runs", str(args.runs)] if args.runs else []
+        return bench_analytics.main(forwarded)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
     print(json.dumps(run_api_bench(args.requests, args.concurrency, args.delay_ms, args.database_url)))

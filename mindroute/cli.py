@@ -113,6 +113,22 @@ def cmd_copy_to(args: argparse.Namespace) -> None:
     print("copied " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()))
 
 
+def cmd_rebuild_rollups(_args: argparse.Namespace) -> None:
+    from mindroute.services.rollups import rebuild_rollups
+
+    logs, written = rebuild_rollups(_migrated_engine())
+    print(f"rebuilt the usage rollups: {logs:,} log rows into {written:,} hourly rollup rows")
+
+
+def cmd_prune_logs(args: argparse.Namespace) -> None:
+    from mindroute.services.rollups import prune_logs
+
+    if args.older_than_days < 1:
+        raise CommandError("--older-than-days must be at least 1")
+    deleted = prune_logs(_migrated_engine(), args.older_than_days, batch_rows=args.batch_rows)
+    print(f"deleted {deleted:,} log rows older than {args.older_than_days} days")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "db": cmd_db,
     "create-admin": cmd_create_admin,
@@ -120,6 +136,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "rotate-secret": cmd_rotate_secret,
     "seed-providers": cmd_seed_providers,
     "copy-to": cmd_copy_to,
+    "rebuild-rollups": cmd_rebuild_rollups,
+    "prune-logs": cmd_prune_logs,
 }
 
 
@@ -140,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed-providers", help="add OpenAI, Anthropic and Google AI with their official endpoints")
     copy = sub.add_parser("copy-to", help="copy every row into another, empty database (e.g. SQLite to PostgreSQL)")
     copy.add_argument("target_url", help="SQLAlchemy URL of the empty target database")
+    sub.add_parser("rebuild-rollups", help="recompute the hourly usage rollups from the logs (after bulk loads)")
+    prune = sub.add_parser("prune-logs", help="delete logs older than N days, in batches, keeping rollups in step")
+    prune.add_argument("--older-than-days", type=int, required=True, metavar="N")
+    prune.add_argument("--batch-rows", type=int, default=5000, help="rows per transaction (default %(default)s)")
 
     from mindroute import backup, seed
 

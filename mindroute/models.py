@@ -12,12 +12,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -306,3 +308,33 @@ class TicketMessage(Base):
     author_id: Mapped[uuid.UUID | None] = mapped_column("authorid", Uuid, ForeignKey("users.id", ondelete="SET NULL"))
     body: Mapped[str] = mapped_column("body", Text, nullable=False)
     created_at: Mapped[datetime] = _created()
+
+
+class UsageRollup(Base):
+    """Addition (migration 0004): Logs aggregated per UTC hour and dimensions, kept in step with Logs.
+
+    One row per (hour, user, provider, model, source, API key, status code); `dimkey` is a digest of
+    those dimensions (NULLs included), so the upsert has a plain unique key on both databases.
+    `latency` is a histogram of durations over log-spaced buckets, packed (index, calls) pairs
+    (see mindroute.services.rollups).
+    """
+
+    __tablename__ = "usagerollups"
+    __table_args__ = (Index("usagerollups_userid_bucket_idx", "userid", "bucket"),)
+
+    bucket: Mapped[datetime] = mapped_column("bucket", DateTime, primary_key=True)  # UTC hour start
+    dim_key: Mapped[str] = mapped_column("dimkey", String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column("userid", Uuid)
+    provider_id: Mapped[uuid.UUID | None] = mapped_column("providerid", Uuid)
+    model_id: Mapped[str | None] = mapped_column("modelid", String(100))
+    source: Mapped[str] = mapped_column("source", String(20), nullable=False)
+    api_key_id: Mapped[str | None] = mapped_column("apikeyid", String(64))
+    status_code: Mapped[int | None] = mapped_column("statuscode", Integer)
+    requests: Mapped[int] = mapped_column("requests", BigInteger, nullable=False)
+    errors: Mapped[int] = mapped_column("errors", BigInteger, nullable=False)
+    tokens: Mapped[int] = mapped_column("tokens", BigInteger, nullable=False)
+    prompt_tokens: Mapped[int] = mapped_column("prompttokens", BigInteger, nullable=False)
+    completion_tokens: Mapped[int] = mapped_column("completiontokens", BigInteger, nullable=False)
+    duration_sum: Mapped[int] = mapped_column("durationsum", BigInteger, nullable=False)
+    duration_count: Mapped[int] = mapped_column("durationcount", BigInteger, nullable=False)
+    latency: Mapped[bytes] = mapped_column("latency", LargeBinary, nullable=False)

@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 from mindroute.db import transaction
 from mindroute.models import Log
 from mindroute.providers.base import ChatRequest, redact_secrets
+from mindroute.services.rollups import add_log_to_rollups
 
 log = logging.getLogger("mindroute.call_log")
 
@@ -155,6 +156,7 @@ def write_call_log(engine: Engine, record: CallRecord) -> uuid.UUID | None:
             row = to_row(record)
             session.add(row)
             session.flush()
+            add_log_to_rollups(session, row)  # the usage rollups stay in step with Logs
             return row.id
     except Exception:  # logging must never break the user's answer
         log.exception("could not write the log row of a %s call (status %s)", record.source, record.status_code)

@@ -1,0 +1,276 @@
+"""The log explorer: keyset-paginated calls with the usage filters, one call's detail, streamed CSV.
+
+Pages are ordered newest first by (createdAt, id) and continue after the last row seen, so any
+page costs the same index range scan however deep it is. A non-admin sees their own calls only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, and_, or_, select
+from sqlalchemy.orm import Session
+
+from mindroute.errors import NotFound
+from mindroute.models import Log, Provider, User
+from mindroute.services.analytics import UsageFilter, Viewer, log_conditions, scoped
+from mindroute.services.rollups import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, source_of
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+EXPORT_PAGE_ROWS = 2_000
+SEARCH_MAX_CHARS = 200
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "user_email",
+    "provider",
+    "model",
+    "source",
+    "api_key_id",
+    "status_code",
+    "tokens_used",
+    "prompt_tokens",
+    "completion_tokens",
+    "duration_ms",
+    "error_message",
+    "ip",
+)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: after this (created_at, id)."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class CallRow:
+    id: uuid.UUID
+    created_at: datetime  # naive UTC
+    user_id: uuid.UUID | None
+    user_email: str | None
+    provider: str | None
+    model: str | None
+    source: str
+    api_key_id: str | None
+    status_code: int | None
+    tokens_used: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    duration_ms: int | None
+    error_message: str | None
+    ip: str | None
+
+
+@dataclass(frozen=True)
+class CallPage:
+    rows: list[CallRow]
+    next_cursor: Cursor | None  # None on the last page
+
+
+@dataclass(frozen=True)
+class CallDetail:
+    """One call as the detail view shows it; bodies are pretty-printed JSON text, to be shown as
+    untrusted text (never rendered as Markdown or HTML)."""
+
+    row: CallRow
+    request_body: str
+    response_body: str
+    user_agent: str | None
+    request_type: str
+    time_to_first_token_ms: int | None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(flt: UsageFilter, viewer: Viewer, search: str | None) -> list[ColumnElement[bool]]:
+    flt = scoped(flt, viewer)
+    conds = [Log.created_at >= flt.start, Log.created_at < flt.end, *log_conditions(flt)]
+    if search and search.strip():
+        needle = _escape_like(search.strip()[:SEARCH_MAX_CHARS])
+        conds.append(Log.error_message.ilike(f"%{needle}%", escape="\\"))
+    return conds
+
+
+def _select_rows() -> Any:
+    return (
+        select(
+            Log.id,
+            Log.created_at,
+            Log.user_id,
+            User.email,
+            Provider.name,
+            Log.model_id,
+            Log.request_body["source"].as_string(),
+            Log.request_body["api_key_id"].as_string(),
+            Log.status_code,
+            Log.tokens_used,
+            Log.prompt_tokens,
+            Log.completion_tokens,
+            Log.duration,
+            Log.error_message,
+            Log.ip,
+        )
+        .outerjoin(User, User.id == Log.user_id)
+        .outerjoin(Provider, Provider.id == Log.provider_id)
+    )
+
+
+def _row(values: Any) -> CallRow:
+    (
+        log_id,
+        created,
+        user_id,
+        email,
+        provider,
+        model,
+        source,
+        key,
+        status,
+        tokens,
+        prompt,
+        completion,
+        ms,
+        error,
+        ip,
+    ) = values
+    return CallRow(
+        id=log_id,
+        created_at=created,
+        user_id=user_id,
+        user_email=email,
+        provider=provider,
+        model=model,
+        source=SOURCE_PLAYGROUND if source == SOURCE_PLAYGROUND else SOURCE_API,
+        api_key_id=str(key) if key else None,
+        status_code=status,
+        tokens_used=tokens,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        duration_ms=ms,
+        error_message=error,
+        ip=ip,
+    )
+
+
+def list_calls(
+    session: Session,
+    viewer: Viewer,
+    flt: UsageFilter,
+    *,
+    search: str | None = None,
+    after: Cursor | None = None,
+    page_size: int = PAGE_SIZE,
+) -> CallPage:
+    """One page of calls, newest first, continuing after `after` (keyset pagination)."""
+    page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+    stmt = _select_rows().where(*_conditions(flt, viewer, search))
+    if after is not None:
+        stmt = stmt.where(
+            or_(Log.created_at < after.created_at, and_(Log.created_at == after.created_at, Log.id < after.id))
+        )
+    stmt = stmt.order_by(Log.created_at.desc(), Log.id.desc()).limit(page_size + 1)
+    rows = [_row(r) for r in session.execute(stmt)]
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    cursor = Cursor(rows[-1].created_at, rows[-1].id) if more else None
+    return CallPage(rows, cursor)
+
+
+def _pretty(body: Any) -> str:
+    if body is None:
+        return ""
+    return json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def call_detail(session: Session, viewer: Viewer, log_id: uuid.UUID) -> CallDetail:
+    """A call's full record; NotFound when it does not exist or is not the viewer's to see."""
+    stmt = _select_rows().add_columns(Log.request_body, Log.response_body, Log.user_agent, Log.request_type)
+    stmt = stmt.where(Log.id == log_id)
+    if viewer.role != "admin":
+        stmt = stmt.where(Log.user_id == viewer.id)
+    found = session.execute(stmt).first()
+    if found is None:
+        raise NotFound("No such call")
+    row = _row(found[:15])
+    request, response, agent, request_type = found[15:]
+    row = CallRow(**{**row.__dict__, "source": source_of(request), "api_key_id": api_key_of(request)})
+    ttft = response.get("time_to_first_token_ms") if isinstance(response, dict) else None
+    return CallDetail(
+        row=row,
+        request_body=_pretty(request),
+        response_body=_pretty(response),
+        user_agent=agent,
+        request_type=request_type,
+        time_to_first_token_ms=ttft if isinstance(ttft, int) else None,
+    )
+
+
+def _csv_line(values: tuple[Any, ...]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(values)
+    return buffer.getvalue()
+
+
+def _csv_safe(value: Any) -> Any:
+    # Spreadsheet formula injection: a cell starting with = + - @ is read as a formula.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def export_calls_csv(
+    engine: Engine,
+    viewer: Viewer,
+    flt: UsageFilter,
+    *,
+    search: str | None = None,
+    page_rows: int = EXPORT_PAGE_ROWS,
+) -> Iterator[str]:
+    """The filtered calls as CSV text chunks (header first), read a keyset page at a time, each page in
+    its own short session: memory stays at one page whatever the number of rows."""
+    yield _csv_line(CSV_COLUMNS)
+    after: Cursor | None = None
+    while True:
+        with Session(engine) as session:
+            page = list_calls(session, viewer, flt, search=search, after=after, page_size=page_rows)
+        if page.rows:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            for row in page.rows:
+                writer.writerow(
+                    _csv_safe(v)
+                    for v in (
+                        row.id,
+                        row.created_at.isoformat(" "),
+                        row.user_email,
+                        row.provider,
+                        row.model,
+                        row.source,
+                        row.api_key_id,
+                        row.status_code,
+                        row.tokens_used,
+                        row.prompt_tokens,
+                        row.completion_tokens,
+                        row.duration_ms,
+                        row.error_message,
+                        row.ip,
+                    )
+                )
+            yield buffer.getvalue()
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor

@@ -1,0 +1,118 @@
+"""The log explorer: keyset pages, filters and search, scoping, a call's detail, streamed CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from mindroute.errors import NotFound
+from mindroute.services.analytics import UsageFilter
+from mindroute.services.log_explorer import CSV_COLUMNS, call_detail, export_calls_csv, list_calls
+from tests.test_analytics import insert_rows, log_row, make_people
+
+T0 = datetime(2026, 10, 1)
+WINDOW = UsageFilter(T0, T0 + timedelta(days=2))
+
+
+@pytest.fixture
+def people_and_rows(engine: Engine):
+    admin, alice, bob, p1, p2 = make_people(engine)
+    same_moment = T0 + timedelta(hours=3)
+    rows = []
+    for i in range(120):
+        # Many rows share a timestamp, so paging must break ties by id.
+        when = same_moment if i % 4 == 0 else T0 + timedelta(minutes=7 * i)
+        user = alice if i % 3 else bob
+        failed = i % 10 == 0
+        rows.append(
+            log_row(
+                when,
+                user,
+                p1,
+                "m-big",
+                status=429 if failed else 200,
+                error=f"Rate limit exceeded ({i}) 100%_sure" if failed else None,
+                source="playground" if i % 2 else "api",
+            )
+        )
+    rows.append(log_row(T0 + timedelta(days=5), alice, p2, "m-free"))  # outside the window
+    insert_rows(engine, rows)
+    return admin, alice, bob, rows
+
+
+def all_pages(session: Session, viewer, flt: UsageFilter, **kw) -> list:
+    seen, after = [], None
+    while True:
+        page = list_calls(session, viewer, flt, after=after, page_size=7, **kw)
+        seen.extend(page.rows)
+        if page.next_cursor is None:
+            return seen
+        after = page.next_cursor
+
+
+def test_keyset_pages_visit_every_call_once_newest_first(engine: Engine, people_and_rows) -> None:
+    admin, _alice, _bob, _rows = people_and_rows
+    with Session(engine) as session:
+        seen = all_pages(session, admin, WINDOW)
+    assert len(seen) == 120
+    assert len({r.id for r in seen}) == 120
+    keys = [(r.created_at, r.id) for r in seen]
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_filters_and_error_search(engine: Engine, people_and_rows) -> None:
+    admin, _alice, _bob, _rows = people_and_rows
+    with Session(engine) as session:
+        errors = all_pages(session, admin, UsageFilter(WINDOW.start, WINDOW.end, outcome="error"))
+        found = all_pages(session, admin, WINDOW, search="rate LIMIT exceeded (1")
+        literal = all_pages(session, admin, WINDOW, search="100%_sure")
+        nothing = all_pages(session, admin, WINDOW, search="1%")
+        playground = all_pages(session, admin, UsageFilter(WINDOW.start, WINDOW.end, source="playground"))
+    assert len(errors) == 12 and all(r.status_code == 429 for r in errors)
+    assert {r.error_message for r in found} == {"Rate limit exceeded (10) 100%_sure"} | {
+        f"Rate limit exceeded ({i}) 100%_sure" for i in range(100, 120, 10)
+    }
+    assert len(literal) == 12
+    assert nothing == []  # % is searched literally, not as a wildcard
+    assert len(playground) == 60 and {r.source for r in playground} == {"playground"}
+
+
+def test_a_user_sees_only_their_own_calls_and_details(engine: Engine, people_and_rows) -> None:
+    _admin, alice, bob, rows = people_and_rows
+    with Session(engine) as session:
+        mine = all_pages(session, alice, UsageFilter(WINDOW.start, WINDOW.end, user_ids=(bob.id,)))
+        assert mine and {r.user_id for r in mine} == {alice.id}
+        bobs = next(r for r in rows if r["user_id"] == bob.id)
+        with pytest.raises(NotFound):
+            call_detail(session, alice, bobs["id"])
+        with pytest.raises(NotFound):
+            call_detail(session, alice, uuid.uuid4())
+        own = call_detail(session, bob, bobs["id"])
+    assert own.row.id == bobs["id"]
+    assert '"model": "m-big"' in own.request_body
+    assert own.request_type == "chat"
+
+
+def test_csv_export_streams_every_filtered_call_in_pages(engine: Engine, people_and_rows) -> None:
+    admin, alice, _bob, _rows = people_and_rows
+    chunks = list(export_calls_csv(engine, admin, WINDOW, page_rows=25))
+    assert len(chunks) == 1 + 5  # the header, then 120 rows in pages of 25
+    parsed = list(csv.reader(io.StringIO("".join(chunks))))
+    assert tuple(parsed[0]) == CSV_COLUMNS
+    assert len(parsed) == 121
+    assert len({line[0] for line in parsed[1:]}) == 120
+    own = list(csv.reader(io.StringIO("".join(export_calls_csv(engine, alice, WINDOW)))))
+    assert {line[2] for line in own[1:]} == {"alice@example.com"}
+
+
+def test_csv_cells_cannot_become_spreadsheet_formulas(engine: Engine) -> None:
+    admin, alice, _bob, p1, _p2 = make_people(engine)
+    insert_rows(engine, [log_row(T0, alice, p1, "m-big", status=500, error='=HYPERLINK("http://x")')])
+    text = "".join(export_calls_csv(engine, admin, WINDOW))
+    assert "'=HYPERLINK" in text

@@ -264,6 +264,65 @@ def complete_chat(
     )
 
 
+def ended_stream(
+    prepared: PreparedCall,
+    caller: Caller,
+    *,
+    end: StreamEnd | None,
+    error: ProviderError | None,
+    stopped: bool,
+    stop_message: str,
+    first_token_ms: int | None,
+    duration_ms: int,
+    extra: dict[str, Any] | None = None,
+) -> tuple[CallRecord, ChatOutcome]:
+    """The log record and the outcome of a stream that ended (completed, failed, or stopped by its
+    reader), shared by the playground's sync path and the API's async one. The outcome's log_id is
+    filled in by the caller once the record is written."""
+    if stopped:
+        status, message = STOPPED_BY_USER_STATUS, stop_message
+    elif error is not None:
+        status, message = status_for_error(error), error.message
+    else:
+        status, message = 200, None
+    text = end.text if end else ""
+    prompt = end.prompt_tokens if end else None
+    completion = end.completion_tokens if end else None
+    total = end.total_tokens if end else None
+    reported = bool(end and end.usage_reported)
+    record = _record(
+        prepared,
+        caller,
+        status_code=status,
+        duration_ms=duration_ms,
+        text=text,
+        finish_reason=end.finish_reason if end else None,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        usage_reported=reported,
+        time_to_first_token_ms=first_token_ms,
+        stopped_by_user=stopped,
+        error_message=message,
+        extra=dict(extra or {}),
+    )
+    outcome = ChatOutcome(
+        text=text,
+        status_code=status,
+        error=message,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        usage_reported=reported,
+        duration_ms=duration_ms,
+        time_to_first_token_ms=first_token_ms,
+        cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
+        stopped_by_user=stopped,
+        retry_after=error.retry_after if isinstance(error, RateLimitedError) else None,
+    )
+    return record, outcome
+
+
 class StreamingChat:
     """A streamed answer: iterate `chunks()`, then call `finish()` (in a `finally`), which logs
     exactly once: completed, failed, or stopped by the user partway (status 499, the text so far)."""
@@ -323,50 +382,15 @@ class StreamingChat:
             end = self._end or (self._stream.so_far() if self._stream is not None else None)
         if self._stream is not None:
             self._stream.close()
-        duration = _ms_since(self._started)
-        if stopped:
-            status, error = STOPPED_BY_USER_STATUS, "Stopped by the user"
-        elif self._error is not None:
-            status, error = status_for_error(self._error), self._error.message
-        else:
-            status, error = 200, None
-        text = end.text if end else ""
-        prompt = end.prompt_tokens if end else None
-        completion = end.completion_tokens if end else None
-        total = end.total_tokens if end else None
-        reported = bool(end and end.usage_reported)
-        log_id = write_call_log(
-            self._engine,
-            _record(
-                prepared,
-                self._caller,
-                status_code=status,
-                duration_ms=duration,
-                text=text,
-                finish_reason=end.finish_reason if end else None,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                total_tokens=total,
-                usage_reported=reported,
-                time_to_first_token_ms=self._first_token_ms,
-                stopped_by_user=stopped,
-                error_message=error,
-            ),
+        record, outcome = ended_stream(
+            prepared,
+            self._caller,
+            end=end,
+            error=self._error,
+            stopped=stopped,
+            stop_message="Stopped by the user",
+            first_token_ms=self._first_token_ms,
+            duration_ms=_ms_since(self._started),
         )
-        retry_after = self._error.retry_after if isinstance(self._error, RateLimitedError) else None
-        self.outcome = ChatOutcome(
-            text=text,
-            status_code=status,
-            error=error,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=total,
-            usage_reported=reported,
-            duration_ms=duration,
-            time_to_first_token_ms=self._first_token_ms,
-            cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
-            stopped_by_user=stopped,
-            retry_after=retry_after,
-            log_id=log_id,
-        )
+        self.outcome = replace(outcome, log_id=write_call_log(self._engine, record))
         return self.outcome

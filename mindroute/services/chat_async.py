@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -21,13 +21,14 @@ from starlette.concurrency import run_in_threadpool
 from mindroute.models import Provider, User
 from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, RateLimitedError, StreamEnd
 from mindroute.providers.registry import adapter_for
-from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord, write_call_log
+from mindroute.services.call_log import CallRecord, write_call_log
 from mindroute.services.chat import (
     Caller,
     ChatOutcome,
     ChatRefused,
     PreparedCall,
     _record,
+    ended_stream,
     estimate_cost,
     status_for_error,
 )
@@ -323,51 +324,18 @@ class AsyncStreamingChat:
         if self._stream is not None:
             # Closes the upstream response: the provider sees the disconnect and stops generating.
             await self._stream.aclose()
-        duration = _ms_since(self._started)
-        if stopped:
-            status, error = STOPPED_BY_USER_STATUS, "The client closed the connection"
-        elif self._error is not None:
-            status, error = status_for_error(self._error), self._error.message
-        else:
-            status, error = 200, None
-        text = end.text if end else ""
-        prompt = end.prompt_tokens if end else None
-        completion = end.completion_tokens if end else None
-        total = end.total_tokens if end else None
-        reported = bool(end and end.usage_reported)
-        record: CallRecord = _record(
+        record, outcome = ended_stream(
             prepared,
             self._caller,
-            status_code=status,
-            duration_ms=duration,
-            text=text,
-            finish_reason=end.finish_reason if end else None,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=total,
-            usage_reported=reported,
-            time_to_first_token_ms=self._first_token_ms,
-            stopped_by_user=stopped,
-            error_message=error,
+            end=end,
+            error=self._error,
+            stopped=stopped,
+            stop_message="The client closed the connection",
+            first_token_ms=self._first_token_ms,
+            duration_ms=_ms_since(self._started),
             extra=self._extra,
         )
-        log_id = await alog_call(self._engine, record)
-        retry_after = self._error.retry_after if isinstance(self._error, RateLimitedError) else None
-        outcome = ChatOutcome(
-            text=text,
-            status_code=status,
-            error=error,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=total,
-            usage_reported=reported,
-            duration_ms=duration,
-            time_to_first_token_ms=self._first_token_ms,
-            cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
-            stopped_by_user=stopped,
-            retry_after=retry_after,
-            log_id=log_id,
-        )
+        outcome = replace(outcome, log_id=await alog_call(self._engine, record))
         self.result = ApiOutcome(outcome, end.finish_reason if end else None, prepared.request.model)
         return self.result
 

@@ -19,6 +19,7 @@ from mindroute.providers.base import (
     BadRequestError,
     Cancelled,
     ChatRequest,
+    ChatResult,
     ChatStream,
     NotFoundError,
     ProviderError,
@@ -225,60 +226,32 @@ def complete_chat(
     if isinstance(prepared, ChatOutcome):
         return prepared
     try:
-        result = adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key)
+        result, error = (
+            adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key),
+            None,
+        )
     except ProviderError as exc:
-        status, duration = status_for_error(exc), _ms_since(started)
-        log_id = write_call_log(
-            engine, _record(prepared, caller, status_code=status, duration_ms=duration, error_message=exc.message)
-        )
-        retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-        return ChatOutcome(
-            "", status, exc.message, None, None, None, False, duration, None, None, False, retry_after, log_id
-        )
-    duration = _ms_since(started)
-    record = _record(
-        prepared,
-        caller,
-        status_code=200,
-        duration_ms=duration,
-        text=result.text,
-        finish_reason=result.finish_reason,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.total_tokens,
-        usage_reported=result.usage_reported,
-    )
-    log_id = write_call_log(engine, record)
-    return ChatOutcome(
-        text=result.text,
-        status_code=200,
-        error=None,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.total_tokens,
-        usage_reported=result.usage_reported,
-        duration_ms=duration,
-        time_to_first_token_ms=None,
-        cost_usd=estimate_cost(prepared.prices, prepared.request.model, result.prompt_tokens, result.completion_tokens),
-        log_id=log_id,
-    )
+        result, error = None, exc
+    record, outcome = finished_call(prepared, caller, end=result, error=error, duration_ms=_ms_since(started))
+    return replace(outcome, log_id=write_call_log(engine, record))
 
 
-def ended_stream(
+def finished_call(
     prepared: PreparedCall,
     caller: Caller,
     *,
-    end: StreamEnd | None,
+    end: StreamEnd | ChatResult | None,
     error: ProviderError | None,
-    stopped: bool,
-    stop_message: str,
-    first_token_ms: int | None,
     duration_ms: int,
+    stopped: bool = False,
+    stop_message: str = "",
+    first_token_ms: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[CallRecord, ChatOutcome]:
-    """The log record and the outcome of a stream that ended (completed, failed, or stopped by its
-    reader), shared by the playground's sync path and the API's async one. The outcome's log_id is
-    filled in by the caller once the record is written."""
+    """The log record and the outcome of a call that went upstream and ended: a whole answer, a
+    stream that completed, failed or was stopped by its reader, or an upstream error. Shared by the
+    playground's sync path and the API's async one; the caller writes the record and fills in the
+    outcome's log_id."""
     if stopped:
         status, message = STOPPED_BY_USER_STATUS, stop_message
     elif error is not None:
@@ -295,7 +268,7 @@ def ended_stream(
         caller,
         status_code=status,
         duration_ms=duration_ms,
-        text=text,
+        text=end.text if end else None,  # no answer at all: no response body in the log
         finish_reason=end.finish_reason if end else None,
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -382,7 +355,7 @@ class StreamingChat:
             end = self._end or (self._stream.so_far() if self._stream is not None else None)
         if self._stream is not None:
             self._stream.close()
-        record, outcome = ended_stream(
+        record, outcome = finished_call(
             prepared,
             self._caller,
             end=end,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mindroute.models import Provider, User
-from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, RateLimitedError, StreamEnd
+from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, StreamEnd
 from mindroute.providers.registry import adapter_for
 from mindroute.services.call_log import CallRecord, write_call_log
 from mindroute.services.chat import (
@@ -27,10 +27,7 @@ from mindroute.services.chat import (
     ChatOutcome,
     ChatRefused,
     PreparedCall,
-    _record,
-    ended_stream,
-    estimate_cost,
-    status_for_error,
+    finished_call,
 )
 from mindroute.services.permissions import provider_models, usable_providers
 from mindroute.services.providers import read_settings
@@ -187,20 +184,6 @@ def api_model_ids(session: Session, user: User) -> list[tuple[str, str]]:
 # --- the calls --------------------------------------------------------------------------------
 
 
-async def _failure(
-    engine: Engine, prepared: PreparedCall, caller: Caller, exc: ProviderError, started: float, extra: dict[str, Any]
-) -> ChatOutcome:
-    status, duration = status_for_error(exc), _ms_since(started)
-    log_id = await alog_call(
-        engine,
-        _record(prepared, caller, status_code=status, duration_ms=duration, error_message=exc.message, extra=extra),
-    )
-    retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
-    return ChatOutcome(
-        "", status, exc.message, None, None, None, False, duration, None, None, False, retry_after, log_id
-    )
-
-
 async def acomplete_prepared(
     engine: Engine,
     prepared: PreparedCall,
@@ -210,44 +193,19 @@ async def acomplete_prepared(
     extra: dict[str, Any] | None = None,
 ) -> ApiOutcome:
     """The async complete_chat after prepare_call: a whole answer, always exactly one Logs row."""
-    extra = extra or {}
     upstream_started = time.perf_counter()
     try:
         result = await adapter_for(prepared.protocol).acomplete(prepared.request, prepared.endpoint, prepared.api_key)
+        error = None
     except ProviderError as exc:
-        clock.add_since(upstream_started)
-        outcome = await _failure(engine, prepared, caller, exc, started, extra)
-        return ApiOutcome(outcome, None, prepared.request.model)
+        result, error = None, exc
     clock.add_since(upstream_started)
-    duration = _ms_since(started)
-    record = _record(
-        prepared,
-        caller,
-        status_code=200,
-        duration_ms=duration,
-        text=result.text,
-        finish_reason=result.finish_reason,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.total_tokens,
-        usage_reported=result.usage_reported,
-        extra=extra,
+    record, outcome = finished_call(
+        prepared, caller, end=result, error=error, duration_ms=_ms_since(started), extra=extra
     )
-    log_id = await alog_call(engine, record)
-    outcome = ChatOutcome(
-        text=result.text,
-        status_code=200,
-        error=None,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        total_tokens=result.total_tokens,
-        usage_reported=result.usage_reported,
-        duration_ms=duration,
-        time_to_first_token_ms=None,
-        cost_usd=estimate_cost(prepared.prices, prepared.request.model, result.prompt_tokens, result.completion_tokens),
-        log_id=log_id,
-    )
-    return ApiOutcome(outcome, result.finish_reason, result.model or prepared.request.model)
+    outcome = replace(outcome, log_id=await alog_call(engine, record))
+    model = (result.model if result else None) or prepared.request.model
+    return ApiOutcome(outcome, result.finish_reason if result else None, model)
 
 
 class AsyncStreamingChat:
@@ -324,7 +282,7 @@ class AsyncStreamingChat:
         if self._stream is not None:
             # Closes the upstream response: the provider sees the disconnect and stops generating.
             await self._stream.aclose()
-        record, outcome = ended_stream(
+        record, outcome = finished_call(
             prepared,
             self._caller,
             end=end,

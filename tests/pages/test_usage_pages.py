@@ -1,0 +1,184 @@
+"""The Usage and Logs pages in AppTest: empty state, scoped tiles, filters in the URL, paging, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from mindroute.db import transaction
+from mindroute.models import Provider, utcnow
+from mindroute.services.analytics import UsageFilter
+from mindroute.services.log_explorer import export_calls_csv
+from mindroute.services.rollups import rebuild_rollups
+from mindroute.ui import usage_view
+from tests.pages.helpers import add_user, app_for, sign_in, texts
+from tests.test_analytics import insert_rows, log_row
+
+USAGE = "pages/workspace/usage.py"
+LOGS = "pages/admin/logs.py"
+
+
+@pytest.fixture
+def people(engine: Engine):
+    admin = add_user(engine, "admin@example.com", role="admin")
+    alice = add_user(engine, "alice@example.com")
+    bob = add_user(engine, "bob@example.com", name="=HYPERLINK(bob)")
+    with transaction(engine) as session:
+        p1 = Provider(name="P1", settings={"models": ["m-big"], "default_model": None, "prices": {}})
+        p2 = Provider(name="P2", settings={"models": ["m-free"], "default_model": None, "prices": {}})
+        session.add_all([p1, p2])
+    return admin, alice, bob, p1, p2
+
+
+@pytest.fixture
+def calls(engine: Engine, people):
+    """In the last two days: alice 6 calls on P1, bob 4 on P2 (one failing with a searchable error)."""
+    _admin, alice, bob, p1, p2 = people
+    now = utcnow()
+    rows = [log_row(now - timedelta(hours=i + 1), alice, p1, "m-big", source="playground") for i in range(6)]
+    rows += [
+        log_row(
+            now - timedelta(hours=i + 2, minutes=30),
+            bob,
+            p2,
+            "m-free",
+            status=500 if i == 0 else 200,
+            error="upstream exploded" if i == 0 else None,
+        )
+        for i in range(4)
+    ]
+    insert_rows(engine, rows)
+    rebuild_rollups(engine, progress=False)
+    return rows
+
+
+def open_page(engine: Engine, monkeypatch, email: str, path: str, query: dict | None = None):
+    at = sign_in(app_for(engine, monkeypatch).run(), email)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_empty_state_tells_how_to_get_data(engine: Engine, monkeypatch, people) -> None:
+    at = open_page(engine, monkeypatch, "alice@example.com", USAGE)
+    assert "seed-demo" in texts(at)
+    assert "Playground" in texts(at)
+    assert not at.metric
+
+
+def test_tiles_are_scoped_to_the_viewer(engine: Engine, monkeypatch, calls) -> None:
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    assert metric(at, "Requests") == "10"
+    assert metric(at, "Error rate") == "10.0%"
+    assert "p95 latency (ms, approx.)" in [m.label for m in at.metric]
+
+    at = open_page(engine, monkeypatch, "alice@example.com", USAGE)
+    assert metric(at, "Requests") == "6"
+    assert "usage_user" not in {s.key for s in at.selectbox}  # no user filter for a user
+    shown = at.dataframe[-1].value
+    assert list(shown["provider"]) == ["P1"]  # bob's provider never appears
+    assert "bob@example.com" not in texts(at)
+
+
+def test_a_filter_change_changes_the_tiles_and_the_url(engine: Engine, monkeypatch, calls, people) -> None:
+    p2 = people[4]
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    at.selectbox(key="usage_provider").set_value(str(p2.id)).run()
+    assert metric(at, "Requests") == "4"
+    assert at.query_params["provider"] == [str(p2.id)] or at.query_params["provider"] == str(p2.id)
+    at.selectbox(key="usage_outcome").set_value("error").run()
+    assert metric(at, "Requests") == "1"
+
+
+def test_query_params_restore_the_filters(engine: Engine, monkeypatch, calls, people) -> None:
+    p1 = people[3]
+    at = open_page(
+        engine, monkeypatch, "admin@example.com", USAGE, {"range": "30d", "provider": str(p1.id), "tz": "Asia/Seoul"}
+    )
+    assert at.selectbox(key="usage_range").value == "30d"
+    assert at.selectbox(key="usage_provider").value == str(p1.id)
+    assert at.selectbox(key="usage_tz").value == "Asia/Seoul"
+    assert metric(at, "Requests") == "6"
+
+
+def test_custom_dates_from_the_url(engine: Engine, monkeypatch, calls) -> None:
+    today = utcnow().date()
+    query = {"range": "custom", "from": (today - timedelta(days=3)).isoformat(), "to": today.isoformat(), "tz": "UTC"}
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE, query)
+    assert at.date_input(key="usage_days").value == (today - timedelta(days=3), today)
+    assert metric(at, "Requests") == "10"
+    query["from"] = query["to"] = (today - timedelta(days=20)).isoformat()
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE, query)
+    assert metric(at, "Requests") == "0"
+    assert "No calls match these filters" in texts(at)
+
+
+def test_downloads_carry_the_data_shown(engine: Engine, monkeypatch, calls, people) -> None:
+    admin = people[0]
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    keys = {b.key for b in at.download_button}
+    assert {"usage_csv_breakdown", "usage_csv_requests", "usage_csv_status_codes", "usage_raw_export"} <= keys
+    at.radio(key="usage_breakdown_by").set_value("user").run()
+    shown = at.dataframe[-1].value
+    exported = pd.read_csv(io.BytesIO(usage_view.csv_bytes(shown)))
+    assert exported["requests"].sum() == 10
+    assert any(str(u).startswith("'=") for u in exported["user"])  # formula cells are quoted
+    now = utcnow()
+    raw = list(
+        csv.reader(io.StringIO("".join(export_calls_csv(engine, admin, UsageFilter(now - timedelta(days=3), now)))))
+    )
+    assert len(raw) == 1 + len(calls)
+
+
+def test_logs_paginate_and_search(engine: Engine, monkeypatch, people) -> None:
+    _admin, alice, _bob, p1, _p2 = people
+    now = utcnow()
+    rows = [
+        log_row(
+            now - timedelta(minutes=5 * i + 1),
+            alice,
+            p1,
+            "m-big",
+            status=500 if i % 12 == 0 else 200,
+            error=f"needle {i}" if i % 12 == 0 else None,
+        )
+        for i in range(60)
+    ]
+    insert_rows(engine, rows)
+    rebuild_rollups(engine, progress=False)
+    at = open_page(engine, monkeypatch, "admin@example.com", LOGS)
+    at.selectbox(key="logs_page_size").set_value(25).run()
+    assert len(at.dataframe[0].value) == 25
+    first = at.dataframe[0].value["time (UTC)"].tolist()
+    assert first == sorted(first, reverse=True)
+    at.button(key="logs_next").click().run()
+    second = at.dataframe[0].value["time (UTC)"].tolist()
+    assert len(second) == 25 and max(second) < min(first)
+    at.button(key="logs_next").click().run()
+    assert len(at.dataframe[0].value) == 10
+    assert at.button(key="logs_next").disabled
+    at.button(key="logs_previous").click().run()
+    assert at.dataframe[0].value["time (UTC)"].tolist() == second
+
+    at.text_input(key="logs_search").input("NEEDLE").run()
+    shown = at.dataframe[0].value
+    assert len(shown) == 5 and all(str(e).startswith("needle") for e in shown["error"])
+    assert at.code  # the chosen call's bodies, as code blocks
+    assert "needle" in " ".join(c.value for c in at.code)
+
+
+def test_a_user_cannot_open_the_logs(engine: Engine, monkeypatch, calls) -> None:
+    at = sign_in(app_for(engine, monkeypatch).run(), "alice@example.com")
+    with pytest.raises(Exception):  # noqa: B017 - AppTest raises for a page outside the navigation
+        at.switch_page(LOGS).run()

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mindroute.models import Log
+from mindroute.models import Log, Provider
 
 
 @dataclass(frozen=True)
@@ -47,3 +47,24 @@ def usage_since(session: Session, since: datetime, user_id: uuid.UUID | None) ->
         stmt = stmt.where(Log.user_id == user_id)
     requests, tokens, errors = session.execute(stmt).one()
     return UsageSummary(requests=requests, tokens=int(tokens), errors=errors)
+
+
+@dataclass(frozen=True)
+class ProviderErrors:
+    name: str
+    errors: int
+    requests: int
+
+
+def providers_with_recent_errors(session: Session, since: datetime) -> list[ProviderErrors]:
+    """Providers whose calls failed since `since` (admins' overview), most errors first."""
+    errors = func.count().filter(Log.status_code >= 400)
+    rows = session.execute(
+        select(Provider.name, errors, func.count())
+        .join(Log, Log.provider_id == Provider.id)
+        .where(Log.created_at >= since)
+        .group_by(Provider.name)
+        .having(errors > 0)
+        .order_by(errors.desc(), Provider.name)
+    ).all()
+    return [ProviderErrors(name=name, errors=err, requests=total) for name, err, total in rows]

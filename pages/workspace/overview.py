@@ -4,9 +4,12 @@ from mindroute.ui.session import require_user
 
 user = require_user()
 
+from datetime import timedelta  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
+from mindroute.models import utcnow  # noqa: E402
 from mindroute.services import overview, tickets  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
@@ -23,6 +26,9 @@ with transaction(engine()) as session:
         else None
     )
     open_tickets = tickets.open_count(session) if user.role == "admin" else None
+    failing = (
+        overview.providers_with_recent_errors(session, utcnow() - timedelta(hours=1)) if user.role == "admin" else []
+    )
 
 
 def usage_row(title: str, day: overview.UsageSummary, seven: overview.UsageSummary) -> None:
@@ -38,4 +44,12 @@ usage_row("Your usage", *mine)
 if org is not None:
     usage_row("Whole organisation", *org)
     st.metric("Open support tickets", open_tickets)
+    st.subheader("Providers with errors in the last hour")
+    if failing:
+        st.dataframe(
+            [{"Provider": p.name, "Errors": p.errors, "Calls": p.requests} for p in failing],
+            hide_index=True,
+        )
+    else:
+        st.text("None: every call in the last hour succeeded.")
 st.caption(f"Days start at midnight in {zone.key}.")

@@ -345,16 +345,11 @@ class StreamingChat:
             return self.outcome
         prepared = self._prepared
         assert prepared is not None
-        stopped = False
-        if self._end is None and self._error is None and self._stream is not None:
-            stopped = True  # the reader went away before the stream ended
-            partial = self._stream.so_far()
-            self._stream.close()  # releases the upstream connection: the provider sees the disconnect
-            end = partial
-        else:
-            end = self._end or (self._stream.so_far() if self._stream is not None else None)
+        # No end and no error: the reader went away before the stream ended.
+        stopped = self._end is None and self._error is None and self._stream is not None
+        end = self._stream.so_far() if self._stream is not None and self._end is None else self._end
         if self._stream is not None:
-            self._stream.close()
+            self._stream.close()  # releases the upstream connection: the provider sees the disconnect
         record, outcome = finished_call(
             prepared,
             self._caller,

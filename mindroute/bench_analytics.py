@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session
 
 from mindroute.config import get_settings
 from mindroute.db import ensure_schema, make_engine
-from mindroute.models import Log, Provider, UsageRollup
+from mindroute.models import Log, Provider
 from mindroute.seed import DEMO_PROVIDERS, seed_demo
 from mindroute.services.analytics import UsageFilter, preset_range, usage_page
-from mindroute.services.rollups import rebuild_rollups
+from mindroute.services.rollups import LEVELS, rebuild_rollups
 
 RUNS = 7
 DAYS = 90
@@ -63,13 +63,13 @@ def prepare(engine: Engine, rows: int) -> None:
         seed_demo(engine, rows=rows - existing, days=DAYS, seed=1, progress=False)
     with Session(engine) as session:
         logs = session.scalar(select(func.count()).select_from(Log)) or 0
-        rolled = session.scalar(select(func.coalesce(func.sum(UsageRollup.requests), 0))) or 0
-    if logs != rolled:
+        rolled = [session.scalar(select(func.coalesce(func.sum(level.table.c.requests), 0))) for level in LEVELS]
+    if any(count != logs for count in rolled):
         rebuild_rollups(engine, progress=False)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
-            conn.execute(text("ANALYZE logs"))
-            conn.execute(text("ANALYZE usagerollups"))
+            for table in ("logs", *(level.table.name for level in LEVELS)):
+                conn.execute(text(f"ANALYZE {table}"))
 
 
 def run_bench(engine: Engine, rows: int, runs: int = RUNS) -> dict[str, Any]:

@@ -310,26 +310,9 @@ class TicketMessage(Base):
     created_at: Mapped[datetime] = _created()
 
 
-class UsageRollup(Base):
-    """Addition (migration 0004): Logs aggregated per UTC hour and dimensions, kept in step with Logs.
+class _RollupSums:
+    """The sums every rollup row carries (see mindroute.services.rollups)."""
 
-    One row per (hour, user, provider, model, source, API key, status code); `dimkey` is a digest of
-    those dimensions (NULLs included), so the upsert has a plain unique key on both databases.
-    `latency` is a histogram of durations over log-spaced buckets, packed (index, calls) pairs
-    (see mindroute.services.rollups).
-    """
-
-    __tablename__ = "usagerollups"
-    __table_args__ = (Index("usagerollups_userid_bucket_idx", "userid", "bucket"),)
-
-    bucket: Mapped[datetime] = mapped_column("bucket", DateTime, primary_key=True)  # UTC hour start
-    dim_key: Mapped[str] = mapped_column("dimkey", String(64), primary_key=True)
-    user_id: Mapped[uuid.UUID | None] = mapped_column("userid", Uuid)
-    provider_id: Mapped[uuid.UUID | None] = mapped_column("providerid", Uuid)
-    model_id: Mapped[str | None] = mapped_column("modelid", String(100))
-    source: Mapped[str] = mapped_column("source", String(20), nullable=False)
-    api_key_id: Mapped[str | None] = mapped_column("apikeyid", String(64))
-    status_code: Mapped[int | None] = mapped_column("statuscode", Integer)
     requests: Mapped[int] = mapped_column("requests", BigInteger, nullable=False)
     errors: Mapped[int] = mapped_column("errors", BigInteger, nullable=False)
     tokens: Mapped[int] = mapped_column("tokens", BigInteger, nullable=False)
@@ -338,3 +321,48 @@ class UsageRollup(Base):
     duration_sum: Mapped[int] = mapped_column("durationsum", BigInteger, nullable=False)
     duration_count: Mapped[int] = mapped_column("durationcount", BigInteger, nullable=False)
     latency: Mapped[bytes] = mapped_column("latency", LargeBinary, nullable=False)
+
+
+class _AllDims:
+    """The dimensions of a call the fine rollups keep; `dimkey` is a digest of them (NULLs included),
+    so the upsert has a plain unique key on both databases."""
+
+    bucket: Mapped[datetime] = mapped_column("bucket", DateTime, primary_key=True)
+    dim_key: Mapped[str] = mapped_column("dimkey", String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column("userid", Uuid)
+    provider_id: Mapped[uuid.UUID | None] = mapped_column("providerid", Uuid)
+    model_id: Mapped[str | None] = mapped_column("modelid", String(100))
+    source: Mapped[str] = mapped_column("source", String(20), nullable=False)
+    api_key_id: Mapped[str | None] = mapped_column("apikeyid", String(64))
+    status_code: Mapped[int | None] = mapped_column("statuscode", Integer)
+
+
+class UsageRollup(_AllDims, _RollupSums, Base):
+    """Addition (migration 0004): Logs aggregated per UTC hour and dimensions, kept in step with Logs.
+
+    One row per (hour, user, provider, model, source, API key, status code). `latency` is a histogram
+    of durations over log-spaced buckets, packed (index, calls) pairs (see mindroute.services.rollups).
+    """
+
+    __tablename__ = "usagerollups"
+    __table_args__ = (Index("usagerollups_userid_bucket_idx", "userid", "bucket"),)
+
+
+class UsageDailyRollup(_AllDims, _RollupSums, Base):
+    """Addition (migration 0005): the same as usagerollups per UTC day (`bucket` is its midnight), for
+    the totals of long ranges; kept in step with Logs and rebuilt together with usagerollups."""
+
+    __tablename__ = "usagedailyrollups"
+    __table_args__ = (Index("usagedailyrollups_userid_bucket_idx", "userid", "bucket"),)
+
+
+class UsageModelRollup(_RollupSums, Base):
+    """Addition (migration 0005): calls per UTC hour and (provider, model) only, for the charts of the
+    unfiltered (or provider/model-filtered) Usage page; kept in step with Logs like usagerollups."""
+
+    __tablename__ = "usagemodelrollups"
+
+    bucket: Mapped[datetime] = mapped_column("bucket", DateTime, primary_key=True)  # UTC hour start
+    dim_key: Mapped[str] = mapped_column("dimkey", String(64), primary_key=True)
+    provider_id: Mapped[uuid.UUID | None] = mapped_column("providerid", Uuid)
+    model_id: Mapped[str | None] = mapped_column("modelid", String(100))

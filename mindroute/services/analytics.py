@@ -1,19 +1,25 @@
 """Usage analytics: tiles, time series, distributions, tops and breakdowns over the usage rollups.
 
 Every function takes the viewer and one `UsageFilter`; a non-admin viewer is always restricted to
-their own calls here, whatever the filter says. The data of a range is read once as "facts": the
-hourly rollups of the whole UTC hours that fall inside one display bucket, plus the raw Logs rows
-of the rest (the range's partial first and last hours, and hours a bucket boundary cuts, as local
-midnight does in a zone with a half-hour offset). Counts, token sums and costs are exact;
-percentiles come from log-spaced latency histograms and are within 1% (labelled approximate).
+their own calls here, whatever the filter says. A range is read as "facts" (see rollups.py for the
+three levels): totals per fine dimensions from the daily rollups of the whole UTC days inside it and
+the hourly rollups of the hours around them; the charts per display bucket and (provider, model)
+from the per-model rollups (hourly ones when the filter names a dimension those lack); and raw Logs
+rows for the rest (the range's partial first and last hours, and hours a bucket boundary cuts, as
+local midnight does in a zone with a half-hour offset). On PostgreSQL the reads run side by side on
+connections sharing one snapshot. Counts, token sums and costs are exact; percentiles come from
+log-spaced latency histograms and are within 1% (labelled approximate).
 """
 
 from __future__ import annotations
 
 import math
+import queue
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -22,9 +28,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
+    Column,
     ColumnElement,
     Engine,
-    String,
     and_,
     case,
     cast,
@@ -37,15 +44,21 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import visitors
 
-from mindroute.models import ApiKey, Log, Provider, UsageRollup, User, utcnow
+from mindroute.models import ApiKey, Log, Provider, UsageDailyRollup, UsageModelRollup, User, utcnow
 from mindroute.services.chat import estimate_cost
 from mindroute.services.overview import start_of_viewer_day, viewer_zone
 from mindroute.services.providers import read_settings
 from mindroute.services.rollups import (
+    BY_MODEL,
+    DAILY,
     ERROR_STATUS_MIN,
+    HOURLY,
     SOURCE_API,
     SOURCE_PLAYGROUND,
+    Level,
+    day_of,
     encode_histogram,
     hour_of,
     latency_bucket,
@@ -59,6 +72,7 @@ DAY_BUCKETS_MAX = timedelta(days=45)
 ONE_HOUR = timedelta(hours=1)
 TOP_LIMIT = 10
 AGGREGATE_WORK_MEM = "64MB"
+PARALLEL_READS = 3  # connections the Usage page reads on at once (PostgreSQL)
 UNKNOWN = "(unknown)"
 
 FACT_COLUMNS = [
@@ -150,23 +164,29 @@ def custom_range(first_day: date, last_day: date, timezone: str | None) -> tuple
     return midnight(first_day), midnight(last_day + timedelta(days=1))
 
 
-def _rollup_conditions(flt: UsageFilter) -> list[ColumnElement[bool]]:
-    r = UsageRollup
+def _needs_all_dims(flt: UsageFilter) -> bool:
+    """Whether the filter names a dimension the per-model rollups do not keep."""
+    return bool(flt.user_ids or flt.source or flt.api_key_ids or flt.outcome)
+
+
+def _rollup_conditions(flt: UsageFilter, table: Any) -> list[ColumnElement[bool]]:
+    """The filter as conditions on a rollup table (one of every dimension the filter names)."""
+    c = table.c
     conds: list[ColumnElement[bool]] = []
     if flt.user_ids:
-        conds.append(r.user_id.in_(flt.user_ids))
+        conds.append(c.userid.in_(flt.user_ids))
     if flt.provider_ids:
-        conds.append(r.provider_id.in_(flt.provider_ids))
+        conds.append(c.providerid.in_(flt.provider_ids))
     if flt.models:
-        conds.append(r.model_id.in_(flt.models))
+        conds.append(c.modelid.in_(flt.models))
     if flt.source:
-        conds.append(r.source == flt.source)
+        conds.append(c.source == flt.source)
     if flt.api_key_ids:
-        conds.append(r.api_key_id.in_(flt.api_key_ids))
+        conds.append(c.apikeyid.in_(flt.api_key_ids))
     if flt.outcome == "error":
-        conds.append(r.status_code >= ERROR_STATUS_MIN)
+        conds.append(c.statuscode >= ERROR_STATUS_MIN)
     elif flt.outcome == "success":
-        conds.append(or_(r.status_code.is_(None), r.status_code < ERROR_STATUS_MIN))
+        conds.append(or_(c.statuscode.is_(None), c.statuscode < ERROR_STATUS_MIN))
     return conds
 
 
@@ -254,38 +274,46 @@ def _split_range(start: datetime, end: datetime, edges: Sequence[datetime]) -> t
 HISTOGRAM_DTYPE = np.dtype([("index", "<u2"), ("calls", "<u4")])
 LATENCY_KEYS = ["bucket", "provider_id", "model"]  # the groups of `Facts.latency`
 USER_LATENCY_KEYS = ["user_id"]  # the groups of `Facts.user_latency`
+WINDOW_COLUMNS = ["user_id", "provider_id", "model", "source", "api_key_id", "status", *SUM_COLUMNS]
+SERIES_COLUMNS = ["bucket", "provider_id", "model", *SUM_COLUMNS]
 
 
 @dataclass
 class Histograms:
-    """Latency histograms of groups: `frame` holds the groups' key columns, one row per (possibly
-    repeated) group; the entries are arrays, `row` pointing into frame."""
+    """Latency histograms of groups: `frame` holds the groups' key columns, one row per group (sorted);
+    `counts` the calls of each group per latency bucket, dense (groups x buckets)."""
 
     frame: pd.DataFrame
-    row: np.ndarray
-    index: np.ndarray
-    calls: np.ndarray
+    counts: np.ndarray
 
     @classmethod
     def build(cls, keys: list[str], records: list[tuple[Any, ...]], blobs: list[bytes]) -> Histograms:
+        """From packed histograms (`blobs`), one per record of key values; records may repeat."""
+        frame = _frame(records, keys)
+        if frame.empty:
+            return cls(frame, np.zeros((0, 1), dtype="int64"))
         entries = np.frombuffer(b"".join(blobs), dtype=HISTOGRAM_DTYPE)
         lengths = np.fromiter((len(b) for b in blobs), dtype="int64", count=len(blobs)) // HISTOGRAM_DTYPE.itemsize
-        return cls(
-            pd.DataFrame.from_records(records, columns=keys),
-            np.repeat(np.arange(len(blobs), dtype="int64"), lengths),
-            entries["index"].astype("int64"),
-            entries["calls"].astype("int64"),
-        )
+        codes, groups = _group_codes(frame, keys)
+        width = int(entries["index"].max()) + 1 if len(entries) else 1
+        rows = np.repeat(codes, lengths)
+        # bincount adds in float64: exact, as no count of calls comes near 2**53.
+        flat = np.bincount(rows * width + entries["index"].astype("int64"), entries["calls"], len(groups) * width)
+        return cls(groups, flat.astype("int64").reshape(len(groups), width))
 
 
 @dataclass
 class Facts:
-    """The filtered calls of a range. `frame`: sums per (display bucket, user, provider, model, source,
-    API key, status) (column `bucket` is the display bucket's number; ids are text). `latency`:
-    histograms per (bucket, provider, model); `user_latency`: per user. Without `detail` (the previous
-    period of the tiles), frame and latency are per (provider, model) only and user_latency is empty."""
+    """The filtered calls of a range (user and provider ids are text).
+
+    `frame`: sums over the whole range per (user, provider, model, source, API key, status), with
+    their cost; `series`: sums per (display bucket, provider, model), column `bucket` being the
+    bucket's number; `latency`: histograms per (bucket, provider, model); `user_latency`: per user.
+    Without `detail` (the previous period of the tiles), frame and latency are per (provider, model)
+    only, and series and user_latency are empty."""
 
     frame: pd.DataFrame
+    series: pd.DataFrame
     latency: Histograms
     user_latency: Histograms
     start: datetime
@@ -303,80 +331,127 @@ class Facts:
         return [e.replace(tzinfo=UTC).astimezone(self.zone).replace(tzinfo=None) for e in self.edges[:-1]]
 
 
-def _histogram_concat(dialect: str) -> Any:
+def _histogram_concat(dialect: str, table: Any) -> Any:
     """An aggregate concatenating the packed histograms of a group (still a valid histogram)."""
     if dialect == "postgresql":
-        return func.string_agg(UsageRollup.latency, literal_column("''::bytea"))
-    return func.group_concat(func.hex(UsageRollup.latency), "")  # SQLite: as hex text
+        return func.string_agg(table.c.latency, literal_column("''::bytea"))
+    return func.group_concat(func.hex(table.c.latency), "")  # SQLite: as hex text
+
+
+def _rows(session: Session, stmt: Any) -> Any:
+    """The rows of a read. On PostgreSQL in binary format: the histograms arrive as bytes rather
+    than as hex text twice their size (the biggest part of what the page reads)."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        return session.execute(stmt)
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    driver = session.connection().connection.driver_connection
+    with driver.cursor(binary=True) as cursor:
+        cursor.execute(compiled.string, compiled.params)
+        return cursor.fetchall()
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    """Ids travel as uuid.UUID from the database; the frames hold them as text."""
+    return None if value is None else str(value)
 
 
 def _blob(value: Any) -> bytes:
     return bytes.fromhex(value) if isinstance(value, str) else bytes(value or b"")
 
 
+def _sums(table: Any) -> list[Any]:
+    c = table.c
+    columns = (c.requests, c.errors, c.tokens, c.prompttokens, c.completiontokens, c.durationsum, c.durationcount)
+    # As BIGINT: PostgreSQL's sum of a bigint is a numeric, which would arrive as Decimal.
+    return [cast(func.sum(column), BigInteger) for column in columns]
+
+
 @dataclass
 class _Parts:
     """Rows read for Facts, before they become frames."""
 
-    facts: list[tuple[Any, ...]] = field(default_factory=list)
+    window: list[tuple[Any, ...]] = field(default_factory=list)
+    window_blobs: list[bytes] = field(default_factory=list)
+    series: list[tuple[Any, ...]] = field(default_factory=list)
     latency: list[tuple[Any, ...]] = field(default_factory=list)
     latency_blobs: list[bytes] = field(default_factory=list)
-    users: list[tuple[Any, ...]] = field(default_factory=list)
-    user_blobs: list[bytes] = field(default_factory=list)
 
 
-def _read_rollups(
+def window_pieces(first_hour: datetime, last_hour: datetime) -> list[tuple[Level, datetime, datetime]]:
+    """The whole hours [first_hour, last_hour) as rollup reads: the whole UTC days inside from the
+    daily level, the hours before and after them from the hourly level."""
+    first_day = day_of(first_hour) + (timedelta(days=1) if first_hour != day_of(first_hour) else timedelta(0))
+    last_day = day_of(last_hour)
+    if first_day >= last_day:
+        return [(HOURLY, first_hour, last_hour)] if first_hour < last_hour else []
+    pieces = [(HOURLY, first_hour, first_day), (DAILY, first_day, last_day), (HOURLY, last_day, last_hour)]
+    return [(level, low, high) for level, low, high in pieces if low < high]
+
+
+def _window_pieces(flt: UsageFilter, first_hour: datetime, last_hour: datetime, detail: bool) -> list[Any]:
+    """The rollup reads of the whole hours of a range, from as few rollup rows as the filter allows."""
+    if not detail and not _needs_all_dims(flt):
+        return [(BY_MODEL, first_hour, last_hour)]
+    return window_pieces(first_hour, last_hour)
+
+
+def _read_window(
+    session: Session, flt: UsageFilter, piece: tuple[Level, datetime, datetime], *, detail: bool, parts: _Parts
+) -> None:
+    """Sums and histograms of one piece of the range's whole hours, per fine dimensions (per
+    provider and model without detail)."""
+    dialect = session.get_bind().dialect.name
+    level, low, high = piece
+    t = level.table
+    conds = [t.c.bucket >= low, t.c.bucket < high, *_rollup_conditions(flt, t)]
+    if detail:
+        dims = [t.c.userid, t.c.providerid, t.c.modelid, t.c.source, t.c.apikeyid, t.c.statuscode]
+    else:
+        dims = [t.c.providerid, t.c.modelid]
+    stmt = select(*dims, *_sums(t), _histogram_concat(dialect, t)).where(*conds).group_by(*dims)
+    for row in _rows(session, stmt):
+        if detail:
+            parts.window.append((_text(row[0]), _text(row[1]), *row[2:13]))
+            parts.window_blobs.append(_blob(row[13]))
+        else:
+            provider = _text(row[0])
+            parts.window.append((None, provider, row[1], None, None, None, *row[2:9]))
+            parts.latency.append((0, provider, row[1]))
+            parts.latency_blobs.append(_blob(row[9]))
+
+
+def _read_series(
     session: Session,
     flt: UsageFilter,
     facts_range: tuple[datetime, datetime, set],
     edges: list[datetime],
     *,
-    detail: bool,
     parts: _Parts,
 ) -> None:
+    """Sums and histograms per (display bucket, provider, model) of the whole hours no bucket edge
+    cuts, from the per-model rollups unless the filter needs every dimension."""
     first_hour, last_hour, cut = facts_range
     dialect = session.get_bind().dialect.name
-    r = UsageRollup
-    conds = [r.bucket >= first_hour, r.bucket < last_hour, *_rollup_conditions(flt)]
+    t = (HOURLY if _needs_all_dims(flt) else BY_MODEL).table
+    conds = [t.c.bucket >= first_hour, t.c.bucket < last_hour, *_rollup_conditions(flt, t)]
     if cut:
-        conds.append(r.bucket.not_in(sorted(cut)))
-    user_id, provider_id = cast(r.user_id, String), cast(r.provider_id, String)
-    sums = [
-        func.sum(r.requests),
-        func.sum(r.errors),
-        func.sum(r.tokens),
-        func.sum(r.prompt_tokens),
-        func.sum(r.completion_tokens),
-        func.sum(r.duration_sum),
-        func.sum(r.duration_count),
-    ]
-    if not detail:
-        # Totals and overall percentiles only: one row per (provider, model), for the costs.
-        stmt = select(provider_id, r.model_id, *sums, _histogram_concat(dialect)).where(*conds)
-        for row in session.execute(stmt.group_by(provider_id, r.model_id)):
-            parts.facts.append((0, None, row[0], row[1], None, None, None, *row[2:9]))
-            parts.latency.append((0, row[0], row[1]))
-            parts.latency_blobs.append(_blob(row[9]))
-        return
+        conds.append(t.c.bucket.not_in(sorted(cut)))
     # The display bucket of an hour, computed by the database so it returns one row per bucket and
     # group: the number of the last edge at or before the hour.
     inside = [number for number, edge in enumerate(edges) if first_hour < edge < last_hour]
     if inside:
-        bucket: Any = case(*[(r.bucket < edges[n], n - 1) for n in inside], else_=inside[-1])
+        bucket: Any = case(*[(t.c.bucket < edges[n], n - 1) for n in inside], else_=inside[-1])
     else:
         edge_array = np.array(edges, dtype="datetime64[us]")
         bucket = literal(int(np.searchsorted(edge_array, np.datetime64(first_hour, "us"), "right")) - 1)
-    bucket = bucket.label("b")
-    dims = [bucket, user_id, provider_id, r.model_id, r.source, r.api_key_id, r.status_code]
-    parts.facts.extend(tuple(row) for row in session.execute(select(*dims, *sums).where(*conds).group_by(*dims)))
-    # Histograms at the two grains the page's percentiles need; far fewer groups than the sums.
-    grain = [bucket, provider_id, r.model_id]
-    for row in session.execute(select(*grain, _histogram_concat(dialect)).where(*conds).group_by(*grain)):
-        parts.latency.append(tuple(row[:3]))
-        parts.latency_blobs.append(_blob(row[3]))
-    for row in session.execute(select(user_id, _histogram_concat(dialect)).where(*conds).group_by(user_id)):
-        parts.users.append((row[0],))
-        parts.user_blobs.append(_blob(row[1]))
+    dims = [bucket.label("b"), t.c.providerid, t.c.modelid]
+    stmt = select(*dims, *_sums(t), _histogram_concat(dialect, t)).where(*conds).group_by(*dims)
+    for row in _rows(session, stmt):
+        provider = _text(row[1])
+        parts.series.append((row[0], provider, *row[2:10]))
+        parts.latency.append((row[0], provider, row[2]))
+        parts.latency_blobs.append(_blob(row[10]))
 
 
 def _read_raw(
@@ -384,14 +459,17 @@ def _read_raw(
     flt: UsageFilter,
     edges: list[datetime],
     intervals: list[tuple[datetime, datetime]],
+    whole_hours: tuple[datetime, datetime],
     *,
     detail: bool,
     parts: _Parts,
 ) -> None:
+    """Raw Logs rows of `intervals`: each counts in the series (with detail), and in the window if
+    it is outside the whole hours the rollups gave."""
     stmt = select(
         Log.created_at,
-        cast(Log.user_id, String),
-        cast(Log.provider_id, String),
+        Log.user_id,
+        Log.provider_id,
         Log.model_id,
         Log.request_body["source"].as_string(),
         Log.request_body["api_key_id"].as_string(),
@@ -402,57 +480,186 @@ def _read_raw(
         Log.duration,
     ).where(
         or_(*(and_(Log.created_at >= low, Log.created_at < high) for low, high in intervals)),
-        *log_conditions(flt),
+        *[_not_indexed(cond) if session.get_bind().dialect.name == "sqlite" else cond for cond in log_conditions(flt)],
     )
+    first_hour, last_hour = whole_hours
     edge_array = np.array(edges, dtype="datetime64[us]")
-    for ts, user, provider, model, src, key, status, tokens, prompt, completion, ms in session.execute(stmt):
+    for ts, user_id, provider_id, model, src, key, status, tokens, prompt, completion, ms in _rows(session, stmt):
+        user, provider = _text(user_id), _text(provider_id)
+        in_window = ts < first_hour or ts >= last_hour
+        if not detail and not in_window:
+            continue
         number = int(np.searchsorted(edge_array, np.datetime64(ts, "us"), side="right")) - 1 if detail else 0
-        source = SOURCE_PLAYGROUND if src == SOURCE_PLAYGROUND else SOURCE_API
         is_error = int(status is not None and status >= ERROR_STATUS_MIN)
         sums = (1, is_error, tokens or 0, prompt or 0, completion or 0, ms or 0, 0 if ms is None else 1)
-        if detail:
-            parts.facts.append((number, user, provider, model, source, str(key)[:64] if key else None, status, *sums))
-        else:
-            parts.facts.append((0, None, provider, model, None, None, None, *sums))
         blob = b"" if ms is None else encode_histogram({latency_bucket(ms): 1})
+        if detail:
+            parts.series.append((number, provider, model, *sums))
         parts.latency.append((number, provider, model))
         parts.latency_blobs.append(blob)
+        if not in_window:
+            continue
         if detail:
-            parts.users.append((user,))
-            parts.user_blobs.append(blob)
+            source = SOURCE_PLAYGROUND if src == SOURCE_PLAYGROUND else SOURCE_API
+            parts.window.append((user, provider, model, source, str(key)[:64] if key else None, status, *sums))
+            parts.window_blobs.append(blob)
+        else:
+            parts.window.append((None, provider, model, None, None, None, *sums))
+
+
+def _not_indexed(condition: Any) -> Any:
+    """SQLite: the condition with `+logs.col` for the indexed user/provider/model columns, so that
+    the planner reads the few hours' rows by createdAt rather than all of a provider's by its index."""
+
+    def replace(element: Any) -> Any:
+        if isinstance(element, Column) and element.table is Log.__table__ and element.name in NO_INDEX_COLUMNS:
+            return literal_column(f"+logs.{element.name}", type_=element.type)
+        return None
+
+    return visitors.replacement_traverse(condition, {}, replace)
+
+
+NO_INDEX_COLUMNS = ("userid", "providerid", "modelid")
+
+
+def _frame(records: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
+    """Records as a frame: sums and bucket numbers int64, the rest object (built column by column,
+    several times faster than from_records)."""
+    values = list(zip(*records, strict=True)) if records else [()] * len(columns)
+    numbers = {*SUM_COLUMNS, "bucket"}
+    return pd.DataFrame(
+        {
+            column: np.array(values[n], dtype="int64") if column in numbers else pd.Series(values[n], dtype=object)
+            for n, column in enumerate(columns)
+        }
+    )
+
+
+Read = Callable[[Session, _Parts], None]
+
+
+@dataclass
+class _Plan:
+    """What load_facts reads for one filter: independent reads, each filling its own _Parts."""
+
+    flt: UsageFilter
+    edges: list[datetime]
+    granularity: str
+    detail: bool
+    reads: list[Read]
+
+
+def _plan(viewer: Viewer, flt: UsageFilter, granularity: str | None, detail: bool) -> _Plan:
+    flt = scoped(flt, viewer)
+    granularity = granularity or pick_granularity(flt.start, flt.end)
+    edges = bucket_edges(flt.start, flt.end, flt.zone, granularity)
+    first_hour, last_hour, cut, raw_intervals = _split_range(flt.start, flt.end, edges)
+    if not detail:
+        cut = set()
+        raw_intervals = [(low, high) for low, high in raw_intervals if low < first_hour or high > last_hour]
+    reads: list[Read] = []
+    if first_hour < last_hour:
+        # The biggest read first: reads are started in this order, side by side.
+        for piece in sorted(_window_pieces(flt, first_hour, last_hour, detail), key=lambda p: p[1] - p[2]):
+            reads.append(lambda s, parts, piece=piece: _read_window(s, flt, piece, detail=detail, parts=parts))
+        if detail:
+            reads.append(lambda s, parts: _read_series(s, flt, (first_hour, last_hour, cut), edges, parts=parts))
+    if raw_intervals:
+        whole = (first_hour, last_hour)
+        reads.append(lambda s, parts: _read_raw(s, flt, edges, raw_intervals, whole, detail=detail, parts=parts))
+    return _Plan(flt, edges, granularity, detail, reads)
+
+
+def _work_mem(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Enough memory for the aggregates to hash in memory rather than sort on disk (this transaction only).
+        session.execute(text(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'"))
+
+
+def _facts(session: Session, plan: _Plan, parts: Sequence[_Parts]) -> Facts:
+    merged = _Parts()
+    for part in parts:
+        for name in ("window", "window_blobs", "series", "latency", "latency_blobs"):
+            getattr(merged, name).extend(getattr(part, name))
+    frame = _frame(merged.window, WINDOW_COLUMNS)
+    _add_cost(session, frame)
+    users = [(row[0],) for row in merged.window] if plan.detail else []
+    return Facts(
+        frame,
+        _frame(merged.series, SERIES_COLUMNS),
+        Histograms.build(LATENCY_KEYS, merged.latency, merged.latency_blobs),
+        Histograms.build(USER_LATENCY_KEYS, users, merged.window_blobs if plan.detail else []),
+        plan.flt.start,
+        plan.flt.end,
+        plan.edges,
+        plan.flt.zone,
+        plan.granularity,
+    )
 
 
 def load_facts(
     session: Session, viewer: Viewer, flt: UsageFilter, granularity: str | None = None, *, detail: bool = True
 ) -> Facts:
     """Read the filtered calls of [flt.start, flt.end), from rollups where exact, else raw rows."""
-    flt = scoped(flt, viewer)
-    zone = flt.zone
-    granularity = granularity or pick_granularity(flt.start, flt.end)
-    edges = bucket_edges(flt.start, flt.end, zone, granularity)
-    first_hour, last_hour, cut, raw_intervals = _split_range(flt.start, flt.end, edges)
-    if session.get_bind().dialect.name == "postgresql":
-        # Enough memory for the aggregates to hash in memory rather than sort on disk (this transaction only).
-        session.execute(text(f"SET LOCAL work_mem = '{AGGREGATE_WORK_MEM}'"))
-    parts = _Parts()
-    if first_hour < last_hour:
-        _read_rollups(session, flt, (first_hour, last_hour, cut), edges, detail=detail, parts=parts)
-    if raw_intervals:
-        _read_raw(session, flt, edges, raw_intervals, detail=detail, parts=parts)
-    frame = pd.DataFrame.from_records(parts.facts, columns=FACT_COLUMNS)
-    for column in ["bucket", *SUM_COLUMNS]:
-        frame[column] = frame[column].astype("int64")
-    _add_cost(session, frame)
-    return Facts(
-        frame,
-        Histograms.build(LATENCY_KEYS, parts.latency, parts.latency_blobs),
-        Histograms.build(USER_LATENCY_KEYS, parts.users, parts.user_blobs),
-        flt.start,
-        flt.end,
-        edges,
-        zone,
-        granularity,
-    )
+    plan = _plan(viewer, flt, granularity, detail)
+    _work_mem(session)
+    parts = []
+    for read in plan.reads:
+        parts.append(_Parts())
+        read(session, parts[-1])
+    return _facts(session, plan, parts)
+
+
+@contextmanager
+def _snapshot_sessions(engine: Engine, count: int) -> Iterator[list[Session]]:
+    """`count` sessions on connections of their own that all see one snapshot of the database
+    (PostgreSQL: REPEATABLE READ, the first one's snapshot exported to the others), so reads run
+    side by side still add up to each other exactly."""
+    with ExitStack() as stack:
+        sessions = [stack.enter_context(Session(engine)) for _ in range(count)]
+        snapshot = None
+        for session in sessions:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            if snapshot is None:
+                snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            else:
+                if not re.fullmatch(r"[0-9A-F-]+", snapshot):  # it cannot be a bound parameter
+                    raise ValueError(f"unexpected snapshot id {snapshot!r}")
+                session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            _work_mem(session)
+        yield sessions
+
+
+def _run_reads(session: Session, plans: Sequence[_Plan]) -> list[list[_Parts]]:
+    """Every read of the plans, side by side on PostgreSQL (a connection each, one snapshot), else in turn."""
+    jobs = [(number, read) for number, plan in enumerate(plans) for read in plan.reads]
+    out: list[list[_Parts]] = [[] for _ in plans]
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql" or len(jobs) < 2:
+        _work_mem(session)
+        for number, read in jobs:
+            out[number].append(_Parts())
+            read(session, out[number][-1])
+        return out
+    with _snapshot_sessions(bind, min(len(jobs), PARALLEL_READS)) as sessions:
+        idle: queue.SimpleQueue[Session] = queue.SimpleQueue()
+        for reader in sessions:
+            idle.put(reader)
+
+        def run(read: Read) -> _Parts:
+            reader = idle.get()
+            try:
+                parts = _Parts()
+                read(reader, parts)
+                return parts
+            finally:
+                idle.put(reader)
+
+        with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+            futures = [(number, pool.submit(run, read)) for number, read in jobs]
+            for number, future in futures:
+                out[number].append(future.result())
+    return out
 
 
 def _as_uuid(value: Any) -> uuid.UUID | None:
@@ -470,11 +677,14 @@ def _price_table(session: Session) -> dict[uuid.UUID, dict[str, dict[str, float]
 def _add_cost(session: Session, frame: pd.DataFrame) -> None:
     """cost (USD) per fact from the provider's per-model prices; `priced` False where there is none."""
     prices = _price_table(session) if not frame.empty else {}
-    pairs = frame[["provider_id", "model"]].fillna("")
+    keys = [
+        (provider if isinstance(provider, str) else "", model if isinstance(model, str) else "")
+        for provider, model in zip(frame["provider_id"].tolist(), frame["model"].tolist(), strict=True)
+    ]
     per_input: dict[tuple[str, str], float] = {}
     per_output: dict[tuple[str, str], float] = {}
     priced: dict[tuple[str, str], bool] = {}
-    for provider, model in pairs.drop_duplicates().itertuples(index=False):
+    for provider, model in dict.fromkeys(keys):
         table = prices.get(_as_uuid(provider), {}) if provider else {}
         # estimate_cost is linear in the tokens, so the cost of a sum is the sum of the costs.
         rate_in = estimate_cost(table, model, 1, 0) if model else None
@@ -482,16 +692,68 @@ def _add_cost(session: Session, frame: pd.DataFrame) -> None:
         per_input[(provider, model)] = rate_in or 0.0
         per_output[(provider, model)] = rate_out or 0.0
         priced[(provider, model)] = rate_in is not None
-    keys = pd.MultiIndex.from_frame(pairs)
-    rate_in_col = keys.map(per_input).to_numpy(dtype="float64") if len(keys) else np.zeros(0)
-    rate_out_col = keys.map(per_output).to_numpy(dtype="float64") if len(keys) else np.zeros(0)
+    rate_in_col = np.fromiter((per_input[k] for k in keys), dtype="float64", count=len(keys))
+    rate_out_col = np.fromiter((per_output[k] for k in keys), dtype="float64", count=len(keys))
     frame["cost"] = (
         frame["prompt_tokens"].to_numpy() * rate_in_col + frame["completion_tokens"].to_numpy() * rate_out_col
     )
-    frame["priced"] = keys.map(priced).to_numpy(dtype=bool) if len(keys) else np.zeros(0, dtype=bool)
+    frame["priced"] = np.fromiter((priced[k] for k in keys), dtype=bool, count=len(keys))
 
 
 # --- percentiles from histograms ---------------------------------------------------------------
+
+
+_BUCKET_VALUES = np.zeros(0)
+
+
+def bucket_values(width: int) -> np.ndarray:
+    """latency_bucket_value of buckets 0..width-1, as an array (computed once)."""
+    global _BUCKET_VALUES
+    if len(_BUCKET_VALUES) < width:
+        _BUCKET_VALUES = np.array([latency_bucket_value(i) for i in range(max(width, 1024))])
+    return _BUCKET_VALUES[:width]
+
+
+def _group_codes(frame: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """(group number of each row, the groups' keys sorted) for the `by` columns of frame."""
+    if not by:
+        return np.zeros(len(frame), dtype="int64"), pd.DataFrame(index=[0])
+    if len(by) == 1:  # every factorized value is present: the codes are the group numbers already
+        codes, uniques = pd.factorize(frame[by[0]], sort=True, use_na_sentinel=False)
+        return codes.astype("int64"), pd.DataFrame({by[0]: pd.Series(np.asarray(uniques, dtype=object), dtype=object)})
+    factorized = [pd.factorize(frame[column], sort=True, use_na_sentinel=False) for column in by]
+    # One integer per row (mixed radix over the columns' codes), numbered in sorted order.
+    combined = np.zeros(len(frame), dtype="int64")
+    for codes, uniques in factorized:
+        combined = combined * len(uniques) + codes
+    combos, inverse = np.unique(combined, return_inverse=True)
+    columns = {}
+    for column, (_codes, uniques) in reversed(list(zip(by, factorized, strict=True))):
+        combos, digit = np.divmod(combos, len(uniques))
+        columns[column] = pd.Series(np.asarray(uniques, dtype=object)[digit], dtype=object)
+    keys = pd.DataFrame({column: columns[column] for column in by})
+    return inverse.reshape(-1), keys
+
+
+def _grouped_counts(hist: Histograms, by: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """(keys, calls per latency bucket) per group of `by` columns of hist.frame."""
+    codes, keys = _group_codes(hist.frame, by)
+    if not by:
+        return keys, hist.counts.sum(axis=0, keepdims=True)
+    return keys, _sum_rows(codes, len(keys), hist.counts)
+
+
+def _sum_rows(codes: np.ndarray, groups: int, values: np.ndarray) -> np.ndarray:
+    """Sums of the rows of `values` (1-D or 2-D) per group number in `codes` (one per row), where every
+    group 0..groups-1 has rows (as _group_codes numbers them)."""
+    if len(codes) == groups and np.array_equal(codes, np.arange(groups)):
+        return values
+    if not len(codes):
+        return np.zeros((groups, *values.shape[1:]), dtype=values.dtype)
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return np.add.reduceat(values[order], starts, axis=0)
 
 
 def _percentiles(hist: Histograms, by: Sequence[str]) -> pd.DataFrame:
@@ -499,27 +761,23 @@ def _percentiles(hist: Histograms, by: Sequence[str]) -> pd.DataFrame:
     columns = [*by, *(f"p{p}" for p in PERCENTILES)]
     if hist.frame.empty:
         return pd.DataFrame(columns=columns)
-    if by:
-        grouped = hist.frame.groupby(list(by), dropna=False, sort=True)
-        codes = grouped.ngroup().to_numpy()
-        keys = grouped.size().reset_index()[list(by)]
-    else:
-        codes = np.zeros(len(hist.frame), dtype="int64")
-        keys = pd.DataFrame(index=[0])
-    groups = len(keys)
-    width = int(hist.index.max()) + 1 if len(hist.index) else 1
-    counts = np.bincount(codes[hist.row] * width + hist.index, weights=hist.calls, minlength=groups * width).reshape(
-        groups, width
-    )
+    keys, counts = _grouped_counts(hist, by)
+    out: dict[str, Any] = {column: keys[column] for column in by}
+    out.update(_percentile_arrays(counts))
+    return pd.DataFrame({column: out[column] for column in columns})
+
+
+def _percentile_arrays(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """{'p50': ..., 'p95': ..., 'p99': ...} (ms, nearest rank, NaN without calls) per row of counts."""
     seen = counts.cumsum(axis=1)
     total = seen[:, -1]
-    values = np.array([latency_bucket_value(i) for i in range(width)])
-    out = keys.reset_index(drop=True)
+    values = bucket_values(counts.shape[1])
+    out = {}
     for p in PERCENTILES:
         rank = np.maximum(1, np.ceil(total * p / 100))
         position = np.argmax(seen >= rank[:, None], axis=1)
         out[f"p{p}"] = np.where(total > 0, values[position], np.nan)
-    return out[columns]
+    return out
 
 
 def latency_percentiles(facts: Facts) -> dict[str, float | None]:
@@ -552,8 +810,9 @@ def add_labels(session: Session, facts: Facts) -> None:
         keys = {kid: f"{name} ({prefix}…)" if prefix else name for kid, name, prefix in session.execute(stmt)}
 
     def named(column: pd.Series, names: dict[Any, str]) -> pd.Series:
-        mapping = {v: names.get(_as_uuid(v), str(v)) for v in column.dropna().unique()}
-        return column.map(mapping).astype(object).fillna(UNKNOWN)
+        codes, uniques = pd.factorize(column.to_numpy(dtype=object))
+        lookup = np.array([*(names.get(_as_uuid(v), str(v)) for v in uniques), UNKNOWN], dtype=object)
+        return pd.Series(lookup[codes], index=column.index, dtype=object)  # code -1 (missing): UNKNOWN
 
     frame["user"] = named(frame["user_id"], users)
     frame["provider"] = named(frame["provider_id"], providers)
@@ -561,9 +820,9 @@ def add_labels(session: Session, facts: Facts) -> None:
     key_names = named(frame["api_key_id"], keys)
     no_key = np.where(frame["source"] == SOURCE_PLAYGROUND, "playground", "(no key)")
     frame["api_key"] = pd.Series(np.where(frame["api_key_id"].isna(), no_key, key_names), dtype=object)
-    latency = facts.latency.frame
-    latency["provider"] = named(latency["provider_id"], providers)
-    latency["model_name"] = latency["model"].astype(object).fillna(UNKNOWN)
+    for by_model in (facts.series, facts.latency.frame):
+        by_model["provider"] = named(by_model["provider_id"], providers)
+        by_model["model_name"] = by_model["model"].astype(object).fillna(UNKNOWN)
     facts.user_latency.frame["user"] = named(facts.user_latency.frame["user_id"], users)
 
 
@@ -591,16 +850,20 @@ class Tile:
 
 def _totals(facts: Facts) -> dict[str, float | None]:
     frame = facts.frame
-    requests = int(frame["requests"].sum())
-    errors = int(frame["errors"].sum())
+
+    def total(column: str) -> Any:
+        return frame[column].to_numpy().sum()
+
+    requests = int(total("requests"))
+    errors = int(total("errors"))
     out: dict[str, float | None] = {
         "requests": requests,
-        "tokens": int(frame["tokens"].sum()),
-        "prompt_tokens": int(frame["prompt_tokens"].sum()),
-        "completion_tokens": int(frame["completion_tokens"].sum()),
+        "tokens": int(total("tokens")),
+        "prompt_tokens": int(total("prompt_tokens")),
+        "completion_tokens": int(total("completion_tokens")),
         "errors": errors,
         "error_rate": errors / requests if requests else None,
-        "cost": float(frame["cost"].sum()),
+        "cost": float(total("cost")),
     }
     out.update(latency_percentiles(facts))
     return out
@@ -632,59 +895,111 @@ def tokens_over_time(facts: Facts, by: str = "provider") -> pd.DataFrame:
     """Long format: start (local bucket start), group (provider or model name), tokens; every bucket
     of every group present, zeros included. Needs add_labels()."""
     column = LABEL_COLUMNS[by]
-    sums = facts.frame.groupby(["bucket", column])["tokens"].sum()
-    groups = sorted(facts.frame[column].unique())
-    buckets = _bucket_frame(facts)
-    index = pd.MultiIndex.from_product([buckets["bucket"], groups], names=["bucket", "group"])
-    out = sums.rename_axis(["bucket", "group"]).reindex(index, fill_value=0).reset_index()
-    out = out.merge(buckets, on="bucket")
-    return out[["start", "group", "tokens"]].astype({"tokens": "int64"})
+    series = facts.series
+    codes, groups = pd.factorize(series[column], sort=True)
+    buckets = len(facts.edges) - 1
+    sums = np.zeros(buckets * len(groups), dtype="int64")
+    np.add.at(sums, series["bucket"].to_numpy() * len(groups) + codes, series["tokens"].to_numpy())
+    starts = np.array(facts.bucket_labels(), dtype="datetime64[us]")
+    return pd.DataFrame(
+        {
+            "start": np.repeat(starts, len(groups)),
+            "group": np.tile(np.asarray(groups, dtype=object), buckets),
+            "tokens": sums,
+        }
+    )
 
 
 def requests_over_time(facts: Facts) -> pd.DataFrame:
     """start, requests, errors per bucket (zeros included)."""
-    sums = facts.frame.groupby("bucket")[["requests", "errors"]].sum()
-    buckets = _bucket_frame(facts).set_index("bucket")
-    out = buckets.join(sums).fillna(0).reset_index(drop=True)
-    return out.astype({"requests": "int64", "errors": "int64"})
+    buckets = len(facts.edges) - 1
+    out = {"start": np.array(facts.bucket_labels(), dtype="datetime64[us]")}
+    for column in ("requests", "errors"):
+        sums = np.zeros(buckets, dtype="int64")
+        np.add.at(sums, facts.series["bucket"].to_numpy(), facts.series[column].to_numpy())
+        out[column] = sums
+    return pd.DataFrame(out)
 
 
 def latency_over_time(facts: Facts) -> pd.DataFrame:
     """start, p50, p95, p99 (ms, approximate) per bucket; NaN where no call had a duration."""
-    table = _percentiles(facts.latency, ["bucket"])
-    buckets = _bucket_frame(facts)
-    return buckets.merge(table, on="bucket", how="left").drop(columns="bucket")
+    if facts.latency.frame.empty:
+        table = _percentiles(facts.latency, ["bucket"])
+        return _bucket_frame(facts).merge(table, on="bucket", how="left").drop(columns="bucket")
+    keys, counts = _grouped_counts(facts.latency, ["bucket"])
+    number = keys["bucket"].to_numpy().astype("int64")
+    buckets = len(facts.edges) - 1
+    inside = (number >= 0) & (number < buckets)
+    out: dict[str, Any] = {"start": facts.bucket_labels()}
+    for name, values in _percentile_arrays(counts).items():
+        column = np.full(buckets, np.nan)
+        column[number[inside]] = values[inside]
+        out[name] = column
+    return pd.DataFrame(out)
 
 
 def latency_by_model(facts: Facts) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(percentiles: model, calls, p50, p95, p99; histogram: model, latency_ms, calls) per model.
     Needs add_labels()."""
-    percentiles = _percentiles(facts.latency, ["model_name"]).rename(columns={"model_name": "model"})
-    hist = facts.latency
-    codes, models = pd.factorize(hist.frame["model_name"], sort=True)
-    width = int(hist.index.max()) + 1 if len(hist.index) else 1
-    counts = np.bincount(codes[hist.row] * width + hist.index, weights=hist.calls, minlength=len(models) * width)
+    if facts.latency.frame.empty:
+        percentiles = _percentiles(facts.latency, ["model_name"]).rename(columns={"model_name": "model"})
+        models, counts = pd.DataFrame({"model_name": []}), np.zeros((0, 1), dtype="int64")
+    else:
+        models, counts = _grouped_counts(facts.latency, ["model_name"])
+        calls = counts.sum(axis=1)
+        per_model = {
+            "model": models["model_name"],
+            "calls": calls if calls.all() else np.where(calls > 0, calls, np.nan),
+        }
+        by_model = pd.DataFrame({**per_model, **_percentile_arrays(counts)})
+    width = counts.shape[1]
+    counts = counts.reshape(-1)
+    models = models["model_name"]
     model_number, index = np.divmod(np.flatnonzero(counts), width)
     histogram = pd.DataFrame(
         {
             "model": np.asarray(models, dtype=object)[model_number],
-            "latency_ms": [latency_bucket_value(int(i)) for i in index],
+            "latency_ms": bucket_values(width)[index],
             "calls": counts[counts > 0].astype("int64"),
         }
     )
-    per_model = histogram.groupby("model")["calls"].sum().rename("calls").reset_index()
-    return per_model.merge(percentiles, on="model", how="right"), histogram
+    if facts.latency.frame.empty:
+        per_model = histogram.groupby("model")["calls"].sum().rename("calls").reset_index()
+        return per_model.merge(percentiles, on="model", how="right"), histogram
+    return by_model, histogram
 
 
 def _tops(facts: Facts, dimensions: Sequence[str], limit: int = TOP_LIMIT) -> dict[str, pd.DataFrame]:
     out = {}
+    if facts.frame.empty:
+        for dimension in dimensions:
+            for metric in ("tokens", "cost"):
+                out[f"{dimension}_by_{metric}"] = top(facts, dimension, metric, limit)
+        return out
     for dimension in dimensions:
-        sums = facts.frame.groupby(LABEL_COLUMNS[dimension], sort=False)[["tokens", "cost", "requests"]].sum()
-        sums = sums.rename_axis("name").reset_index()
+        codes, uniques = pd.factorize(facts.frame[LABEL_COLUMNS[dimension]], sort=True, use_na_sentinel=False)
+        names = np.asarray(uniques, dtype=object)  # sorted: a group's number is its name's rank
+        sums = _sum_by(facts.frame, codes.astype("int64"), len(names), ["tokens", "cost", "requests"])
         for metric in ("tokens", "cost"):
-            ranked = sums.sort_values([metric, "name"], ascending=[False, True]).head(limit)
-            out[f"{dimension}_by_{metric}"] = ranked.reset_index(drop=True)
+            ranked = np.lexsort((np.arange(len(names)), -sums[metric]))[:limit]
+            table = {"name": pd.Series(names[ranked])}  # inferred, as a grouped index is
+            table.update({column: values[ranked] for column, values in sums.items()})
+            out[f"{dimension}_by_{metric}"] = pd.DataFrame(table)
     return out
+
+
+def _sum_by(frame: pd.DataFrame, codes: np.ndarray, groups: int, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """Sums of `columns` per group number (`codes`, one per row of frame); integers stay exact."""
+    integers = [column for column in columns if column in SUM_COLUMNS]
+    others = [column for column in columns if column not in SUM_COLUMNS]
+    out = {}
+    if integers:
+        stacked = np.column_stack([frame[column].to_numpy(dtype="int64") for column in integers])
+        sums = _sum_rows(codes, groups, stacked)
+        out.update({column: sums[:, n] for n, column in enumerate(integers)})
+    for column in others:
+        out[column] = _sum_rows(codes, groups, frame[column].to_numpy())
+    return {column: out[column] for column in columns}
 
 
 def top(facts: Facts, dimension: str, metric: str = "tokens", limit: int = TOP_LIMIT) -> pd.DataFrame:
@@ -706,6 +1021,8 @@ def breakdown(facts: Facts, by: str = "provider_model") -> pd.DataFrame:
     """One row per provider × model (by='provider_model') or per user (by='user'): requests, tokens,
     input/output tokens, errors, error_rate, avg_latency_ms, p95_ms (approx.), cost. Needs add_labels()."""
     dims = ["provider", "model_name"] if by == "provider_model" else ["user"]
+    if not facts.frame.empty:
+        return _breakdown(facts, by, dims)
     sums = facts.frame.groupby(dims)[[*SUM_COLUMNS, "cost"]].sum().reset_index()
     sums["error_rate"] = sums["errors"] / sums["requests"]
     sums["avg_latency_ms"] = sums["duration_sum"] / sums["duration_count"].replace(0, np.nan)
@@ -715,6 +1032,25 @@ def breakdown(facts: Facts, by: str = "provider_model") -> pd.DataFrame:
     dims = ["provider", "model"] if by == "provider_model" else ["user"]
     columns = [*dims, "requests", "tokens", "prompt_tokens", "completion_tokens", "errors", "error_rate"]
     return out[[*columns, "avg_latency_ms", "p95_ms", "cost"]].sort_values(dims).reset_index(drop=True)
+
+
+def _breakdown(facts: Facts, by: str, dims: list[str]) -> pd.DataFrame:
+    """breakdown() of non-empty facts, on arrays: the groups come sorted, p95 looked up per group."""
+    codes, keys = _group_codes(facts.frame, dims)
+    sums = _sum_by(facts.frame, codes, len(keys), [*SUM_COLUMNS, "cost"])
+    hist = facts.latency if by == "provider_model" else facts.user_latency
+    p95_table = _percentiles(hist, dims)
+    found = dict(zip(zip(*(p95_table[d].tolist() for d in dims), strict=True), p95_table["p95"].tolist(), strict=True))
+    group_keys = zip(*(keys[d].tolist() for d in dims), strict=True)
+    p95 = np.fromiter((found.get(k, np.nan) for k in group_keys), dtype="float64", count=len(keys))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error_rate = sums["errors"] / sums["requests"]
+        count = sums["duration_count"]
+        avg = sums["duration_sum"] / np.where(count == 0, np.nan, count)
+    out: dict[str, Any] = {("model" if d == "model_name" else d): keys[d] for d in dims}
+    out.update({c: sums[c] for c in ("requests", "tokens", "prompt_tokens", "completion_tokens", "errors")})
+    out.update({"error_rate": error_rate, "avg_latency_ms": avg, "p95_ms": p95, "cost": sums["cost"]})
+    return pd.DataFrame(out)
 
 
 @dataclass
@@ -740,25 +1076,15 @@ class UsagePage:
         return not self.tiles[0].value
 
 
-def _load_previous(engine: Engine, viewer: Viewer, flt: UsageFilter, granularity: str) -> Facts:
-    with Session(engine) as session:
-        return load_facts(session, viewer, flt.previous(), granularity, detail=False)
-
-
 def usage_page(session: Session, viewer: Viewer, flt: UsageFilter, granularity: str | None = None) -> UsagePage:
-    """All the Usage page's data for `flt`, as `viewer` may see it (two reads: this period and the last)."""
+    """All the Usage page's data for `flt`, as `viewer` may see it: this period's and the last's
+    reads, side by side on PostgreSQL."""
     flt = scoped(flt, viewer)
     granularity = granularity or pick_granularity(flt.start, flt.end)
-    bind = session.get_bind()
-    if isinstance(bind, Engine):
-        # The previous period (tiles only) is read meanwhile on a connection of its own.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            later = pool.submit(_load_previous, bind, viewer, flt, granularity)
-            current = load_facts(session, viewer, flt, granularity)
-            previous = later.result()
-    else:
-        current = load_facts(session, viewer, flt, granularity)
-        previous = load_facts(session, viewer, flt.previous(), granularity, detail=False)
+    plans = [_plan(viewer, flt, granularity, True), _plan(viewer, flt.previous(), granularity, False)]
+    now_parts, before_parts = _run_reads(session, plans)
+    current = _facts(session, plans[0], now_parts)
+    previous = _facts(session, plans[1], before_parts)
     add_labels(session, current)
     by_model, histogram = latency_by_model(current)
     tops = _tops(current, (["user"] if viewer.role == "admin" else []) + ["model", "provider", "api_key"])
@@ -789,9 +1115,11 @@ def has_calls(session: Session, viewer: Viewer) -> bool:
 
 def filter_options(session: Session, viewer: Viewer) -> dict[str, list[Any]]:
     """Choices for the filter widgets: providers (id, name), models, users (admins; id, label)."""
-    stmt = select(UsageRollup.provider_id, UsageRollup.model_id).distinct()
-    if viewer.role != "admin":
-        stmt = stmt.where(UsageRollup.user_id == viewer.id)
+    if viewer.role == "admin":
+        stmt = select(UsageModelRollup.provider_id, UsageModelRollup.model_id).distinct()
+    else:
+        daily = UsageDailyRollup
+        stmt = select(daily.provider_id, daily.model_id).where(daily.user_id == viewer.id).distinct()
     pairs = session.execute(stmt).all()
     providers = dict(session.execute(select(Provider.id, Provider.name)).all())
     options: dict[str, list[Any]] = {

@@ -1,11 +1,19 @@
-"""Hourly usage rollups of Logs: kept in step as calls are written, rebuilt and pruned in batches.
+"""Usage rollups of Logs at three levels: kept in step as calls are written, rebuilt and pruned in batches.
 
-A rollup row sums the calls of one UTC hour with the same (user, provider, model, source, API key,
-status code): requests, errors (status >= 400), token sums, duration sum and count, and a latency
-histogram stored as packed (uint16 bucket index, uint32 calls) little-endian pairs, so that
-concatenated histograms are still a valid histogram (read back with numpy in one call). Buckets are
-log-spaced with ratio LATENCY_BUCKET_RATIO, so a bucket's representative value is within 1% of every
-duration in it (durations are whole ms).
+- usagerollups (HOURLY): calls per UTC hour and (user, provider, model, source, API key, status code);
+- usagedailyrollups (DAILY): the same dimensions per UTC day, for the totals of long ranges;
+- usagemodelrollups (BY_MODEL): calls per UTC hour and (provider, model) only, for the charts.
+
+A rollup row sums its calls: requests, errors (status >= 400), token sums, duration sum and count,
+and a latency histogram stored as packed (uint16 bucket index, uint32 calls) little-endian pairs, so
+that concatenated histograms are still a valid histogram (read back with numpy in one call). Buckets
+are log-spaced with ratio LATENCY_BUCKET_RATIO, so a bucket's representative value is within 1% of
+every duration in it (durations are whole ms).
+
+Every level is derived from the same per-(hour, dimensions) totals of the calls (`accumulate`), and
+written with two multi-row statements per level and batch (`apply_totals`): an upsert that creates
+missing rows and locks and returns the existing ones, then an upsert of the new values, merged in
+Python (histograms cannot be merged in SQL on both databases).
 """
 
 from __future__ import annotations
@@ -15,18 +23,19 @@ import math
 import struct
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, tuple_
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from mindroute.db import transaction
-from mindroute.models import Log, UsageRollup, utcnow
+from mindroute.models import Log, UsageDailyRollup, UsageModelRollup, UsageRollup, utcnow
 
 LATENCY_BUCKET_RATIO = 1.02
 _LOG_RATIO = math.log(LATENCY_BUCKET_RATIO)
@@ -114,9 +123,17 @@ class Dims:
     status_code: int | None
 
     def key(self) -> str:
-        parts = (self.user_id, self.provider_id, self.model, self.source, self.api_key_id, self.status_code)
-        raw = "\x1f".join("\x00" if p is None else str(p) for p in parts)
-        return hashlib.sha256(raw.encode()).hexdigest()
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            parts = (self.user_id, self.provider_id, self.model, self.source, self.api_key_id, self.status_code)
+            cached = _digest(parts)
+            object.__setattr__(self, "_key", cached)  # frozen, but the digest is worth keeping
+        return cached
+
+
+def _digest(parts: Sequence[Any]) -> str:
+    raw = "\x1f".join("\x00" if p is None else str(p) for p in parts)
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 @dataclass
@@ -144,9 +161,86 @@ class Totals:
             index = latency_bucket(ms)
             self.latency[index] = self.latency.get(index, 0) + 1
 
+    def merge(self, other: Totals, sign: int = 1) -> None:
+        for name in SUM_FIELDS:
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+        for index, calls in other.latency.items():
+            self.latency[index] = self.latency.get(index, 0) + sign * calls
+
+
+# The counters of Totals, named as the rollup models' attributes.
+SUM_FIELDS = ("requests", "errors", "tokens", "prompt_tokens", "completion_tokens", "duration_sum", "duration_count")
+
 
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(moment: datetime) -> datetime:
+    """The UTC midnight a moment's day starts at."""
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# --- levels -----------------------------------------------------------------------------------
+
+ALL_DIMS = ("user_id", "provider_id", "model", "source", "api_key_id", "status_code")
+DIM_ATTRIBUTES = {
+    "user_id": "user_id",
+    "provider_id": "provider_id",
+    "model": "model_id",
+    "source": "source",
+    "api_key_id": "api_key_id",
+    "status_code": "status_code",
+}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rollup table: its period (an hour or a UTC day) and the dimensions of a call it keeps."""
+
+    name: str
+    model: type
+    daily: bool
+    dims: tuple[str, ...]
+
+    @property
+    def table(self) -> Any:
+        return self.model.__table__
+
+    def bucket(self, hour: datetime) -> datetime:
+        return day_of(hour) if self.daily else hour
+
+    def key(self, dims: Dims) -> str:
+        return dims.key() if self.dims == ALL_DIMS else _digest([getattr(dims, d) for d in self.dims])
+
+    @cached_property
+    def dim_columns(self) -> tuple[tuple[str, str], ...]:
+        """(Dims field, column name) of the dimensions kept."""
+        return tuple((dim, self.model.__mapper__.attrs[DIM_ATTRIBUTES[dim]].columns[0].key) for dim in self.dims)
+
+    def row(self, bucket: datetime, dims: Dims, totals: Totals | None) -> dict[str, Any]:
+        """The row's values as column names."""
+        t = totals or Totals()
+        row: dict[str, Any] = {"bucket": bucket, "dimkey": self.key(dims)}
+        for dim, column in self.dim_columns:
+            row[column] = getattr(dims, dim)
+        for name, column in zip(SUM_FIELDS, SUM_COLUMNS, strict=True):
+            row[column] = getattr(t, name)
+        row["latency"] = encode_histogram(t.latency)
+        return row
+
+
+def _column_name(attribute: str) -> str:
+    return UsageRollup.__mapper__.attrs[attribute].columns[0].key
+
+
+SUM_COLUMNS = tuple(_column_name(name) for name in SUM_FIELDS)
+
+
+HOURLY = Level("hourly", UsageRollup, False, ALL_DIMS)
+DAILY = Level("daily", UsageDailyRollup, True, ALL_DIMS)
+BY_MODEL = Level("by_model", UsageModelRollup, False, ("provider_id", "model"))
+LEVELS = (HOURLY, DAILY, BY_MODEL)  # also the order writers lock their rows in
 
 
 # Columns read from Logs to roll a row up; source and API key come out of requestBody in SQL.
@@ -186,102 +280,144 @@ def accumulate(rows: Iterable[Any]) -> dict[tuple[datetime, Dims], Totals]:
     return out
 
 
-def _empty_row(bucket: datetime, dims: Dims) -> dict[str, Any]:
-    return {
-        "bucket": bucket,
-        "dim_key": dims.key(),
-        "user_id": dims.user_id,
-        "provider_id": dims.provider_id,
-        "model_id": dims.model,
-        "source": dims.source,
-        "api_key_id": dims.api_key_id,
-        "status_code": dims.status_code,
-        "requests": 0,
-        "errors": 0,
-        "tokens": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "duration_sum": 0,
-        "duration_count": 0,
-        "latency": b"",
-    }
+Rolled = dict[tuple[datetime, str], tuple[Dims, Totals]]
 
 
-def _row_values(bucket: datetime, dims: Dims, totals: Totals) -> dict[str, Any]:
-    row = _empty_row(bucket, dims)
-    row.update(
-        requests=totals.requests,
-        errors=totals.errors,
-        tokens=totals.tokens,
-        prompt_tokens=totals.prompt_tokens,
-        completion_tokens=totals.completion_tokens,
-        duration_sum=totals.duration_sum,
-        duration_count=totals.duration_count,
-        latency=encode_histogram(totals.latency),
-    )
-    return row
+def roll_up(level: Level, totals_by_key: Mapping[tuple[datetime, Dims], Totals]) -> Rolled:
+    """Per-(hour, dims) totals summed to a level's rows: {(bucket, dimkey): (dims, totals)}."""
+    if level is HOURLY:
+        return {(hour, dims.key()): (dims, totals) for (hour, dims), totals in totals_by_key.items()}
+    out: Rolled = {}
+    for (hour, dims), totals in totals_by_key.items():
+        key = (level.bucket(hour), level.key(dims))
+        entry = out.get(key)
+        if entry is None:
+            entry = out[key] = (dims, Totals())
+        entry[1].merge(totals)
+    return out
 
 
-def apply_totals(session: Session, totals_by_key: Mapping[tuple[datetime, Dims], Totals], sign: int = 1) -> None:
-    """Add (sign 1) or subtract (sign -1) totals to the rollups, under a row lock per rollup row."""
-    dialect = session.get_bind().dialect.name
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for (bucket, dims), totals in totals_by_key.items():
-        empty = _empty_row(bucket, dims)
-        session.execute(
-            insert_fn(UsageRollup).values(**empty).on_conflict_do_nothing(index_elements=["bucket", "dimkey"])
+def _merged_latency(blob: bytes | None, change: Mapping[int, int], sign: int) -> bytes:
+    histogram = {index: calls for index, calls in HISTOGRAM_ENTRY.iter_unpack(blob or b"")}
+    for index, calls in change.items():
+        histogram[index] = histogram.get(index, 0) + sign * calls
+    return encode_histogram(histogram)
+
+
+PG_TYPES = {"bucket": "timestamp", "dimkey": "varchar", "userid": "uuid", "providerid": "uuid", "modelid": "varchar"}
+PG_TYPES |= {"source": "varchar", "apikeyid": "varchar", "statuscode": "integer", "latency": "bytea"}
+PG_TYPES |= dict.fromkeys(SUM_COLUMNS, "bigint")
+
+
+def _pg_upsert(level: Level, set_clause: str, returning: str = "") -> Any:
+    """PostgreSQL: a multi-row upsert whose rows come as one array per column (unnest), so the
+    statement text stays short and is prepared once, whatever the batch size."""
+    columns = ["bucket", "dimkey", *(column for _dim, column in level.dim_columns), *SUM_COLUMNS, "latency"]
+    arrays = ", ".join(f"CAST(:{c} AS {PG_TYPES[c]}[])" for c in columns)
+    name = level.table.name
+    sql = f"INSERT INTO {name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "  # noqa: S608 - model names
+    return text(sql + f"ON CONFLICT (bucket, dimkey) DO UPDATE SET {set_clause}{returning}")
+
+
+def _upsert(session: Session, level: Level, rows: list[dict[str, Any]], *, lock: bool) -> Any:
+    """Upsert rows: with `lock`, create the missing ones as given and lock and return all of them
+    (bucket, dimkey, sums, latency; existing rows unchanged); else set the rows' sums and latency."""
+    table = level.table
+    if session.get_bind().dialect.name == "postgresql":
+        if lock:
+            returning = ", ".join(["bucket", "dimkey", *SUM_COLUMNS, "latency"])
+            stmt = _pg_upsert(level, f"requests = {table.name}.requests", f" RETURNING {returning}")
+        else:
+            stmt = _pg_upsert(level, ", ".join(f"{c} = excluded.{c}" for c in [*SUM_COLUMNS, "latency"]))
+        return session.execute(stmt, {column: [row[column] for row in rows] for column in rows[0]})
+    # SQLite: "insert many values", one compiled statement sent as multi-row INSERTs.
+    upsert = sqlite.insert(table)
+    if lock:
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["bucket", "dimkey"], set_={"requests": table.c.requests}
+        ).returning(table.c.bucket, table.c.dimkey, *(table.c[c] for c in SUM_COLUMNS), table.c.latency)
+    else:
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["bucket", "dimkey"], set_={c: upsert.excluded[c] for c in [*SUM_COLUMNS, "latency"]}
         )
-        row = session.execute(
-            select(UsageRollup)
-            .where(UsageRollup.bucket == bucket, UsageRollup.dim_key == empty["dim_key"])
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one()
-        row.requests += sign * totals.requests
-        row.errors += sign * totals.errors
-        row.tokens += sign * totals.tokens
-        row.prompt_tokens += sign * totals.prompt_tokens
-        row.completion_tokens += sign * totals.completion_tokens
-        row.duration_sum += sign * totals.duration_sum
-        row.duration_count += sign * totals.duration_count
-        latency = decode_histogram(row.latency)
-        for index, calls in totals.latency.items():
-            latency[index] = latency.get(index, 0) + sign * calls
-        row.latency = encode_histogram(latency)
-        if row.requests <= 0:
-            session.delete(row)
-    session.flush()
+    return session.execute(upsert, rows)
 
 
-def add_log_to_rollups(session: Session, log: Log) -> None:
-    """Count one just-written Logs row in its hour's rollup (same transaction as the row)."""
-    source = log.request_body.get("source") if isinstance(log.request_body, Mapping) else None
-    api_key = log.request_body.get("api_key_id") if isinstance(log.request_body, Mapping) else None
-    created = log.created_at or utcnow()
-    fact = (
-        created,
+def _apply_level(session: Session, level: Level, rolled: Rolled, sign: int) -> None:
+    table = level.table
+    keys = sorted(rolled)  # one lock order for every writer
+    # 1. Create the missing rows empty; lock (a no-op update) and return the existing ones.
+    empties = [level.row(bucket, rolled[(bucket, k)][0], None) for bucket, k in keys]
+    current = {(row[0], row[1]): row for row in _upsert(session, level, empties, lock=True)}
+    # 2. Write the sums (all rows exist and are locked by now), and drop the rows left empty.
+    values, emptied = [], []
+    for new in empties:
+        row = current[(new["bucket"], new["dimkey"])]
+        totals = rolled[(new["bucket"], new["dimkey"])][1]
+        for number, (name, column) in enumerate(zip(SUM_FIELDS, SUM_COLUMNS, strict=True)):
+            new[column] = row[2 + number] + sign * getattr(totals, name)
+        new["latency"] = _merged_latency(row[-1], totals.latency, sign)
+        (values if new["requests"] > 0 else emptied).append(new)
+    if values:
+        _upsert(session, level, values, lock=False)
+    if emptied:
+        gone = [(v["bucket"], v["dimkey"]) for v in emptied]
+        session.execute(delete(table).where(tuple_(table.c.bucket, table.c.dimkey).in_(gone)))
+
+
+def apply_totals(
+    session: Session,
+    totals_by_key: Mapping[tuple[datetime, Dims], Totals],
+    sign: int = 1,
+    levels: Sequence[Level] = LEVELS,
+) -> None:
+    """Add (sign 1) or subtract (sign -1) per-(hour, dims) totals to the rollups of `levels`: two
+    multi-row statements per level, under a row lock per rollup row."""
+    if not totals_by_key:
+        return
+    for level in LEVELS:
+        if level in levels:
+            _apply_level(session, level, roll_up(level, totals_by_key), sign)
+
+
+def _fact_of(log: Log) -> tuple[Any, ...]:
+    body = log.request_body if isinstance(log.request_body, Mapping) else {}
+    return (
+        log.created_at or utcnow(),
         log.user_id,
         log.provider_id,
         log.model_id,
-        source,
-        api_key,
+        body.get("source"),
+        body.get("api_key_id"),
         log.status_code,
         log.tokens_used,
         log.prompt_tokens,
         log.completion_tokens,
         log.duration,
     )
-    apply_totals(session, accumulate([fact]))
+
+
+def add_logs_to_rollups(session: Session, logs: Iterable[Log]) -> None:
+    """Count just-written Logs rows in the rollups of every level (same transaction as the rows); the
+    rows are summed first, so a batch costs two statements per level whatever its size."""
+    apply_totals(session, accumulate(_fact_of(log) for log in logs))
+
+
+def add_log_to_rollups(session: Session, log: Log) -> None:
+    """Count one just-written Logs row in the rollups (same transaction as the row)."""
+    add_logs_to_rollups(session, [log])
 
 
 # --- rebuild ----------------------------------------------------------------------------------
 
+ROLLUP_TABLES = ", ".join(level.table.name for level in LEVELS)
+
 
 def _lock_rollups(session: Session) -> None:
-    # Writers update a rollup in the transaction of their Logs row; while an hour is rebuilt they
-    # wait, and then add their call to the rebuilt row (or, already committed, are read by it).
+    # Writers update the rollups in the transaction of their Logs rows; while a day is rebuilt they
+    # wait, and then add their calls to the rebuilt rows (or, already committed, are read by it).
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE usagerollups IN SHARE ROW EXCLUSIVE MODE"))
+        session.execute(text(f"LOCK TABLE {ROLLUP_TABLES} IN SHARE ROW EXCLUSIVE MODE"))
 
 
 def _chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
@@ -292,45 +428,82 @@ def _chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime
         cursor = nxt
 
 
-def rebuild_hours(session: Session, start: datetime, end: datetime) -> int:
-    """Recompute the rollups of the whole UTC hours in [start, end) from Logs; returns rollup rows written."""
-    _lock_rollups(session)
-    session.execute(delete(UsageRollup).where(UsageRollup.bucket >= start, UsageRollup.bucket < end))
-    rows = session.execute(select(*_fact_columns()).where(Log.created_at >= start, Log.created_at < end))
-    totals = accumulate(rows)
-    values = [_row_values(bucket, dims, t) for (bucket, dims), t in totals.items()]
+def _insert_rows(session: Session, level: Level, rolled: Rolled) -> int:
+    values = [level.row(bucket, dims, totals) for (bucket, _key), (dims, totals) in rolled.items()]
     if values:
-        session.execute(insert(UsageRollup), values)
+        session.execute(insert(level.table), values)
     return len(values)
 
 
-def rebuild_rollups(engine: Engine, since: datetime | None = None, *, progress: bool | None = None) -> tuple[int, int]:
-    """Rebuild the rollups from Logs (all of them, or the hours from `since`), a day per transaction.
+def rebuild_days(session: Session, start: datetime, end: datetime) -> int:
+    """Recompute every level's rollups of the whole UTC days in [start, end) from Logs (start and end
+    are midnights); returns hourly rollup rows written."""
+    _lock_rollups(session)
+    for level in LEVELS:
+        session.execute(delete(level.table).where(level.table.c.bucket >= start, level.table.c.bucket < end))
+    rows = session.execute(select(*_fact_columns()).where(Log.created_at >= start, Log.created_at < end))
+    totals = accumulate(rows)
+    written = 0
+    for level in LEVELS:
+        count = _insert_rows(session, level, roll_up(level, totals))
+        written += count if level is HOURLY else 0
+    return written
 
-    Returns (log rows read, rollup rows written). Needed after bulk loads that bypass
+
+def rebuild_rollups(engine: Engine, since: datetime | None = None, *, progress: bool | None = None) -> tuple[int, int]:
+    """Rebuild the rollups from Logs (all of them, or the UTC days from `since`'s), a day per transaction.
+
+    Returns (log rows read, hourly rollup rows written). Needed after bulk loads that bypass
     write_call_log (seed-demo, restore, copy-to, SQL by hand).
     """
     with transaction(engine) as session:
         first, last = session.execute(select(func.min(Log.created_at), func.max(Log.created_at))).one()
         logs = session.scalar(select(func.count()).select_from(Log)) or 0
         if since is None:
-            session.execute(delete(UsageRollup))  # also drops rollups of logs deleted by hand
+            _lock_rollups(session)
+            for level in LEVELS:  # also drops rollups of logs deleted by hand
+                session.execute(delete(level.table))
     if first is None:
         return 0, 0
-    start = hour_of(max(first, since) if since else first)
-    end = hour_of(last) + timedelta(hours=1)
+    start = day_of(max(first, since) if since else first)
+    end = day_of(last) + timedelta(days=1)
     if since is not None:
         with transaction(engine) as session:
-            session.execute(delete(UsageRollup).where(UsageRollup.bucket >= start))
+            _lock_rollups(session)
+            for level in LEVELS:
+                session.execute(delete(level.table).where(level.table.c.bucket >= start))
     written = 0
     chunks = list(_chunks(start, end))
     disable = None if progress is None else not progress
     with tqdm(total=len(chunks), unit="day", file=sys.stderr, disable=disable, desc="rollups") as bar:
         for low, high in chunks:
             with transaction(engine) as session:
-                written += rebuild_hours(session, low, high)
+                written += rebuild_days(session, low, high)
             bar.update(1)
     return logs, written
+
+
+def derive_levels_from_hourly(connection: Connection) -> None:
+    """Fill the daily and per-model levels from usagerollups (migration 0005, on existing data)."""
+    hourly = HOURLY.table
+    daily: dict[tuple[datetime, str], tuple[Dims, Totals]] = {}
+    by_model: dict[tuple[datetime, str], tuple[Dims, Totals]] = {}
+    counters = [hourly.c[_column_name(name)] for name in SUM_FIELDS]
+    dims_columns = [hourly.c[HOURLY.model.__mapper__.attrs[DIM_ATTRIBUTES[d]].columns[0].key] for d in ALL_DIMS]
+    stmt = select(hourly.c.bucket, *dims_columns, *counters, hourly.c.latency)
+    for row in connection.execute(stmt).yield_per(10_000):
+        dims = Dims(*row[1:7])
+        totals = Totals(*row[7:14], latency=decode_histogram(row[14]))
+        for level, out in ((DAILY, daily), (BY_MODEL, by_model)):
+            key = (level.bucket(row[0]), level.key(dims))
+            entry = out.get(key)
+            if entry is None:
+                entry = out[key] = (dims, Totals())
+            entry[1].merge(totals)
+    for level, out in ((DAILY, daily), (BY_MODEL, by_model)):
+        values = [level.row(bucket, dims, totals) for (bucket, _key), (dims, totals) in out.items()]
+        for offset in range(0, len(values), 10_000):
+            connection.execute(insert(level.table), values[offset : offset + 10_000])
 
 
 # --- retention --------------------------------------------------------------------------------
@@ -343,19 +516,26 @@ def prune_logs(
     batch_rows: int = PRUNE_BATCH_ROWS,
     progress: bool | None = None,
     now: datetime | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Delete Logs older than N days, oldest first, a short transaction per batch; returns rows deleted.
 
-    Rollups stay consistent: those of whole hours before the cutoff are dropped first (their calls are
-    all about to go), and each batch subtracts its calls from the cutoff's own, partial hour.
+    `on_progress(deleted so far, total)` is called after each batch (the app's progress bar).
+
+    Rollups stay consistent: those of whole periods (hours; days for the daily level) before the
+    cutoff are dropped first (their calls are all about to go), and each batch subtracts its calls
+    from the period the cutoff falls in (its hour, and its UTC day).
     """
     if older_than_days < 0:
         raise ValueError("older_than_days must be 0 or more")
     cutoff = (now or utcnow()) - timedelta(days=older_than_days)
-    cutoff_hour = hour_of(cutoff)
+    cutoff_hour, cutoff_day = hour_of(cutoff), day_of(cutoff)
     with transaction(engine) as session:
         total = session.scalar(select(func.count()).select_from(Log).where(Log.created_at < cutoff)) or 0
-        session.execute(delete(UsageRollup).where(UsageRollup.bucket < cutoff_hour))
+        _lock_rollups(session)
+        for level in LEVELS:
+            table = level.table
+            session.execute(delete(table).where(table.c.bucket < (cutoff_day if level.daily else cutoff_hour)))
     deleted = 0
     disable = None if progress is None else not progress
     with tqdm(total=total, unit="row", unit_scale=True, file=sys.stderr, disable=disable, desc="prune") as bar:
@@ -370,15 +550,19 @@ def prune_logs(
                 if not ids_and_facts:
                     break
                 session.execute(delete(Log).where(Log.id.in_([r[0] for r in ids_and_facts])))
-                partial = [tuple(r[1:]) for r in ids_and_facts if r[1] >= cutoff_hour]
-                if partial:
+                in_day = accumulate(tuple(r[1:]) for r in ids_and_facts if r[1] >= cutoff_day)
+                if in_day:
                     _lock_rollups(session)
-                    apply_totals(session, accumulate(partial), sign=-1)
+                    in_hour = {key: t for key, t in in_day.items() if key[0] >= cutoff_hour}
+                    apply_totals(session, in_hour, sign=-1, levels=(HOURLY, BY_MODEL))
+                    apply_totals(session, in_day, sign=-1, levels=(DAILY,))
             deleted += len(ids_and_facts)
             bar.update(len(ids_and_facts))
+            if on_progress is not None:
+                on_progress(deleted, total)
     return deleted
 
 
 def rollup_hours_between(start: datetime, end: datetime) -> Any:
-    """A condition: rollup rows of the hours in [start, end)."""
+    """A condition: hourly rollup rows of the hours in [start, end)."""
     return and_(UsageRollup.bucket >= start, UsageRollup.bucket < end)

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from mindroute import web
 from mindroute.db import get_engine, transaction
+from mindroute.models import User
 from mindroute.openai_compat import (
     SSE_DONE,
     InvalidChatRequest,
@@ -40,17 +41,17 @@ from mindroute.openai_compat import (
     usage_chunk_json,
 )
 from mindroute.providers.base import aclose_shared_async_client
-from mindroute.services import api_keys
-from mindroute.services.chat import Caller, ChatRefused, PreparedCall, prepare_call
+from mindroute.services import admission, api_keys
+from mindroute.services.chat import Caller, ChatRefused, PreparedCall, apply_route
 from mindroute.services.chat_async import (
     ApiOutcome,
     AsyncStreamingChat,
     UpstreamClock,
     acomplete_prepared,
+    alog_call,
     api_model_ids,
-    log_call,
+    in_db_thread,
     refusal_record,
-    resolve_model_id,
     start_log_writer,
     stop_log_writer,
 )
@@ -58,10 +59,6 @@ from mindroute.services.chat_async import (
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 OVERHEAD_HEADER = "x-mindroute-overhead-ms"
-# touch_last_used already writes at most once a minute per key; this spares the UPDATE statement
-# itself when this process touched the key less than a minute ago.
-_TOUCH_INTERVAL_S = api_keys.LAST_USED_RESOLUTION.total_seconds()
-_touched_at: dict[uuid.UUID, float] = {}
 _KEY_CODES = {
     api_keys.KeyRefusal.UNKNOWN: "invalid_api_key",
     api_keys.KeyRefusal.EXPIRED: "expired_api_key",
@@ -125,14 +122,6 @@ def _overhead_ms(started: float, clock: UpstreamClock) -> str:
     return f"{max(0.0, (time.perf_counter() - started - clock.seconds) * 1000):.2f}"
 
 
-def _touch(session: Any, key_id: uuid.UUID) -> None:
-    now = time.monotonic()
-    last = _touched_at.get(key_id)
-    if last is None or now - last >= _TOUCH_INTERVAL_S:
-        api_keys.touch_last_used(session, key_id)
-        _touched_at[key_id] = now
-
-
 # --- admission: key, body, model, policy in one unit of work --------------------------------------
 
 
@@ -150,7 +139,7 @@ class _Refused:
     code: str | None = None
 
 
-def _admit(
+async def _admit(
     engine: Engine,
     presented_key: str | None,
     parsed: ParsedChat | None,
@@ -159,31 +148,34 @@ def _admit(
     started: float,
 ) -> _Admitted | _Refused:
     """Verify the key, then the body, the model and the policy; a refusal writes its Logs row here."""
-    user_id = provider_id = None
+    provider_id = None
     request = parsed.request if parsed is not None else None
-    with transaction(engine) as session:
-        verified = api_keys.verify_key(session, presented_key)
-        if isinstance(verified, api_keys.KeyRefusal):
-            refusal = _Refused(401, verified.message, _KEY_CODES[verified])
-        else:
-            caller = Caller(caller.source, caller.ip, caller.user_agent, verified.key_id)
-            user_id = verified.user.id
-            _touch(session, verified.key_id)
-            refusal = problem
-            if refusal is None and parsed is not None:
-                try:
-                    provider_id, model = resolve_model_id(session, verified.user, parsed.model_id)
-                    request = replace(parsed.request, model=model)
-                    prepared = prepare_call(session, verified.user, provider_id, request)
-                    return _Admitted(prepared, caller, f"{prepared.provider_name}/{model}")
-                except ChatRefused as refused:
-                    refusal = _Refused(refused.status_code, refused.message)
-    assert refusal is not None
+    admitted = await admission.aadmit(engine, presented_key, parsed.model_id if parsed is not None else None)
+    caller = replace(caller, api_key_id=admitted.key_id)
+    if isinstance(admitted, admission.KeyRefused):
+        refusal = _Refused(401, admitted.refusal.message, _KEY_CODES[admitted.refusal])
+    elif problem is not None:
+        refusal = problem
+    elif isinstance(admitted.route, admission.RouteRefusal):
+        refusal = _Refused(admitted.route.status, admitted.route.message)
+        provider_id = admitted.route.provider_id
+    else:
+        assert parsed is not None
+        route = admitted.route
+        provider_id = route.provider_id
+        request = replace(parsed.request, model=route.model)
+        try:
+            prepared = apply_route(route, request)
+            return _Admitted(prepared, caller, f"{route.provider_name}/{route.model}")
+        except ChatRefused as refused:
+            refusal = _Refused(refused.status_code, refused.message)
     extra = {"user": parsed.user} if parsed is not None and parsed.user else None
     model = parsed.model_id if parsed is not None else None
-    log_call(
+    await alog_call(
         engine,
-        refusal_record(user_id, provider_id, request, model, refusal.status, refusal.message, caller, started, extra),
+        refusal_record(
+            admitted.user_id, provider_id, request, model, refusal.status, refusal.message, caller, started, extra
+        ),
     )
     return refusal
 
@@ -204,7 +196,7 @@ async def chat_completions_route(request: Request) -> Response:
         problem = _Refused(413, f"The request body is over the limit of {limit:,} bytes")
     except InvalidChatRequest as exc:
         problem = _Refused(400, exc.message)
-    admitted = await run_in_threadpool(_admit, engine, _bearer(request), parsed, problem, _caller(request), started)
+    admitted = await _admit(engine, _bearer(request), parsed, problem, _caller(request), started)
     if isinstance(admitted, _Refused):
         headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
         if admitted.status == 401:
@@ -311,15 +303,17 @@ class EventStreamResponse(Response):
 
 async def models_route(request: Request) -> Response:
     def listing() -> list[dict[str, Any]] | api_keys.KeyRefusal:
-        with transaction(get_engine()) as session:
-            verified = api_keys.verify_key(session, _bearer(request))
-            if isinstance(verified, api_keys.KeyRefusal):
-                return verified
-            _touch(session, verified.key_id)
-            ids = api_model_ids(session, verified.user)
+        engine = get_engine()
+        admitted = admission.admit(engine, _bearer(request), None)
+        if isinstance(admitted, admission.KeyRefused):
+            return admitted.refusal
+        with transaction(engine) as session:
+            user = session.get(User, admitted.user_id)
+            assert user is not None
+            ids = api_model_ids(session, user)
         return [{"id": model_id, "object": "model", "created": 0, "owned_by": owner} for owner, model_id in ids]
 
-    result = await run_in_threadpool(listing)
+    result = await in_db_thread(listing)
     if isinstance(result, api_keys.KeyRefusal):
         return _error(401, result.message, _KEY_CODES[result], headers={"www-authenticate": "Bearer"})
     return JSONResponse({"object": "list", "data": result})
@@ -441,8 +435,10 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
             yield
         finally:
             await aclose_shared_async_client()
+            await admission.aclose_async_readers()
             # After uvicorn has finished every request: the queued Logs rows are written before exit.
             await run_in_threadpool(stop_log_writer)
+            admission.dispose_read_engines()
 
 
 def routes() -> list[BaseRoute]:

@@ -107,6 +107,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the database ---------------------------------------------------------------------------------
 
 
@@ -256,7 +265,9 @@ def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url
             while _log_rows(engine) < WARMUP_REQUESTS and time.monotonic() < deadline:
                 time.sleep(0.05)
             rows_before = _log_rows(engine)
+            cpu_before = _cpu_seconds(api.pid)
             mr, overheads, failures, mr_s = asyncio.run(_load(through, body, auth, requests, concurrency))
+            cpu_used = _cpu_seconds(api.pid) - cpu_before
             _stop(api)  # a graceful stop: whatever is pending is written before the count
             api = None
             log_rows = _log_rows(engine) - rows_before
@@ -283,6 +294,8 @@ def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url
             "p50": round(_percentile(overheads, 0.5), 2),
             "p99": round(_percentile(overheads, 0.99), 2),
         },
+        # CPU time of the MindRoute process per call (all its threads): what bounds its throughput.
+        "cpu_ms_per_request": round(cpu_used * 1000 / requests, 3) if cpu_used == cpu_used else None,
         "failures": failures + direct_failures,
         "log_rows": log_rows,
     }

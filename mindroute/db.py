@@ -24,6 +24,12 @@ MIGRATION_LOCK_ID = 0x4D696E64526F7574  # "MindRout"
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
 
+# Kept open per process: the API's database threads, its log writer and the app's sessions; more
+# than the pool's default 5, so busy moments do not open and close connections on every checkout.
+POOL_SIZE = 12
+POOL_MAX_OVERFLOW = 20
+
+
 class SchemaError(Exception):
     """The database's schema does not fit this version of MindRoute."""
 
@@ -44,9 +50,15 @@ def make_engine(url: URL | str, **kwargs: Any) -> Engine:
         database = engine_url.database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if database and database != ":memory:" and "poolclass" not in kwargs:
+            kwargs.setdefault("pool_size", POOL_SIZE)
+            kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
         engine = create_engine(engine_url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
     kwargs.setdefault("pool_pre_ping", True)
     # Sessions in UTC, so NOW()-style expressions and naive timestamps agree.
     kwargs.setdefault("connect_args", {"options": "-c timezone=UTC"})

@@ -142,3 +142,42 @@ def test_a_failure_to_log_never_raises(tmp_path, caplog) -> None:
     assert "could not write the log row" in caplog.text
     with broken.connect() as conn:
         assert conn.execute(select(func.count()).select_from(text("sqlite_master"))).scalar() == 0
+
+
+def test_a_batch_is_one_transaction_and_a_bad_row_costs_only_itself(engine) -> None:
+    from mindroute.services.call_log import write_call_logs
+    from mindroute.services.rollups import rebuild_rollups
+
+    with transaction(engine) as session:
+        user = User(email="batch@example.com", name="B", password="x")
+        session.add(user)
+
+    def record(user_id: uuid.UUID, tokens: int) -> CallRecord:
+        return CallRecord(
+            user_id=user_id,
+            provider_id=None,
+            model="m",
+            request=None,
+            status_code=200,
+            duration_ms=10 + tokens,
+            prompt_tokens=tokens,
+            completion_tokens=1,
+            usage_reported=True,
+            source="api",
+        )
+
+    good = [record(user.id, n) for n in range(1, 6)]
+    assert all(write_call_logs(engine, good))
+    # A row naming a user that does not exist breaks its batch: the others are written one by one.
+    ids = write_call_logs(engine, [record(user.id, 10), record(uuid.uuid4(), 11), record(user.id, 12)])
+    assert ids[0] is not None and ids[1] is None and ids[2] is not None
+    with transaction(engine) as session:
+        rows = session.execute(select(Log.prompt_tokens, Log.tokens_used, Log.created_at)).all()
+        rolled = session.execute(text("SELECT sum(requests), sum(tokens) FROM usagerollups")).one()
+    assert sorted(r.prompt_tokens for r in rows) == [1, 2, 3, 4, 5, 10, 12]
+    assert all(r.tokens_used == r.prompt_tokens + 1 for r in rows)
+    # The rollups counted exactly the rows written, as a rebuild from Logs finds them.
+    assert tuple(rolled) == (7, sum(r.tokens_used for r in rows))
+    rebuild_rollups(engine, progress=False)
+    with transaction(engine) as session:
+        assert tuple(session.execute(text("SELECT sum(requests), sum(tokens) FROM usagerollups")).one()) == (7, 44)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import json
 import math
 import re
 import threading
+import urllib.request
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
@@ -17,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 
 # --- limits ---------------------------------------------------------------------------------
@@ -525,9 +528,12 @@ _POOL_LIMITS = httpx.Limits(
 )
 _sync_client: httpx.Client | None = None
 _sync_client_lock = threading.Lock()
-# An AsyncClient's pooled connections belong to the event loop that opened them, so "one per
-# process" is one per running loop: a single one under uvicorn, a fresh one per asyncio.run().
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# The async path (the API) uses aiohttp: per call it costs a fraction of httpx's CPU, which is what
+# bounds the API's throughput. A session's pooled connections belong to the event loop that opened
+# them, so "one per process" is one per running loop: a single one under uvicorn.
+_async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def shared_client() -> httpx.Client:
@@ -542,14 +548,24 @@ def shared_client() -> httpx.Client:
         return _sync_client
 
 
-def shared_async_client() -> httpx.AsyncClient:
-    """The pooled async client of the running event loop, created on first use."""
+def shared_async_session() -> aiohttp.ClientSession:
+    """The pooled aiohttp session of the running event loop, created on first use."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=_POOL_LIMITS, headers={"user-agent": USER_AGENT})
-        _async_clients[loop] = client
-    return client
+    session = _async_sessions.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=POOL_MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=POOL_KEEPALIVE_EXPIRY_S
+            ),
+            headers={"user-agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),  # one user's provider cookies never reach another's call
+            # HTTP(S)_PROXY / NO_PROXY as the sync path's httpx honours them; looked up per call
+            # by aiohttp (costly), so only when the environment names a proxy at all.
+            trust_env=bool(urllib.request.getproxies()),
+            skip_auto_headers=("user-agent",),
+        )
+        _async_sessions[loop] = session
+    return session
 
 
 def close_shared_client() -> None:
@@ -563,9 +579,9 @@ def close_shared_client() -> None:
 
 async def aclose_shared_async_client() -> None:
     """Close the running loop's async pool; call it before the loop ends (app shutdown, end of a test)."""
-    client = _async_clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    session = _async_sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
 
 
 # --- adapters -------------------------------------------------------------------------------
@@ -637,6 +653,70 @@ def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_a
 
 # What the HTTP layer turns into typed errors; anything else is a bug and propagates as is.
 _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError)
+_AIO_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, UnicodeEncodeError, ValueError)
+
+
+def _aio_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+    """The same limits for aiohttp: waiting for a pooled connection plus connecting, then the
+    longest silence while reading (aiohttp has no write timeout of its own)."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=(timeout.pool or 0) + (timeout.connect or 0) or None,
+        sock_connect=timeout.connect,
+        sock_read=timeout.read,
+    )
+
+
+def _aio_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
+    host = _host(url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        seconds = timeout.connect
+        return ProviderTimeout(f"Could not connect to {host}" + (f" within {seconds:g} s" if seconds else ""))
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's read timeout (SocketTimeoutError) is one too
+        within = f" within {timeout.read:g} s" if timeout.read is not None else ""
+        if started_answer:
+            return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
+        return ProviderTimeout(f"No answer from {host}{within}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"Could not reach {host}: {exc.os_error or exc.__class__.__name__}")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return BadRequestError(f"The endpoint URL is not usable: {exc}")
+    if isinstance(exc, UnicodeEncodeError):
+        return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
+    if isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
+        return BadRequestError(f"The request cannot be sent: {exc}")
+    if started_answer:
+        return UpstreamError(f"The connection to {host} broke before the answer was complete")
+    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+async def _aiter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The body's lines as they arrive, split at \\n, \\r\\n or \\r only (as SSE and httpx do),
+    without aiohttp's per-line length limit."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    async for data in response.content.iter_any():
+        pending += decoder.decode(data)
+        # A \r at the very end may be the first half of a \r\n: keep it until the next piece tells.
+        carry = "\r" if pending.endswith("\r") else ""
+        parts = _LINE_BREAK.split(pending[: len(pending) - len(carry)])
+        pending = parts.pop() + carry  # the part after the last break: not a whole line yet
+        for line in parts:
+            yield line
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        for line in _LINE_BREAK.split(pending.removesuffix("\r")):
+            yield line
+
+
+def _text_of(content: bytes, charset: str | None) -> str:
+    try:
+        return content.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return content.decode("utf-8", errors="replace")
 
 
 class ProviderAdapter(ABC):
@@ -726,7 +806,10 @@ class ProviderAdapter(ABC):
             raise self.error_from_response(
                 response.status_code, response.headers, response.content, response.reason_phrase
             )
-        body = load_json(response.text, "response")
+        return self._parsed(response.text, request)
+
+    def _parsed(self, text: str, request: ChatRequest) -> ChatResult:
+        body = load_json(text, "response")
         try:
             return self.parse_response(body, request)
         except (KeyError, IndexError, TypeError, AttributeError, ValueError):
@@ -813,13 +896,18 @@ class ProviderAdapter(ABC):
         call = self.prepare(request, endpoint, api_key, stream=False)
         timeout = _as_timeout(timeout)
         try:
-            response = await shared_async_client().post(call.url, headers=call.headers, json=call.body, timeout=timeout)
-            return self._result(response, request)
+            async with shared_async_session().post(
+                call.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
+            ) as response:
+                content = await response.read()
+                if not 200 <= response.status < 300:
+                    raise self.error_from_response(response.status, response.headers, content, response.reason or "")
+                return self._parsed(_text_of(content, response.charset), request)
         except ProviderError as exc:
             exc.redact(api_key)
             raise
-        except _TRANSPORT_ERRORS as exc:
-            error = _transport_error(exc, call.url, timeout, started_answer=False)
+        except _AIO_TRANSPORT_ERRORS as exc:
+            error = _aio_transport_error(exc, call.url, timeout, started_answer=False)
             error.redact(api_key)
             raise error from None
 
@@ -835,19 +923,18 @@ class ProviderAdapter(ABC):
         self, call: HttpCall, translator: StreamTranslator, api_key: str | None, timeout: httpx.Timeout
     ) -> AsyncGenerator[StreamChunk | StreamEnd, None]:
         started_answer = False
+        response: aiohttp.ClientResponse | None = None
+        complete = False
         try:
-            # As in the sync path: aclose() or a cancelled task leaves this block and drops the connection.
-            async with shared_async_client().stream(
-                "POST", call.url, headers=call.headers, json=call.body, timeout=timeout
+            async with shared_async_session().post(
+                call.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
             ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self.error_from_response(
-                        response.status_code, response.headers, response.content, response.reason_phrase
-                    )
+                if not 200 <= response.status < 300:
+                    content = await response.read()
+                    raise self.error_from_response(response.status, response.headers, content, response.reason or "")
                 started_answer = True
                 decoder = SSEDecoder()
-                async for line in response.aiter_lines():
+                async for line in _aiter_lines(response):
                     event = decoder.feed(line)
                     if event is not None:
                         for chunk in self._feed(translator, event):
@@ -856,14 +943,24 @@ class ProviderAdapter(ABC):
                 if event is not None:
                     for chunk in self._feed(translator, event):
                         yield chunk
+                complete = True
             yield translator.finish()
         except ProviderError as exc:
             exc.redact(api_key)
             raise
-        except _TRANSPORT_ERRORS as exc:
-            error = _transport_error(exc, call.url, timeout, started_answer)
+        except _AIO_TRANSPORT_ERRORS as exc:
+            error = _aio_transport_error(exc, call.url, timeout, started_answer)
             error.redact(api_key)
             raise error from None
+        finally:
+            # aclose() or a cancelled task: drop the connection, so the provider sees the disconnect
+            # and stops generating (a half-read connection never goes back to the pool).
+            if response is not None and not complete:
+                response.close()
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class ChatStream(Iterator[StreamChunk | StreamEnd]):

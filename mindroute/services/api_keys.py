@@ -403,6 +403,13 @@ def delete_key(session: Session, actor: User, key_id: uuid.UUID) -> None:
 # --- use by the API -------------------------------------------------------------------------
 
 
+def digests_match(stored_digest: str | None, presented_digest: str) -> bool:
+    """Constant-time comparison of digests; None (no row) is compared against a dummy, so an unknown
+    key costs the same comparison."""
+    stored = stored_digest if stored_digest is not None else _NO_MATCH_DIGEST
+    return hmac.compare_digest(stored.encode("ascii"), presented_digest.encode("ascii")) and stored_digest is not None
+
+
 def verify_key(session: Session, presented_key: str | None, now: datetime | None = None) -> VerifiedKey | KeyRefusal:
     """The user a presented key belongs to, or why it is refused. Writes nothing.
 
@@ -418,8 +425,7 @@ def verify_key(session: Session, presented_key: str | None, now: datetime | None
     row = session.execute(
         select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key == presented_digest)
     ).first()
-    stored_digest = row[0].key if row is not None else _NO_MATCH_DIGEST
-    matches = hmac.compare_digest(stored_digest.encode("ascii"), presented_digest.encode("ascii"))
+    matches = digests_match(row[0].key if row is not None else None, presented_digest)
     if row is None or not matches:
         return KeyRefusal.UNKNOWN
     key, owner = row[0], row[1]

@@ -21,17 +21,20 @@ logged on the server and never reaches the user.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from mindroute.db import transaction
-from mindroute.models import Log
+from mindroute.models import Log, utcnow
 from mindroute.providers.base import ChatRequest, redact_secrets
-from mindroute.services.rollups import add_log_to_rollups
+from mindroute.services.rollups import add_logs_to_rollups
 
 log = logging.getLogger("mindroute.call_log")
 
@@ -67,6 +70,7 @@ class CallRecord:
     ip: str | None = None
     user_agent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    ended_at: datetime = field(default_factory=utcnow)  # the row's createdAt, however late it is written
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:
@@ -132,6 +136,8 @@ def _tokens_used(record: CallRecord) -> int | None:
 def to_row(record: CallRecord) -> Log:
     error = redact_secrets(record.error_message)[:ERROR_MESSAGE_MAX_CHARS] if record.error_message else None
     return Log(
+        id=uuid.uuid4(),
+        created_at=record.ended_at,
         user_id=record.user_id,
         provider_id=record.provider_id,
         model_id=(record.model or None) and record.model[:100],
@@ -149,15 +155,55 @@ def to_row(record: CallRecord) -> Log:
     )
 
 
+_LOG_ATTRIBUTES = (
+    "id",
+    "created_at",
+    "user_id",
+    "provider_id",
+    "model_id",
+    "request_type",
+    "request_body",
+    "response_body",
+    "tokens_used",
+    "prompt_tokens",
+    "completion_tokens",
+    "status_code",
+    "error_message",
+    "duration",
+    "ip",
+    "user_agent",
+)
+
+
+@functools.cache
+def _log_columns() -> tuple[tuple[str, str], ...]:
+    """(attribute, column name) of every Logs column the logger writes."""
+    return tuple((a, Log.__mapper__.attrs[a].columns[0].key) for a in _LOG_ATTRIBUTES)
+
+
+def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.UUID | None]:
+    """Write the calls' Logs rows, and count them in the rollups, in one transaction; the ids, in
+    order (None for a row that could not be written). Never raises: if the batch fails, each row is
+    tried alone, so one bad row does not cost the others; a failure is logged on the server."""
+    if not records:
+        return []
+    try:
+        rows = [to_row(record) for record in records]
+        with transaction(engine) as session:
+            # A Core INSERT of the whole batch (one executemany), not the ORM's unit of work.
+            columns = _log_columns()
+            session.execute(insert(Log.__table__), [{c: getattr(row, a) for a, c in columns} for row in rows])
+            add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
+        return [row.id for row in rows]
+    except Exception:  # logging must never break the user's answer
+        if len(records) > 1:
+            log.warning("could not write a batch of %d log rows; writing them one by one", len(records))
+            return [write_call_logs(engine, [record])[0] for record in records]
+        record = records[0]
+        log.exception("could not write the log row of a %s call (status %s)", record.source, record.status_code)
+        return [None]
+
+
 def write_call_log(engine: Engine, record: CallRecord) -> uuid.UUID | None:
     """Write the call's one Logs row in its own transaction; never raises (a failure is logged)."""
-    try:
-        with transaction(engine) as session:
-            row = to_row(record)
-            session.add(row)
-            session.flush()
-            add_log_to_rollups(session, row)  # the usage rollups stay in step with Logs
-            return row.id
-    except Exception:  # logging must never break the user's answer
-        log.exception("could not write the log row of a %s call (status %s)", record.source, record.status_code)
-        return None
+    return write_call_logs(engine, [record])[0]

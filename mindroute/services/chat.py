@@ -121,40 +121,85 @@ def status_for_error(exc: ProviderError) -> int:
     return 502
 
 
-def prepare_call(session: Session, user: User, provider_id: uuid.UUID, request: ChatRequest) -> PreparedCall:
-    """Apply every rule before the upstream call; raises ChatRefused with the status to answer."""
-    decision = check_access(session, user, provider_id, request.model)
+@dataclass(frozen=True)
+class Route:
+    """Where a user's call to one provider and model goes, once the access policy allowed it: what
+    prepare_call knows before it looks at the request's own limits (max tokens, media)."""
+
+    user_id: uuid.UUID
+    provider_id: uuid.UUID
+    provider_name: str
+    protocol: str
+    endpoint: str
+    model: str
+    prices: dict[str, dict[str, float]]
+    effective_max_tokens: int | None
+    limit_source: str | None
+    allow_images: bool
+    allow_videos: bool
+    allow_files: bool
+    api_key: str | None = field(default=None, repr=False)
+
+
+def route_call(session: Session, user: User, provider_id: uuid.UUID, model: str) -> Route:
+    """The access policy for (user, provider, model) and the provider's connection; raises ChatRefused."""
+    decision = check_access(session, user, provider_id, model)
     if not decision.allowed:
         raise ChatRefused(403, decision.reason)
     provider = session.get(Provider, provider_id)
-    limit = decision.effective_max_tokens
-    if limit is not None:
-        if request.max_tokens is not None and request.max_tokens > limit:
-            raise ChatRefused(
-                400, f"max tokens {request.max_tokens:,} is over the limit of {limit:,} ({decision.limit_source})"
-            )
-        if request.max_tokens is None:
-            request = replace(request, max_tokens=limit)
-    try:
-        check_media(request, provider.allow_images, provider.allow_videos, provider.allow_files)
-    except ProviderError as exc:
-        raise ChatRefused(400, exc.message) from None
+    assert provider is not None  # check_access refused a missing one
     try:
         api_key = provider_api_key(provider)
     except DecryptionError:
         raise ChatRefused(502, f"{provider.name}'s stored key cannot be used; ask an administrator") from None
-    return PreparedCall(
+    return Route(
         user_id=user.id,
         provider_id=provider.id,
         provider_name=provider.name,
         protocol=provider.protocol,
         endpoint=provider_endpoint(provider),
-        request=request,
+        model=model,
         prices=read_settings(provider.settings)["prices"],
-        effective_max_tokens=limit,
+        effective_max_tokens=decision.effective_max_tokens,
         limit_source=decision.limit_source,
+        allow_images=provider.allow_images,
+        allow_videos=provider.allow_videos,
+        allow_files=provider.allow_files,
         api_key=api_key,
     )
+
+
+def apply_route(route: Route, request: ChatRequest) -> PreparedCall:
+    """The request's own rules on an allowed route (token limit, media); raises ChatRefused(400)."""
+    limit = route.effective_max_tokens
+    if limit is not None:
+        if request.max_tokens is not None and request.max_tokens > limit:
+            raise ChatRefused(
+                400, f"max tokens {request.max_tokens:,} is over the limit of {limit:,} ({route.limit_source})"
+            )
+        if request.max_tokens is None:
+            request = replace(request, max_tokens=limit)
+    try:
+        check_media(request, route.allow_images, route.allow_videos, route.allow_files)
+    except ProviderError as exc:
+        raise ChatRefused(400, exc.message) from None
+    return PreparedCall(
+        user_id=route.user_id,
+        provider_id=route.provider_id,
+        provider_name=route.provider_name,
+        protocol=route.protocol,
+        endpoint=route.endpoint,
+        request=request,
+        prices=route.prices,
+        effective_max_tokens=limit,
+        limit_source=route.limit_source,
+        api_key=route.api_key,
+    )
+
+
+def prepare_call(session: Session, user: User, provider_id: uuid.UUID, request: ChatRequest) -> PreparedCall:
+    """Apply every rule before the upstream call; raises ChatRefused with the status to answer."""
+    return apply_route(route_call(session, user, provider_id, request.model), request)
 
 
 def _ms_since(started: float) -> int:

@@ -4,24 +4,26 @@ loop never waits on it, and the upstream time measured apart from MindRoute's ow
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from mindroute.models import Provider, User
 from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, StreamEnd
 from mindroute.providers.registry import adapter_for
-from mindroute.services.call_log import CallRecord, write_call_log
+from mindroute.services.call_log import CallRecord, write_call_log, write_call_logs
 from mindroute.services.chat import (
     Caller,
     ChatOutcome,
@@ -34,13 +36,32 @@ from mindroute.services.providers import read_settings
 
 log = logging.getLogger("mindroute.chat_async")
 
+T = TypeVar("T")
+# Database work of the API runs in worker threads, at most this many at once: more threads would
+# only queue on the connection pool and take turns at the GIL with the event loop.
+DB_THREADS = 8
+_db_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+async def in_db_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run blocking database work in a worker thread, DB_THREADS at a time per event loop."""
+    loop = asyncio.get_running_loop()
+    limiter = _db_limiters.get(loop)
+    if limiter is None:
+        limiter = _db_limiters[loop] = anyio.CapacityLimiter(DB_THREADS)
+    return await anyio.to_thread.run_sync(function, *args, limiter=limiter)
+
+
 LOG_BATCH_MAX_ROWS = 500
+LOG_BATCH_WAIT_S = 0.05
 
 
 class LogWriter:
     """Write-behind for Logs rows: calls hand their record over and answer at once; one thread
-    writes what is queued through write_call_log. `stop()` writes everything still queued, so a
-    graceful shutdown loses nothing; a crash loses the rows queued and not yet committed."""
+    writes what is queued through write_call_logs, up to LOG_BATCH_MAX_ROWS rows per transaction,
+    gathering for at most LOG_BATCH_WAIT_S after the first. `stop()` writes everything still queued,
+    so a graceful shutdown loses nothing; a crash loses the rows queued and not yet committed (the
+    calls of the last ~50 ms, and any backlog)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -59,7 +80,12 @@ class LogWriter:
         while True:
             first = self._queue.get()
             batch = [first]
-            while len(batch) < LOG_BATCH_MAX_ROWS:
+            if first is not None:
+                # Let what arrives in the next few ms queue up too, without waking for each row: one
+                # transaction for many rows costs far less than one each, and the writer's CPU is
+                # taken from the calls being answered.
+                time.sleep(LOG_BATCH_WAIT_S)
+            while len(batch) < LOG_BATCH_MAX_ROWS and batch[-1] is not None:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -71,9 +97,7 @@ class LogWriter:
                 return
 
     def _write(self, records: list[CallRecord]) -> None:
-        # Through write_call_log, row by row, so whatever it keeps in step with Logs stays in step.
-        for record in records:
-            write_call_log(self._engine, record)  # logs its own failure, never raises
+        write_call_logs(self._engine, records)  # one transaction per batch; logs its own failure, never raises
 
 
 _log_writer: LogWriter | None = None
@@ -106,7 +130,7 @@ def log_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
 async def alog_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
     if _log_writer is not None and _log_writer._engine is engine:
         return log_call(engine, record)
-    return await run_in_threadpool(write_call_log, engine, record)
+    return await in_db_thread(write_call_log, engine, record)
 
 
 @dataclass

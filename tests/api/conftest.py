@@ -19,7 +19,7 @@ from mindroute import api, config, security
 from mindroute import db as mr_db
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, UserProvider
-from mindroute.services import api_keys
+from mindroute.services import admission, api_keys
 from tests.pages.helpers import add_user
 from tests.providers.conftest import (  # noqa: F401 - fixtures shared with the adapter tests
     _TARGETS,
@@ -72,10 +72,11 @@ def server(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServe
     monkeypatch.setenv("MINDROUTE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     config.get_settings.cache_clear()
     monkeypatch.setattr(mr_db, "_engine", None)
-    api._touched_at.clear()
+    admission.clear_route_cache()
     running = ApiServer().start()
     yield running
     running.stop()
+    admission.dispose_read_engines()
     if mr_db._engine is not None:
         mr_db._engine.dispose()
 

@@ -1,0 +1,372 @@
+"""Admission of an API call: the presented key, its owner, and the route to the model asked for.
+
+One database round trip per call. Every call re-reads, in one query, the key row, its owner, and a
+fingerprint of everything routing depends on (the owner's role and updatedAt, the providers' count
+and latest updatedAt, the owner's grants' count and latest updatedAt). So a revoked or expired key
+or a deactivated owner is refused at once, by every app process. The routing itself (the model id
+resolved to a provider, the access policy, the provider's decrypted key: several queries and a
+decryption) is remembered per (key, model id) in this process while the fingerprint stays the
+same, and for at most `MINDROUTE_API_ROUTE_CACHE_S` seconds (default 60; 0 turns the memory off)
+as a bound against clocks that disagree between processes. An admin's change to a provider or a
+grant changes the fingerprint, so the next call routes afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import psycopg
+from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from mindroute import security
+from mindroute.db import make_engine, transaction
+from mindroute.models import ApiKey, Provider, User, UserProvider, utcnow
+from mindroute.services import api_keys
+from mindroute.services.chat import ChatRefused, Route, route_call
+from mindroute.services.chat_async import in_db_thread, resolve_model_id
+
+ROUTE_CACHE_ENV = "MINDROUTE_API_ROUTE_CACHE_S"
+DEFAULT_ROUTE_CACHE_S = 60.0
+ROUTE_CACHE_MAX_ENTRIES = 10_000
+READ_POOL_SIZE = 8  # the API's database threads (chat_async.DB_THREADS)
+
+
+def route_cache_seconds() -> float:
+    raw = os.environ.get(ROUTE_CACHE_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_ROUTE_CACHE_S
+    except ValueError:
+        return DEFAULT_ROUTE_CACHE_S
+
+
+@dataclass(frozen=True)
+class RouteRefusal:
+    """The model id cannot be used by this key's owner: the status to answer and what to log."""
+
+    status: int
+    message: str
+    provider_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class Admitted:
+    key_id: uuid.UUID
+    user_id: uuid.UUID
+    route: Route | RouteRefusal
+
+
+@dataclass(frozen=True)
+class KeyRefused:
+    refusal: api_keys.KeyRefusal
+    key_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+
+
+def _fingerprint_query() -> Any:
+    return (
+        select(
+            ApiKey.id.label("id"),
+            ApiKey.key.label("key"),
+            ApiKey.revoked_at.label("revoked_at"),
+            ApiKey.expires_at.label("expires_at"),
+            ApiKey.last_used_at.label("last_used_at"),
+            User.id.label("user_id"),
+            User.is_active.label("is_active"),
+            User.role,
+            User.updated_at,
+            select(func.count()).select_from(Provider).scalar_subquery(),
+            select(func.max(Provider.updated_at)).scalar_subquery(),
+            select(func.count()).where(UserProvider.user_id == User.id).scalar_subquery(),
+            select(func.max(UserProvider.updated_at)).where(UserProvider.user_id == User.id).scalar_subquery(),
+        )
+        .join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key == bindparam("digest"))
+    )
+
+
+_QUERY = _fingerprint_query()
+
+
+class _RouteCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], float, Route | RouteRefusal]] = {}
+
+    def get(self, digest: str, model_id: str, fingerprint: tuple[Any, ...]) -> Route | RouteRefusal | None:
+        entry = self._entries.get((digest, model_id))
+        if entry is None or entry[0] != fingerprint or entry[1] < time.monotonic():
+            return None
+        return entry[2]
+
+    def put(self, digest: str, model_id: str, fingerprint: tuple[Any, ...], value: Route | RouteRefusal) -> None:
+        ttl = route_cache_seconds()
+        if ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= ROUTE_CACHE_MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[(digest, model_id)] = (fingerprint, time.monotonic() + ttl, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_routes = _RouteCache()
+_touch_lock = threading.Lock()
+_touching: set[uuid.UUID] = set()
+
+
+def clear_route_cache() -> None:
+    """Forget every remembered route in this process (tests; after a bulk change by hand)."""
+    _routes.clear()
+
+
+_read_engines: dict[str, Engine] = {}
+_read_engines_lock = threading.Lock()
+
+
+def _read_engine(engine: Engine) -> Engine:
+    """A small pool beside `engine`'s for the per-call read: autocommit (no BEGIN and ROLLBACK
+    round trips) and no ping on checkout (a connection the server dropped is retried once instead)."""
+    url = engine.url.render_as_string(hide_password=False)
+    reader = _read_engines.get(url)
+    if reader is None:
+        with _read_engines_lock:
+            reader = _read_engines.get(url)
+            if reader is None:
+                reader = make_engine(
+                    engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=READ_POOL_SIZE
+                )
+                _read_engines[url] = reader
+    return reader
+
+
+def dispose_read_engines() -> None:
+    """Close the read pools (shutdown, tests)."""
+    with _read_engines_lock:
+        for reader in _read_engines.values():
+            reader.dispose()
+        _read_engines.clear()
+
+
+class KeyRow(NamedTuple):
+    """The per-call read: the key, its owner, and the fingerprint of what routing depends on."""
+
+    id: uuid.UUID
+    key: str
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    user_id: uuid.UUID
+    is_active: bool
+    role: str
+    updated_at: datetime
+    providers: int
+    providers_changed: datetime | None
+    grants: int
+    grants_changed: datetime | None
+
+    @property
+    def fingerprint(self) -> tuple[Any, ...]:
+        return tuple(self[5:])
+
+
+def read_key(engine: Engine, digest: str) -> KeyRow | None:
+    """The per-call read, blocking (worker threads; SQLite)."""
+    reader = _read_engine(engine)
+    for attempt in (1, 2):
+        try:
+            with reader.connect() as connection:
+                row = connection.execute(_QUERY, {"digest": digest}).first()
+            return KeyRow(*row) if row is not None else None
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    return None
+
+
+class _AsyncReader:
+    """The per-call read on PostgreSQL without a worker thread: at most READ_POOL_SIZE autocommit
+    psycopg async connections of one event loop, kept open (a call waits for a free one rather than
+    opening more); one dropped by the server is replaced, and the read retried once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._sql = str(_QUERY.compile(dialect=engine.dialect))
+        self._idle: asyncio.LifoQueue[psycopg.AsyncConnection[Any] | None] = asyncio.LifoQueue()
+        for _ in range(READ_POOL_SIZE):
+            self._idle.put_nowait(None)  # a slot with no connection yet
+        self._all: set[psycopg.AsyncConnection[Any]] = set()
+
+    async def read(self, digest: str) -> KeyRow | None:
+        connection = await self._idle.get()
+        try:
+            for attempt in (1, 2):
+                if connection is None or connection.closed:
+                    connection = await psycopg.AsyncConnection.connect(
+                        self._conninfo, autocommit=True, options="-c timezone=UTC"
+                    )
+                    self._all.add(connection)
+                try:
+                    cursor = await connection.execute(self._sql, {"digest": digest}, prepare=True)
+                    row = await cursor.fetchone()
+                    return KeyRow(*row) if row is not None else None
+                except psycopg.OperationalError:
+                    await self._drop(connection)
+                    connection = None
+                    if attempt == 2:
+                        raise
+                except BaseException:  # cancelled midway: the connection's state is unknown
+                    await self._drop(connection)
+                    connection = None
+                    raise
+            return None
+        finally:
+            self._idle.put_nowait(connection)
+
+    async def _drop(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._all.discard(connection)
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+    async def aclose(self) -> None:
+        for connection in list(self._all):
+            await self._drop(connection)
+
+
+_async_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _AsyncReader]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def aread_key(engine: Engine, digest: str) -> KeyRow | None:
+    """The per-call read from the event loop: on its own connections on PostgreSQL, else in a thread."""
+    if engine.dialect.name != "postgresql":
+        return await in_db_thread(read_key, engine, digest)
+    readers = _async_readers.setdefault(asyncio.get_running_loop(), {})
+    url = engine.url.render_as_string(hide_password=False)
+    reader = readers.get(url)
+    if reader is None:
+        reader = readers[url] = _AsyncReader(engine)
+    return await reader.read(digest)
+
+
+async def aclose_async_readers() -> None:
+    """Close the running loop's async read connections (the API's shutdown)."""
+    for reader in _async_readers.pop(asyncio.get_running_loop(), {}).values():
+        await reader.aclose()
+
+
+def _resolve(session: Session, user_id: uuid.UUID, model_id: str) -> Route | RouteRefusal:
+    user = session.get(User, user_id)
+    assert user is not None
+    provider_id = None
+    try:
+        provider_id, model = resolve_model_id(session, user, model_id)
+        return route_call(session, user, provider_id, model)
+    except ChatRefused as refused:
+        return RouteRefusal(refused.status_code, refused.message, provider_id)
+
+
+def _touch_if_due(engine: Engine, key_id: uuid.UUID, last_used_at: datetime | None, now: datetime) -> None:
+    """Record the key's use at most once a minute: the row read says whether it is due, and only one
+    call of this process at a time writes it."""
+    if last_used_at is not None and last_used_at >= now - api_keys.LAST_USED_RESOLUTION:
+        return
+    with _touch_lock:
+        if key_id in _touching:
+            return
+        _touching.add(key_id)
+    try:
+        with transaction(engine) as session:
+            api_keys.touch_last_used(session, key_id, now)
+    finally:
+        with _touch_lock:
+            _touching.discard(key_id)
+
+
+def _verdict(row: KeyRow | None, digest: str, now: datetime) -> KeyRefused | None:
+    if not api_keys.digests_match(row.key if row is not None else None, digest) or row is None:
+        return KeyRefused(api_keys.KeyRefusal.UNKNOWN)
+    state = api_keys.key_state(row, now)
+    if state is api_keys.KeyState.REVOKED:
+        return KeyRefused(api_keys.KeyRefusal.REVOKED, row.id, row.user_id)
+    if state is api_keys.KeyState.EXPIRED:
+        return KeyRefused(api_keys.KeyRefusal.EXPIRED, row.id, row.user_id)
+    if not row.is_active:
+        return KeyRefused(api_keys.KeyRefusal.OWNER_DEACTIVATED, row.id, row.user_id)
+    return None
+
+
+def _presented_digest(presented_key: str | None) -> str | None:
+    """The digest of a key-shaped string; None for anything else (refused without a query)."""
+    if not isinstance(presented_key, str) or len(presented_key) > api_keys.PRESENTED_KEY_MAX_CHARS:
+        return None
+    if not security.looks_like_api_key(presented_key):
+        return None
+    return security.digest(presented_key)
+
+
+def _route_now(engine: Engine, row: KeyRow, digest: str, model_id: str) -> Route | RouteRefusal:
+    with transaction(engine) as session:
+        route = _resolve(session, row.user_id, model_id)
+    _routes.put(digest, model_id, row.fingerprint, route)
+    return route
+
+
+def admit(engine: Engine, presented_key: str | None, model_id: str | None) -> Admitted | KeyRefused:
+    """Verify the key and route `model_id` for its owner (None: the key only). Writes only lastUsedAt.
+
+    Blocks on the database: for worker threads. The API's calls use `aadmit`."""
+    digest = _presented_digest(presented_key)
+    if digest is None:
+        return KeyRefused(api_keys.KeyRefusal.UNKNOWN)
+    row = read_key(engine, digest)
+    now = utcnow()
+    refused = _verdict(row, digest, now)
+    if refused is not None:
+        return refused
+    assert row is not None
+    _touch_if_due(engine, row.id, row.last_used_at, now)
+    if model_id is None:
+        return Admitted(row.id, row.user_id, RouteRefusal(400, "no model", None))
+    route = _routes.get(digest, model_id, row.fingerprint) or _route_now(engine, row, digest, model_id)
+    return Admitted(row.id, row.user_id, route)
+
+
+def _touch_due(row: KeyRow, now: datetime) -> bool:
+    return row.last_used_at is None or row.last_used_at < now - api_keys.LAST_USED_RESOLUTION
+
+
+async def aadmit(engine: Engine, presented_key: str | None, model_id: str | None) -> Admitted | KeyRefused:
+    """`admit` from the event loop: one read on the loop (PostgreSQL), threads only for what the
+    read cannot answer (a route not remembered, a lastUsedAt due)."""
+    digest = _presented_digest(presented_key)
+    if digest is None:
+        return KeyRefused(api_keys.KeyRefusal.UNKNOWN)
+    row = await aread_key(engine, digest)
+    now = utcnow()
+    refused = _verdict(row, digest, now)
+    if refused is not None:
+        return refused
+    assert row is not None
+    if _touch_due(row, now):
+        await in_db_thread(_touch_if_due, engine, row.id, row.last_used_at, now)
+    if model_id is None:
+        return Admitted(row.id, row.user_id, RouteRefusal(400, "no model", None))
+    route = _routes.get(digest, model_id, row.fingerprint)
+    if route is None:
+        route = await in_db_thread(_route_now, engine, row, digest, model_id)
+    return Admitted(row.id, row.user_id, route)

@@ -8,12 +8,25 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from mindroute.errors import NotFound
+from mindroute.errors import NotFound, PermissionDenied
+from mindroute.models import Log, UsageRollup
 from mindroute.services.analytics import UsageFilter
-from mindroute.services.log_explorer import CSV_COLUMNS, call_detail, export_calls_csv, list_calls
+from mindroute.services.log_explorer import (
+    CSV_COLUMNS,
+    RETENTION_DAYS_MAX,
+    call_detail,
+    export_calls_csv,
+    list_calls,
+    oldest_call_at,
+    plan_prune,
+    prune_calls,
+    retention_days,
+)
+from mindroute.services.rollups import rebuild_rollups
+from mindroute.validation import ValidationError
 from tests.test_analytics import insert_rows, log_row, make_people
 
 T0 = datetime(2026, 10, 1)
@@ -116,3 +129,70 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(engine: Engine) -> None:
     insert_rows(engine, [log_row(T0, alice, p1, "m-big", status=500, error='=HYPERLINK("http://x")')])
     text = "".join(export_calls_csv(engine, admin, WINDOW))
     assert "'=HYPERLINK" in text
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+def calls_left(engine: Engine) -> list[datetime]:
+    with Session(engine) as session:
+        return sorted(session.scalars(select(Log.created_at)))
+
+
+def rollup_requests(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.coalesce(func.sum(UsageRollup.requests), 0)))
+
+
+def test_retention_deletes_exactly_the_reviewed_calls_with_progress(engine: Engine) -> None:
+    admin, alice, _bob, p1, _p2 = make_people(engine)
+    now = T0 + timedelta(days=30)
+    old = [log_row(now - timedelta(days=10, minutes=i), alice, p1, "m-big") for i in range(7)]
+    recent = [log_row(now - timedelta(days=2, minutes=i), alice, p1, "m-big") for i in range(3)]
+    insert_rows(engine, old + recent)
+    rebuild_rollups(engine, progress=False)
+    with Session(engine) as session:
+        plan = plan_prune(session, admin, "5", now=now)
+        assert oldest_call_at(session, admin) == min(r["created_at"] for r in old)
+    assert (plan.days, plan.calls, plan.cutoff) == (5, 7, now - timedelta(days=5))
+
+    seen: list[tuple[int, int]] = []
+    deleted = prune_calls(engine, admin, plan, on_progress=lambda done, total: seen.append((done, total)), batch_rows=3)
+    assert deleted == 7
+    assert (3, 7) in seen and seen[-1] == (7, 7)  # reported batch by batch, ending at the total
+    assert [done for done, _total in seen] == sorted(done for done, _total in seen)
+    assert calls_left(engine) == sorted(r["created_at"] for r in recent)
+    assert rollup_requests(engine) == 3  # the usage totals lost the deleted calls too
+
+
+def test_retention_is_for_administrators_only(engine: Engine) -> None:
+    admin, alice, _bob, p1, _p2 = make_people(engine)
+    insert_rows(engine, [log_row(T0, alice, p1, "m-big")])
+    with Session(engine) as session:
+        plan = plan_prune(session, admin, 1, now=T0 + timedelta(days=3))
+        for actor in (alice, None):
+            with pytest.raises(PermissionDenied):
+                plan_prune(session, actor, 1)
+            with pytest.raises(PermissionDenied):
+                oldest_call_at(session, actor)
+    with pytest.raises(PermissionDenied):
+        prune_calls(engine, alice, plan)  # a plan an admin reviewed does not let a user run it
+    admin.is_active = False
+    with pytest.raises(PermissionDenied):
+        prune_calls(engine, admin, plan)
+    assert len(calls_left(engine)) == 1
+
+
+@pytest.mark.parametrize("value", [0, -3, RETENTION_DAYS_MAX + 1, 2.5, "", "ten", "1e3", True, None])
+def test_retention_days_must_be_a_whole_number_from_one(value) -> None:
+    with pytest.raises(ValidationError) as refused:
+        retention_days(value)
+    assert refused.value.field == "days"
+    assert refused.value.message.startswith(f"Days must be a whole number from 1 to {RETENTION_DAYS_MAX:,}")
+
+
+@pytest.mark.parametrize(
+    ("value", "days"), [(1, 1), (30.0, 30), (" 90 ", 90), (RETENTION_DAYS_MAX, RETENTION_DAYS_MAX)]
+)
+def test_retention_days_accepts_whole_numbers(value, days: int) -> None:
+    assert retention_days(value) == days

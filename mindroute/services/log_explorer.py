@@ -10,18 +10,21 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from mindroute.errors import NotFound
-from mindroute.models import Log, Provider, User
+from mindroute.errors import NotFound, PermissionDenied
+from mindroute.models import Log, Provider, User, utcnow
+from mindroute.services import rollups
 from mindroute.services.analytics import UsageFilter, Viewer, log_conditions, scoped
 from mindroute.services.rollups import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, source_of
+from mindroute.services.users import require_admin
+from mindroute.validation import ValidationError
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -43,6 +46,7 @@ CSV_COLUMNS = (
     "error_message",
     "ip",
 )
+RETENTION_DAYS_MAX = 36_500  # a hundred years: anything longer is a typo
 
 
 @dataclass(frozen=True)
@@ -274,3 +278,83 @@ def export_calls_csv(
         if page.next_cursor is None:
             return
         after = page.next_cursor
+
+
+# --- retention (administrators) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What "delete calls older than N days" would delete, shown for confirmation before it runs.
+
+    `now` pins the cutoff: confirming later deletes exactly the calls that were counted (those
+    before `cutoff`), not the ones that have aged past N days since.
+    """
+
+    days: int
+    now: datetime  # naive UTC
+    calls: int
+
+    @property
+    def cutoff(self) -> datetime:
+        return self.now - timedelta(days=self.days)
+
+
+def _require_admin(actor: User | None) -> User:
+    # Only a signed-in administrator here: the CLI calls rollups.prune_logs itself.
+    if actor is None:
+        raise PermissionDenied("Only administrators can do this")
+    require_admin(actor)
+    return actor
+
+
+def retention_days(value: object) -> int:
+    """N of "older than N days": a whole number from 1 to RETENTION_DAYS_MAX, else a message for the field."""
+    problem = f"Days must be a whole number from 1 to {RETENTION_DAYS_MAX:,}"
+    if isinstance(value, bool):
+        raise ValidationError("days", problem)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValidationError("days", problem)
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit():
+            raise ValidationError("days", f"{problem} (got {text[:20]!r})" if text else problem)
+        value = int(text)
+    if not isinstance(value, int) or not 1 <= value <= RETENTION_DAYS_MAX:
+        raise ValidationError("days", f"{problem} (got {value})" if isinstance(value, int) else problem)
+    return value
+
+
+def oldest_call_at(session: Session, actor: User | None) -> datetime | None:
+    """Administrators: when the oldest call still in the logs was made (naive UTC), None when there are none."""
+    _require_admin(actor)
+    return session.scalar(select(func.min(Log.created_at)))
+
+
+def plan_prune(session: Session, actor: User | None, days: object, *, now: datetime | None = None) -> PrunePlan:
+    """Administrators: how many calls are older than `days` days now, for the confirmation step."""
+    _require_admin(actor)
+    days = retention_days(days)
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    calls = session.scalar(select(func.count()).select_from(Log).where(Log.created_at < cutoff)) or 0
+    return PrunePlan(days=days, now=now, calls=calls)
+
+
+def prune_calls(
+    engine: Engine,
+    actor: User | None,
+    plan: PrunePlan,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    batch_rows: int = rollups.PRUNE_BATCH_ROWS,
+) -> int:
+    """Administrators: delete the calls of a confirmed plan, oldest first in short batches (the app stays
+    responsive and the rollups stay in step); `on_progress(deleted so far, total)`. Returns rows deleted."""
+    _require_admin(actor)
+    days = retention_days(plan.days)
+    return rollups.prune_logs(
+        engine, days, batch_rows=batch_rows, now=plan.now, progress=False, on_progress=on_progress
+    )

@@ -229,6 +229,18 @@ def my_recent_calls(session: Session, user: User, limit: int = RECENT_CALLS_LIMI
     return [_call_ref(log) for log in logs]
 
 
+def my_call(session: Session, user: User, log_id: uuid.UUID | str) -> CallRef | None:
+    """One of the user's own calls, however old (a link from a call's detail); None when the id is
+    malformed, unknown or someone else's call, which look alike."""
+    user = _require_active(user)
+    try:
+        log_id = log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(str(log_id))
+    except ValueError:
+        return None
+    log = session.scalar(select(Log).where(Log.id == log_id, Log.user_id == user.id))
+    return _call_ref(log) if log is not None else None
+
+
 def open_ticket(session: Session, user: User, subject: str, message: str, log_id: uuid.UUID | None = None) -> TicketRow:
     """A new ticket from `user`, optionally about one of their own logged calls."""
     user = _require_active(user)

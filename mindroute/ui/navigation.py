@@ -29,13 +29,17 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/workspace/overview.py", "Overview", ":material/dashboard:", WORKSPACE, EVERYONE, default=True),
     PageSpec("pages/workspace/playground.py", "Playground", ":material/chat:", WORKSPACE, EVERYONE),
     PageSpec("pages/workspace/usage.py", "Usage", ":material/monitoring:", WORKSPACE, EVERYONE),
+    # Administrators read every call on the Logs page; a user reads their own here, through the same view.
+    PageSpec("pages/workspace/calls.py", "Calls", ":material/list_alt:", WORKSPACE, ("user",)),
     PageSpec("pages/workspace/api_keys.py", "API keys", ":material/key:", WORKSPACE, EVERYONE),
+    PageSpec("pages/workspace/api_guide.py", "API guide", ":material/code:", WORKSPACE, EVERYONE),
     PageSpec("pages/workspace/support.py", "Support", ":material/support:", WORKSPACE, EVERYONE),
     PageSpec("pages/workspace/account.py", "Account", ":material/person:", WORKSPACE, EVERYONE),
     PageSpec("pages/admin/providers.py", "Providers", ":material/hub:", ADMIN, ADMINS),
     PageSpec("pages/admin/users.py", "Users and permissions", ":material/group:", ADMIN, ADMINS),
     PageSpec("pages/admin/tickets.py", TICKET_QUEUE, ":material/support_agent:", ADMIN, ADMINS),
     PageSpec("pages/admin/logs.py", "Logs", ":material/receipt_long:", ADMIN, ADMINS),
+    PageSpec("pages/admin/retention.py", "Log retention", ":material/delete_sweep:", ADMIN, ADMINS),
 )
 
 

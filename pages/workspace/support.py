@@ -11,12 +11,15 @@ import streamlit as st  # noqa: E402
 from mindroute.db import transaction  # noqa: E402
 from mindroute.services import tickets  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
+from mindroute.ui.calls_view import SUPPORT_CALL_PARAM  # noqa: E402
 from mindroute.ui.render import form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.validation import TICKET_SUBJECT_MAX  # noqa: E402
 
 FLASH = "support_flash"
-NEW_TICKET_KEYS = ("support_subject", "support_message", "support_call")
+# The call a link (`?call=<log id>`, from a call's detail) chose for a new ticket, kept until the ticket is opened.
+LINKED_CALL = "support_linked_call"
+NEW_TICKET_KEYS = ("support_subject", "support_message", "support_call", LINKED_CALL)
 
 st.title("Support")
 if flash := st.session_state.pop(FLASH, None):
@@ -30,7 +33,17 @@ def done(message: str) -> None:
 
 # Every read of this run in one transaction: the calls a new ticket may refer to, one's tickets,
 # and the selected one with its history.
+requested_call = st.query_params.get(SUPPORT_CALL_PARAM)
+linked_call_refused = False
 with transaction(engine()) as session:
+    if requested_call is not None:
+        # Once: the link chose the call; from here on the picker holds the choice.
+        del st.query_params[SUPPORT_CALL_PARAM]
+        found = tickets.my_call(session, user, requested_call)
+        linked_call_refused = found is None
+        if found is not None:
+            st.session_state[LINKED_CALL] = found
+            st.session_state["support_call"] = str(found.id)
     calls = tickets.my_recent_calls(session, user)
     mine = tickets.list_mine(session, user)
     by_id = {str(t.id): t for t in mine}
@@ -44,7 +57,14 @@ with transaction(engine()) as session:
 # --- a new ticket ---------------------------------------------------------------------------
 
 calls_by_id = {str(c.id): c for c in calls}
-with st.expander("Open a ticket", expanded=not mine), st.form("support_new"):
+if (linked := st.session_state.get(LINKED_CALL)) is not None:
+    calls_by_id.setdefault(str(linked.id), linked)  # older than the recent calls the picker lists
+if st.session_state.get("support_call") not in (None, *calls_by_id):
+    st.session_state.pop("support_call")
+with (
+    st.expander("Open a ticket", expanded=not mine or linked is not None or linked_call_refused),
+    st.form("support_new"),
+):
     # No max_chars: Streamlit would cut a longer subject silently; the service refuses it with a message.
     subject = st.text_input("Subject", help=f"One line, up to {TICKET_SUBJECT_MAX} characters", key="support_subject")
     subject_err = st.empty()
@@ -59,6 +79,8 @@ with st.expander("Open a ticket", expanded=not mine), st.form("support_new"):
         key="support_call",
     )
     call_err = st.empty()
+    if linked_call_refused:
+        call_err.warning("The linked call is not one of your calls (or is no longer in the logs): choose one here.")
     if st.form_submit_button("Open ticket", type="primary", key="support_submit"):
         with form_errors({"subject": subject_err, "message": message_err, "log_id": call_err}):
             with transaction(engine()) as session:

@@ -1,0 +1,166 @@
+"""What the API guide page shows: the API's base URL as the browser reaches the app, copyable examples, error statuses.
+
+The examples never hold a real key: keys are shown once, at creation, and only their digest is stored.
+They read the key from an environment variable instead. Model ids and the base URL are put into each
+example with the quoting of its language, so an odd provider name cannot break (or inject into) a snippet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from mindroute.api import OPENAPI
+
+API_PATH = "/v1"
+FALLBACK_ORIGIN = "http://localhost:8501"  # `streamlit run app.py` on this machine with its default port
+KEY_ENV = "MINDROUTE_API_KEY"
+EXAMPLE_MODEL = "<provider name>/<model>"
+CHAT_PATH = "/v1/chat/completions"
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class BaseUrl:
+    url: str  # ends with /v1
+    guessed: bool  # True when the app's own address could not be read from the browser's request
+
+    @property
+    def origin(self) -> str:
+        return self.url.removesuffix(API_PATH)
+
+    @property
+    def openapi_url(self) -> str:
+        return f"{self.url}/openapi.json"
+
+
+def _origin_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not _HOST.match(parts.netloc):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def api_base_url(page_url: str | None, headers: Mapping[str, str] | None = None) -> BaseUrl:
+    """The API's base URL: the origin of the page in the browser (st.context.url), else the request's
+    Host header, else a guess (this machine, Streamlit's default port).
+
+    The API is mounted at the origin's root by app.py, whatever the page's path.
+    """
+    origin = _origin_of(page_url)
+    if origin is None and headers:
+        host = headers.get("host") or headers.get("Host")
+        proto = (headers.get("x-forwarded-proto") or headers.get("X-Forwarded-Proto") or "http").split(",")[0].strip()
+        if host and _HOST.match(host):
+            origin = f"{proto if proto in ('http', 'https') else 'http'}://{host}"
+    if origin is None:
+        return BaseUrl(FALLBACK_ORIGIN + API_PATH, guessed=True)
+    return BaseUrl(origin + API_PATH, guessed=False)
+
+
+def curl_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Say hello in five words."}]}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    flags = "curl -N" if stream else "curl"  # -N: print each event as it arrives
+    return (
+        f"{flags} {shlex.quote(base.url + '/chat/completions')} \\\n"
+        f'  -H "Authorization: Bearer ${KEY_ENV}" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        f"  -d {shlex.quote(json.dumps(body, indent=2))}"
+    )
+
+
+def curl_models_example(base: BaseUrl) -> str:
+    return f'curl {shlex.quote(base.url + "/models")} \\\n  -H "Authorization: Bearer ${KEY_ENV}"'
+
+
+def python_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
+    head = (
+        "import os\n\n"
+        "from openai import OpenAI  # pip install openai\n\n"
+        f"client = OpenAI(base_url={json.dumps(base.url)}, api_key=os.environ[{json.dumps(KEY_ENV)}])\n\n"
+    )
+    if not stream:
+        return head + (
+            "response = client.chat.completions.create(\n"
+            f"    model={json.dumps(model)},\n"
+            '    messages=[{"role": "user", "content": "Say hello in five words."}],\n'
+            ")\n"
+            "print(response.choices[0].message.content)\n"
+            "print(response.usage)"
+        )
+    return head + (
+        "stream = client.chat.completions.create(\n"
+        f"    model={json.dumps(model)},\n"
+        '    messages=[{"role": "user", "content": "Say hello in five words."}],\n'
+        "    stream=True,\n"
+        '    stream_options={"include_usage": True},\n'
+        ")\n"
+        "for chunk in stream:\n"
+        "    if chunk.choices and chunk.choices[0].delta.content:\n"
+        '        print(chunk.choices[0].delta.content, end="", flush=True)\n'
+        "    if chunk.usage:  # the last chunk: no choices, the call's token counts\n"
+        "        print()\n"
+        "        print(chunk.usage)"
+    )
+
+
+def node_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
+    head = (
+        'import OpenAI from "openai"; // npm install openai\n\n'
+        "const client = new OpenAI({\n"
+        f"  baseURL: {json.dumps(base.url)},\n"
+        f"  apiKey: process.env.{KEY_ENV},\n"
+        "});\n\n"
+    )
+    if not stream:
+        return head + (
+            "const response = await client.chat.completions.create({\n"
+            f"  model: {json.dumps(model)},\n"
+            '  messages: [{ role: "user", content: "Say hello in five words." }],\n'
+            "});\n"
+            "console.log(response.choices[0].message.content);"
+        )
+    return head + (
+        "const stream = await client.chat.completions.create({\n"
+        f"  model: {json.dumps(model)},\n"
+        '  messages: [{ role: "user", content: "Say hello in five words." }],\n'
+        "  stream: true,\n"
+        "  stream_options: { include_usage: true },\n"
+        "});\n"
+        "for await (const chunk of stream) {\n"
+        '  process.stdout.write(chunk.choices[0]?.delta?.content ?? "");\n'
+        '  if (chunk.usage) console.log("\\n", chunk.usage);\n'
+        "}"
+    )
+
+
+def key_env_example() -> str:
+    return f"export {KEY_ENV}='mr-…'  # the key you copied when you created it"
+
+
+def error_statuses() -> pd.DataFrame:
+    """The error statuses the chat endpoint answers, with their meaning: from the API's own OpenAPI document."""
+    responses = OPENAPI["paths"][CHAT_PATH]["post"]["responses"]
+    rows = [
+        {"status": int(code), "meaning": spec.get("description", "")}
+        for code, spec in responses.items()
+        if code.isdigit() and int(code) >= 400
+    ]
+    return pd.DataFrame(sorted(rows, key=lambda r: r["status"]), columns=["status", "meaning"])
+
+
+def error_body_example() -> str:
+    return json.dumps(
+        {"error": {"message": "…what went wrong…", "type": "invalid_request_error", "code": "…", "param": None}},
+        indent=2,
+    )

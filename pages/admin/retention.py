@@ -1,0 +1,72 @@
+"""Log retention: delete the calls older than N days, after a confirmation, with a progress bar."""
+
+from mindroute.ui.session import require_admin
+
+user = require_admin()
+
+import streamlit as st  # noqa: E402
+
+from mindroute.db import transaction  # noqa: E402
+from mindroute.services import log_explorer  # noqa: E402
+from mindroute.services.log_explorer import PrunePlan  # noqa: E402
+from mindroute.ui.format import timestamp  # noqa: E402
+from mindroute.ui.render import form_errors  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+
+FLASH = "retention_flash"
+PLAN = "retention_plan"  # the reviewed plan waiting for confirmation
+DEFAULT_DAYS = 90
+
+st.title("Log retention")
+st.caption(
+    "Delete the calls older than a number of days: their log rows, and the usage charts' totals for them. "
+    "Tickets about a deleted call keep their text. Calls are deleted oldest first in short batches, so the "
+    "app stays usable meanwhile. The same from a shell: `python -m mindroute prune-logs --older-than-days N`."
+)
+if flash := st.session_state.pop(FLASH, None):
+    st.success(flash)  # fixed texts and numbers only
+
+with transaction(engine()) as session:
+    oldest = log_explorer.oldest_call_at(session, user)
+st.text(f"Oldest call in the logs: {timestamp(oldest)}" if oldest else "The logs hold no calls.")
+
+with st.form("retention_review"):
+    # No min_value: a bad number gets a message here rather than being silently changed.
+    days = st.number_input("Delete calls older than (days)", value=DEFAULT_DAYS, step=1, key="retention_days")
+    days_err = st.empty()
+    if st.form_submit_button("Review what would be deleted", key="retention_review_submit"):
+        st.session_state.pop(PLAN, None)
+        with form_errors({"days": days_err}):
+            with transaction(engine()) as session:
+                st.session_state[PLAN] = log_explorer.plan_prune(session, user, days)
+
+plan: PrunePlan | None = st.session_state.get(PLAN)
+if plan is not None:
+    if plan.calls == 0:
+        st.info(f"No calls were made before {timestamp(plan.cutoff)} ({plan.days:,} days ago): nothing to delete.")
+        st.session_state.pop(PLAN, None)
+        st.stop()
+    st.warning(
+        f"This deletes {plan.calls:,} call(s) made before {timestamp(plan.cutoff)} ({plan.days:,} days ago), "
+        "with their usage totals. It cannot be undone."
+    )
+    confirm_col, cancel_col = st.columns([1, 4])
+    confirmed = confirm_col.button(f"Delete {plan.calls:,} call(s)", type="primary", key="retention_confirm")
+    if cancel_col.button("Cancel", key="retention_cancel"):
+        st.session_state.pop(PLAN, None)
+        st.rerun()
+    if confirmed:
+        st.caption(
+            "Keep this page open until it finishes. Each batch is committed on its own: if the deletion is "
+            "interrupted, what was deleted stays deleted, and running it again deletes the rest."
+        )
+        bar = st.progress(0.0, text=f"Deleting {plan.calls:,} call(s)…")
+
+        def show_progress(deleted: int, total: int) -> None:
+            bar.progress(min(deleted / total, 1.0) if total else 1.0, text=f"Deleted {deleted:,} of {total:,} call(s)")
+
+        with form_errors({"days": days_err}):
+            deleted = log_explorer.prune_calls(engine(), user, plan, on_progress=show_progress)
+            st.session_state.pop(PLAN, None)
+            st.session_state[FLASH] = f"Deleted {deleted:,} call(s) made before {timestamp(plan.cutoff)}."
+            st.rerun()

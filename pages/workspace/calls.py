@@ -1,0 +1,16 @@
+"""Calls: your own calls, newest first, with the usage filters and a search of error messages; one call's detail."""
+
+from mindroute.ui.session import require_user
+
+user = require_user()
+
+import streamlit as st  # noqa: E402
+
+from mindroute.ui.calls_view import call_explorer  # noqa: E402
+
+st.title("Calls")
+st.caption(
+    "Every call you made, from the Playground and with your API keys. Open a call's detail to see what was sent "
+    "and answered, or to open a support ticket about it."
+)
+call_explorer(user, "calls")

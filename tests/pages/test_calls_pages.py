@@ -1,0 +1,165 @@
+"""A user's Calls page, the "open a ticket about this call" link and the Support page honouring it, in AppTest."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs
+
+import pytest
+from sqlalchemy import Engine, select
+
+from mindroute.db import transaction
+from mindroute.models import Provider, Ticket, User, utcnow
+from mindroute.services import tickets
+from mindroute.services.rollups import rebuild_rollups
+from mindroute.ui import calls_view, navigation
+from tests.pages.helpers import add_user, app_for, click, sign_in, texts
+from tests.test_analytics import insert_rows, log_row
+
+CALLS = "pages/workspace/calls.py"
+LOGS = "pages/admin/logs.py"
+SUPPORT = "pages/workspace/support.py"
+
+
+@pytest.fixture
+def world(engine: Engine):
+    """alice: 3 calls (the newest failing), one 40 days old; bob: 2 calls; the admin: 1 call."""
+    admin = add_user(engine, "admin@example.com", role="admin")
+    alice = add_user(engine, "alice@example.com")
+    bob = add_user(engine, "bob@example.com")
+    with transaction(engine) as session:
+        provider = Provider(name="P1", settings={"models": ["m-big"], "default_model": None, "prices": {}})
+        session.add(provider)
+    now = utcnow()
+    rows = {
+        "alice_new": log_row(now - timedelta(minutes=5), alice, provider, "m-big", status=502, error="upstream broke"),
+        "alice_mid": log_row(now - timedelta(hours=3), alice, provider, "m-big"),
+        "alice_old": log_row(now - timedelta(days=40), alice, provider, "m-big"),
+        "bob_1": log_row(now - timedelta(minutes=10), bob, provider, "m-big", error="bob's secret error"),
+        "bob_2": log_row(now - timedelta(hours=1), bob, provider, "m-big"),
+        "admin_1": log_row(now - timedelta(minutes=20), admin, provider, "m-big"),
+    }
+    insert_rows(engine, list(rows.values()))
+    rebuild_rollups(engine, progress=False)
+    return {name: row["id"] for name, row in rows.items()}
+
+
+def open_page(engine: Engine, monkeypatch, email: str, path: str, query: dict | None = None):
+    at = sign_in(app_for(engine, monkeypatch).run(), email)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at
+
+
+# --- a user's own calls -------------------------------------------------------------------------
+
+
+def test_a_user_browses_only_their_own_calls(engine: Engine, monkeypatch, world) -> None:
+    at = open_page(engine, monkeypatch, "alice@example.com", CALLS)
+    shown = at.dataframe[0].value
+    assert len(shown) == 2  # the last 7 days: the 40-day-old call is outside the default range
+    assert "user" not in shown.columns  # only their own, so no user column
+    assert shown["error"].iloc[0] == "upstream broke"
+    assert "bob" not in texts(at)
+    assert "calls_user" not in {s.key for s in at.selectbox}  # no user filter for a user
+
+    at.selectbox(key="calls_range").set_value("90d").run()
+    assert len(at.dataframe[0].value) == 3
+    at.text_input(key="calls_search").input("secret").run()  # bob's error text is not searchable by alice
+    assert not at.dataframe
+    assert "No calls match these filters." in texts(at)
+
+
+def test_a_calls_detail_links_to_a_ticket_about_it(engine: Engine, monkeypatch, world) -> None:
+    at = open_page(engine, monkeypatch, "alice@example.com", CALLS)
+    assert at.selectbox(key="calls_selected").value == str(world["alice_new"])
+    summary = next(t.value for t in at.text if t.value.startswith("Call "))
+    assert str(world["alice_new"]) in summary and "Status: 502" in summary
+    assert "upstream broke" in [c.value for c in at.code]
+    links = [link for link in at.page_link if link.proto.query_string]
+    assert [(link.value, link.proto.page) for link in links] == [("Open a support ticket about this call", "support")]
+    assert parse_qs(links[0].proto.query_string) == {"call": [str(world["alice_new"])]}
+
+
+def test_only_users_have_the_calls_page(engine: Engine, monkeypatch, world) -> None:
+    spec = next(p for p in navigation.PAGES if p.path == CALLS)
+    assert spec.roles == ("user",)  # administrators read every call on the Logs page
+    at = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com")
+    with pytest.raises(Exception):  # noqa: B017 - AppTest raises for a page outside the navigation
+        at.switch_page(CALLS).run()
+
+
+def test_the_admin_logs_offer_a_ticket_link_only_for_the_admins_own_calls(engine: Engine, monkeypatch, world) -> None:
+    at = open_page(engine, monkeypatch, "admin@example.com", LOGS)
+    assert "user" in at.dataframe[0].value.columns
+    assert at.selectbox(key="logs_selected").value == str(world["alice_new"])
+    assert not [link for link in at.page_link if link.proto.query_string]
+    assert "Only the person who made this call can open a support ticket about it." in [c.value for c in at.caption]
+
+    at.selectbox(key="logs_selected").set_value(str(world["admin_1"])).run()
+    links = [parse_qs(link.proto.query_string) for link in at.page_link if link.proto.query_string]
+    assert links == [{"call": [str(world["admin_1"])]}]
+
+
+# --- the Support page honours the link ----------------------------------------------------------
+
+
+def test_the_link_opens_support_with_the_call_chosen(engine: Engine, monkeypatch, world) -> None:
+    at = open_page(engine, monkeypatch, "alice@example.com", SUPPORT, {"call": str(world["alice_new"])})
+    assert at.selectbox(key="support_call").value == str(world["alice_new"])
+    assert "call" not in at.query_params  # used once, then dropped
+    at.text_input(key="support_subject").input("This call failed")
+    at.text_area(key="support_message").set_value("It answered 502.")
+    at = click(at, "support_submit")
+    assert "Ticket opened." in texts(at)
+    with transaction(engine) as session:
+        ticket = session.scalar(select(Ticket))
+    assert ticket.log_id == world["alice_new"]
+    assert at.selectbox(key="support_call").value is None  # the next ticket starts without a call
+
+
+def test_the_link_reaches_a_call_older_than_the_recent_ones(engine: Engine, monkeypatch, world) -> None:
+    with transaction(engine) as session:
+        alice = session.scalar(select(User).where(User.email == "alice@example.com"))
+    now = utcnow()
+    insert_rows(engine, [log_row(now - timedelta(seconds=i + 1), alice, None, "m-x") for i in range(60)])
+    with transaction(engine) as session:
+        recent = {c.id for c in tickets.my_recent_calls(session, alice)}
+    assert world["alice_old"] not in recent
+
+    at = open_page(engine, monkeypatch, "alice@example.com", SUPPORT, {"call": str(world["alice_old"])})
+    picker = at.selectbox(key="support_call")
+    assert picker.value == str(world["alice_old"])
+    at.text_input(key="support_subject").input("An old call")
+    at.text_area(key="support_message").set_value("From last month.")
+    at = click(at, "support_submit")
+    assert "Ticket opened." in texts(at)
+
+
+@pytest.mark.parametrize("which", ["someone else's", "unknown", "malformed"])
+def test_a_link_to_a_call_that_is_not_mine_chooses_nothing(engine: Engine, monkeypatch, world, which: str) -> None:
+    value = {"someone else's": str(world["bob_1"]), "unknown": "00000000-0000-0000-0000-000000000000"}.get(
+        which, "not-a-uuid"
+    )
+    at = open_page(engine, monkeypatch, "alice@example.com", SUPPORT, {"call": value})
+    assert at.selectbox(key="support_call").value is None
+    assert str(world["bob_1"]) not in at.selectbox(key="support_call").options
+    assert "The linked call is not one of your calls" in " ".join(w.value for w in at.warning)
+    assert "bob's secret error" not in texts(at)
+
+
+def test_my_call_is_the_users_own_call_or_nothing(engine: Engine, world) -> None:
+    with transaction(engine) as session:
+        alice = session.scalar(select(User).where(User.email == "alice@example.com"))
+        admin = session.scalar(select(User).where(User.email == "admin@example.com"))
+        assert tickets.my_call(session, alice, world["alice_old"]).id == world["alice_old"]
+        assert tickets.my_call(session, alice, str(world["alice_new"])).status_code == 502
+        assert tickets.my_call(session, alice, world["bob_1"]) is None
+        assert tickets.my_call(session, alice, "nonsense") is None
+        assert tickets.my_call(session, admin, world["alice_new"]) is None  # an admin's tickets are about their calls
+
+
+def test_the_support_page_is_where_the_links_point() -> None:
+    assert calls_view.SUPPORT_PAGE in {p.path for p in navigation.PAGES if "user" in p.roles and "admin" in p.roles}

@@ -302,21 +302,20 @@ class EventStreamResponse(Response):
 
 
 async def models_route(request: Request) -> Response:
-    def listing() -> list[dict[str, Any]] | api_keys.KeyRefusal:
-        engine = get_engine()
-        admitted = admission.admit(engine, _bearer(request), None)
-        if isinstance(admitted, admission.KeyRefused):
-            return admitted.refusal
+    engine = get_engine()
+    admitted = await admission.aadmit(engine, _bearer(request), None)
+    if isinstance(admitted, admission.KeyRefused):
+        refusal = admitted.refusal
+        return _error(401, refusal.message, _KEY_CODES[refusal], headers={"www-authenticate": "Bearer"})
+
+    def listing() -> list[dict[str, Any]]:
         with transaction(engine) as session:
             user = session.get(User, admitted.user_id)
             assert user is not None
             ids = api_model_ids(session, user)
         return [{"id": model_id, "object": "model", "created": 0, "owned_by": owner} for owner, model_id in ids]
 
-    result = await in_db_thread(listing)
-    if isinstance(result, api_keys.KeyRefusal):
-        return _error(401, result.message, _KEY_CODES[result], headers={"www-authenticate": "Bearer"})
-    return JSONResponse({"object": "list", "data": result})
+    return JSONResponse({"object": "list", "data": await in_db_thread(listing)})
 
 
 async def openapi_route(_request: Request) -> Response:

@@ -29,7 +29,6 @@ from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mindroute import security
 from mindroute.db import make_engine, transaction
 from mindroute.models import ApiKey, Provider, User, UserProvider, utcnow
 from mindroute.services import api_keys
@@ -280,11 +279,9 @@ def _resolve(session: Session, user_id: uuid.UUID, model_id: str) -> Route | Rou
         return RouteRefusal(refused.status_code, refused.message, provider_id)
 
 
-def _touch_if_due(engine: Engine, key_id: uuid.UUID, last_used_at: datetime | None, now: datetime) -> None:
-    """Record the key's use at most once a minute: the row read says whether it is due, and only one
-    call of this process at a time writes it."""
-    if last_used_at is not None and last_used_at >= now - api_keys.LAST_USED_RESOLUTION:
-        return
+def _touch(engine: Engine, key_id: uuid.UUID, now: datetime) -> None:
+    """Record the key's use (the caller saw it is due); only one call of this process at a time
+    writes it, and touch_last_used's own condition keeps it to once a minute across processes."""
     with _touch_lock:
         if key_id in _touching:
             return
@@ -300,23 +297,8 @@ def _touch_if_due(engine: Engine, key_id: uuid.UUID, last_used_at: datetime | No
 def _verdict(row: KeyRow | None, digest: str, now: datetime) -> KeyRefused | None:
     if not api_keys.digests_match(row.key if row is not None else None, digest) or row is None:
         return KeyRefused(api_keys.KeyRefusal.UNKNOWN)
-    state = api_keys.key_state(row, now)
-    if state is api_keys.KeyState.REVOKED:
-        return KeyRefused(api_keys.KeyRefusal.REVOKED, row.id, row.user_id)
-    if state is api_keys.KeyState.EXPIRED:
-        return KeyRefused(api_keys.KeyRefusal.EXPIRED, row.id, row.user_id)
-    if not row.is_active:
-        return KeyRefused(api_keys.KeyRefusal.OWNER_DEACTIVATED, row.id, row.user_id)
-    return None
-
-
-def _presented_digest(presented_key: str | None) -> str | None:
-    """The digest of a key-shaped string; None for anything else (refused without a query)."""
-    if not isinstance(presented_key, str) or len(presented_key) > api_keys.PRESENTED_KEY_MAX_CHARS:
-        return None
-    if not security.looks_like_api_key(presented_key):
-        return None
-    return security.digest(presented_key)
+    refusal = api_keys.refusal_for(row, row.is_active, now)
+    return KeyRefused(refusal, row.id, row.user_id) if refusal is not None else None
 
 
 def _route_now(engine: Engine, row: KeyRow, digest: str, model_id: str) -> Route | RouteRefusal:
@@ -326,34 +308,16 @@ def _route_now(engine: Engine, row: KeyRow, digest: str, model_id: str) -> Route
     return route
 
 
-def admit(engine: Engine, presented_key: str | None, model_id: str | None) -> Admitted | KeyRefused:
-    """Verify the key and route `model_id` for its owner (None: the key only). Writes only lastUsedAt.
-
-    Blocks on the database: for worker threads. The API's calls use `aadmit`."""
-    digest = _presented_digest(presented_key)
-    if digest is None:
-        return KeyRefused(api_keys.KeyRefusal.UNKNOWN)
-    row = read_key(engine, digest)
-    now = utcnow()
-    refused = _verdict(row, digest, now)
-    if refused is not None:
-        return refused
-    assert row is not None
-    _touch_if_due(engine, row.id, row.last_used_at, now)
-    if model_id is None:
-        return Admitted(row.id, row.user_id, RouteRefusal(400, "no model", None))
-    route = _routes.get(digest, model_id, row.fingerprint) or _route_now(engine, row, digest, model_id)
-    return Admitted(row.id, row.user_id, route)
-
-
 def _touch_due(row: KeyRow, now: datetime) -> bool:
     return row.last_used_at is None or row.last_used_at < now - api_keys.LAST_USED_RESOLUTION
 
 
 async def aadmit(engine: Engine, presented_key: str | None, model_id: str | None) -> Admitted | KeyRefused:
-    """`admit` from the event loop: one read on the loop (PostgreSQL), threads only for what the
+    """Verify the key and route `model_id` for its owner (None: the key only). Writes only lastUsedAt.
+
+    One read on the event loop (PostgreSQL; a worker thread on SQLite), threads only for what the
     read cannot answer (a route not remembered, a lastUsedAt due)."""
-    digest = _presented_digest(presented_key)
+    digest = api_keys.presented_digest(presented_key)
     if digest is None:
         return KeyRefused(api_keys.KeyRefusal.UNKNOWN)
     row = await aread_key(engine, digest)
@@ -363,7 +327,7 @@ async def aadmit(engine: Engine, presented_key: str | None, model_id: str | None
         return refused
     assert row is not None
     if _touch_due(row, now):
-        await in_db_thread(_touch_if_due, engine, row.id, row.last_used_at, now)
+        await in_db_thread(_touch, engine, row.id, now)
     if model_id is None:
         return Admitted(row.id, row.user_id, RouteRefusal(400, "no model", None))
     route = _routes.get(digest, model_id, row.fingerprint)

@@ -60,6 +60,7 @@ from mindroute.services.rollups import (
     Level,
     day_of,
     encode_histogram,
+    fact_columns,
     hour_of,
     latency_bucket,
     latency_bucket_value,
@@ -466,19 +467,7 @@ def _read_raw(
 ) -> None:
     """Raw Logs rows of `intervals`: each counts in the series (with detail), and in the window if
     it is outside the whole hours the rollups gave."""
-    stmt = select(
-        Log.created_at,
-        Log.user_id,
-        Log.provider_id,
-        Log.model_id,
-        Log.request_body["source"].as_string(),
-        Log.request_body["api_key_id"].as_string(),
-        Log.status_code,
-        Log.tokens_used,
-        Log.prompt_tokens,
-        Log.completion_tokens,
-        Log.duration,
-    ).where(
+    stmt = select(*fact_columns()).where(
         or_(*(and_(Log.created_at >= low, Log.created_at < high) for low, high in intervals)),
         *[_not_indexed(cond) if session.get_bind().dialect.name == "sqlite" else cond for cond in log_conditions(flt)],
     )

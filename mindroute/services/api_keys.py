@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.orm import Session
@@ -410,6 +410,29 @@ def digests_match(stored_digest: str | None, presented_digest: str) -> bool:
     return hmac.compare_digest(stored.encode("ascii"), presented_digest.encode("ascii")) and stored_digest is not None
 
 
+def presented_digest(presented_key: str | None) -> str | None:
+    """The digest of a key-shaped string; None for anything else (refused without a lookup).
+
+    Shape checks (prefix, length) look at no secret; only the digest goes further."""
+    if not isinstance(presented_key, str) or len(presented_key) > PRESENTED_KEY_MAX_CHARS:
+        return None
+    if not security.looks_like_api_key(presented_key):
+        return None
+    return security.digest(presented_key)
+
+
+def refusal_for(key: Any, owner_is_active: bool, now: datetime | None = None) -> KeyRefusal | None:
+    """Why a found key (anything with revoked_at / expires_at) may not be used now; None if it may."""
+    state = key_state(key, now)
+    if state is KeyState.REVOKED:
+        return KeyRefusal.REVOKED
+    if state is KeyState.EXPIRED:
+        return KeyRefusal.EXPIRED
+    if not owner_is_active:
+        return KeyRefusal.OWNER_DEACTIVATED
+    return None
+
+
 def verify_key(session: Session, presented_key: str | None, now: datetime | None = None) -> VerifiedKey | KeyRefusal:
     """The user a presented key belongs to, or why it is refused. Writes nothing.
 
@@ -417,26 +440,16 @@ def verify_key(session: Session, presented_key: str | None, now: datetime | None
     comparison, and the comparison is constant-time, so timing depends on the secret part no
     more than SHA-256 does. Shape checks (prefix, length) come first; they look at no secret.
     """
-    if not isinstance(presented_key, str) or len(presented_key) > PRESENTED_KEY_MAX_CHARS:
+    digest = presented_digest(presented_key)
+    if digest is None:
         return KeyRefusal.UNKNOWN
-    if not security.looks_like_api_key(presented_key):
-        return KeyRefusal.UNKNOWN
-    presented_digest = security.digest(presented_key)
-    row = session.execute(
-        select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key == presented_digest)
-    ).first()
-    matches = digests_match(row[0].key if row is not None else None, presented_digest)
-    if row is None or not matches:
+    found = select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.key == digest)
+    row = session.execute(found).first()
+    if not digests_match(row[0].key if row is not None else None, digest) or row is None:
         return KeyRefusal.UNKNOWN
     key, owner = row[0], row[1]
-    state = key_state(key, _naive_utc(now) if now else None)
-    if state is KeyState.REVOKED:
-        return KeyRefusal.REVOKED
-    if state is KeyState.EXPIRED:
-        return KeyRefusal.EXPIRED
-    if not owner.is_active:
-        return KeyRefusal.OWNER_DEACTIVATED
-    return VerifiedKey(user=owner, key_id=key.id)
+    refusal = refusal_for(key, owner.is_active, _naive_utc(now) if now else None)
+    return refusal if refusal is not None else VerifiedKey(user=owner, key_id=key.id)
 
 
 def touch_last_used(session: Session, key_id: uuid.UUID, now: datetime | None = None) -> bool:

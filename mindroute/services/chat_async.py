@@ -118,18 +118,13 @@ def stop_log_writer() -> None:
         writer.stop()
 
 
-def log_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
-    """Queue the row when a LogWriter runs (the id is then not known yet: None), else write it now."""
+async def alog_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
+    """Queue the row when a LogWriter runs (the id is then not known yet: None), else write it now
+    in a worker thread."""
     writer = _log_writer
     if writer is not None and writer._engine is engine:
         writer.submit(record)
         return None
-    return write_call_log(engine, record)
-
-
-async def alog_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:
-    if _log_writer is not None and _log_writer._engine is engine:
-        return log_call(engine, record)
     return await in_db_thread(write_call_log, engine, record)
 
 

@@ -244,7 +244,7 @@ LEVELS = (HOURLY, DAILY, BY_MODEL)  # also the order writers lock their rows in
 
 
 # Columns read from Logs to roll a row up; source and API key come out of requestBody in SQL.
-def _fact_columns() -> list[Any]:
+def fact_columns() -> list[Any]:
     return [
         Log.created_at,
         Log.user_id,
@@ -261,7 +261,7 @@ def _fact_columns() -> list[Any]:
 
 
 def accumulate(rows: Iterable[Any]) -> dict[tuple[datetime, Dims], Totals]:
-    """Sum rows of _fact_columns() per (hour, dims)."""
+    """Sum rows of fact_columns() per (hour, dims)."""
     out: dict[tuple[datetime, Dims], Totals] = {}
     for created, user, provider, model, source, api_key, status, tokens, prompt, completion, ms in rows:
         dims = Dims(
@@ -441,7 +441,7 @@ def rebuild_days(session: Session, start: datetime, end: datetime) -> int:
     _lock_rollups(session)
     for level in LEVELS:
         session.execute(delete(level.table).where(level.table.c.bucket >= start, level.table.c.bucket < end))
-    rows = session.execute(select(*_fact_columns()).where(Log.created_at >= start, Log.created_at < end))
+    rows = session.execute(select(*fact_columns()).where(Log.created_at >= start, Log.created_at < end))
     totals = accumulate(rows)
     written = 0
     for level in LEVELS:
@@ -542,7 +542,7 @@ def prune_logs(
         while True:
             with transaction(engine) as session:
                 ids_and_facts = session.execute(
-                    select(Log.id, *_fact_columns())
+                    select(Log.id, *fact_columns())
                     .where(Log.created_at < cutoff)
                     .order_by(Log.created_at)
                     .limit(batch_rows)

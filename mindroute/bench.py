@@ -116,6 +116,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (Linux /proc/stat); (0, 0) elsewhere."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 # --- the database ---------------------------------------------------------------------------------
 
 
@@ -233,6 +243,10 @@ def _summary(latencies: list[float]) -> dict[str, float]:
     return {f"p{int(q * 100)}_ms": round(_percentile(latencies, q), 2) for q in (0.5, 0.95, 0.99)}
 
 
+def _per_call_ms(seconds: float, requests: int) -> float | None:
+    return round(seconds * 1000 / requests, 3) if seconds == seconds else None  # NaN: no /proc
+
+
 def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url: str | None) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="mindroute-bench-") as tmp:
@@ -265,9 +279,13 @@ def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url
             while _log_rows(engine) < WARMUP_REQUESTS and time.monotonic() < deadline:
                 time.sleep(0.05)
             rows_before = _log_rows(engine)
-            cpu_before = _cpu_seconds(api.pid)
+            cpu_before, upstream_before = _cpu_seconds(api.pid), _cpu_seconds(upstream.pid)
+            load_before, ticks_before = time.process_time(), _machine_ticks()
             mr, overheads, failures, mr_s = asyncio.run(_load(through, body, auth, requests, concurrency))
             cpu_used = _cpu_seconds(api.pid) - cpu_before
+            upstream_used = _cpu_seconds(upstream.pid) - upstream_before
+            load_used, ticks = time.process_time() - load_before, _machine_ticks()
+            busy, total = (after - before for before, after in zip(ticks_before, ticks, strict=True))
             _stop(api)  # a graceful stop: whatever is pending is written before the count
             api = None
             log_rows = _log_rows(engine) - rows_before
@@ -295,7 +313,12 @@ def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url
             "p99": round(_percentile(overheads, 0.99), 2),
         },
         # CPU time of the MindRoute process per call (all its threads): what bounds its throughput.
-        "cpu_ms_per_request": round(cpu_used * 1000 / requests, 3) if cpu_used == cpu_used else None,
+        "cpu_ms_per_request": _per_call_ms(cpu_used, requests),
+        # The rest of the machine during the run through MindRoute: the upstream's and this load
+        # generator's CPU per call, and how many of the machine's cores were busy on average.
+        "upstream_cpu_ms_per_request": _per_call_ms(upstream_used, requests),
+        "load_cpu_ms_per_request": _per_call_ms(load_used, requests),
+        "machine_busy_cores": round(busy / total * (os.cpu_count() or 1), 2) if total else None,
         "failures": failures + direct_failures,
         "log_rows": log_rows,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import functools
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+import yarl
 
 # --- limits ---------------------------------------------------------------------------------
 
@@ -659,12 +661,28 @@ _AIO_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, UnicodeEncod
 def _aio_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
     """The same limits for aiohttp: waiting for a pooled connection plus connecting, then the
     longest silence while reading (aiohttp has no write timeout of its own)."""
+    return _aio_timeout_of(timeout.pool, timeout.connect, timeout.read)
+
+
+@functools.lru_cache(maxsize=64)
+def _aio_timeout_of(pool: float | None, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
-        total=None,
-        connect=(timeout.pool or 0) + (timeout.connect or 0) or None,
-        sock_connect=timeout.connect,
-        sock_read=timeout.read,
+        total=None, connect=(pool or 0) + (connect or 0) or None, sock_connect=connect, sock_read=read
     )
+
+
+def _aio_url(url: str) -> yarl.URL | str:
+    """The parsed endpoint URL, which aiohttp would otherwise parse again on every call; a string
+    that does not parse goes to aiohttp as it is, which refuses it with its own InvalidURL."""
+    try:
+        return _parsed_url(url)
+    except ValueError:
+        return url
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_url(url: str) -> yarl.URL:
+    return yarl.URL(url)
 
 
 def _aio_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
@@ -897,7 +915,7 @@ class ProviderAdapter(ABC):
         timeout = _as_timeout(timeout)
         try:
             async with shared_async_session().post(
-                call.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
+                _aio_url(call.url), headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
             ) as response:
                 content = await response.read()
                 if not 200 <= response.status < 300:
@@ -927,7 +945,7 @@ class ProviderAdapter(ABC):
         complete = False
         try:
             async with shared_async_session().post(
-                call.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
+                _aio_url(call.url), headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
             ) as response:
                 if not 200 <= response.status < 300:
                     content = await response.read()

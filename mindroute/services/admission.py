@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -155,6 +156,9 @@ def _read_engine(engine: Engine) -> Engine:
 def dispose_read_engines() -> None:
     """Close the read pools (shutdown, tests)."""
     with _read_engines_lock:
+        for sqlite_reader in _sqlite_readers.values():
+            sqlite_reader.close()  # this thread's; other threads' go with their thread
+        _sqlite_readers.clear()
         for reader in _read_engines.values():
             reader.dispose()
         _read_engines.clear()
@@ -250,8 +254,71 @@ _async_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _
 )
 
 
+class _SqliteReader:
+    """The per-call read on SQLite, on the calling thread itself: one indexed read of a WAL database
+    takes tens of microseconds and never waits for the writer, so a hop to a worker thread would
+    cost several times the read. One autocommit connection per thread, kept open; the statement is
+    SQLAlchemy's, compiled once, and its columns converted by SQLAlchemy's own result processors."""
+
+    BUSY_TIMEOUT_MS = 2000  # only a checkpoint's brief exclusive moment can make a WAL reader wait
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sql = str(_QUERY.compile(dialect=engine.dialect))
+        self._convert = [
+            column.type._cached_result_processor(engine.dialect, None) for column in _QUERY.selected_columns
+        ]
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            pooled = _read_engine(self._engine).raw_connection()  # the engine's connect settings
+            pooled.detach()  # ours for the thread's life; the pool opens another in its place
+            connection = pooled.dbapi_connection
+            connection.isolation_level = None  # autocommit: a SELECT is its own read transaction
+            connection.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")
+            self._local.connection = connection
+        return connection
+
+    def read(self, digest: str) -> KeyRow | None:
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                rows = connection.execute(self._sql, (digest,)).fetchall()  # all: ends the read at once
+                break
+            except sqlite3.ProgrammingError:  # closed under us (dispose): open another
+                self._local.connection = None
+                if attempt == 2:
+                    raise
+        if not rows:
+            return None
+        return KeyRow(*(value if f is None else f(value) for f, value in zip(self._convert, rows[0], strict=True)))
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
+
+_sqlite_readers: dict[str, _SqliteReader] = {}
+
+
+def _sqlite_reader(engine: Engine) -> _SqliteReader:
+    url = engine.url.render_as_string(hide_password=False)
+    reader = _sqlite_readers.get(url)
+    if reader is None:
+        with _read_engines_lock:
+            reader = _sqlite_readers.setdefault(url, _SqliteReader(engine))
+    return reader
+
+
 async def aread_key(engine: Engine, digest: str) -> KeyRow | None:
-    """The per-call read from the event loop: on its own connections on PostgreSQL, else in a thread."""
+    """The per-call read from the event loop: on its own connections on PostgreSQL, on the loop's
+    thread on SQLite (see _SqliteReader), else in a worker thread."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return _sqlite_reader(engine).read(digest)
     if engine.dialect.name != "postgresql":
         return await in_db_thread(read_key, engine, digest)
     readers = _async_readers.setdefault(asyncio.get_running_loop(), {})

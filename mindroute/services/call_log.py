@@ -133,26 +133,31 @@ def _tokens_used(record: CallRecord) -> int | None:
     return None
 
 
-def to_row(record: CallRecord) -> Log:
+def log_values(record: CallRecord) -> dict[str, Any]:
+    """The call's Logs row as {Log attribute: value}: what to_row builds, without an ORM object."""
     error = redact_secrets(record.error_message)[:ERROR_MESSAGE_MAX_CHARS] if record.error_message else None
-    return Log(
-        id=uuid.uuid4(),
-        created_at=record.ended_at,
-        user_id=record.user_id,
-        provider_id=record.provider_id,
-        model_id=(record.model or None) and record.model[:100],
-        request_type=REQUEST_TYPE_CHAT,
-        request_body=request_body(record),
-        response_body=response_body(record),
-        tokens_used=_tokens_used(record),
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        status_code=record.status_code,
-        error_message=error,
-        duration=max(0, record.duration_ms),
-        ip=(record.ip or None) and record.ip[:50],
-        user_agent=(record.user_agent or None) and record.user_agent[:USER_AGENT_MAX_CHARS],
-    )
+    return {
+        "id": uuid.uuid4(),
+        "created_at": record.ended_at,
+        "user_id": record.user_id,
+        "provider_id": record.provider_id,
+        "model_id": (record.model or None) and record.model[:100],
+        "request_type": REQUEST_TYPE_CHAT,
+        "request_body": request_body(record),
+        "response_body": response_body(record),
+        "tokens_used": _tokens_used(record),
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "status_code": record.status_code,
+        "error_message": error,
+        "duration": max(0, record.duration_ms),
+        "ip": (record.ip or None) and record.ip[:50],
+        "user_agent": (record.user_agent or None) and record.user_agent[:USER_AGENT_MAX_CHARS],
+    }
+
+
+def to_row(record: CallRecord) -> Log:
+    return Log(**log_values(record))
 
 
 _LOG_ATTRIBUTES = (
@@ -188,13 +193,13 @@ def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.
     if not records:
         return []
     try:
-        rows = [to_row(record) for record in records]
+        rows = [log_values(record) for record in records]
         with transaction(engine) as session:
             # A Core INSERT of the whole batch (one executemany), not the ORM's unit of work.
             columns = _log_columns()
-            session.execute(insert(Log.__table__), [{c: getattr(row, a) for a, c in columns} for row in rows])
+            session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
             add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
-        return [row.id for row in rows]
+        return [row["id"] for row in rows]
     except Exception:  # logging must never break the user's answer
         if len(records) > 1:
             log.warning("could not write a batch of %d log rows; writing them one by one", len(records))

@@ -380,27 +380,38 @@ def apply_totals(
             _apply_level(session, level, roll_up(level, totals_by_key), sign)
 
 
-def _fact_of(log: Log) -> tuple[Any, ...]:
-    body = log.request_body if isinstance(log.request_body, Mapping) else {}
-    return (
-        log.created_at or utcnow(),
-        log.user_id,
-        log.provider_id,
-        log.model_id,
-        body.get("source"),
-        body.get("api_key_id"),
-        log.status_code,
-        log.tokens_used,
-        log.prompt_tokens,
-        log.completion_tokens,
-        log.duration,
-    )
+def _fact_of(log: Log | Mapping[str, Any]) -> tuple[Any, ...]:
+    if isinstance(log, Mapping):
+        return tuple(log.get(a) for a in _FACT_ATTRIBUTES)
+    return tuple(getattr(log, a) for a in _FACT_ATTRIBUTES)
 
 
-def add_logs_to_rollups(session: Session, logs: Iterable[Log]) -> None:
+_FACT_ATTRIBUTES = (
+    "created_at",
+    "user_id",
+    "provider_id",
+    "model_id",
+    "request_body",
+    "status_code",
+    "tokens_used",
+    "prompt_tokens",
+    "completion_tokens",
+    "duration",
+)
+
+
+def _facts(logs: Iterable[Log | Mapping[str, Any]]) -> Iterable[tuple[Any, ...]]:
+    for log in logs:
+        created, user, provider, model, body, *counts = _fact_of(log)
+        body = body if isinstance(body, Mapping) else {}
+        yield (created or utcnow(), user, provider, model, body.get("source"), body.get("api_key_id"), *counts)
+
+
+def add_logs_to_rollups(session: Session, logs: Iterable[Log | Mapping[str, Any]]) -> None:
     """Count just-written Logs rows in the rollups of every level (same transaction as the rows); the
-    rows are summed first, so a batch costs two statements per level whatever its size."""
-    apply_totals(session, accumulate(_fact_of(log) for log in logs))
+    rows are summed first, so a batch costs two statements per level whatever its size. A row is a
+    Log, or its values keyed by Log attribute (call_log.log_values)."""
+    apply_totals(session, accumulate(_facts(logs)))
 
 
 def add_log_to_rollups(session: Session, log: Log) -> None:

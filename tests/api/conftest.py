@@ -36,13 +36,13 @@ PROTOCOLS = list(_TARGETS)
 class ApiServer:
     """mindroute.api:app served by uvicorn on 127.0.0.1 and a free port, in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any = None) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         conf = uvicorn.Config(
-            api.app, log_level="warning", access_log=False, loop="asyncio", timeout_graceful_shutdown=5
+            app or api.app, log_level="warning", access_log=False, loop="asyncio", timeout_graceful_shutdown=5
         )
         self._server = uvicorn.Server(conf)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)

@@ -4,6 +4,8 @@ the very next call."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from sqlalchemy import text, update
@@ -114,3 +116,28 @@ def test_read_connections_the_server_dropped_are_replaced(engine, server, world)
     assert dropped >= 1
     ok(server, account.key)
     ok(server, account.key)
+
+
+def test_the_read_works_again_after_its_connections_are_closed(engine, world):
+    account, _, _ = world
+    digest = api_keys.presented_digest(account.key)
+
+    async def read() -> admission.KeyRow | None:
+        try:
+            return await admission.aread_key(engine, digest)
+        finally:
+            await admission.aclose_async_readers()
+
+    first = asyncio.run(read())
+    admission.dispose_read_engines()
+    again = asyncio.run(read())
+    assert first is not None and again == first
+    assert (first.id, first.user_id, first.is_active) == (account.key_id, account.user_id, True)
+    assert asyncio.run(_read_unknown(engine)) is None
+
+
+async def _read_unknown(engine) -> admission.KeyRow | None:
+    try:
+        return await admission.aread_key(engine, "0" * 64)
+    finally:
+        await admission.aclose_async_readers()

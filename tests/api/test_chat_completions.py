@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 
 import httpx
 import openai
@@ -11,6 +13,7 @@ import pytest
 from mindroute.db import transaction
 from mindroute.models import ApiKey
 from tests.api.conftest import PROTOCOLS, add_account, add_provider, log_count, logged
+from tests.api.test_refusals import chat, post
 from tests.providers.conftest import make_target
 from tests.providers.fakes import COMPLETION_TOKENS, PROMPT_TOKENS, expected_answer
 
@@ -212,3 +215,45 @@ def test_a_provider_failing_mid_stream_sends_an_error_event_and_logs_it(engine, 
     [row] = logged(engine, 1)
     assert row.status_code == 502
     assert row.response_body["text"] == "Hello"
+
+
+def test_the_routes_mounted_in_another_starlette_app_answer_the_same(engine, server, request):
+    """app.py mounts api.routes() beside Streamlit's: the chat route is a plain ASGI app there too."""
+    from starlette.applications import Starlette
+
+    from mindroute import api
+    from mindroute.providers.base import aclose_shared_async_client
+    from tests.api.conftest import ApiServer
+
+    target = make_target(request, "openai")
+    account = add_account(engine)
+    add_provider(engine, "Fake", "openai", target.server, target.key, ["test-model"], grant_to=account.user_id)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):  # the server fixture's app writes the Logs rows; this one closes its pool
+        yield
+        await aclose_shared_async_client()
+
+    mounted = ApiServer(Starlette(routes=api.routes(), lifespan=lifespan)).start()
+    try:
+        answer = post(mounted, account.key, chat("Fake/test-model"))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["object"] == "chat.completion"
+        assert float(answer.headers["x-mindroute-overhead-ms"]) >= 0
+        assert httpx.get(f"{mounted.url}/v1/chat/completions", timeout=10).status_code == 405
+    finally:
+        mounted.stop()
+    assert httpx.get(f"{server.url}/v1/chat/completions", timeout=10).status_code == 405
+    assert len(logged(engine, 1)) == 1
+
+
+def test_a_client_gone_before_its_body_arrived_is_no_call(engine, server, request):
+    target = make_target(request, "openai")
+    account = add_account(engine)
+    add_provider(engine, "Fake", "openai", target.server, target.key, ["test-model"], grant_to=account.user_id)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        sock.sendall(f'{head}authorization: Bearer {account.key}\r\ncontent-length: 1000\r\n\r\n{{"mo'.encode())
+    answer = post(server, account.key, chat("Fake/test-model"))  # the server carries on
+    assert answer.status_code == 200, answer.text
+    assert [row.status_code for row in logged(engine, 1)] == [200]

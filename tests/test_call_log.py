@@ -181,3 +181,43 @@ def test_a_batch_is_one_transaction_and_a_bad_row_costs_only_itself(engine) -> N
     rebuild_rollups(engine, progress=False)
     with transaction(engine) as session:
         assert tuple(session.execute(text("SELECT sum(requests), sum(tokens) FROM usagerollups")).one()) == (7, 44)
+
+
+def test_a_batch_stores_each_value_as_a_single_insert_would(engine) -> None:
+    """On PostgreSQL a batch goes through COPY, elsewhere through an INSERT: the stored values are
+    the same as the ORM's own INSERT of the same row (JSON null for no response, text as sent)."""
+    from mindroute.services.call_log import log_values, to_row, write_call_logs
+
+    record = CallRecord(
+        user_id=None,
+        provider_id=None,
+        model="m-é",
+        request=a_request(),
+        status_code=200,
+        duration_ms=12,
+        source="api",
+        text='tab\there, quote " and backslash \\ and newline\nand 😀',
+        usage_reported=True,
+        prompt_tokens=3,
+        completion_tokens=4,
+        ip="127.0.0.1",
+        user_agent="ua\\with\tcontrol",
+    )
+    refused = CallRecord(user_id=None, provider_id=None, model="m", request=None, status_code=401, duration_ms=1)
+    [batched, batched_refused] = write_call_logs(engine, [record, refused])
+    with transaction(engine) as session:
+        by_orm = to_row(record)
+        by_orm_refused = to_row(refused)
+        session.add_all([by_orm, by_orm_refused])
+    columns = [c for c in Log.__table__.columns if c.key != "id"]
+
+    def stored(log_id) -> tuple:
+        table = Log.__table__
+        with engine.connect() as connection:
+            query = select(*columns, table.c.responsebody.is_(None)).where(table.c.id == log_id)
+            return tuple(connection.execute(query).one())
+
+    assert stored(batched)[:-1] == stored(by_orm.id)[:-1]
+    assert stored(batched_refused) == stored(by_orm_refused.id)
+    assert not stored(batched_refused)[-1]  # no response: JSON null, not SQL NULL
+    assert log_values(record)["response_body"]["text"] == record.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import contextlib
 import functools
 import json
 import math
@@ -23,6 +24,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx
 import yarl
+
+from mindroute.providers import http1
 
 # --- limits ---------------------------------------------------------------------------------
 
@@ -563,7 +566,7 @@ def shared_async_session() -> aiohttp.ClientSession:
             cookie_jar=aiohttp.DummyCookieJar(),  # one user's provider cookies never reach another's call
             # HTTP(S)_PROXY / NO_PROXY as the sync path's httpx honours them; looked up per call
             # by aiohttp (costly), so only when the environment names a proxy at all.
-            trust_env=bool(urllib.request.getproxies()),
+            trust_env=_environment_names_a_proxy(),
             skip_auto_headers=("user-agent",),
         )
         _async_sessions[loop] = session
@@ -579,9 +582,30 @@ def close_shared_client() -> None:
             _sync_client = None
 
 
+def _environment_names_a_proxy() -> bool:
+    """HTTP(S)_PROXY and the like name a proxy (NO_PROXY alone names none)."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
+
+
+_proxied_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, bool] = weakref.WeakKeyDictionary()
+
+
+def _lean_pool() -> http1.Pool | None:
+    """The running loop's pool of the lean HTTP/1.1 client, or None when the environment names a
+    proxy (HTTP(S)_PROXY, as httpx honours them on the sync path): aiohttp does proxies."""
+    loop = asyncio.get_running_loop()
+    proxied = _proxied_loops.get(loop)
+    if proxied is None:
+        proxied = _proxied_loops[loop] = _environment_names_a_proxy()
+    return None if proxied else http1.loop_pool(POOL_MAX_CONNECTIONS, POOL_KEEPALIVE_EXPIRY_S, USER_AGENT)
+
+
 async def aclose_shared_async_client() -> None:
-    """Close the running loop's async pool; call it before the loop ends (app shutdown, end of a test)."""
-    session = _async_sessions.pop(asyncio.get_running_loop(), None)
+    """Close the running loop's async pools; call it before the loop ends (app shutdown, end of a test)."""
+    loop = asyncio.get_running_loop()
+    _proxied_loops.pop(loop, None)
+    await http1.aclose_loop_pool()
+    session = _async_sessions.pop(loop, None)
     if session is not None:
         await session.close()
 
@@ -708,15 +732,84 @@ def _aio_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, s
     return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
 
 
+def _lean_transport_error(
+    exc: http1.Http1Error | UnicodeEncodeError, url: str, timeout: httpx.Timeout, started_answer: bool
+) -> ProviderError:
+    host = _host(url)
+    if isinstance(exc, http1.InvalidUrlError):
+        return BadRequestError(f"The endpoint URL is not usable: {exc}")
+    if isinstance(exc, http1.InvalidHeaderError):
+        return BadRequestError(f"The request cannot be sent: {exc}")
+    if isinstance(exc, UnicodeEncodeError):
+        return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
+    if isinstance(exc, http1.ConnectTimeoutError):
+        seconds = timeout.connect
+        return ProviderTimeout(f"Could not connect to {host}" + (f" within {seconds:g} s" if seconds else ""))
+    if isinstance(exc, http1.ReadTimeoutError):
+        within = f" within {timeout.read:g} s" if timeout.read is not None else ""
+        if started_answer or exc.started_answer:
+            return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
+        return ProviderTimeout(f"No answer from {host}{within}")
+    if isinstance(exc, http1.ConnectFailedError):
+        return UpstreamError(f"Could not reach {host}: {exc.os_error or exc.__class__.__name__}")
+    if started_answer:
+        return UpstreamError(f"The connection to {host} broke before the answer was complete")
+    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+
+
+def _async_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
+    if isinstance(exc, http1.Http1Error):
+        return _lean_transport_error(exc, url, timeout, started_answer)
+    return _aio_transport_error(exc, url, timeout, started_answer)
+
+
+# What the async HTTP layers turn into typed errors; anything else is a bug and propagates as is.
+_ASYNC_TRANSPORT_ERRORS = (http1.Http1Error, *_AIO_TRANSPORT_ERRORS)
+
+
+class _AioAnswer:
+    """An aiohttp response seen as an http1.Response (status, reason, headers, charset, read, pieces)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        self.reason = response.reason or ""
+        self.headers: Mapping[str, str] = response.headers
+        self.charset = response.charset
+        self.read = response.read
+        self.pieces = response.content.iter_any
+
+
+@contextlib.asynccontextmanager
+async def _apost(call: HttpCall, timeout: httpx.Timeout) -> AsyncIterator[http1.Response | _AioAnswer]:
+    """POST the call and yield its answer, head arrived; leaving the block before the body was read
+    to its end closes the connection. The lean client, or aiohttp when the environment names a proxy."""
+    pool = _lean_pool()
+    if pool is None:
+        async with shared_async_session().post(
+            _aio_url(call.url), headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
+        ) as response:
+            try:
+                yield _AioAnswer(response)
+            except BaseException:
+                response.close()  # a half-read connection never goes back to the pool
+                raise
+        return
+    response = await pool.post(call.url, call.headers, _json_bytes(call.body), timeout)
+    try:
+        yield response
+    finally:
+        response.release()
+
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-async def _aiter_lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+async def _aiter_lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The body's lines as they arrive, split at \\n, \\r\\n or \\r only (as SSE and httpx do),
-    without aiohttp's per-line length limit."""
+    with no limit on a line's length."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
-    async for data in response.content.iter_any():
+    async for data in pieces:
         pending += decoder.decode(data)
         # A \r at the very end may be the first half of a \r\n: keep it until the next piece tells.
         carry = "\r" if pending.endswith("\r") else ""
@@ -914,18 +1007,23 @@ class ProviderAdapter(ABC):
         call = self.prepare(request, endpoint, api_key, stream=False)
         timeout = _as_timeout(timeout)
         try:
-            async with shared_async_session().post(
-                _aio_url(call.url), headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
-            ) as response:
-                content = await response.read()
-                if not 200 <= response.status < 300:
-                    raise self.error_from_response(response.status, response.headers, content, response.reason or "")
-                return self._parsed(_text_of(content, response.charset), request)
+            pool = _lean_pool()
+            if pool is not None:
+                answer: http1.Response | _AioAnswer = await pool.post(
+                    call.url, call.headers, _json_bytes(call.body), timeout, whole=True
+                )
+                content = answer.content or b""
+            else:
+                async with _apost(call, timeout) as answer:
+                    content = await answer.read()
+            if not 200 <= answer.status < 300:
+                raise self.error_from_response(answer.status, answer.headers, content, answer.reason)
+            return self._parsed(_text_of(content, answer.charset), request)
         except ProviderError as exc:
             exc.redact(api_key)
             raise
-        except _AIO_TRANSPORT_ERRORS as exc:
-            error = _aio_transport_error(exc, call.url, timeout, started_answer=False)
+        except _ASYNC_TRANSPORT_ERRORS as exc:
+            error = _async_transport_error(exc, call.url, timeout, started_answer=False)
             error.redact(api_key)
             raise error from None
 
@@ -941,18 +1039,16 @@ class ProviderAdapter(ABC):
         self, call: HttpCall, translator: StreamTranslator, api_key: str | None, timeout: httpx.Timeout
     ) -> AsyncGenerator[StreamChunk | StreamEnd, None]:
         started_answer = False
-        response: aiohttp.ClientResponse | None = None
-        complete = False
         try:
-            async with shared_async_session().post(
-                _aio_url(call.url), headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
-            ) as response:
-                if not 200 <= response.status < 300:
-                    content = await response.read()
-                    raise self.error_from_response(response.status, response.headers, content, response.reason or "")
+            # Leaving the block before the body's end (aclose(), a cancelled task) drops the
+            # connection, so the provider sees the disconnect and stops generating.
+            async with _apost(call, timeout) as answer:
+                if not 200 <= answer.status < 300:
+                    content = await answer.read()
+                    raise self.error_from_response(answer.status, answer.headers, content, answer.reason)
                 started_answer = True
                 decoder = SSEDecoder()
-                async for line in _aiter_lines(response):
+                async for line in _aiter_lines(answer.pieces()):
                     event = decoder.feed(line)
                     if event is not None:
                         for chunk in self._feed(translator, event):
@@ -961,20 +1057,14 @@ class ProviderAdapter(ABC):
                 if event is not None:
                     for chunk in self._feed(translator, event):
                         yield chunk
-                complete = True
             yield translator.finish()
         except ProviderError as exc:
             exc.redact(api_key)
             raise
-        except _AIO_TRANSPORT_ERRORS as exc:
-            error = _aio_transport_error(exc, call.url, timeout, started_answer)
+        except _ASYNC_TRANSPORT_ERRORS as exc:
+            error = _async_transport_error(exc, call.url, timeout, started_answer)
             error.redact(api_key)
             raise error from None
-        finally:
-            # aclose() or a cancelled task: drop the connection, so the provider sees the disconnect
-            # and stops generating (a half-read connection never goes back to the pool).
-            if response is not None and not complete:
-                response.close()
 
 
 def _json_bytes(body: Any) -> bytes:

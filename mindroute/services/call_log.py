@@ -22,6 +22,7 @@ logged on the server and never reaches the user.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert
+from sqlalchemy.orm import Session
 
 from mindroute.db import transaction
 from mindroute.models import Log, utcnow
@@ -186,6 +188,22 @@ def _log_columns() -> tuple[tuple[str, str], ...]:
     return tuple((a, Log.__mapper__.attrs[a].columns[0].key) for a in _LOG_ATTRIBUTES)
 
 
+_JSON_ATTRIBUTES = frozenset({"request_body", "response_body"})
+
+
+def _copy_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: the batch through COPY, on the session's connection and so in its transaction. It
+    costs a fraction of an executemany INSERT's CPU, in this process and in the server. JSON values
+    are written as the Core INSERT writes them (None as JSON null)."""
+    columns = _log_columns()
+    statement = f"COPY {Log.__table__.name} ({', '.join(c for _, c in columns)}) FROM STDIN"
+    dbapi_connection = session.connection().connection.dbapi_connection
+    assert dbapi_connection is not None
+    with dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[a]) if a in _JSON_ATTRIBUTES else row[a] for a, _ in columns])
+
+
 def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.UUID | None]:
     """Write the calls' Logs rows, and count them in the rollups, in one transaction; the ids, in
     order (None for a row that could not be written). Never raises: if the batch fails, each row is
@@ -195,9 +213,11 @@ def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.
     try:
         rows = [log_values(record) for record in records]
         with transaction(engine) as session:
-            # A Core INSERT of the whole batch (one executemany), not the ORM's unit of work.
-            columns = _log_columns()
-            session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
+            if engine.dialect.name == "postgresql":
+                _copy_rows(session, rows)
+            else:  # a Core INSERT of the whole batch (one executemany), not the ORM's unit of work
+                columns = _log_columns()
+                session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
             add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
         return [row["id"] for row in rows]
     except Exception:  # logging must never break the user's answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -25,6 +26,7 @@ from mindroute.providers.base import (
     SSEEvent,
     UnsupportedMedia,
     UpstreamError,
+    aclose_shared_async_client,
     attachment_kind,
     check_media,
     error_class_for_status,
@@ -226,3 +228,28 @@ def test_a_key_or_endpoint_that_cannot_be_sent_is_a_typed_error(
     request = ChatRequest("m", [ChatMessage("user", "hi")])
     with pytest.raises(error_class, match=words):
         adapter_for("openai").complete(request, endpoint, key)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "key", "error_class", "words"),
+    [
+        ("http://127.0.0.1:9/v1", "sk-clé-0123456789", AuthenticationError, "cannot be sent in an HTTP header"),
+        ("ftp://example.com/v1", "sk-0123456789", BadRequestError, "endpoint URL is not usable"),
+        ("http://[::1/v1", "sk-0123456789", BadRequestError, "endpoint URL is not usable"),
+        ("http://127.0.0.1:9/v1", "sk-0123456789\r\nx-injected: 1", BadRequestError, "line break"),
+    ],
+)
+def test_the_api_path_refuses_what_cannot_be_sent_with_the_same_typed_errors(
+    endpoint: str, key: str, error_class: type[ProviderError], words: str
+) -> None:
+    request = ChatRequest("m", [ChatMessage("user", "hi")])
+
+    async def call() -> None:
+        try:
+            await adapter_for("openai").acomplete(request, endpoint, key)
+        finally:
+            await aclose_shared_async_client()
+
+    with pytest.raises(error_class, match=words) as caught:
+        asyncio.run(call())
+    assert "0123456789" not in caught.value.message  # nothing of the key in what is shown or logged

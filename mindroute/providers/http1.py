@@ -4,8 +4,8 @@ connection, pooled per event loop and origin.
 Why not aiohttp: at 1,000+ calls per second in one process, aiohttp's per-request machinery
 (request and response objects, payload registry, multidicts, cookie handling, its own flow control)
 cost about 0.1 ms of CPU per call, and more in latency. Through it, the API answered at concurrency
-32 with a p50 of 5 to 9 ms over the upstream's own time; with a client that writes the request in
-one piece and reads the answer with a StreamReader, 0.4 to 0.5 ms (`python -m mindroute.bench api`).
+32 with a p50 of 6 to 9 ms over the upstream's own time; with this client, which writes the request
+in one piece and reads the answer with a StreamReader, 0.7 to 1.6 ms (`python -m mindroute.bench api`).
 
 What it does: http and https (the system's CA store, SNI); Content-Length, chunked or
 close-delimited bodies; gzip and deflate content codings; keep-alive with an idle expiry; a

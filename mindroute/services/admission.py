@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import URL, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -249,7 +249,7 @@ class _AsyncReader:
             await self._drop(connection)
 
 
-_async_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _AsyncReader]] = (
+_async_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[URL, _AsyncReader]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -302,11 +302,11 @@ class _SqliteReader:
             connection.close()
 
 
-_sqlite_readers: dict[str, _SqliteReader] = {}
+_sqlite_readers: dict[URL, _SqliteReader] = {}
 
 
 def _sqlite_reader(engine: Engine) -> _SqliteReader:
-    url = engine.url.render_as_string(hide_password=False)
+    url = engine.url  # immutable and hashable: equal URLs share a reader
     reader = _sqlite_readers.get(url)
     if reader is None:
         with _read_engines_lock:
@@ -322,7 +322,7 @@ async def aread_key(engine: Engine, digest: str) -> KeyRow | None:
     if engine.dialect.name != "postgresql":
         return await in_db_thread(read_key, engine, digest)
     readers = _async_readers.setdefault(asyncio.get_running_loop(), {})
-    url = engine.url.render_as_string(hide_password=False)
+    url = engine.url
     reader = readers.get(url)
     if reader is None:
         reader = readers[url] = _AsyncReader(engine)

@@ -463,7 +463,7 @@ OPENAPI: dict[str, Any] = {
 
 GC_THRESHOLDS = (10_000, 20, 20)
 GIL_SWITCH_INTERVAL_S = 0.0005
-_gc_settled = False
+_runtime_settled = False
 
 
 def _settle_runtime() -> None:
@@ -479,10 +479,10 @@ def _settle_runtime() -> None:
       for each socket, libpq or SQLite call and then waits for the log writer's thread to hand it
       back, for up to the switch interval; on PostgreSQL that wait was a visible part of the p50.
     """
-    global _gc_settled
-    if _gc_settled:
+    global _runtime_settled
+    if _runtime_settled:
         return
-    _gc_settled = True
+    _runtime_settled = True
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import codecs
 import contextlib
-import functools
 import json
 import math
 import re
@@ -23,7 +22,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
-import yarl
 
 from mindroute.providers import http1
 
@@ -654,27 +652,55 @@ def _timeout_seconds(timeout: httpx.Timeout, exc: httpx.TimeoutException) -> flo
     return timeout.read
 
 
+# The typed errors every HTTP layer (httpx, aiohttp, http1) maps its failures to: one wording each.
+
+
+def _connect_timeout(host: str, within: str) -> ProviderError:
+    return ProviderTimeout(f"Could not connect to {host}{within}")
+
+
+def _read_timeout(host: str, within: str, started_answer: bool) -> ProviderError:
+    if started_answer:
+        return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
+    return ProviderTimeout(f"No answer from {host}{within}")
+
+
+def _unreachable(host: str, reason: object) -> ProviderError:
+    return UpstreamError(f"Could not reach {host}: {reason}")
+
+
+def _unusable_url(exc: Exception) -> ProviderError:
+    return BadRequestError(f"The endpoint URL is not usable: {exc}")
+
+
+def _unsendable_key() -> ProviderError:
+    return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
+
+
+def _broken_or_failed(host: str, exc: BaseException, started_answer: bool) -> ProviderError:
+    if started_answer:
+        return UpstreamError(f"The connection to {host} broke before the answer was complete")
+    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+
+
 def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
     host = _host(url)
     if isinstance(exc, httpx.TimeoutException):
         seconds = _timeout_seconds(timeout, exc)
         within = f" within {seconds:g} s" if seconds is not None else ""
         if isinstance(exc, httpx.ConnectTimeout):
-            return ProviderTimeout(f"Could not connect to {host}{within}")
+            return _connect_timeout(host, within)
         if isinstance(exc, httpx.PoolTimeout):
             return ProviderTimeout(f"No free connection to {host}{within}: too many calls in flight")
-        if started_answer:
-            return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
-        return ProviderTimeout(f"No answer from {host}{within}")
+        return _read_timeout(host, within, started_answer)
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(f"Could not reach {host}: {exc or exc.__class__.__name__}")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) and started_answer:
-        return UpstreamError(f"The connection to {host} broke before the answer was complete")
+        return _unreachable(host, exc or exc.__class__.__name__)
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return BadRequestError(f"The endpoint URL is not usable: {exc}")
+        return _unusable_url(exc)
     if isinstance(exc, UnicodeEncodeError):
-        return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
-    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+        return _unsendable_key()
+    broken = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) and started_answer
+    return _broken_or_failed(host, exc, broken)
 
 
 # What the HTTP layer turns into typed errors; anything else is a bug and propagates as is.
@@ -685,51 +711,37 @@ _AIO_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, UnicodeEncod
 def _aio_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
     """The same limits for aiohttp: waiting for a pooled connection plus connecting, then the
     longest silence while reading (aiohttp has no write timeout of its own)."""
-    return _aio_timeout_of(timeout.pool, timeout.connect, timeout.read)
-
-
-@functools.lru_cache(maxsize=64)
-def _aio_timeout_of(pool: float | None, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
-        total=None, connect=(pool or 0) + (connect or 0) or None, sock_connect=connect, sock_read=read
+        total=None,
+        connect=(timeout.pool or 0) + (timeout.connect or 0) or None,
+        sock_connect=timeout.connect,
+        sock_read=timeout.read,
     )
-
-
-def _aio_url(url: str) -> yarl.URL | str:
-    """The parsed endpoint URL, which aiohttp would otherwise parse again on every call; a string
-    that does not parse goes to aiohttp as it is, which refuses it with its own InvalidURL."""
-    try:
-        return _parsed_url(url)
-    except ValueError:
-        return url
-
-
-@functools.lru_cache(maxsize=1024)
-def _parsed_url(url: str) -> yarl.URL:
-    return yarl.URL(url)
 
 
 def _aio_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
     host = _host(url)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        seconds = timeout.connect
-        return ProviderTimeout(f"Could not connect to {host}" + (f" within {seconds:g} s" if seconds else ""))
+        return _connect_timeout(host, _connect_within(timeout))
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's read timeout (SocketTimeoutError) is one too
-        within = f" within {timeout.read:g} s" if timeout.read is not None else ""
-        if started_answer:
-            return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
-        return ProviderTimeout(f"No answer from {host}{within}")
+        return _read_timeout(host, _read_within(timeout), started_answer)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError(f"Could not reach {host}: {exc.os_error or exc.__class__.__name__}")
+        return _unreachable(host, exc.os_error or exc.__class__.__name__)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return BadRequestError(f"The endpoint URL is not usable: {exc}")
+        return _unusable_url(exc)
     if isinstance(exc, UnicodeEncodeError):
-        return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
+        return _unsendable_key()
     if isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
         return BadRequestError(f"The request cannot be sent: {exc}")
-    if started_answer:
-        return UpstreamError(f"The connection to {host} broke before the answer was complete")
-    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+    return _broken_or_failed(host, exc, started_answer)
+
+
+def _connect_within(timeout: httpx.Timeout) -> str:
+    return f" within {timeout.connect:g} s" if timeout.connect else ""
+
+
+def _read_within(timeout: httpx.Timeout) -> str:
+    return f" within {timeout.read:g} s" if timeout.read is not None else ""
 
 
 def _lean_transport_error(
@@ -737,24 +749,18 @@ def _lean_transport_error(
 ) -> ProviderError:
     host = _host(url)
     if isinstance(exc, http1.InvalidUrlError):
-        return BadRequestError(f"The endpoint URL is not usable: {exc}")
+        return _unusable_url(exc)
     if isinstance(exc, http1.InvalidHeaderError):
         return BadRequestError(f"The request cannot be sent: {exc}")
     if isinstance(exc, UnicodeEncodeError):
-        return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
+        return _unsendable_key()
     if isinstance(exc, http1.ConnectTimeoutError):
-        seconds = timeout.connect
-        return ProviderTimeout(f"Could not connect to {host}" + (f" within {seconds:g} s" if seconds else ""))
+        return _connect_timeout(host, _connect_within(timeout))
     if isinstance(exc, http1.ReadTimeoutError):
-        within = f" within {timeout.read:g} s" if timeout.read is not None else ""
-        if started_answer or exc.started_answer:
-            return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
-        return ProviderTimeout(f"No answer from {host}{within}")
+        return _read_timeout(host, _read_within(timeout), started_answer or exc.started_answer)
     if isinstance(exc, http1.ConnectFailedError):
-        return UpstreamError(f"Could not reach {host}: {exc.os_error or exc.__class__.__name__}")
-    if started_answer:
-        return UpstreamError(f"The connection to {host} broke before the answer was complete")
-    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+        return _unreachable(host, exc.os_error or exc.__class__.__name__)
+    return _broken_or_failed(host, exc, started_answer)
 
 
 def _async_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
@@ -786,7 +792,7 @@ async def _apost(call: HttpCall, timeout: httpx.Timeout) -> AsyncIterator[http1.
     pool = _lean_pool()
     if pool is None:
         async with shared_async_session().post(
-            _aio_url(call.url), headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
+            call.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
         ) as response:
             try:
                 yield _AioAnswer(response)

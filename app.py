@@ -1,12 +1,20 @@
 """The ASGI entry: the Streamlit app, MindRoute's own HTTP routes and the OpenAI-compatible API in one process.
 
 Run with `streamlit run app.py` (or `uvicorn app:app`); the API alone: `uvicorn mindroute.api:app`.
+Every /v1 request is handed to the API by `api.ApiFirst`, the first middleware, so API calls skip
+the page middleware (Streamlit's and MindRoute's) and unknown /v1 paths get the API's JSON 404.
 """
 
 import streamlit as st
+from starlette.middleware import Middleware
 
 from mindroute import api, web
 
 web.ROUTES_MOUNTED = True
 
-app = st.App("Home.py", routes=[*web.routes(), *api.routes()], middleware=web.middleware(), lifespan=api.lifespan)
+app = st.App(
+    "Home.py",
+    routes=web.routes(),
+    middleware=[Middleware(api.ApiFirst), *web.middleware()],
+    lifespan=api.lifespan,
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import sys
 import time
@@ -355,6 +356,19 @@ async def models_route(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": await in_db_thread(listing)})
 
 
+async def model_route(request: Request, model_id: str) -> Response:
+    """GET /v1/models/{id}: OpenAI's model object for an id the key's owner may use, else a 404."""
+    listing = await models_route(request)
+    if listing.status_code != 200:
+        return listing
+    for model in json.loads(listing.body)["data"]:
+        if model["id"] == model_id:
+            return JSONResponse(model)
+    return JSONResponse(
+        error_body(404, f"The model '{model_id}' does not exist", "model_not_found", "model"), status_code=404
+    )
+
+
 async def openapi_route(_request: Request) -> Response:
     return JSONResponse(OPENAPI)
 
@@ -451,6 +465,13 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "OpenAI's model list"}, **_errors(401)},
             }
         },
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "One model the key's owner may use, by its id (<provider name>/<model>; the id's / as is)",
+                "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "OpenAI's model object"}, **_errors(401, 404)},
+            }
+        },
         "/v1/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}
         },
@@ -506,30 +527,84 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
             admission.dispose_read_engines()
 
 
+def is_api_path(path: str) -> bool:
+    """Whether a request path belongs to the API (/v1 and below), which answers every one of them."""
+    return path.startswith("/v1/") or path == "/v1"
+
+
+async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:
+    method, path = scope.get("method", "GET"), scope["path"]
+    shown = path if len(path) <= 200 else path[:200] + "…"
+    message = f"Unknown request URL: {method} {shown}. See /v1/openapi.json for the routes MindRoute serves."
+    await _error(404, message, "unknown_url")(scope, receive, send)
+
+
+_MODEL_PREFIX = "/v1/models/"
+
+
+class V1App:
+    """Every /v1 request as a plain ASGI app, with no framework router or middleware in front:
+    POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id} (ids contain "/"),
+    GET /v1/openapi.json; any other path or method gets OpenAI's JSON 404 (code "unknown_url")."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope.get("method")
+        if path == "/v1/chat/completions" and method == "POST":
+            await chat_completions_app(scope, receive, send)
+            return
+        if method in ("GET", "HEAD"):
+            if path == "/v1/models":
+                response = await models_route(Request(scope, receive))
+            elif path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
+                response = await model_route(Request(scope, receive), path[len(_MODEL_PREFIX) :])
+            elif path == "/v1/openapi.json":
+                response = await openapi_route(Request(scope, receive))
+            else:
+                response = None
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await _unknown_url(scope, receive, send)
+
+
+v1_app = V1App()
+
+
+class ApiFirst:
+    """ASGI middleware that hands every /v1 request to the API before any middleware after it runs:
+    app.py puts it first in the st.App's middleware, so API calls skip Streamlit's and MindRoute's
+    page middleware (session cookie, path security, sessions, gzip)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_api_path(scope["path"]):
+            await v1_app(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def routes() -> list[BaseRoute]:
-    """The API's routes, for app.py to mount beside Streamlit's."""
-    return [
-        Route("/v1/chat/completions", chat_completions_app, methods=["POST"]),
-        Route("/v1/models", models_route, methods=["GET"]),
-        Route("/v1/openapi.json", openapi_route, methods=["GET"]),
-    ]
+    """The API as routes, for mounting in another Starlette app: every /v1 path goes to V1App."""
+    return [Route("/v1", v1_app), Route("/v1/{rest:path}", v1_app)]
 
 
 def _standalone_routes() -> list[BaseRoute]:
     health: Callable[[Request], Awaitable[Response]] = web.healthz_route
-    return [*routes(), Route("/healthz", health, methods=["GET"])]
+    return [Route("/healthz", health, methods=["GET"])]
 
 
 class _Api:
-    """The standalone API: chat completions straight to its ASGI app, everything else (the other
-    routes, 404s and 405s, lifespan) through Starlette."""
+    """The standalone API: /v1 straight to V1App, everything else (/healthz, lifespan) through
+    Starlette."""
 
     def __init__(self) -> None:
         self.starlette = Starlette(routes=_standalone_routes(), lifespan=lifespan)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions" and scope["method"] == "POST":
-            await chat_completions_app(scope, receive, send)
+        if scope["type"] == "http" and is_api_path(scope["path"]):
+            await v1_app(scope, receive, send)
         else:
             await self.starlette(scope, receive, send)
 

@@ -1,6 +1,7 @@
-"""Benchmarks: `python -m mindroute.bench api --requests N --concurrency C` measures what MindRoute
-adds to a chat call. A local upstream answering like OpenAI after a fixed delay and MindRoute's API
-(one uvicorn process, logging on) run as child processes; this process sends N non-streamed
+"""Benchmarks: `python -m mindroute.bench api --requests N --concurrency C [--entry api|app]` measures
+what MindRoute adds to a chat call. A local upstream answering like OpenAI after a fixed delay and
+MindRoute's API (one process, logging on: `uvicorn mindroute.api:app`, or `streamlit run app.py`
+with --entry app) run as child processes; this process sends N non-streamed
 requests at concurrency C through MindRoute and then directly to the upstream, and prints one JSON
 object with the throughput, the latencies both ways, their differences and the Logs rows written.
 """
@@ -85,6 +86,21 @@ def _serve(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "30"]
     return subprocess.Popen(command, env=env)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENTRIES = ("api", "app")
+
+
+def _serve_entry(entry: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """MindRoute as users serve it: `uvicorn mindroute.api:app` (the API alone) or, for "app",
+    `streamlit run app.py` from the project folder (as README says), /v1 beside the pages."""
+    if entry == "api":
+        return _serve("mindroute.api:app", port, env)
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--logger.level", "warning"]
+    # Its banner ("You can now view your Streamlit app…") would mix with the figures on stdout.
+    return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
 
 
 def _wait_until_up(url: str) -> None:
@@ -247,8 +263,13 @@ def _per_call_ms(seconds: float, requests: int) -> float | None:
     return round(seconds * 1000 / requests, 3) if seconds == seconds else None  # NaN: no /proc
 
 
-def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url: str | None) -> dict[str, Any]:
-    """Run the benchmark and return its figures (see the module docstring)."""
+def run_api_bench(
+    requests: int, concurrency: int, delay_ms: float, database_url: str | None, entry: str = "api"
+) -> dict[str, Any]:
+    """Run the benchmark and return its figures (see the module docstring); `entry` "api" serves
+    `mindroute.api:app` alone, "app" serves `streamlit run app.py`."""
+    if entry not in ENTRIES:
+        raise ValueError(f"entry must be one of {', '.join(ENTRIES)}")
     with tempfile.TemporaryDirectory(prefix="mindroute-bench-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         env = {
@@ -267,7 +288,7 @@ def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url
             _wait_until_up(upstream_url)
             credentials, engine = _set_up(url, upstream_url)
             key, model_id = credentials.split("\n")
-            api = _serve("mindroute.api:app", api_port, env)
+            api = _serve_entry(entry, api_port, env)
             _wait_until_up(api_url + "/healthz")
             body = {"model": model_id, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
             auth = {"authorization": f"Bearer {key}"}
@@ -297,6 +318,7 @@ def run_api_bench(requests: int, concurrency: int, delay_ms: float, database_url
             _stop(upstream)
     mr_summary, up_summary = _summary(mr), _summary(up)
     return {
+        "entry": entry,
         "requests": requests,
         "concurrency": concurrency,
         "upstream_delay_ms": delay_ms,
@@ -332,6 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     api.add_argument("--concurrency", type=int, default=32)
     api.add_argument("--delay-ms", type=float, default=DEFAULT_DELAY_MS, help="the upstream's fixed delay")
     api.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    api.add_argument(
+        "--entry",
+        choices=ENTRIES,
+        default="api",
+        help="api: uvicorn mindroute.api:app (the API alone); app: streamlit run app.py (the API beside the pages)",
+    )
     analytics = commands.add_parser("analytics", help="the Usage page's queries (see mindroute.bench_analytics)")
     analytics.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
     analytics.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
@@ -346,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_analytics.main(forwarded)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
-    print(json.dumps(run_api_bench(args.requests, args.concurrency, args.delay_ms, args.database_url)))
+    print(json.dumps(run_api_bench(args.requests, args.concurrency, args.delay_ms, args.database_url, args.entry)))
     return 0
 
 

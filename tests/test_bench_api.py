@@ -22,3 +22,13 @@ def test_the_api_bench_prints_its_figures_and_every_call_is_logged(capsys) -> No
     for name in ("cpu_ms_per_request", "upstream_cpu_ms_per_request", "load_cpu_ms_per_request"):
         assert figures[name] > 0, name
     assert 0 < figures["machine_busy_cores"] <= 64
+
+
+def test_the_api_bench_serves_app_py_as_readme_says_with_entry_app(capsys) -> None:
+    assert bench.main(["api", "--requests", "40", "--concurrency", "4", "--delay-ms", "5", "--entry", "app"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["entry"] == "app" and figures["requests"] == 40
+    assert figures["failures"] == 0
+    assert figures["log_rows"] == 40  # app.py's lifespan runs the log writer; SIGTERM writes what is queued
+    assert 5 <= figures["mindroute"]["p50_ms"] <= figures["mindroute"]["p99_ms"]
+    assert figures["header_overhead_ms"]["p50"] >= 0  # answered by the API itself, not a Streamlit page

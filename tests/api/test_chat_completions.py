@@ -240,10 +240,11 @@ def test_the_routes_mounted_in_another_starlette_app_answer_the_same(engine, ser
         assert answer.status_code == 200, answer.text
         assert answer.json()["object"] == "chat.completion"
         assert float(answer.headers["x-mindroute-overhead-ms"]) >= 0
-        assert httpx.get(f"{mounted.url}/v1/chat/completions", timeout=10).status_code == 405
+        # Issue #13: a known path with another method is an unknown URL, OpenAI's JSON 404 (was 405).
+        assert httpx.get(f"{mounted.url}/v1/chat/completions", timeout=10).status_code == 404
     finally:
         mounted.stop()
-    assert httpx.get(f"{server.url}/v1/chat/completions", timeout=10).status_code == 405
+    assert httpx.get(f"{server.url}/v1/chat/completions", timeout=10).json()["error"]["code"] == "unknown_url"
     assert len(logged(engine, 1)) == 1
 
 

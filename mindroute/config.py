@@ -154,3 +154,72 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return load_settings()
+
+
+# --- limits on what upstream providers may send and hold --------------------------------------
+
+DEFAULT_UPSTREAM_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_UPSTREAM_MAX_LINE_BYTES = 1024 * 1024
+DEFAULT_UPSTREAM_CONNECTIONS_PER_HOST = 100
+DEFAULT_UPSTREAM_CONNECTIONS_TOTAL = 1000
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    """What one provider's answer may be, and how many connections calls to providers may hold."""
+
+    # The whole body of an answer, counted after decompression (a streamed answer too).
+    max_body_bytes: int = DEFAULT_UPSTREAM_MAX_BODY_BYTES
+    # One line of a streamed answer, and one server-sent event (its data lines together).
+    max_line_bytes: int = DEFAULT_UPSTREAM_MAX_LINE_BYTES
+    # Connections to one provider (scheme, host and port) at a time, so one slow provider cannot take
+    # every connection; calls over it wait up to the pool timeout for one.
+    connections_per_host: int = DEFAULT_UPSTREAM_CONNECTIONS_PER_HOST
+    # Connections to all providers together, per process (per event loop on the API's path).
+    connections_total: int = DEFAULT_UPSTREAM_CONNECTIONS_TOTAL
+
+
+def parse_positive_int(name: str, raw: str | None, default: int, minimum: int = 1) -> int:
+    """A whole number of at least `minimum`; digits only, with optional _ separators (32_000_000)."""
+    if raw is None:
+        return default
+    text = raw.strip().replace("_", "")
+    if not text.isdigit():
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}")
+    value = int(text)
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def load_upstream_limits() -> UpstreamLimits:
+    secrets = _secrets_toml()
+
+    def number(name: str, default: int, minimum: int) -> int:
+        return parse_positive_int(name, _lookup(name, secrets), default, minimum)
+
+    limits = UpstreamLimits(
+        max_body_bytes=number("MINDROUTE_UPSTREAM_MAX_BODY_BYTES", DEFAULT_UPSTREAM_MAX_BODY_BYTES, 1024),
+        max_line_bytes=number("MINDROUTE_UPSTREAM_MAX_LINE_BYTES", DEFAULT_UPSTREAM_MAX_LINE_BYTES, 1024),
+        connections_per_host=number(
+            "MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST", DEFAULT_UPSTREAM_CONNECTIONS_PER_HOST, 1
+        ),
+        connections_total=number("MINDROUTE_UPSTREAM_CONNECTIONS_TOTAL", DEFAULT_UPSTREAM_CONNECTIONS_TOTAL, 1),
+    )
+    if limits.max_line_bytes > limits.max_body_bytes:
+        raise ConfigError(
+            "MINDROUTE_UPSTREAM_MAX_LINE_BYTES: must not be more than MINDROUTE_UPSTREAM_MAX_BODY_BYTES "
+            f"({limits.max_line_bytes} > {limits.max_body_bytes})"
+        )
+    if limits.connections_total < limits.connections_per_host:
+        raise ConfigError(
+            "MINDROUTE_UPSTREAM_CONNECTIONS_TOTAL: must be at least MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST "
+            f"({limits.connections_total} < {limits.connections_per_host})"
+        )
+    return limits
+
+
+@lru_cache(maxsize=1)
+def get_upstream_limits() -> UpstreamLimits:
+    """The process's upstream limits, read once (tests clear the cache after changing the environment)."""
+    return load_upstream_limits()

@@ -6,12 +6,15 @@ import asyncio
 import base64
 import codecs
 import contextlib
+import functools
 import json
 import math
 import re
 import threading
+import time
 import urllib.request
 import weakref
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,8 +25,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+import yarl
+from aiohttp import hdrs
 
-from mindroute.providers import http1
+from mindroute.config import UpstreamLimits, get_upstream_limits
 
 # --- limits ---------------------------------------------------------------------------------
 
@@ -36,9 +41,10 @@ POOL_TIMEOUT_S = 10.0  # waiting for a free connection when every pooled one is 
 DEFAULT_TIMEOUT = httpx.Timeout(
     connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S, write=WRITE_TIMEOUT_S, pool=POOL_TIMEOUT_S
 )
-POOL_MAX_CONNECTIONS = 100
-POOL_MAX_KEEPALIVE_CONNECTIONS = 20
+# Connections per provider and in all: `MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST` / `_TOTAL` (config.py).
+POOL_MAX_KEEPALIVE_CONNECTIONS = 20  # idle connections kept per provider on the sync path
 POOL_KEEPALIVE_EXPIRY_S = 30.0
+DNS_CACHE_TTL_S = 300.0  # the API's path resolves a provider's host at most this often
 ERROR_MESSAGE_MAX_CHARS = 1000
 # An error page is cut to this before redaction, so a huge HTML page costs nothing to scrub.
 ERROR_BODY_SCAN_CHARS = 8000
@@ -214,6 +220,11 @@ class RateLimitedError(ProviderError):
 
 class UpstreamError(ProviderError):
     """The provider failed (5xx, overloaded), could not be reached, or answered something we cannot read."""
+
+
+class UpstreamTooLarge(UpstreamError):  # noqa: N818 - reads better at the raise site
+    """The provider's answer, or one line or event of its stream, is over MindRoute's limit
+    (`MINDROUTE_UPSTREAM_MAX_BODY_BYTES`, `MINDROUTE_UPSTREAM_MAX_LINE_BYTES`); nothing past it was read."""
 
 
 class ProviderTimeout(ProviderError):  # noqa: N818 - reads better at the raise site
@@ -425,9 +436,12 @@ class SSEEvent:
 class SSEDecoder:
     """Lines of a text/event-stream in, events out (the WHATWG rules: event/data fields, blank line dispatches)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None, host: str = "the provider") -> None:
         self._event = ""
         self._data: list[str] = []
+        self._size = 0  # characters of data in the pending event
+        self._limit = limit  # at most this many characters of data in one event
+        self._host = host
 
     def feed(self, line: str) -> SSEEvent | None:
         line = line.rstrip("\r\n")
@@ -441,6 +455,11 @@ class SSEDecoder:
             self._event = value
         elif name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
+            if self._limit is not None and self._size > self._limit:
+                raise _too_large(
+                    self._host, "one event of the stream", self._limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES"
+                )
         return None  # id and retry do not matter to a single request
 
     def flush(self) -> SSEEvent | None:
@@ -449,7 +468,7 @@ class SSEDecoder:
             self._event = ""
             return None
         event = SSEEvent(self._event or "message", "\n".join(self._data))
-        self._event, self._data = "", []
+        self._event, self._data, self._size = "", [], 0
         return event
 
 
@@ -522,90 +541,122 @@ def int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-# --- the shared connection pool -------------------------------------------------------------
+# --- the shared connection pools ------------------------------------------------------------
 
-_POOL_LIMITS = httpx.Limits(
-    max_connections=POOL_MAX_CONNECTIONS,
-    max_keepalive_connections=POOL_MAX_KEEPALIVE_CONNECTIONS,
-    keepalive_expiry=POOL_KEEPALIVE_EXPIRY_S,
-)
-_sync_client: httpx.Client | None = None
-_sync_client_lock = threading.Lock()
-# The async path (the API) uses aiohttp: per call it costs a fraction of httpx's CPU, which is what
-# bounds the API's throughput. A session's pooled connections belong to the event loop that opened
-# them, so "one per process" is one per running loop: a single one under uvicorn.
-_async_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
-    weakref.WeakKeyDictionary()
-)
+# Both paths ask for gzip and deflate only, and decode what they get themselves (aiohttp as the
+# body is read, the sync path below), counting the decompressed bytes against the body limit.
+ACCEPT_ENCODING = "gzip, deflate"
+
+_sync_clients: dict[tuple[str, str, int | None], httpx.Client] = {}
+_sync_clients_lock = threading.Lock()
 
 
-def shared_client() -> httpx.Client:
-    """The process's pooled sync client, created on first use (Streamlit runs each session in a thread)."""
-    global _sync_client
-    with _sync_client_lock:
-        if _sync_client is None or _sync_client.is_closed:
+def _origin_key(url: str) -> tuple[str, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:  # httpx refuses it with its own error; it needs some client to do that
+        return "", url, None
+
+
+def shared_client(url: str = "") -> httpx.Client:
+    """The process's pooled sync client for `url`'s provider (scheme, host and port), created on first use.
+
+    One client per provider, because httpx's connection limits are per client: a provider that
+    holds every one of its connections makes only its own calls wait, never another provider's.
+    Streamlit runs each session in a thread; the clients are thread-safe.
+    """
+    key = _origin_key(url)
+    with _sync_clients_lock:
+        client = _sync_clients.get(key)
+        if client is None or client.is_closed:
+            limits = get_upstream_limits()
             # No transport retries: a request that may have reached the model is never sent twice.
-            _sync_client = httpx.Client(
-                timeout=DEFAULT_TIMEOUT, limits=_POOL_LIMITS, headers={"user-agent": USER_AGENT}
+            client = _sync_clients[key] = httpx.Client(
+                timeout=DEFAULT_TIMEOUT,
+                limits=httpx.Limits(
+                    max_connections=limits.connections_per_host,
+                    max_keepalive_connections=min(POOL_MAX_KEEPALIVE_CONNECTIONS, limits.connections_per_host),
+                    keepalive_expiry=POOL_KEEPALIVE_EXPIRY_S,
+                ),
+                headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING},
             )
-        return _sync_client
+            # The playground's Stop ends a call from another thread (mindroute/providers/cancel.py).
+            from mindroute.providers.cancel import make_cancellable
+
+            make_cancellable(client)
+        return client
+
+
+def close_shared_client() -> None:
+    """Close the sync pools (at shutdown, or in tests); the next call opens new ones."""
+    with _sync_clients_lock:
+        clients = list(_sync_clients.values())
+        _sync_clients.clear()
+    for client in clients:
+        client.close()
+
+
+class _LoopClient:
+    """The running loop's aiohttp session, the limits it was made with, and its calls in flight per provider."""
+
+    __slots__ = ("in_flight", "limits", "session", "total")
+
+    def __init__(self, session: aiohttp.ClientSession, limits: UpstreamLimits) -> None:
+        self.session = session
+        self.limits = limits
+        self.in_flight: dict[str, int] = {}  # origin -> calls waiting for or holding a connection
+        self.total = 0
+
+
+# A session's pooled connections belong to the event loop that opened them, so "one per process"
+# is one per running loop: a single one under uvicorn.
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
+
+
+def _new_session(limits: UpstreamLimits) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=limits.connections_total,
+        # One slow provider holding its connections makes only its own calls wait.
+        limit_per_host=limits.connections_per_host,
+        keepalive_timeout=POOL_KEEPALIVE_EXPIRY_S,
+        ttl_dns_cache=DNS_CACHE_TTL_S,
+        # Aborted TLS connections are only freed with this on the Pythons that need it (3.11 here);
+        # aiohttp deprecates it on the ones that do not.
+        enable_cleanup_closed=bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
+        cookie_jar=aiohttp.DummyCookieJar(),  # one caller's provider cookies never reach another's call
+        # HTTP(S)_PROXY / NO_PROXY, as httpx honours them on the sync path. aiohttp looks them up on
+        # every call when this is on, so it is on only when the environment names a proxy at all.
+        trust_env=any(scheme != "no" for scheme in urllib.request.getproxies()),
+        timeout=_aio_timeout(DEFAULT_TIMEOUT),
+        auto_decompress=True,  # aiohttp inflates as the body is read, never more than it is asked for
+        raise_for_status=False,
+    )
+
+
+def _loop_client() -> _LoopClient:
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None or client.session.closed:
+        limits = get_upstream_limits()
+        client = _loop_clients[loop] = _LoopClient(_new_session(limits), limits)
+    return client
 
 
 def shared_async_session() -> aiohttp.ClientSession:
     """The pooled aiohttp session of the running event loop, created on first use."""
-    loop = asyncio.get_running_loop()
-    session = _async_sessions.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=POOL_MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=POOL_KEEPALIVE_EXPIRY_S
-            ),
-            headers={"user-agent": USER_AGENT},
-            cookie_jar=aiohttp.DummyCookieJar(),  # one user's provider cookies never reach another's call
-            # HTTP(S)_PROXY / NO_PROXY as the sync path's httpx honours them; looked up per call
-            # by aiohttp (costly), so only when the environment names a proxy at all.
-            trust_env=_environment_names_a_proxy(),
-            skip_auto_headers=("user-agent",),
-        )
-        _async_sessions[loop] = session
-    return session
-
-
-def close_shared_client() -> None:
-    """Close the sync pool (at shutdown, or in tests); the next call opens a new one."""
-    global _sync_client
-    with _sync_client_lock:
-        if _sync_client is not None:
-            _sync_client.close()
-            _sync_client = None
-
-
-def _environment_names_a_proxy() -> bool:
-    """HTTP(S)_PROXY and the like name a proxy (NO_PROXY alone names none)."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
-
-
-_proxied_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, bool] = weakref.WeakKeyDictionary()
-
-
-def _lean_pool() -> http1.Pool | None:
-    """The running loop's pool of the lean HTTP/1.1 client, or None when the environment names a
-    proxy (HTTP(S)_PROXY, as httpx honours them on the sync path): aiohttp does proxies."""
-    loop = asyncio.get_running_loop()
-    proxied = _proxied_loops.get(loop)
-    if proxied is None:
-        proxied = _proxied_loops[loop] = _environment_names_a_proxy()
-    return None if proxied else http1.loop_pool(POOL_MAX_CONNECTIONS, POOL_KEEPALIVE_EXPIRY_S, USER_AGENT)
+    return _loop_client().session
 
 
 async def aclose_shared_async_client() -> None:
-    """Close the running loop's async pools; call it before the loop ends (app shutdown, end of a test)."""
-    loop = asyncio.get_running_loop()
-    _proxied_loops.pop(loop, None)
-    await http1.aclose_loop_pool()
-    session = _async_sessions.pop(loop, None)
-    if session is not None:
-        await session.close()
+    """Close the running loop's session; call it before the loop ends (app shutdown, end of a test)."""
+    client = _loop_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.session.close()
 
 
 # --- adapters -------------------------------------------------------------------------------
@@ -642,6 +693,25 @@ def _host(url: str) -> str:
         return url
 
 
+@dataclass(frozen=True, slots=True)
+class _Destination:
+    """An endpoint URL as aiohttp takes it, parsed once, with the names errors and limits use."""
+
+    url: yarl.URL | str  # a string yarl cannot parse goes to aiohttp as it is, which refuses it
+    host: str  # host[:port], for messages
+    origin: str  # scheme://host:port, the key of the per-provider count of calls in flight
+
+
+@functools.lru_cache(maxsize=1024)
+def _destination(url: str) -> _Destination:
+    try:
+        parsed = yarl.URL(url)
+        origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+    except (ValueError, TypeError):
+        return _Destination(url, _host(url), url)
+    return _Destination(parsed, _host(url), origin)
+
+
 def _timeout_seconds(timeout: httpx.Timeout, exc: httpx.TimeoutException) -> float | None:
     if isinstance(exc, httpx.ConnectTimeout):
         return timeout.connect
@@ -652,11 +722,18 @@ def _timeout_seconds(timeout: httpx.Timeout, exc: httpx.TimeoutException) -> flo
     return timeout.read
 
 
-# The typed errors every HTTP layer (httpx, aiohttp, http1) maps its failures to: one wording each.
+# The typed errors both HTTP layers (httpx, aiohttp) map their failures to: one wording each.
 
 
 def _connect_timeout(host: str, within: str) -> ProviderError:
     return ProviderTimeout(f"Could not connect to {host}{within}")
+
+
+def _pool_exhausted(host: str, waited_s: float) -> ProviderError:
+    return ProviderTimeout(
+        f"Too many calls in flight to {host}: waited {waited_s:.1f} s for a connection "
+        "(MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST sets how many one provider may have)"
+    )
 
 
 def _read_timeout(host: str, within: str, started_answer: bool) -> ProviderError:
@@ -683,6 +760,26 @@ def _broken_or_failed(host: str, exc: BaseException, started_answer: bool) -> Pr
     return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
 
 
+def _size(n: int) -> str:
+    if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MiB"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n:,} bytes"
+
+
+def _too_large(host: str, what: str, limit: int, setting: str) -> UpstreamTooLarge:
+    return UpstreamTooLarge(f"Upstream answer too large: {what} from {host} is over {_size(limit)} ({setting})")
+
+
+def _body_too_large(host: str, limit: int) -> UpstreamTooLarge:
+    return _too_large(host, "the answer", limit, "MINDROUTE_UPSTREAM_MAX_BODY_BYTES")
+
+
+def _line_too_long(host: str, limit: int) -> UpstreamTooLarge:
+    return _too_large(host, "one line of the stream", limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES")
+
+
 def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
     host = _host(url)
     if isinstance(exc, httpx.TimeoutException):
@@ -691,7 +788,7 @@ def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_a
         if isinstance(exc, httpx.ConnectTimeout):
             return _connect_timeout(host, within)
         if isinstance(exc, httpx.PoolTimeout):
-            return ProviderTimeout(f"No free connection to {host}{within}: too many calls in flight")
+            return _pool_exhausted(host, seconds or 0.0)
         return _read_timeout(host, within, started_answer)
     if isinstance(exc, httpx.ConnectError):
         return _unreachable(host, exc or exc.__class__.__name__)
@@ -703,23 +800,25 @@ def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_a
     return _broken_or_failed(host, exc, broken)
 
 
-# What the HTTP layer turns into typed errors; anything else is a bug and propagates as is.
+# What the HTTP layers turn into typed errors; anything else is a bug and propagates as is.
 _TRANSPORT_ERRORS = (httpx.HTTPError, httpx.InvalidURL, UnicodeEncodeError)
-_AIO_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, UnicodeEncodeError, ValueError)
+_ASYNC_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, UnicodeEncodeError, ValueError)
 
 
 def _aio_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
     """The same limits for aiohttp: waiting for a pooled connection plus connecting, then the
-    longest silence while reading (aiohttp has no write timeout of its own)."""
+    longest silence while reading (aiohttp has no write timeout of its own). Built once per value."""
+    return _aio_timeout_of(timeout.pool, timeout.connect, timeout.read)
+
+
+@functools.lru_cache(maxsize=64)
+def _aio_timeout_of(pool: float | None, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
-        total=None,
-        connect=(timeout.pool or 0) + (timeout.connect or 0) or None,
-        sock_connect=timeout.connect,
-        sock_read=timeout.read,
+        total=None, connect=(pool or 0) + (connect or 0) or None, sock_connect=connect, sock_read=read
     )
 
 
-def _aio_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
+def _async_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
     host = _host(url)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return _connect_timeout(host, _connect_within(timeout))
@@ -744,89 +843,180 @@ def _read_within(timeout: httpx.Timeout) -> str:
     return f" within {timeout.read:g} s" if timeout.read is not None else ""
 
 
-def _lean_transport_error(
-    exc: http1.Http1Error | UnicodeEncodeError, url: str, timeout: httpx.Timeout, started_answer: bool
-) -> ProviderError:
-    host = _host(url)
-    if isinstance(exc, http1.InvalidUrlError):
-        return _unusable_url(exc)
-    if isinstance(exc, http1.InvalidHeaderError):
-        return BadRequestError(f"The request cannot be sent: {exc}")
-    if isinstance(exc, UnicodeEncodeError):
-        return _unsendable_key()
-    if isinstance(exc, http1.ConnectTimeoutError):
-        return _connect_timeout(host, _connect_within(timeout))
-    if isinstance(exc, http1.ReadTimeoutError):
-        return _read_timeout(host, _read_within(timeout), started_answer or exc.started_answer)
-    if isinstance(exc, http1.ConnectFailedError):
-        return _unreachable(host, exc.os_error or exc.__class__.__name__)
-    return _broken_or_failed(host, exc, started_answer)
-
-
-def _async_transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
-    if isinstance(exc, http1.Http1Error):
-        return _lean_transport_error(exc, url, timeout, started_answer)
-    return _aio_transport_error(exc, url, timeout, started_answer)
-
-
-# What the async HTTP layers turn into typed errors; anything else is a bug and propagates as is.
-_ASYNC_TRANSPORT_ERRORS = (http1.Http1Error, *_AIO_TRANSPORT_ERRORS)
-
-
-class _AioAnswer:
-    """An aiohttp response seen as an http1.Response (status, reason, headers, charset, read, pieces)."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self.status = response.status
-        self.reason = response.reason or ""
-        self.headers: Mapping[str, str] = response.headers
-        self.charset = response.charset
-        self.read = response.read
-        self.pieces = response.content.iter_any
-
-
 @contextlib.asynccontextmanager
-async def _apost(call: HttpCall, timeout: httpx.Timeout) -> AsyncIterator[http1.Response | _AioAnswer]:
-    """POST the call and yield its answer, head arrived; leaving the block before the body was read
-    to its end closes the connection. The lean client, or aiohttp when the environment names a proxy."""
-    pool = _lean_pool()
-    if pool is None:
-        async with shared_async_session().post(
-            call.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
-        ) as response:
-            try:
-                yield _AioAnswer(response)
-            except BaseException:
-                response.close()  # a half-read connection never goes back to the pool
-                raise
-        return
-    response = await pool.post(call.url, call.headers, _json_bytes(call.body), timeout)
+async def _apost(call: HttpCall, timeout: httpx.Timeout) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST the call through the loop's aiohttp session and yield its answer, head arrived.
+
+    Leaving the block before the body was read to its end closes the connection (aiohttp never
+    pools a connection with unread or left-over bytes). A wait for a connection that ends in the
+    connect timeout while the provider has every connection it may have says so.
+    """
+    client = _loop_client()
+    destination = _destination(call.url)
+    origin = destination.origin
+    in_flight = client.in_flight
+    in_flight[origin] = in_flight.get(origin, 0) + 1
+    client.total += 1
+    started = time.monotonic()
     try:
-        yield response
+        try:
+            response = await client.session.post(
+                destination.url, headers=call.headers, data=_json_bytes(call.body), timeout=_aio_timeout(timeout)
+            )
+        except aiohttp.ConnectionTimeoutError:
+            if in_flight[origin] > client.limits.connections_per_host or client.total > client.limits.connections_total:
+                raise _pool_exhausted(destination.host, time.monotonic() - started) from None
+            raise
+        try:
+            yield response
+        except BaseException:
+            response.close()  # a half-read connection never goes back to the pool
+            raise
+        finally:
+            response.release()
     finally:
-        response.release()
+        client.total -= 1
+        left = in_flight[origin] - 1
+        if left:
+            in_flight[origin] = left
+        else:
+            del in_flight[origin]
 
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+async def _aread(response: aiohttp.ClientResponse, limit: int, host: str) -> bytes:
+    """The whole body, decompressed, refused as soon as it passes `limit` bytes."""
+    length = response.content_length
+    if length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+        if length > limit:
+            raise _body_too_large(host, limit)
+        return await response.read()  # framed by its Content-Length: no more can come
+    parts: list[bytes] = []
+    size = 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            raise _body_too_large(host, limit)
+        parts.append(piece)
+    return b"".join(parts)
 
 
-async def _aiter_lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """The body's lines as they arrive, split at \\n, \\r\\n or \\r only (as SSE and httpx do),
-    with no limit on a line's length."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
-    async for data in pieces:
-        pending += decoder.decode(data)
+class _BoundedBody:
+    """The sync path's body decoder: gzip or deflate inflated as it arrives, never past `limit` bytes out."""
+
+    def __init__(self, content_encoding: str | None, limit: int, host: str) -> None:
+        codings = [
+            coding
+            for coding in (part.strip().lower() for part in (content_encoding or "").split(","))
+            if coding and coding != "identity"
+        ]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise UpstreamError(f"{host} answered in a content encoding MindRoute does not read ({content_encoding})")
+        self._coding = codings[0] if codings else None
+        self._inflater: Any = None
+        self._limit = limit
+        self._host = host
+        self.size = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self._coding is not None:
+            data = self._inflate(data)
+        self.size += len(data)
+        if self.size > self._limit:
+            raise _body_too_large(self._host, self._limit)
+        return data
+
+    def _inflate(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        while data:
+            if self._inflater is None:
+                if self._coding != "deflate":
+                    wbits = 16 + zlib.MAX_WBITS  # gzip
+                elif data[0] & 0x0F == 8:
+                    wbits = zlib.MAX_WBITS  # deflate in its zlib wrapper, as the RFC says
+                else:
+                    wbits = -zlib.MAX_WBITS  # raw deflate, as some servers send it
+                self._inflater = zlib.decompressobj(wbits)
+            budget = self._limit - self.size - sum(map(len, out)) + 1
+            try:
+                piece = self._inflater.decompress(data, budget)
+            except zlib.error:
+                raise UpstreamError(f"{self._host} sent a {self._coding} body that does not decompress") from None
+            out.append(piece)
+            if self._inflater.unconsumed_tail:  # it stopped at the budget: more is to come than the limit
+                raise _body_too_large(self._host, self._limit)
+            data = b""
+            if self._inflater.eof and self._inflater.unused_data:  # another gzip member follows
+                data, self._inflater = self._inflater.unused_data, None
+        return b"".join(out)
+
+
+def _read_sync(response: httpx.Response, limit: int, host: str) -> bytes:
+    return b"".join(_iter_sync(response, limit, host))
+
+
+def _iter_sync(response: httpx.Response, limit: int, host: str) -> Iterator[bytes]:
+    """The sync answer's body, decompressed, in pieces as they arrive, refused past `limit` bytes."""
+    encoding = response.headers.get("content-encoding")
+    length = response.headers.get("content-length")
+    if not encoding and length and length.isdigit() and int(length) > limit:
+        raise _body_too_large(host, limit)
+    body = _BoundedBody(encoding, limit, host)
+    for raw in response.iter_raw():
+        piece = body.feed(raw)
+        if piece:
+            yield piece
+
+
+class _LineSplitter:
+    """Bytes in, lines out: split at \\n, \\r\\n or \\r only (as SSE and httpx do), each at most `limit` characters."""
+
+    _BREAK = re.compile(r"\r\n|\r|\n")
+
+    def __init__(self, limit: int | None = None, host: str = "the provider") -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self._limit = limit
+        self._host = host
+
+    def feed(self, data: bytes) -> list[str]:
+        pending = self._pending + self._decoder.decode(data)
         # A \r at the very end may be the first half of a \r\n: keep it until the next piece tells.
         carry = "\r" if pending.endswith("\r") else ""
-        parts = _LINE_BREAK.split(pending[: len(pending) - len(carry)])
-        pending = parts.pop() + carry  # the part after the last break: not a whole line yet
-        for line in parts:
+        parts = self._BREAK.split(pending[: len(pending) - len(carry)])
+        self._pending = parts.pop() + carry  # the part after the last break: not a whole line yet
+        limit = self._limit
+        if limit is not None and (len(self._pending) > limit or any(len(line) > limit for line in parts)):
+            raise _line_too_long(self._host, limit)
+        return parts
+
+    def finish(self) -> list[str]:
+        pending = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        if not pending:
+            return []
+        return self._BREAK.split(pending.removesuffix("\r"))
+
+
+async def _aiter_lines(
+    pieces: AsyncIterator[bytes], limit: int | None = None, host: str = "the provider"
+) -> AsyncIterator[str]:
+    """The body's lines as they arrive, split at \\n, \\r\\n or \\r only (as SSE and httpx do)."""
+    splitter = _LineSplitter(limit, host)
+    async for data in pieces:
+        for line in splitter.feed(data):
             yield line
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        for line in _LINE_BREAK.split(pending.removesuffix("\r")):
-            yield line
+    for line in splitter.finish():
+        yield line
+
+
+async def _apieces(response: aiohttp.ClientResponse, limit: int, host: str) -> AsyncIterator[bytes]:
+    """The async answer's body in pieces as they arrive, refused past `limit` bytes in all."""
+    size = 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            raise _body_too_large(host, limit)
+        yield piece
 
 
 def _text_of(content: bytes, charset: str | None) -> str:
@@ -834,6 +1024,16 @@ def _text_of(content: bytes, charset: str | None) -> str:
         return content.decode(charset or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
         return content.decode("utf-8", errors="replace")
+
+
+def _check_headers(headers: Mapping[str, str]) -> None:
+    """Refuse, before anything is sent, a header that cannot be sent (a key with an "é") or would split
+    the request (a key pasted with a line break)."""
+    for name, value in headers.items():
+        if not value.isascii():  # the only header of ours that can carry such characters is the key
+            raise _unsendable_key()
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise BadRequestError(f"The request cannot be sent: the {name.strip()!r} header has a line break in it")
 
 
 class ProviderAdapter(ABC):
@@ -881,7 +1081,9 @@ class ProviderAdapter(ABC):
             if message.role not in ROLES:
                 raise BadRequestError(f"Unknown message role {message.role!r}")
             refuse_attachments_outside_user_turns(message)
-        return self.build_call(request, endpoint, key, stream=stream)
+        call = self.build_call(request, endpoint, key, stream=stream)
+        _check_headers(call.headers)
+        return call
 
     def error_from_response(
         self, status: int, headers: Mapping[str, str], content: bytes, reason: str
@@ -918,13 +1120,6 @@ class ProviderAdapter(ABC):
             error_class=self.error_class(status, error_type, payload),
         )
 
-    def _result(self, response: httpx.Response, request: ChatRequest) -> ChatResult:
-        if not response.is_success:
-            raise self.error_from_response(
-                response.status_code, response.headers, response.content, response.reason_phrase
-            )
-        return self._parsed(response.text, request)
-
     def _parsed(self, text: str, request: ChatRequest) -> ChatResult:
         body = load_json(text, "response")
         try:
@@ -952,9 +1147,15 @@ class ProviderAdapter(ABC):
         """The whole answer in one response."""
         call = self.prepare(request, endpoint, api_key, stream=False)
         timeout = _as_timeout(timeout)
+        limit, host = get_upstream_limits().max_body_bytes, _host(call.url)
         try:
-            response = shared_client().post(call.url, headers=call.headers, json=call.body, timeout=timeout)
-            return self._result(response, request)
+            with shared_client(call.url).stream(
+                "POST", call.url, headers=call.headers, json=call.body, timeout=timeout
+            ) as response:
+                content = _read_sync(response, limit, host)
+            if not response.is_success:
+                raise self.error_from_response(response.status_code, response.headers, content, response.reason_phrase)
+            return self._parsed(_text_of(content, response.charset_encoding), request)
         except ProviderError as exc:
             exc.redact(api_key)
             raise
@@ -975,20 +1176,27 @@ class ProviderAdapter(ABC):
         self, call: HttpCall, translator: StreamTranslator, api_key: str | None, timeout: httpx.Timeout
     ) -> Generator[StreamChunk | StreamEnd, None, None]:
         started_answer = False
+        limits, host = get_upstream_limits(), _host(call.url)
         try:
             # Leaving this block early (the consumer closed the generator) closes the response
             # unread, which drops the connection: the provider sees the disconnect and stops.
-            with shared_client().stream(
+            with shared_client(call.url).stream(
                 "POST", call.url, headers=call.headers, json=call.body, timeout=timeout
             ) as response:
                 if not response.is_success:
-                    response.read()
+                    content = _read_sync(response, limits.max_body_bytes, host)
                     raise self.error_from_response(
-                        response.status_code, response.headers, response.content, response.reason_phrase
+                        response.status_code, response.headers, content, response.reason_phrase
                     )
                 started_answer = True
-                decoder = SSEDecoder()
-                for line in response.iter_lines():
+                decoder = SSEDecoder(limits.max_line_bytes, host)
+                lines = _LineSplitter(limits.max_line_bytes, host)
+                for piece in _iter_sync(response, limits.max_body_bytes, host):
+                    for line in lines.feed(piece):
+                        event = decoder.feed(line)
+                        if event is not None:
+                            yield from self._feed(translator, event)
+                for line in lines.finish():
                     event = decoder.feed(line)
                     if event is not None:
                         yield from self._feed(translator, event)
@@ -1013,18 +1221,11 @@ class ProviderAdapter(ABC):
         call = self.prepare(request, endpoint, api_key, stream=False)
         timeout = _as_timeout(timeout)
         try:
-            pool = _lean_pool()
-            if pool is not None:
-                answer: http1.Response | _AioAnswer = await pool.post(
-                    call.url, call.headers, _json_bytes(call.body), timeout, whole=True
-                )
-                content = answer.content or b""
-            else:
-                async with _apost(call, timeout) as answer:
-                    content = await answer.read()
-            if not 200 <= answer.status < 300:
-                raise self.error_from_response(answer.status, answer.headers, content, answer.reason)
-            return self._parsed(_text_of(content, answer.charset), request)
+            async with _apost(call, timeout) as response:
+                content = await _aread(response, get_upstream_limits().max_body_bytes, _destination(call.url).host)
+            if not 200 <= response.status < 300:
+                raise self.error_from_response(response.status, response.headers, content, response.reason or "")
+            return self._parsed(_text_of(content, response.charset), request)
         except ProviderError as exc:
             exc.redact(api_key)
             raise
@@ -1045,16 +1246,18 @@ class ProviderAdapter(ABC):
         self, call: HttpCall, translator: StreamTranslator, api_key: str | None, timeout: httpx.Timeout
     ) -> AsyncGenerator[StreamChunk | StreamEnd, None]:
         started_answer = False
+        limits, host = get_upstream_limits(), _destination(call.url).host
         try:
             # Leaving the block before the body's end (aclose(), a cancelled task) drops the
             # connection, so the provider sees the disconnect and stops generating.
-            async with _apost(call, timeout) as answer:
-                if not 200 <= answer.status < 300:
-                    content = await answer.read()
-                    raise self.error_from_response(answer.status, answer.headers, content, answer.reason)
+            async with _apost(call, timeout) as response:
+                if not 200 <= response.status < 300:
+                    content = await _aread(response, limits.max_body_bytes, host)
+                    raise self.error_from_response(response.status, response.headers, content, response.reason or "")
                 started_answer = True
-                decoder = SSEDecoder()
-                async for line in _aiter_lines(answer.pieces()):
+                decoder = SSEDecoder(limits.max_line_bytes, host)
+                pieces = _apieces(response, limits.max_body_bytes, host)
+                async for line in _aiter_lines(pieces, limits.max_line_bytes, host):
                     event = decoder.feed(line)
                     if event is not None:
                         for chunk in self._feed(translator, event):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Hashable, Iterator
+from urllib.parse import quote, urlsplit
 
 import streamlit as st
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.validation import ValidationError
@@ -20,18 +23,176 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
-# ![alt](url), ![alt][ref] and <img …>: an image in Markdown is fetched by the viewer's browser.
-_MD_INLINE_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)?")
-_MD_REF_IMAGE = re.compile(r"!\[([^\]]*)\]\[[^\]]*\]")
-_MD_REF_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$", re.MULTILINE)
+# Model output is parsed as CommonMark (markdown-it-py; raw HTML off, GFM tables and strikethrough on)
+# and written back as Markdown that only says what we allow. In text, every character that could
+# start syntax is backslash-escaped: backslash, backtick, `* _ [ ] < ~ $ | { } &` always; `# > - + =` and a list
+# number's `.`/`)` where a line could begin; `!` unless a character other than `[` follows it in the
+# same text; `:` unless a space, digit or punctuation follows (Streamlit's `:red[…]`, `:material/…:`
+# and emoji). So whatever parser reads it next (Streamlit's remark with GFM, math and directives)
+# finds no image, tag, reference definition or directive in it, even where it would disagree with
+# markdown-it about the original text. Images become a label; only http(s) links stay links.
+_PARSER = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+_ALWAYS_ESCAPED = frozenset("\\`*_[]<~$|{}&")
+_ESCAPED_AT_START = frozenset("#>-+=")
+_LIST_NUMBER = re.compile(r"\d{1,9}[.)]")
+_FENCE_INFO = re.compile(r"[^A-Za-z0-9_+.#-]")
+_URL_SAFE = "!#$%&*+,-./:;=?@_~"  # kept as they are; anything else (brackets, quotes, spaces) percent-encoded
+_ALIGN = {"text-align:left": ":--", "text-align:right": "--:", "text-align:center": ":-:"}
+
+
+def _escape_text(text: str) -> str:
+    """`text` as Markdown that any CommonMark/GFM parser reads back as exactly this text."""
+    out: list[str] = []
+    number = _LIST_NUMBER.match(text)
+    for i, ch in enumerate(text):
+        after = text[i + 1] if i + 1 < len(text) else ""
+        if (
+            ch in _ALWAYS_ESCAPED
+            or (i == 0 and ch in _ESCAPED_AT_START)
+            or (ch == "!" and after in ("", "["))
+            or (ch == ":" and (after == "" or after.isalpha() or after in "[/_"))
+            or (number is not None and i == number.end() - 1)
+        ):
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+def _plain(node: SyntaxTreeNode) -> str:
+    """A node's text content (an image's alt text, a link's words)."""
+    if node.type in ("text", "code_inline", "html_inline"):
+        return node.content
+    if node.type in ("softbreak", "hardbreak"):
+        return " "
+    return "".join(_plain(child) for child in node.children)
+
+
+def _image_label(node: SyntaxTreeNode) -> str:
+    alt = " ".join(_plain(node).split())
+    return f"[image: {_escape_text(alt) or 'untitled'}]"
+
+
+def _safe_href(href: str) -> str | None:
+    """An http(s) URL with nothing in it that Markdown could read as syntax; None for anything else."""
+    parts = urlsplit(href.strip())
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return quote(href.strip(), safe=_URL_SAFE)
+
+
+def _code_span(code: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    if longest >= 2:  # three or more backticks could open a fence at the start of a line
+        return _escape_text(code)
+    fence = "`" * (longest + 1)
+    pad = " " if code.startswith(("`", " ")) or code.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{code}{pad}{fence}"
+
+
+def _inline(nodes: list[SyntaxTreeNode], *, one_line: bool = False) -> str:
+    out: list[str] = []
+    for node in nodes:
+        kind = node.type
+        if kind == "text" or kind == "html_inline":
+            out.append(_escape_text(node.content))
+        elif kind == "softbreak":
+            out.append(" " if one_line else "\n")
+        elif kind == "hardbreak":
+            out.append(" " if one_line else "\\\n")
+        elif kind == "code_inline":
+            out.append(_code_span(node.content))
+        elif kind == "image":
+            out.append(_image_label(node))
+        elif kind == "link":
+            words = _inline(node.children, one_line=one_line)
+            href = _safe_href(str(node.attrs.get("href", "")))
+            if href is None:
+                out.append(words)  # inert: mailto:, javascript:, relative targets…
+            else:
+                out.append(f"[{words or _escape_text(href)}]({href})")
+        elif kind in ("em", "strong", "s"):
+            mark = {"em": "*", "strong": "**", "s": "~~"}[kind]
+            words = _inline(node.children, one_line=one_line)
+            out.append(f"{mark}{words}{mark}" if words else "")
+        else:  # anything else markdown-it may grow: its text only
+            out.append(_escape_text(_plain(node)))
+    return "".join(out)
+
+
+def _indent(text: str, first: str, rest: str, blank: str = "") -> str:
+    """`text` with `first` before its first line and `rest` before the others (`blank` on empty ones)."""
+    lines = text.split("\n")
+    return "\n".join(
+        [first + lines[0] if lines[0] else first.rstrip()] + [rest + line if line else blank for line in lines[1:]]
+    )
+
+
+def _fence(code: str, info: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    language = _FENCE_INFO.sub("", info.split()[0]) if info.strip() else ""
+    return f"{fence}{language}\n{code.removesuffix(chr(10))}\n{fence}" if code else f"{fence}{language}\n{fence}"
+
+
+def _table(node: SyntaxTreeNode) -> str:
+    rows: list[list[str]] = []
+    aligns: list[str] = []
+    for section in node.children:
+        for row in section.children:
+            cells = [
+                _inline(cell.children[0].children if cell.children else [], one_line=True) for cell in row.children
+            ]
+            if section.type == "thead":
+                aligns = [_ALIGN.get(str(cell.attrs.get("style", "")), "---") for cell in row.children]
+            rows.append(cells)
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(rows[0]) + " |", "| " + " | ".join(aligns or ["---"] * len(rows[0])) + " |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows[1:]]
+    return "\n".join(lines)
+
+
+def _blocks(nodes: list[SyntaxTreeNode], *, tight: bool = False) -> str:
+    parts = [_block(node) for node in nodes]
+    return ("\n" if tight else "\n\n").join(part for part in parts if part is not None)
+
+
+def _block(node: SyntaxTreeNode) -> str | None:
+    kind = node.type
+    if kind == "paragraph":
+        return _inline(node.children[0].children if node.children else [])
+    if kind == "heading":
+        level = int(node.tag[1:]) if node.tag[1:].isdigit() else 1
+        text = _inline(node.children[0].children if node.children else [], one_line=True)
+        return "#" * level + (" " + text if text else "")
+    if kind in ("fence", "code_block"):
+        return _fence(node.content, node.info if kind == "fence" else "")
+    if kind == "hr":
+        return "***"
+    if kind == "blockquote":
+        return _indent(_blocks(node.children), "> ", "> ", ">")
+    if kind in ("bullet_list", "ordered_list"):
+        tight = any(p.type == "paragraph" and p.hidden for item in node.children for p in item.children)
+        items = []
+        start = int(node.attrs.get("start", 1) or 1) if kind == "ordered_list" else 0
+        delimiter = ")" if node.markup == ")" else "."
+        for number, item in enumerate(node.children, start=start):
+            marker = f"{number}{delimiter} " if kind == "ordered_list" else f"{node.markup or '-'} "
+            items.append(_indent(_blocks(item.children, tight=tight), marker, " " * len(marker)))
+        return ("\n" if tight else "\n\n").join(items)
+    if kind == "table":
+        return _table(node)
+    if kind == "html_block":  # not produced with HTML off; shown as text if it ever is
+        return _escape_text(node.content.strip())
+    return _escape_text(_plain(node)) or None
 
 
 def safe_markdown(text: str) -> str:
-    """Model output for st.markdown: images become a text label, so nothing remote is fetched.
-    Raw HTML is already shown as text by st.markdown (never pass unsafe_allow_html)."""
-    text = _MD_INLINE_IMAGE.sub(lambda m: f"[image: {m.group(1) or 'untitled'}]", text)
-    text = _MD_REF_IMAGE.sub(lambda m: f"[image: {m.group(1) or 'untitled'}]", text)
-    return _MD_REF_DEFINITION.sub("", text)
+    """Model output for st.markdown, rebuilt from a CommonMark parse: images become a text label
+    ("[image: alt]"), raw HTML and reference definitions become text or nothing, links other than
+    http(s) lose their target, and all text is escaped, so the browser fetches nothing remote.
+    Never pass the result with unsafe_allow_html."""
+    return _blocks(SyntaxTreeNode(_PARSER.parse(text or "")).children)
 
 
 def untrusted_text(value: str | None) -> None:

@@ -15,7 +15,7 @@ from mindroute.providers import models_list  # noqa: E402
 from mindroute.providers_catalog import DEFAULT_ENDPOINTS  # noqa: E402
 from mindroute.services import providers as svc  # noqa: E402
 from mindroute.services.providers import SettingsError  # noqa: E402
-from mindroute.ui.render import form_errors  # noqa: E402
+from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 PROTOCOL_LABELS = {
@@ -27,7 +27,7 @@ PROTOCOL_LABELS = {
 
 st.title("Providers")
 if flash := st.session_state.pop("provider_flash", None):
-    st.success(flash)
+    st.success(escape_markdown(flash))  # names the provider: never Markdown
 
 with transaction(engine()) as session:
     views = svc.list_providers(session, user)
@@ -160,7 +160,7 @@ if st.session_state[loaded_key] != view.updated_at:
     st.button("Reload the current values", on_click=reload_forms, key=f"{wk}_reload")
 
 if view.key_problem:
-    st.error(f"The stored API key cannot be used: {view.key_problem}")
+    st.error(escape_markdown(f"The stored API key cannot be used: {view.key_problem}"))
 
 settings_tab, models_tab, connection_tab, danger_tab = st.tabs(
     ["Settings", "Models and prices", "Test connection", "Deactivate or delete"]
@@ -223,7 +223,8 @@ with models_tab:
             with st.spinner("Asking the provider for its models…"):
                 result = models_list.fetch_models(conn.protocol, conn.endpoint_url, conn.api_key)
             if not result.ok:
-                st.error(f"The provider answered {result.status_code or 'nothing'}: {result.error}")
+                st.error(f"The provider answered {result.status_code or 'nothing'}:")
+                st.code(result.error or "", language=None)  # the provider's text, key removed: never Markdown
             else:
                 with transaction(engine()) as session:
                     new_view = svc.update_provider_settings(

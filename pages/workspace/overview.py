@@ -12,6 +12,7 @@ from mindroute.db import transaction  # noqa: E402
 from mindroute.models import utcnow  # noqa: E402
 from mindroute.services import overview, tickets  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
+from mindroute.ui.render import escape_markdown  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 st.title("Overview")
@@ -52,4 +53,4 @@ if org is not None:
         )
     else:
         st.text("None: every call in the last hour succeeded.")
-st.caption(f"Days start at midnight in {zone.key}.")
+st.caption(escape_markdown(f"Days start at midnight in {zone.key}."))

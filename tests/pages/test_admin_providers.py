@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select, text, update
@@ -9,7 +10,8 @@ from sqlalchemy import func, select, text, update
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, utcnow
 from tests.pages.helpers import add_user, app_for, sign_in, texts
-from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY
+from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY, FakeProvider, _Handler, _Server
+from tests.ui.inert import assert_inert
 
 PAGE = "pages/admin/providers.py"
 SECRET = "sk-test-0123456789abcdefSECRETa1b2"
@@ -170,3 +172,46 @@ def test_deactivate_then_delete_with_confirmation_keeps_logs(engine, monkeypatch
     with transaction(engine) as session:
         assert provider_count(engine) == 0
         assert session.scalar(select(func.count()).select_from(Log).where(Log.provider_id.is_(None))) == 3
+
+
+EVIL_MARKDOWN = (
+    "![tracker](http://evil.example/p.png) <img src=http://evil.example/q.png> ![r][r]\n\n[r]: http://e.example/x"
+)
+
+
+class _MarkdownErrorFake(FakeProvider):
+    """A model list that fails with an error message written in Markdown and HTML."""
+
+    def answer(self, path: str, headers: dict[str, str]) -> tuple[int, object]:
+        return 502, {"error": {"message": EVIL_MARKDOWN, "type": "server_error"}}
+
+
+def markdown_bodies(at) -> list[str]:
+    """The text of every element that Streamlit renders as Markdown."""
+    elements = [*at.success, *at.error, *at.warning, *at.info, *at.markdown, *at.caption, *at.subheader, *at.title]
+    return [str(e.value) for e in elements]
+
+
+def test_provider_names_and_upstream_text_never_render_as_markdown(engine, monkeypatch) -> None:
+    """Issue 13 item 4: a provider name in "Saved …" and an upstream error text fetch nothing."""
+    fake = _MarkdownErrorFake("openai")
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.fake = fake
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        name = "Evil ![x](http://evil.example/n.png) <img src=http://evil.example/m.png>"
+        at = admin_on_page(engine, monkeypatch)
+        at = add_provider(at, name, endpoint=f"http://127.0.0.1:{server.server_address[1]}/v1", key=GOOD_KEY)
+        assert not at.exception, at.exception
+        next(b for b in at.button if b.label == "Save changes").click()
+        at.run()
+        assert f"Saved {name}." in texts(at)  # shown as typed, as text
+        next(b for b in at.button if b.label == "Refresh models from the provider").click()
+        at.run()
+        assert "The provider answered 502" in texts(at)
+        assert any("evil.example/p.png" in c.value for c in at.code)  # the provider's words, as code
+        for body in markdown_bodies(at):
+            assert_inert(body)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -99,18 +99,20 @@ def cmd_seed_providers(_args: argparse.Namespace) -> None:
 
 
 def cmd_copy_to(args: argparse.Namespace) -> None:
+    from mindroute.backup import rollups_summary
     from mindroute.config import parse_database_url
     from mindroute.db import make_engine
     from mindroute.transfer import TransferError, copy_database
 
     target = make_engine(parse_database_url(args.target_url))
     try:
-        counts = copy_database(get_engine(), target)
+        copied = copy_database(get_engine(), target)
     except TransferError as exc:
         raise CommandError(str(exc)) from None
     finally:
         target.dispose()
-    print("copied " + ", ".join(f"{table} {rows:,}" for table, rows in counts.items()))
+    print("copied " + ", ".join(f"{table} {rows:,}" for table, rows in copied.rows.items()))
+    print(rollups_summary(copied.rebuilt_days))
 
 
 def cmd_rebuild_rollups(_args: argparse.Namespace) -> None:
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed-providers", help="add OpenAI, Anthropic and Google AI with their official endpoints")
     copy = sub.add_parser("copy-to", help="copy every row into another, empty database (e.g. SQLite to PostgreSQL)")
     copy.add_argument("target_url", help="SQLAlchemy URL of the empty target database")
-    sub.add_parser("rebuild-rollups", help="recompute the hourly usage rollups from the logs (after bulk loads)")
+    sub.add_parser("rebuild-rollups", help="recompute the usage rollups (all three levels) from the logs")
     prune = sub.add_parser("prune-logs", help="delete logs older than N days, in batches, keeping rollups in step")
     prune.add_argument("--older-than-days", type=int, required=True, metavar="N")
     prune.add_argument("--batch-rows", type=int, default=5000, help="rows per transaction (default %(default)s)")

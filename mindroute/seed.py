@@ -12,6 +12,7 @@ import secrets
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from mindroute.db import transaction
 from mindroute.models import Provider, User, UserProvider, utcnow
 from mindroute.providers_catalog import DEFAULT_ENDPOINTS, OFFICIAL_PROVIDERS
 from mindroute.security import hash_password
+from mindroute.services.rollups import day_of, rebuild_days
 
 
 def seed_providers(session: Session) -> list[str]:
@@ -64,6 +66,7 @@ MAX_DEMO_DAYS = 3_650
 # PostgreSQL: one COPY and commit per batch; SQLite: one executemany and commit per batch.
 PG_BATCH_ROWS = 50_000
 SQLITE_BATCH_ROWS = 10_000
+SLOT_DRAW_ROWS = 1_000_000  # rows whose hours are drawn at once (memory, not randomness)
 # Users are in Seoul (UTC+9) mostly, so the hourly pattern peaks in their working hours.
 DEMO_UTC_OFFSET_HOURS = 9
 
@@ -441,11 +444,21 @@ def generate_log_batches(
     log = math.log
     make_id = uuid.uuid4
 
+    # How many rows each hour gets is drawn first (one number per hour), then the rows come hour by
+    # hour: the batches are in time order, so each one touches only a few UTC days (whose rollups
+    # its transaction rebuilds).
+    per_slot = [0] * slots
+    for offset in range(0, rows, SLOT_DRAW_ROWS):
+        counts = Counter(rng.choices(slot_range, cum_weights=slot_cum, k=min(SLOT_DRAW_ROWS, rows - offset)))
+        for slot, count in counts.items():
+            per_slot[slot] += count
+    slot_stream = itertools.chain.from_iterable(itertools.repeat(slot, count) for slot, count in enumerate(per_slot))
+
     done = 0
     while done < rows:
         n = min(batch_rows, rows - done)
         route_picks = rng.choices(route_range, cum_weights=route_cum, k=n)
-        slot_picks = rng.choices(slot_range, cum_weights=slot_cum, k=n)
+        slot_picks = list(itertools.islice(slot_stream, n))
         status_picks = rng.choices(statuses, cum_weights=status_cum, k=n)
         batch = []
         for i in range(n):
@@ -513,38 +526,36 @@ def generate_log_batches(
         yield batch
 
 
-def _insert_postgresql(engine: Engine, batches: Iterable[list[tuple[Any, ...]]], bar: tqdm) -> None:
-    # COPY is ~10x faster than INSERT for bulk loads; text format lets the server parse the
-    # timestamp and jsonb strings exactly as it would from psql.
-    statement = _PG_COPY
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        for batch in batches:
-            with cursor.copy(statement) as copy:
-                for row in batch:
-                    copy.write_row(row)
-            raw.commit()  # each batch on its own: an interrupted load keeps whole batches only
-            bar.update(len(batch))
-        cursor.close()
-    finally:
-        raw.close()
-
-
-def _insert_sqlite(engine: Engine, batches: Iterable[list[tuple[Any, ...]]], bar: tqdm) -> None:
-    # Raw executemany in the formats SQLAlchemy itself writes on SQLite (hex UUIDs, ISO text
-    # timestamps with microseconds, JSON text), so the ORM reads these rows like its own.
-    statement = _SQLITE_INSERT
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        for batch in batches:
-            cursor.executemany(statement, batch)
-            raw.commit()
-            bar.update(len(batch))
-        cursor.close()
-    finally:
-        raw.close()
+def _insert_batches(engine: Engine, batches: Iterable[list[tuple[Any, ...]]], bar: tqdm) -> None:
+    """Each batch in a transaction of its own, with the rollups of the UTC days it touches rebuilt
+    from Logs in the same transaction: an interrupted load keeps whole batches only, and the Usage
+    page agrees with the rows kept (a rebuild of whole days costs a third of adding the rows to the
+    rollups one by one). PostgreSQL: COPY (~10x faster than INSERT; text format lets the server
+    parse the timestamp and jsonb strings exactly as it would from psql); SQLite: a raw executemany
+    in the formats SQLAlchemy itself writes (hex UUIDs, ISO text timestamps with microseconds, JSON
+    text), so the ORM reads these rows like its own."""
+    postgresql = engine.dialect.name == "postgresql"
+    for batch in batches:
+        if not batch:
+            continue
+        with transaction(engine) as session:
+            cursor = session.connection().connection.cursor()  # the driver's own cursor, in this transaction
+            try:
+                if postgresql:
+                    with cursor.copy(_PG_COPY) as copy:
+                        for row in batch:
+                            copy.write_row(row)
+                else:
+                    cursor.executemany(_SQLITE_INSERT, batch)
+            finally:
+                cursor.close()
+            # ISO timestamps sort as text; the batch's days include those of older rows, read back too.
+            first, last = (
+                datetime.fromisoformat(min(r[15] for r in batch)),
+                datetime.fromisoformat(max(r[15] for r in batch)),
+            )
+            rebuild_days(session, day_of(first), day_of(last) + timedelta(days=1))
+        bar.update(len(batch))
 
 
 def seed_demo(
@@ -573,10 +584,7 @@ def seed_demo(
     # By default (None) a bar on a terminal only, so logs and pipes do not fill with carriage returns.
     disable = None if progress is None else not progress
     with tqdm(total=rows, unit="row", unit_scale=True, file=sys.stderr, disable=disable, desc="demo logs") as bar:
-        if dashed:
-            _insert_postgresql(engine, batches, bar)
-        else:
-            _insert_sqlite(engine, batches, bar)
+        _insert_batches(engine, batches, bar)
     summary.logs = rows
     return summary
 

@@ -35,11 +35,26 @@ view.keep_in_url(params)
 
 with transaction(engine()) as session:
     data = analytics.usage_page(session, user, flt)
+    check = analytics.rollup_check(session, user, flt.start, flt.end)
 
 st.caption(
     f"{'Everyone' if is_admin else 'Your'} calls, {data.granularity}ly buckets in {flt.timezone}; "
     "changes are against the previous period of the same length."
 )
+if not check.in_step:
+    # Rows written behind the rollups' back (SQL by hand, a load from an older version): say so
+    # rather than show numbers that silently disagree with the Overview and the Logs.
+    state = "behind" if check.logs > check.rolled else "out of step with"
+    fix = (
+        "Run `python -m mindroute rebuild-rollups` to recompute them from the logs."
+        if is_admin
+        else "Ask an administrator to rebuild them from the logs."
+    )
+    st.warning(
+        f"These numbers are {state} the logs: in this period the logs hold {check.logs:,} "
+        f"{'calls' if is_admin else 'of your calls'}, the usage rollups this page reads count {check.rolled:,}. {fix}",
+        icon=":material/warning:",
+    )
 
 # --- tiles ------------------------------------------------------------------------------------
 

@@ -182,3 +182,30 @@ def test_a_user_cannot_open_the_logs(engine: Engine, monkeypatch, calls) -> None
     at = sign_in(app_for(engine, monkeypatch).run(), "alice@example.com")
     with pytest.raises(Exception):  # noqa: B017 - AppTest raises for a page outside the navigation
         at.switch_page(LOGS).run()
+
+
+def warnings(at) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_the_page_says_when_rollups_are_behind_the_logs(engine: Engine, monkeypatch, calls, people) -> None:
+    _admin, alice, _bob, p1, _p2 = people
+    assert not warnings(open_page(engine, monkeypatch, "admin@example.com", USAGE))  # in step: nothing said
+    # Three calls of alice's written straight into logs, as SQL by hand or an old bulk load would.
+    now = utcnow()
+    insert_rows(engine, [log_row(now - timedelta(hours=5, minutes=i), alice, p1, "m-big") for i in range(3)])
+
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    (warning,) = warnings(at)
+    assert "behind the logs" in warning and "13 calls" in warning and "count 10" in warning
+    assert "rebuild-rollups" in warning
+    assert metric(at, "Requests") == "10"  # the numbers are still shown, with the warning above them
+
+    (warning,) = warnings(open_page(engine, monkeypatch, "alice@example.com", USAGE))
+    assert "9 of your calls" in warning and "count 6" in warning and "administrator" in warning
+    assert not warnings(open_page(engine, monkeypatch, "bob@example.com", USAGE))  # his calls are in step
+
+    rebuild_rollups(engine, progress=False)
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    assert not warnings(at)
+    assert metric(at, "Requests") == "13"

@@ -32,6 +32,9 @@ class Settings:
     allow_signup: bool = False
     cookie_secure: bool | None = None  # None: decide from the request's scheme
     trust_proxy: bool = False  # take the client address from X-Forwarded-For
+    # The exact origins (scheme://host[:port]) the app is served at, MINDROUTE_PUBLIC_ORIGIN;
+    # empty: the request's own (Host header and scheme).
+    public_origins: tuple[str, ...] = ()
     # Where the secret key came from, so the app can say it once (never the key itself).
     secret_key_source: str = field(default="environment")
 
@@ -64,6 +67,46 @@ def parse_bool(name: str, raw: str | None, default: bool) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def normalize_origin(raw: str) -> str | None:
+    """`scheme://host[:port]` lower-cased, without a default port; None unless http(s) with a host
+    and nothing else (no path, query, user or password)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def parse_public_origins(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    origins = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        origin = normalize_origin(part)
+        if origin is None:
+            raise ConfigError(
+                f"MINDROUTE_PUBLIC_ORIGIN: {part.strip()!r} is not an origin "
+                "(expected e.g. https://console.example.com or http://10.0.0.5:8501, comma-separated)"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def parse_database_url(raw: str) -> URL:
@@ -146,6 +189,7 @@ def load_settings() -> Settings:
         allow_signup=parse_bool("MINDROUTE_ALLOW_SIGNUP", _lookup("MINDROUTE_ALLOW_SIGNUP", secrets), False),
         cookie_secure=cookie_secure,
         trust_proxy=parse_bool("MINDROUTE_TRUST_PROXY", _lookup("MINDROUTE_TRUST_PROXY", secrets), False),
+        public_origins=parse_public_origins(_lookup("MINDROUTE_PUBLIC_ORIGIN", secrets)),
         secret_key_source=source,
     )
 

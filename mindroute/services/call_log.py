@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
 
+from mindroute import redaction
 from mindroute.db import transaction
 from mindroute.models import Log, utcnow
 from mindroute.providers.base import ChatRequest, redact_secrets
@@ -137,6 +138,7 @@ def _tokens_used(record: CallRecord) -> int | None:
 
 def log_values(record: CallRecord) -> dict[str, Any]:
     """The call's Logs row as {Log attribute: value}: what to_row builds, without an ORM object."""
+    record = redaction.redact_record(record)  # no stored provider key in the row (issue 13, item 9)
     error = redact_secrets(record.error_message)[:ERROR_MESSAGE_MAX_CHARS] if record.error_message else None
     return {
         "id": uuid.uuid4(),
@@ -210,6 +212,7 @@ def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.
     tried alone, so one bad row does not cost the others; a failure is logged on the server."""
     if not records:
         return []
+    redaction.refresh_stored_keys(engine)  # the providers' keys as they are now, for log_values; never raises
     try:
         rows = [log_values(record) for record in records]
         with transaction(engine) as session:

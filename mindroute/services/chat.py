@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from mindroute import redaction
 from mindroute.db import transaction
 from mindroute.models import Provider, User
 from mindroute.providers.base import (
@@ -152,6 +153,7 @@ def route_call(session: Session, user: User, provider_id: uuid.UUID, model: str)
         api_key = provider_api_key(provider)
     except DecryptionError:
         raise ChatRefused(502, f"{provider.name}'s stored key cannot be used; ask an administrator") from None
+    redaction.refresh_stored_keys(session)  # every provider's key, to take out of answers (issue 13, item 9)
     return Route(
         user_id=user.id,
         provider_id=provider.id,
@@ -303,7 +305,9 @@ def finished_call(
         status, message = status_for_error(error), error.message
     else:
         status, message = 200, None
-    text = end.text if end else ""
+    keys = redaction.answer_keys(prepared.api_key)  # no provider key in the answer or the error (issue 13, item 9)
+    message = keys.redact(message) if message else message
+    text = keys.redact(end.text) if end else ""
     prompt = end.prompt_tokens if end else None
     completion = end.completion_tokens if end else None
     total = end.total_tokens if end else None
@@ -313,7 +317,7 @@ def finished_call(
         caller,
         status_code=status,
         duration_ms=duration_ms,
-        text=end.text if end else None,  # no answer at all: no response body in the log
+        text=text if end else None,  # no answer at all: no response body in the log
         finish_reason=end.finish_reason if end else None,
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -374,6 +378,8 @@ class StreamingChat:
     def chunks(self) -> Iterator[str]:
         if self._stream is None:
             return
+        assert self._prepared is not None
+        redactor = redaction.answer_keys(self._prepared.api_key).stream()  # a key split across pieces too
         try:
             for item in self._stream:
                 if isinstance(item, StreamEnd):
@@ -381,9 +387,12 @@ class StreamingChat:
                 elif item.text:
                     if self._first_token_ms is None:
                         self._first_token_ms = _ms_since(self._started)
-                    yield item.text
+                    if text := redactor.feed(item.text):
+                        yield text
         except ProviderError as exc:
             self._error = exc
+        if rest := redactor.flush():
+            yield rest
 
     def finish(self) -> ChatOutcome:
         if self.outcome is not None:

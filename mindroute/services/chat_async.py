@@ -20,6 +20,7 @@ import anyio.to_thread
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from mindroute import redaction
 from mindroute.models import Provider, User
 from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, StreamEnd
 from mindroute.providers.registry import adapter_for
@@ -266,17 +267,18 @@ class AsyncStreamingChat:
         if self._stream is None:
             return
         iterator = self._stream.__aiter__()
+        redactor = redaction.answer_keys(self._prepared.api_key).stream()  # a key split across pieces too
         while True:
             waited = time.perf_counter()
             try:
                 item = await iterator.__anext__()
             except StopAsyncIteration:
                 self._clock.add_since(waited)
-                return
+                break
             except ProviderError as exc:
                 self._clock.add_since(waited)
                 self._error = exc
-                return
+                break
             except BaseException:
                 self._clock.add_since(waited)
                 raise
@@ -286,7 +288,10 @@ class AsyncStreamingChat:
             elif item.text:
                 if self._first_token_ms is None:
                     self._first_token_ms = _ms_since(self._started)
-                yield item.text
+                if text := redactor.feed(item.text):
+                    yield text
+        if rest := redactor.flush():
+            yield rest
 
     async def finish(self) -> ApiOutcome:
         if self.result is not None:

@@ -10,13 +10,15 @@ from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mindroute.config import get_settings
+from mindroute.config import get_settings, normalize_origin
 from mindroute.db import ensure_schema, get_engine, transaction
 from mindroute.services import auth
 
@@ -30,9 +32,36 @@ ROUTES_MOUNTED = False
 _NOT_PAGE_PREFIXES = ("/_stcore/", "/static/", "/media/", "/component/", "/auth/", "/healthz", "/v1/")
 
 
+def _forwarded(headers: Headers, name: str) -> str:
+    """The first value of an X-Forwarded-* header, honoured only with MINDROUTE_TRUST_PROXY."""
+    if not get_settings().trust_proxy:
+        return ""
+    return headers.get(name, "").split(",")[0].strip()
+
+
 def _is_https(request: Request) -> bool:
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return request.url.scheme == "https" or forwarded == "https"
+    return request.url.scheme == "https" or _forwarded(request.headers, "x-forwarded-proto").lower() == "https"
+
+
+def allowed_origins(headers: Headers, scheme: str) -> tuple[str, ...]:
+    """The origins a browser page of this app has: MINDROUTE_PUBLIC_ORIGIN when set, else the
+    request's own, from its scheme (ws -> http, wss -> https) and Host header (X-Forwarded-Proto
+    and -Host instead only behind a trusted proxy)."""
+    configured = get_settings().public_origins
+    if configured:
+        return configured
+    scheme = _forwarded(headers, "x-forwarded-proto").lower() or {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    host = _forwarded(headers, "x-forwarded-host") or headers.get("host", "")
+    own = normalize_origin(f"{scheme}://{host}") if host else None
+    return (own,) if own else ()
+
+
+def origin_allowed(origin: str | None, headers: Headers, scheme: str) -> bool:
+    """Exactly one of `allowed_origins`: scheme, host and port; a missing or opaque origin never."""
+    if not origin or origin == "null":
+        return False
+    normalized = normalize_origin(origin)
+    return normalized is not None and normalized in allowed_origins(headers, scheme)
 
 
 def _cookie_secure(request: Request) -> bool:
@@ -58,12 +87,13 @@ def clear_session_cookie(response: Response, request: Request) -> None:
 
 
 def is_same_origin(request: Request) -> bool:
-    """Cross-site POSTs are refused: Streamlit's XSRF protection does not cover our routes."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    if not source or source == "null":
-        return False
-    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or ""
-    return urlsplit(source).netloc.lower() == host.split(",")[0].strip().lower()
+    """Cross-site POSTs are refused: Streamlit's XSRF protection does not cover our routes.
+    The Origin (or, when a browser sends none, the Referer's origin) must be the app's exactly."""
+    source = request.headers.get("origin")
+    if source is None and request.headers.get("referer"):
+        referer = urlsplit(request.headers["referer"])
+        source = f"{referer.scheme}://{referer.netloc}"
+    return origin_allowed(source, request.headers, request.url.scheme)
 
 
 def client_address(peer: str | None, forwarded_for: str | None) -> str | None:
@@ -141,6 +171,57 @@ async def healthz_route(_request: Request) -> Response:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
+# --- origin checks and security headers -------------------------------------------------------
+
+# On every page response (and every other response of the app but the API's): the app cannot be
+# framed by another site, the browser does not guess content types, and no other site learns
+# the app's URLs (with their query strings) from the Referer.
+SECURITY_HEADERS = (
+    (b"content-security-policy", b"frame-ancestors 'self'"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class BrowserGuardMiddleware:
+    """Refuses a websocket (Streamlit's `/_stcore/stream`, which runs the pages with the session
+    cookie) whose Origin is not exactly the app's own, before Streamlit sees it, and adds
+    SECURITY_HEADERS to HTTP responses. Pure ASGI, so it sees websocket scopes too.
+
+    Streamlit's own check admits any port of localhost, 127.0.0.1 and the machine's addresses
+    (it compares host names only, and `server.corsAllowedOrigins` can only add to that list),
+    so a page on another port of the same host could drive a signed-in admin's session.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            headers = Headers(scope=scope)
+            if not origin_allowed(headers.get("origin"), headers, scope.get("scheme", "ws")):
+                log.warning("refused a websocket from origin %r", (headers.get("origin") or "")[:200])
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 # --- session rotation on page loads ---------------------------------------------------------
 
 
@@ -194,4 +275,4 @@ def routes() -> list[BaseRoute]:
 
 
 def middleware() -> list[Middleware]:
-    return [Middleware(SessionCookieMiddleware)]
+    return [Middleware(BrowserGuardMiddleware), Middleware(SessionCookieMiddleware)]

@@ -56,17 +56,81 @@ def test_deactivated_user_cannot_sign_in(engine) -> None:
     assert try_sign_in(engine, "off@example.com", PASSWORD).error == auth.SIGN_IN_FAILED
 
 
-def test_account_throttle_after_five_failures_then_window_expires(engine) -> None:
+def test_five_failures_from_one_address_lock_that_address_out_of_the_account(engine) -> None:
     add_user(engine, "a@example.com")
-    for i in range(auth.MAX_FAILURES_PER_ACCOUNT):
-        assert not try_sign_in(engine, "a@example.com", "wrong", ip=f"10.0.0.{i}").throttled
-    blocked = try_sign_in(engine, "a@example.com", PASSWORD, ip="10.9.9.9")
+    for _ in range(auth.MAX_FAILURES_PER_ACCOUNT):
+        assert not try_sign_in(engine, "a@example.com", "wrong", ip="10.0.0.1").throttled
+    blocked = try_sign_in(engine, "a@example.com", PASSWORD, ip="10.0.0.1")
     assert blocked.throttled and blocked.user is None
     assert 14 * 60 < blocked.wait_seconds <= 15 * 60
     assert "Try again in 15 minutes" in blocked.error
+    # The same account from another address, and another account from this one, are not locked.
+    add_user(engine, "b@example.com")
+    assert try_sign_in(engine, "b@example.com", PASSWORD, ip="10.0.0.1").user is not None
+    assert try_sign_in(engine, "a@example.com", PASSWORD, ip="10.9.9.9").user is not None
+    assert try_sign_in(engine, "a@example.com", PASSWORD, ip="10.0.0.1").throttled  # still locked here
     with transaction(engine) as session:  # 16 minutes later the failures no longer count
-        session.execute(update(LoginAttempt).values(created_at=utcnow() - timedelta(minutes=16)))
-    assert try_sign_in(engine, "a@example.com", PASSWORD).user is not None
+        session.execute(
+            update(LoginAttempt).where(~LoginAttempt.succeeded).values(created_at=utcnow() - timedelta(minutes=16))
+        )
+    assert try_sign_in(engine, "a@example.com", PASSWORD, ip="10.0.0.1").user is not None
+
+
+def stranger_failures(engine, email: str, count: int, seconds_ago: float = 1.0) -> None:
+    """`count` failed tries for `email` as a stranger's many addresses left them (5 per address)."""
+    with transaction(engine) as session:
+        for i in range(count):
+            session.add(
+                LoginAttempt(
+                    email=email,
+                    ip=f"198.18.{i // 5}.{i % 5}",
+                    succeeded=False,
+                    created_at=utcnow() - timedelta(seconds=seconds_ago + (count - i) * 0.001),
+                )
+            )
+
+
+def test_a_strangers_failures_from_many_addresses_do_not_lock_the_owner_out(engine) -> None:
+    add_user(engine, "owner@example.com")
+    assert try_sign_in(engine, "owner@example.com", PASSWORD, ip="192.0.2.10").user is not None  # known address
+    with transaction(engine) as session:  # the owner signed in from there yesterday
+        session.execute(update(LoginAttempt).values(created_at=utcnow() - timedelta(days=1)))
+    stranger_failures(engine, "owner@example.com", 50)
+    assert try_sign_in(engine, "owner@example.com", "wrong", ip="198.18.99.1").throttled  # strangers wait
+    # A new address of the owner's waits the backoff (at most a minute), never 15 minutes.
+    new_place = try_sign_in(engine, "owner@example.com", PASSWORD, ip="192.0.2.77")
+    assert new_place.throttled and new_place.wait_seconds <= auth.BACKOFF_CAP.total_seconds()
+    assert new_place.error == f"Too many failed sign-ins. Try again in {new_place.wait_seconds} seconds."
+    assert 50 < new_place.wait_seconds
+    owner = try_sign_in(engine, "owner@example.com", PASSWORD, ip="192.0.2.10")  # the known address: in
+    assert owner.user is not None and not owner.throttled
+
+
+def test_failures_from_anywhere_slow_the_account_down_with_a_growing_capped_backoff(engine) -> None:
+    add_user(engine, "a@example.com")
+    for i in range(auth.BACKOFF_AFTER_FAILURES):  # ten addresses, one wrong try each: no delay yet
+        result = try_sign_in(engine, "a@example.com", "wrong", ip=f"198.18.0.{i}")
+        assert not result.throttled and result.error == auth.SIGN_IN_FAILED
+    slowed = try_sign_in(engine, "a@example.com", PASSWORD, ip="198.18.1.1")  # right password, unknown address
+    assert slowed.throttled and slowed.user is None and 1 <= slowed.wait_seconds <= 1
+    assert slowed.error == "Too many failed sign-ins. Try again in 1 second."
+    with transaction(engine) as session:  # a throttled try is not checked, so not counted
+        assert session.scalar(select(func.count()).select_from(LoginAttempt)) == auth.BACKOFF_AFTER_FAILURES
+        session.execute(update(LoginAttempt).values(created_at=utcnow() - timedelta(seconds=3)))
+    assert try_sign_in(engine, "a@example.com", "wrong", ip="198.18.1.1").error == auth.SIGN_IN_FAILED
+    assert try_sign_in(engine, "a@example.com", "wrong", ip="198.18.1.2").wait_seconds == 2  # 11 failures: 2 s
+    assert [auth.backoff_delay(n).total_seconds() for n in (9, 10, 11, 12, 15, 16, 17, 1000)] == [
+        0,
+        1,
+        2,
+        4,
+        32,
+        60,
+        60,
+        60,
+    ]
+    stranger_failures(engine, "b@example.com", 40, seconds_ago=30)
+    assert 29 <= try_sign_in(engine, "b@example.com", "wrong", ip="198.18.9.9").wait_seconds <= 30
 
 
 def test_address_throttle_after_twenty_failures_across_accounts(engine) -> None:
@@ -77,7 +141,7 @@ def test_address_throttle_after_twenty_failures_across_accounts(engine) -> None:
     assert try_sign_in(engine, "a@example.com", PASSWORD, ip="198.51.100.7").user is not None
 
 
-def test_a_success_resets_the_account_counter(engine) -> None:
+def test_a_success_resets_the_counter_of_its_address(engine) -> None:
     add_user(engine, "a@example.com")
     for _ in range(auth.MAX_FAILURES_PER_ACCOUNT - 1):
         try_sign_in(engine, "a@example.com", "wrong")
@@ -123,7 +187,8 @@ def test_rotation_issues_a_new_token_and_ends_the_old_one_soon(engine) -> None:
     user = add_user(engine, "a@example.com")
     with transaction(engine) as session:
         old = auth.issue_session(session, session.get(User, user.id)).token
-        session.execute(update(RefreshToken).values(created_at=utcnow() - timedelta(days=1, minutes=1)))
+        day_old = utcnow() - timedelta(days=1, minutes=1)  # signed in and issued a day ago
+        session.execute(update(RefreshToken).values(created_at=day_old, updated_at=day_old))
     with transaction(engine) as session:
         current = auth.resolve_session(session, old)
         assert current.needs_rotation()
@@ -132,6 +197,70 @@ def test_rotation_issues_a_new_token_and_ends_the_old_one_soon(engine) -> None:
         old_row = session.scalar(select(RefreshToken).where(RefreshToken.token == security.digest(old)))
         assert old_row.expires_at <= utcnow() + auth.ROTATION_GRACE
         assert not auth.resolve_session(session, new.token).needs_rotation()
+
+
+@pytest.mark.parametrize("remember,cap", [(True, auth.REMEMBERED_SESSION_MAX_AGE), (False, auth.SESSION_MAX_AGE)])
+def test_rotation_never_extends_a_session_past_its_absolute_lifetime(engine, remember, cap) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        token = auth.issue_session(session, session.get(User, user.id), remember=remember).token
+        signed_in = utcnow() - cap + timedelta(hours=2)  # signed in long ago, the last token a day old
+        ttl = auth.REMEMBERED_SESSION_TTL if remember else auth.SESSION_TTL
+        session.execute(
+            update(RefreshToken).values(
+                created_at=signed_in, updated_at=utcnow() - timedelta(days=1), expires_at=signed_in + ttl
+            )
+        )
+    for _ in range(3):  # rotate again and again: the session keeps its first sign-in time and its end
+        with transaction(engine) as session:
+            current = auth.resolve_session(session, token)
+            assert current.remember is remember and current.needs_rotation()
+            issued = auth.rotate_session(session, current)
+            assert issued.remember is remember and issued.expires_at <= current.created_at + cap
+            token = issued.token
+        with transaction(engine) as session:
+            rotated = auth.resolve_session(session, token)
+            assert rotated.created_at == current.created_at and rotated.expires_at <= signed_in + cap
+            session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == rotated.token_id)
+                .values(updated_at=utcnow() - timedelta(days=1))
+            )
+    with transaction(engine) as session:  # past the absolute lifetime it is over, rotation or not
+        session.execute(update(RefreshToken).values(created_at=signed_in - timedelta(hours=3)))
+        session.execute(update(RefreshToken).values(expires_at=signed_in - timedelta(hours=3) + cap))
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, token) is None
+
+
+def test_a_rotated_away_token_leads_to_its_successor_until_the_session_ends(engine) -> None:
+    user = add_user(engine, "a@example.com")
+    with transaction(engine) as session:
+        old = auth.issue_session(session, session.get(User, user.id)).token
+        other = auth.issue_session(session, session.get(User, user.id)).token  # another browser's session
+        day_old = utcnow() - timedelta(days=1, minutes=1)
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token == security.digest(old))
+            .values(created_at=day_old, updated_at=day_old)
+        )
+    with transaction(engine) as session:
+        first = auth.resolve_session(session, old)
+        new = auth.rotate_session(session, first)
+    with transaction(engine) as session:  # the grace is over for the old token ...
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token == security.digest(old))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    with transaction(engine) as session:
+        assert auth.resolve_session(session, old) is None
+        successor = auth.resolve_successor(session, first.user.id, first.created_at)  # ... not for its session
+        assert successor is not None and successor.token_id == auth.resolve_session(session, new.token).token_id
+        auth.revoke_token(session, new.token)  # signing out (the cookie now holds the new token) ends it
+    with transaction(engine) as session:
+        assert auth.resolve_successor(session, first.user.id, first.created_at) is None
+        assert auth.resolve_session(session, other) is not None
 
 
 def test_prune_removes_expired_and_old_revoked_tokens_and_old_attempts(engine) -> None:
@@ -210,14 +339,19 @@ def test_sign_in_route_sets_an_httponly_lax_cookie(client, engine) -> None:
     assert "SameSite=lax" in set_cookie and "Secure" not in set_cookie and "Max-Age" not in set_cookie
 
 
-def test_remember_me_makes_a_30_day_cookie_and_https_makes_it_secure(client, engine) -> None:
+def test_remember_me_makes_a_30_day_cookie_and_https_makes_it_secure(client, engine, monkeypatch) -> None:
+    from mindroute import config
+
     add_user(engine, "a@example.com")
-    response = client.post(
-        "/auth/signin",
-        data={"email": "a@example.com", "password": PASSWORD, "remember": "on"},
-        headers={**SAME_ORIGIN, "X-Forwarded-Proto": "https"},
-        follow_redirects=False,
-    )
+    form = {"email": "a@example.com", "password": PASSWORD, "remember": "on"}
+    # X-Forwarded-Proto from anyone but a trusted proxy is ignored: the request was plain http.
+    spoofed = {**SAME_ORIGIN, "X-Forwarded-Proto": "https"}
+    response = client.post("/auth/signin", data=form, headers=spoofed, follow_redirects=False)
+    assert response.status_code == 303 and "Secure" not in response.headers["set-cookie"]
+    monkeypatch.setenv("MINDROUTE_TRUST_PROXY", "true")
+    config.get_settings.cache_clear()
+    behind_proxy = {"Origin": "https://mr.test", "X-Forwarded-Proto": "https"}
+    response = client.post("/auth/signin", data=form, headers=behind_proxy, follow_redirects=False)
     set_cookie = response.headers["set-cookie"]
     assert "Secure" in set_cookie
     max_age = int(set_cookie.split("Max-Age=")[1].split(";")[0])
@@ -259,7 +393,8 @@ def test_page_load_rotates_a_day_old_cookie_and_clears_a_dead_one(client, engine
     html = {"Accept": "text/html"}
     assert "set-cookie" not in client.get("/", headers=html).headers  # fresh: nothing to do
     with transaction(engine) as session:
-        session.execute(update(RefreshToken).values(created_at=utcnow() - timedelta(days=2)))
+        two_days = utcnow() - timedelta(days=2)
+        session.execute(update(RefreshToken).values(created_at=two_days, updated_at=two_days))
     response = client.get("/", headers=html)
     new = response.cookies[web.SESSION_COOKIE]
     assert new != old

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mindroute import security
@@ -16,10 +16,21 @@ from mindroute.validation import ValidationError, validate_name, validate_passwo
 
 SIGN_IN_FAILED = "Email or password is incorrect"
 THROTTLE_WINDOW = timedelta(minutes=15)
+# Failures for one account from one address lock that address out of that account.
 MAX_FAILURES_PER_ACCOUNT = 5
+# Failures from one address, over every account, lock that address out.
 MAX_FAILURES_PER_ADDRESS = 20
+# Failures for one account from anywhere: past this many, every further try waits a delay that
+# doubles with each failure, up to BACKOFF_CAP; addresses the account signed in from are exempt.
+BACKOFF_AFTER_FAILURES = 10
+BACKOFF_CAP = timedelta(seconds=60)
+# An address with a successful sign-in to an account this recently is that account's known address.
+KNOWN_ADDRESS_FOR = timedelta(days=30)
 SESSION_TTL = timedelta(days=7)
 REMEMBERED_SESSION_TTL = timedelta(days=30)
+# Absolute lifetime from the first sign-in (OWASP ASVS 3.3): rotation never extends a session past it.
+SESSION_MAX_AGE = timedelta(days=7)
+REMEMBERED_SESSION_MAX_AGE = timedelta(days=30)
 SESSION_ROTATE_AFTER = timedelta(days=1)
 # A rotated-out token keeps working this long, so a second tab's reconnect in flight is not lost.
 ROTATION_GRACE = timedelta(seconds=60)
@@ -35,41 +46,74 @@ class IssuedSession:
 
 @dataclass(frozen=True)
 class ResolvedSession:
+    """A live session token. `created_at` is the first sign-in of the session (rotation keeps it);
+    `issued_at` is when this token of the session was issued."""
+
     user: User
     token_id: uuid.UUID
     created_at: datetime
     expires_at: datetime
+    issued_at: datetime
 
     def needs_rotation(self, now: datetime | None = None) -> bool:
-        return (now or utcnow()) - self.created_at >= SESSION_ROTATE_AFTER
+        return (now or utcnow()) - self.issued_at >= SESSION_ROTATE_AFTER
+
+    @property
+    def remember(self) -> bool:
+        return self.expires_at - self.created_at > SESSION_MAX_AGE
 
 
 # --- throttling -----------------------------------------------------------------------------
 
 
 def _wait_seconds(oldest_counted: datetime, now: datetime) -> int:
-    return max(1, int((oldest_counted + THROTTLE_WINDOW - now).total_seconds()))
+    return max(1, math.ceil((oldest_counted + THROTTLE_WINDOW - now).total_seconds()))
+
+
+def backoff_delay(failures: int) -> timedelta:
+    """The account-wide delay after `failures` recent failures from anywhere: none up to
+    BACKOFF_AFTER_FAILURES - 1, then 1 s, 2 s, 4 s ... doubling, capped at BACKOFF_CAP."""
+    if failures < BACKOFF_AFTER_FAILURES:
+        return timedelta(0)
+    exponent = min(failures - BACKOFF_AFTER_FAILURES, 16)
+    return min(BACKOFF_CAP, timedelta(seconds=2**exponent))
+
+
+def _same_address(ip: str | None) -> ColumnElement[bool]:
+    return LoginAttempt.ip.is_(None) if ip is None else LoginAttempt.ip == ip
 
 
 def throttle_wait(session: Session, email: str, ip: str | None, now: datetime | None = None) -> int:
-    """Seconds to wait before another try is allowed for this email or address; 0 if none."""
+    """Seconds to wait before another try is allowed for this email from this address; 0 if none.
+
+    Three rules, all over the last THROTTLE_WINDOW and counted in `loginattempts` so every
+    process shares them: MAX_FAILURES_PER_ACCOUNT failures for the account from this address
+    (since that address last signed in to it) lock this address out of the account; failures
+    from this address over all accounts lock the address out; failures for the account from
+    anywhere (since its last sign-in) slow every unknown address down (`backoff_delay`). So a
+    stranger can neither lock the owner out of their own address nor guess fast from many.
+    """
     now = now or utcnow()
     since = now - THROTTLE_WINDOW
-    last_success = session.scalar(
-        select(func.max(LoginAttempt.created_at)).where(
-            LoginAttempt.email == email, LoginAttempt.succeeded, LoginAttempt.created_at >= since
-        )
-    )
-    account_since = max(since, last_success) if last_success else since
-    account_failures = session.scalars(
+    here = _same_address(ip)
+    last_success_any, last_success_here = session.execute(
+        select(
+            func.max(LoginAttempt.created_at),
+            func.max(case((here, LoginAttempt.created_at))),
+        ).where(LoginAttempt.email == email, LoginAttempt.succeeded, LoginAttempt.created_at >= now - KNOWN_ADDRESS_FOR)
+    ).one()
+    waits = []
+
+    pair_since = max(since, last_success_here) if last_success_here else since
+    pair_failures = session.scalars(
         select(LoginAttempt.created_at)
-        .where(LoginAttempt.email == email, ~LoginAttempt.succeeded, LoginAttempt.created_at > account_since)
+        .where(LoginAttempt.email == email, here, ~LoginAttempt.succeeded, LoginAttempt.created_at > pair_since)
         .order_by(LoginAttempt.created_at.desc())
         .limit(MAX_FAILURES_PER_ACCOUNT)
     ).all()
-    waits = []
-    if len(account_failures) >= MAX_FAILURES_PER_ACCOUNT:
-        waits.append(_wait_seconds(account_failures[-1], now))
+    if len(pair_failures) >= MAX_FAILURES_PER_ACCOUNT:
+        waits.append(_wait_seconds(pair_failures[-1], now))
+
     if ip:
         address_failures = session.scalars(
             select(LoginAttempt.created_at)
@@ -79,6 +123,17 @@ def throttle_wait(session: Session, email: str, ip: str | None, now: datetime | 
         ).all()
         if len(address_failures) >= MAX_FAILURES_PER_ADDRESS:
             waits.append(_wait_seconds(address_failures[-1], now))
+
+    if last_success_here is None:  # the account's known addresses are not slowed by strangers
+        account_since = max(since, last_success_any) if last_success_any else since
+        failures, latest = session.execute(
+            select(func.count(), func.max(LoginAttempt.created_at)).where(
+                LoginAttempt.email == email, ~LoginAttempt.succeeded, LoginAttempt.created_at > account_since
+            )
+        ).one()
+        delay = backoff_delay(failures)
+        if delay and latest is not None and latest + delay > now:
+            waits.append(max(1, math.ceil((latest + delay - now).total_seconds())))
     return max(waits, default=0)
 
 
@@ -100,7 +155,10 @@ class SignInResult:
 
 
 def throttled_message(wait_seconds: int) -> str:
-    minutes = max(1, math.ceil(wait_seconds / 60))
+    if wait_seconds < 60:
+        seconds = max(1, wait_seconds)
+        return f"Too many failed sign-ins. Try again in {seconds} second{'s' if seconds != 1 else ''}."
+    minutes = math.ceil(wait_seconds / 60)
     return f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
@@ -134,36 +192,85 @@ def issue_session(session: Session, user: User, remember: bool = False) -> Issue
     return IssuedSession(token=token, expires_at=expires_at, remember=remember)
 
 
+_SESSION_COLUMNS = (User, RefreshToken.id, RefreshToken.created_at, RefreshToken.expires_at, RefreshToken.updated_at)
+
+
+def _resolved(row: tuple | None) -> ResolvedSession | None:
+    if row is None:
+        return None
+    user, token_id, created_at, expires_at, issued_at = row
+    return ResolvedSession(
+        user=user, token_id=token_id, created_at=created_at, expires_at=expires_at, issued_at=issued_at
+    )
+
+
 def resolve_session(session: Session, token: str | None) -> ResolvedSession | None:
     """The signed-in user for a session token, or None: one indexed query (token digest)."""
     if not token or len(token) > 200:
         return None
-    row = session.execute(
-        select(User, RefreshToken.id, RefreshToken.created_at, RefreshToken.expires_at)
-        .join(RefreshToken, RefreshToken.user_id == User.id)
-        .where(
-            RefreshToken.token == security.digest(token),
-            ~RefreshToken.is_revoked,
-            RefreshToken.expires_at > utcnow(),
-            User.is_active,
-        )
-    ).first()
-    if row is None:
-        return None
-    user, token_id, created_at, expires_at = row
-    return ResolvedSession(user=user, token_id=token_id, created_at=created_at, expires_at=expires_at)
+    return _resolved(
+        session.execute(
+            select(*_SESSION_COLUMNS)
+            .join(RefreshToken, RefreshToken.user_id == User.id)
+            .where(
+                RefreshToken.token == security.digest(token),
+                ~RefreshToken.is_revoked,
+                RefreshToken.expires_at > utcnow(),
+                User.is_active,
+            )
+        ).first()
+    )
+
+
+def resolve_successor(session: Session, user_id: uuid.UUID, signed_in_at: datetime) -> ResolvedSession | None:
+    """The live token that a session's rotation left in place of the one a connection resolved.
+
+    A session's tokens share their user and first sign-in time (`createdAt`, kept by rotation),
+    so a tab whose connection was opened with a token that has since been rotated away keeps
+    following its session until it is signed out, revoked or past its absolute lifetime. Only a
+    connection that resolved the old token while it was valid may ask (see ui.session).
+    """
+    return _resolved(
+        session.execute(
+            select(*_SESSION_COLUMNS)
+            .join(RefreshToken, RefreshToken.user_id == User.id)
+            .where(
+                RefreshToken.user_id == user_id,
+                RefreshToken.created_at == signed_in_at,
+                ~RefreshToken.is_revoked,
+                RefreshToken.expires_at > utcnow(),
+                User.is_active,
+            )
+            .order_by(RefreshToken.updated_at.desc())
+            .limit(1)
+        ).first()
+    )
 
 
 def rotate_session(session: Session, current: ResolvedSession) -> IssuedSession:
-    """Replace a day-old token: a new one with the same remaining lifetime class; the old one ends soon."""
-    remember = current.expires_at - current.created_at > SESSION_TTL
-    issued = issue_session(session, current.user, remember=remember)
+    """Replace a day-old token with a new one of the same session: the first sign-in time is kept
+    and the expiry never passes the session's absolute lifetime; the old token ends soon."""
+    now = utcnow()
+    remember = current.remember
+    cap = current.created_at + (REMEMBERED_SESSION_MAX_AGE if remember else SESSION_MAX_AGE)
+    expires_at = min(now + (REMEMBERED_SESSION_TTL if remember else SESSION_TTL), cap)
+    token, token_digest = security.generate_session_token()
+    session.add(
+        RefreshToken(
+            user_id=current.user.id,
+            token=token_digest,
+            expires_at=expires_at,
+            created_at=current.created_at,
+            updated_at=now,
+        )
+    )
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.id == current.token_id)
-        .values(expires_at=min(current.expires_at, utcnow() + ROTATION_GRACE))
+        .values(expires_at=min(current.expires_at, now + ROTATION_GRACE))
     )
-    return issued
+    session.flush()
+    return IssuedSession(token=token, expires_at=expires_at, remember=remember)
 
 
 def revoke_token(session: Session, token: str | None) -> None:
@@ -192,7 +299,15 @@ def prune(session: Session, now: datetime | None = None) -> tuple[int, int]:
             )
         )
     ).rowcount
-    attempts = session.execute(delete(LoginAttempt).where(LoginAttempt.created_at < now - THROTTLE_WINDOW)).rowcount
+    # Failures count for THROTTLE_WINDOW; successes mark an account's known addresses for longer.
+    attempts = session.execute(
+        delete(LoginAttempt).where(
+            or_(
+                ~LoginAttempt.succeeded & (LoginAttempt.created_at < now - THROTTLE_WINDOW),
+                LoginAttempt.created_at < now - KNOWN_ADDRESS_FOR,
+            )
+        )
+    ).rowcount
     return tokens or 0, attempts or 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mindroute import web
+from mindroute import security, web
 from mindroute.db import transaction
 from mindroute.models import User
 from mindroute.services import auth
@@ -12,6 +12,8 @@ from mindroute.ui.runtime import engine
 
 # Where a tab-lived session (no cookie routes: `streamlit run Home.py`, AppTest) keeps its token.
 TAB_TOKEN_KEY = "mindroute_tab_session"  # noqa: S105 - a session_state key, not a secret
+# (token digest, user id, first sign-in time) of the session this tab's connection resolved.
+FOLLOW_KEY = "mindroute_session_follow"
 
 
 def client_ip() -> str | None:
@@ -41,14 +43,28 @@ def session_token() -> str | None:
 
 
 def resolve_current_user() -> User | None:
+    """The signed-in user of this tab, or None.
+
+    The tab's connection keeps the cookie it was opened with. When another tab's page load
+    rotates the session, this tab's token is rotated away (it ends 60 s later) while the
+    browser already holds the new one: a connection that resolved its token while it was valid
+    then follows its session to the successor token, until the session is signed out, revoked
+    or past its absolute lifetime. A connection opened with an already-dead token never does.
+    """
     token = session_token()
     if not token:
         return None
+    digest = security.digest(token)
+    follow = st.session_state.get(FOLLOW_KEY)
     with transaction(engine()) as session:
         resolved = auth.resolve_session(session, token)
+        if resolved is None and follow is not None and follow[0] == digest:
+            resolved = auth.resolve_successor(session, follow[1], follow[2])
     if resolved is None:
         st.session_state.pop(TAB_TOKEN_KEY, None)  # revoked or expired: this tab is signed out
+        st.session_state.pop(FOLLOW_KEY, None)
         return None
+    st.session_state[FOLLOW_KEY] = (digest, resolved.user.id, resolved.created_at)
     return resolved.user
 
 

@@ -179,6 +179,7 @@ class _StoredKeys:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshots: dict[URL, _Snapshot] = {}
+        self._warned: dict[URL, float] = {}
         self.all = KeySet()
 
     def refresh(self, bind: Engine | Session) -> KeySet:
@@ -192,8 +193,14 @@ class _StoredKeys:
             else:
                 with bind.connect() as connection:
                     self._refresh(url, connection.execute, Provider)
-        except Exception:  # a failure to refresh keeps the last snapshot; the caller's work goes on
-            log.warning("could not re-read the stored provider keys for redaction; using the last ones", exc_info=True)
+        except Exception as error:  # noqa: BLE001 - a failed refresh keeps the last snapshot; the work goes on
+            now = time.monotonic()
+            if now - self._warned.get(url, -STORED_KEYS_MAX_AGE_S) >= STORED_KEYS_MAX_AGE_S:  # once a minute
+                self._warned[url] = now
+                log.warning(
+                    "could not re-read the stored provider keys for redaction (%s); using the last ones",
+                    error.__class__.__name__,
+                )
         return self.all
 
     def _refresh(self, url: URL, execute: Any, provider: Any) -> None:

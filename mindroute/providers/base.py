@@ -7,6 +7,7 @@ import base64
 import codecs
 import contextlib
 import functools
+import http.cookiejar
 import json
 import math
 import re
@@ -42,8 +43,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(
     connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S, write=WRITE_TIMEOUT_S, pool=POOL_TIMEOUT_S
 )
 # Connections per provider and in all: `MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST` / `_TOTAL` (config.py).
-POOL_MAX_KEEPALIVE_CONNECTIONS = 20  # idle connections kept per provider on the sync path
-POOL_KEEPALIVE_EXPIRY_S = 30.0
+POOL_KEEPALIVE_EXPIRY_S = 30.0  # the API's path; the sync path keeps no idle connections (see shared_client)
 DNS_CACHE_TTL_S = 300.0  # the API's path resolves a provider's host at most this often
 ERROR_MESSAGE_MAX_CHARS = 1000
 # An error page is cut to this before redaction, so a huge HTML page costs nothing to scrub.
@@ -572,19 +572,17 @@ def shared_client(url: str = "") -> httpx.Client:
         if client is None or client.is_closed:
             limits = get_upstream_limits()
             # No transport retries: a request that may have reached the model is never sent twice.
+            # No kept-alive connections either: httpcore puts a connection back in the pool with
+            # bytes still buffered on it (a second answer to one request), and the next call would
+            # read them as its own answer. A playground call waits seconds for the model; a new
+            # connection per call costs a handshake.
             client = _sync_clients[key] = httpx.Client(
                 timeout=DEFAULT_TIMEOUT,
-                limits=httpx.Limits(
-                    max_connections=limits.connections_per_host,
-                    max_keepalive_connections=min(POOL_MAX_KEEPALIVE_CONNECTIONS, limits.connections_per_host),
-                    keepalive_expiry=POOL_KEEPALIVE_EXPIRY_S,
-                ),
+                limits=httpx.Limits(max_connections=limits.connections_per_host, max_keepalive_connections=0),
                 headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING},
+                # A cookie one caller's answer set is never sent on another caller's call.
+                cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
             )
-            # The playground's Stop ends a call from another thread (mindroute/providers/cancel.py).
-            from mindroute.providers.cancel import make_cancellable
-
-            make_cancellable(client)
         return client
 
 
@@ -614,8 +612,29 @@ class _LoopClient:
 _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = weakref.WeakKeyDictionary()
 
 
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, except that a pooled connection with anything on it is never handed out.
+
+    aiohttp keeps reading a kept-alive connection while it sits idle in the pool and queues what
+    arrives as a response; its `_get` reuses such a connection anyway (aio-libs/aiohttp#13656), so
+    a second answer that a provider (or a proxy) sent late would become the next caller's answer.
+    A connection whose protocol says it should close (bytes or a parsed answer waiting on it, an
+    unread body, an error) is closed here instead, and the next one in the pool tried.
+    """
+
+    async def _get(self, *args: Any, **kwargs: Any) -> Any:
+        while True:
+            connection = await super()._get(*args, **kwargs)
+            if connection is None:
+                return None
+            protocol = connection.protocol
+            if protocol is not None and not protocol.should_close:
+                return connection
+            connection.close()
+
+
 def _new_session(limits: UpstreamLimits) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
+    connector = _Connector(
         limit=limits.connections_total,
         # One slow provider holding its connections makes only its own calls wait.
         limit_per_host=limits.connections_per_host,

@@ -43,8 +43,13 @@ class Conn:
 
     async def send(self, data: bytes) -> None:
         """Write and wait until the kernel took it; counts what was handed over in `server.sent`."""
-        self.writer.write(data)
-        await self.writer.drain()
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except ConnectionError:
+            with self.server.lock:
+                self.server.eofs.append(self.number)  # the client went away while the server wrote
+            raise
         with self.server.lock:
             self.server.sent += len(data)
 

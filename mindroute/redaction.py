@@ -284,13 +284,13 @@ def _redact_value(keys: KeySet, value: Any) -> Any:
 
 def redact_record(record: Any, keys: KeySet | None = None) -> Any:
     """A call_log.CallRecord with every stored key taken out of what its Logs row stores: the prompt's
-    messages, the answer, the error, the extra request fields and the user agent. The same record when
-    there is nothing to take out."""
+    messages, the answer, the error, the model asked for, the extra request fields and the user agent.
+    The same record when there is nothing to take out."""
     keys = stored_keys() if keys is None else keys
     if not keys:
         return record
     changes: dict[str, Any] = {}
-    for name in ("text", "error_message", "user_agent"):
+    for name in ("text", "error_message", "user_agent", "model"):
         value = getattr(record, name)
         if value:
             redacted = keys.redact(value)
@@ -308,6 +308,7 @@ def redact_record(record: Any, keys: KeySet | None = None) -> Any:
             if text != message.text:
                 message, changed = dataclasses.replace(message, text=text), True
             messages.append(message)
-        if changed:
-            changes["request"] = dataclasses.replace(request, messages=messages)
+        model = keys.redact(request.model) if request.model else request.model
+        if changed or model != request.model:
+            changes["request"] = dataclasses.replace(request, messages=messages, model=model)
     return dataclasses.replace(record, **changes) if changes else record

@@ -169,13 +169,13 @@ def test_a_logs_record_loses_every_stored_key(engine):
     _add_provider(engine, "Second", KEY_B)
     redaction.refresh_stored_keys(engine)
     request = ChatRequest(
-        model="m",
+        model=f"m{KEY_B}",
         messages=[ChatMessage("system", "plain"), ChatMessage("user", f"my colleague's key is {KEY_B}")],
     )
     record = CallRecord(
         user_id=None,
         provider_id=None,
-        model="m",
+        model=f"x/{KEY_A}",  # what the caller asked for, as a refusal logs it
         request=request,
         status_code=502,
         duration_ms=1,
@@ -191,5 +191,7 @@ def test_a_logs_record_loses_every_stored_key(engine):
     assert row["request_body"]["messages"][1]["text"] == f"my colleague's key is {REDACTED}"
     assert row["response_body"]["text"] == f"echo {REDACTED}"
     assert row["error_message"] == f"upstream said {REDACTED}"
+    assert row["model_id"] == f"x/{REDACTED}"
+    assert row["request_body"]["model"] == f"m{REDACTED}"
     clean = CallRecord(user_id=None, provider_id=None, model="m", request=None, status_code=200, duration_ms=1)
     assert redaction.redact_record(clean) is clean

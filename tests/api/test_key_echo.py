@@ -105,7 +105,9 @@ def assert_clean(text: str) -> None:
 
 def assert_rows_clean(rows: list[Log]) -> None:
     for row in rows:
-        stored = json.dumps([row.request_body, row.response_body, row.error_message, row.user_agent], default=str)
+        stored = json.dumps(
+            [row.request_body, row.response_body, row.error_message, row.user_agent, row.model_id], default=str
+        )
         assert_clean(stored)
 
 
@@ -222,7 +224,9 @@ def test_a_key_pasted_into_a_prompt_stays_out_of_the_answer_and_the_log(engine, 
     # Refused before any upstream call (a provider the user was not granted), with the key in the prompt.
     refused = post(server, leaky_world.key, {**body("nope", prompt), "model": "Other/test-model"})
     assert refused.status_code in (403, 404)
-    rows = logged(engine, 2)
+    unknown = post(server, leaky_world.key, body(OTHER_KEY))  # a model id that is a key: refused, logged
+    assert unknown.status_code == 404
+    rows = logged(engine, 3)
     assert rows[0].request_body["messages"][0]["text"] == f"is {REDACTED} a valid key?"
     assert rows[0].request_body["user"] == f"agent {REDACTED}"
     assert_rows_clean(rows)

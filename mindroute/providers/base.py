@@ -583,6 +583,10 @@ def shared_client(url: str = "") -> httpx.Client:
                 # A cookie one caller's answer set is never sent on another caller's call.
                 cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
             )
+            # The playground's Stop ends a call from another thread (mindroute/providers/cancel.py).
+            from mindroute.providers.cancel import make_cancellable
+
+            make_cancellable(client)
         return client
 
 

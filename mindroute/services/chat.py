@@ -3,6 +3,9 @@ and its one Logs row. The playground calls this; the API will call the same rule
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,8 +31,10 @@ from mindroute.providers.base import (
     ProviderTimeout,
     RateLimitedError,
     StreamEnd,
+    UpstreamError,
     check_media,
 )
+from mindroute.providers.cancel import CancelScope
 from mindroute.providers.registry import adapter_for
 from mindroute.security import DecryptionError
 from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord, write_call_log
@@ -37,6 +42,10 @@ from mindroute.services.permissions import check_access
 from mindroute.services.providers import provider_api_key, provider_endpoint, read_settings
 
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
+STREAM_WORKER_JOIN_S = 2.0  # finish() waits this long at most for a stopped stream's reading thread
+_STREAM_OVER = object()  # what the reading thread of pieces() sends last
+
+log = logging.getLogger("mindroute.chat")
 
 
 @dataclass(frozen=True)
@@ -346,8 +355,13 @@ def finished_call(
 
 
 class StreamingChat:
-    """A streamed answer: iterate `chunks()`, then call `finish()` (in a `finally`), which logs
-    exactly once: completed, failed, or stopped by the user partway (status 499, the text so far)."""
+    """A streamed answer: iterate `chunks()` (or `pieces()`, which reads in a worker thread), then
+    call `finish()` (in a `finally`), which logs exactly once: completed, failed, or stopped by the
+    user partway (status 499, the text so far, possibly none).
+
+    `stop()` ends the call at once from any thread, also while it waits for the provider's first
+    byte: the upstream request's socket is shut down (mindroute/providers/cancel.py), so the
+    provider sees the client go away, and `finish()` logs right then."""
 
     def __init__(
         self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
@@ -359,6 +373,9 @@ class StreamingChat:
         self._end: StreamEnd | None = None
         self._error: ProviderError | None = None
         self._stream: ChatStream | None = None
+        self._scope = CancelScope()
+        self._worker: threading.Thread | None = None
+        self._finish_lock = threading.Lock()
         self.outcome: ChatOutcome | None = None
         prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, self._started)
         if isinstance(prepared, ChatOutcome):
@@ -375,13 +392,22 @@ class StreamingChat:
     def prepared(self) -> PreparedCall | None:
         return self._prepared
 
+    def stop(self) -> None:
+        """End the call now (any thread, idempotent): its upstream I/O fails at once and it reads no more."""
+        self._scope.cancel()
+
     def chunks(self) -> Iterator[str]:
         if self._stream is None:
             return
         assert self._prepared is not None
         redactor = redaction.answer_keys(self._prepared.api_key).stream()  # a key split across pieces too
+        stream, scope = self._stream, self._scope
         try:
-            for item in self._stream:
+            while not scope.cancelled:
+                with scope.bound():  # the upstream I/O of this next(), in this thread, can be stopped
+                    item = next(stream, None)
+                if item is None:
+                    break
                 if isinstance(item, StreamEnd):
                     self._end = item
                 elif item.text:
@@ -390,29 +416,157 @@ class StreamingChat:
                     if text := redactor.feed(item.text):
                         yield text
         except ProviderError as exc:
-            self._error = exc
+            if not scope.cancelled:  # a stop makes the read fail: that is no error of the provider's
+                self._error = exc
         if rest := redactor.flush():
             yield rest
 
+    def pieces(self, wait_s: float) -> Iterator[str | None]:
+        """`chunks()` read by a worker thread, with None after every `wait_s` without text: the
+        caller's thread never blocks on the provider, so it can notice it should stop (Streamlit
+        interrupts a script only at its next st call) and call `finish()`."""
+        if self._stream is None:
+            return
+        arrived: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+        def read() -> None:
+            try:
+                for text in self.chunks():
+                    arrived.put(text)
+            except Exception as exc:  # a bug here must still end the call and write its row
+                log.exception("reading a streamed answer failed")
+                if not self._scope.cancelled:
+                    self._error = UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})")
+            finally:
+                arrived.put(_STREAM_OVER)
+
+        self._worker = threading.Thread(target=read, name="mindroute-chat-stream", daemon=True)
+        self._worker.start()
+        while True:
+            try:
+                item = arrived.get(timeout=wait_s)
+            except queue.Empty:
+                yield None
+                continue
+            if item is _STREAM_OVER:
+                return
+            assert isinstance(item, str)
+            yield item
+
     def finish(self) -> ChatOutcome:
-        if self.outcome is not None:
+        """Log the call (once; any thread; later calls return the same outcome). A call still
+        running is stopped first: its text so far is logged with status 499."""
+        with self._finish_lock:
+            if self.outcome is not None:
+                return self.outcome
+            prepared = self._prepared
+            assert prepared is not None
+            if self._end is None and self._error is None:
+                self.stop()  # the reader went away before the stream ended
+            worker = self._worker
+            if worker is not None and worker is not threading.current_thread():
+                worker.join(STREAM_WORKER_JOIN_S)  # a stopped read ends in milliseconds
+            still_reading = worker is not None and worker.is_alive()  # e.g. stuck connecting: not waited for
+            # No end and no error: the reader went away before the stream ended.
+            stopped = self._end is None and self._error is None and self._stream is not None
+            end = self._stream.so_far() if self._stream is not None and self._end is None else self._end
+            if self._stream is not None and not still_reading:
+                self._stream.close()  # releases the upstream connection: the provider sees the disconnect
+            record, outcome = finished_call(
+                prepared,
+                self._caller,
+                end=end,
+                error=self._error,
+                stopped=stopped,
+                stop_message="Stopped by the user",
+                first_token_ms=self._first_token_ms,
+                duration_ms=_ms_since(self._started),
+            )
+            self.outcome = replace(outcome, log_id=write_call_log(self._engine, record))
             return self.outcome
+
+
+class WholeChat:
+    """A whole (not streamed) answer that can be stopped: the upstream call runs in a worker thread
+    from the start; iterate `pieces()` (None every `wait_s` until the answer is in), then call
+    `finish()` (in a `finally`), which logs exactly once, like StreamingChat's: answered, failed,
+    or stopped by the user before the answer came (status 499, no text). `stop()` works from any
+    thread and closes the upstream request at once."""
+
+    def __init__(
+        self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
+    ) -> None:
+        self._engine = engine
+        self._caller = caller
+        self._started = time.perf_counter()
+        self._result: ChatResult | None = None
+        self._error: ProviderError | None = None
+        self._scope = CancelScope()
+        self._worker: threading.Thread | None = None
+        self._finish_lock = threading.Lock()
+        self.outcome: ChatOutcome | None = None
+        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, self._started)
+        if isinstance(prepared, ChatOutcome):
+            self.outcome = prepared  # refused and logged already
+            self._prepared = None
+            return
+        self._prepared = prepared
+        self._worker = threading.Thread(target=self._call, name="mindroute-chat-whole", daemon=True)
+        self._worker.start()
+
+    @property
+    def prepared(self) -> PreparedCall | None:
+        return self._prepared
+
+    def _call(self) -> None:
         prepared = self._prepared
         assert prepared is not None
-        # No end and no error: the reader went away before the stream ended.
-        stopped = self._end is None and self._error is None and self._stream is not None
-        end = self._stream.so_far() if self._stream is not None and self._end is None else self._end
-        if self._stream is not None:
-            self._stream.close()  # releases the upstream connection: the provider sees the disconnect
-        record, outcome = finished_call(
-            prepared,
-            self._caller,
-            end=end,
-            error=self._error,
-            stopped=stopped,
-            stop_message="Stopped by the user",
-            first_token_ms=self._first_token_ms,
-            duration_ms=_ms_since(self._started),
-        )
-        self.outcome = replace(outcome, log_id=write_call_log(self._engine, record))
-        return self.outcome
+        try:
+            with self._scope.bound():
+                result = adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key)
+        except ProviderError as exc:
+            if not self._scope.cancelled:  # a stop makes the call fail: that is no error of the provider's
+                self._error = exc
+        except Exception as exc:  # a bug here must still end the call and write its row
+            log.exception("a whole answer failed")
+            if not self._scope.cancelled:
+                self._error = UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})")
+        else:
+            self._result = result  # arrived, even if a stop came a moment later: a full answer is logged
+
+    def stop(self) -> None:
+        """End the call now (any thread, idempotent): the upstream request is closed."""
+        self._scope.cancel()
+
+    def pieces(self, wait_s: float) -> Iterator[None]:
+        """None after every `wait_s` while the answer is not in: the caller's thread never blocks on
+        the provider (see StreamingChat.pieces)."""
+        worker = self._worker
+        while worker is not None and worker.is_alive():
+            worker.join(wait_s)
+            if worker.is_alive():
+                yield None
+
+    def finish(self) -> ChatOutcome:
+        """Log the call (once; any thread). A call still waiting for its answer is stopped first."""
+        with self._finish_lock:
+            if self.outcome is not None:
+                return self.outcome
+            prepared = self._prepared
+            assert prepared is not None
+            worker = self._worker
+            if worker is not None and worker.is_alive():
+                self.stop()
+                worker.join(STREAM_WORKER_JOIN_S)  # a stopped call ends in milliseconds
+            result, error = self._result, self._error
+            record, outcome = finished_call(
+                prepared,
+                self._caller,
+                end=result,
+                error=error,
+                stopped=result is None and error is None,
+                stop_message="Stopped by the user",
+                duration_ms=_ms_since(self._started),
+            )
+            self.outcome = replace(outcome, log_id=write_call_log(self._engine, record))
+            return self.outcome

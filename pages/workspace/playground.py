@@ -13,7 +13,7 @@ import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
 from mindroute.providers.base import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
-from mindroute.services.chat import Caller, StreamingChat, complete_chat  # noqa: E402
+from mindroute.services.chat import Caller, StreamingChat, WholeChat  # noqa: E402
 from mindroute.services.permissions import usable_providers  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.render import escape_markdown, safe_markdown  # noqa: E402
@@ -25,6 +25,7 @@ UPLOAD_LIMIT_MB = st.get_option("server.maxUploadSize")
 STREAM_DONE = "playground_stream_done"
 FINISH_WAIT_S = 10.0
 RENDER_EVERY_S = 0.05  # redraw a streaming answer at most 20 times a second
+POLL_S = 0.1  # while no text arrives, redraw this often: a Stop click takes effect within it
 FILE_TYPES = {
     "images": ["png", "jpg", "jpeg", "gif", "webp"],
     "videos": ["mp4", "mov", "webm"],
@@ -70,8 +71,8 @@ with st.sidebar:
         st.caption(f"At most {limit:,} tokens per call: {provider.limit_source}.")
     stream_answers = st.toggle("Stream answers", value=True, key="pg_stream")
 
-# A Stop click starts the next run while the interrupted one is still logging its partial answer
-# (fast reruns): wait for it, so the history drawn below includes that answer.
+# A Stop click starts the next run while the interrupted one is still stopping its call and
+# logging it (fast reruns): wait for that, so the history drawn below shows the answer as it ended.
 finishing = st.session_state.get(STREAM_DONE)
 if finishing is not None and not finishing.is_set():
     finishing.wait(timeout=FINISH_WAIT_S)
@@ -100,10 +101,12 @@ def show_message(entry: dict) -> None:
             st.text(entry["text"])  # the user's own words, shown as typed
             for name in entry.get("attachments", []):
                 st.caption(escape_markdown(f"📎 {name}"))
+        elif entry.get("pending"):  # its run is still ending the call (see FINISH_WAIT_S)
+            st.caption(escape_markdown(f"{entry['provider']} · {entry['model']} · waiting for the answer to end"))
         else:
             if entry.get("text"):
                 st.markdown(safe_markdown(entry["text"]))
-            if entry.get("error"):
+            if entry.get("error") and not entry.get("stopped"):  # a stop is the caption's "stopped"
                 st.error(escape_markdown(entry["error"]))
             st.caption(escape_markdown(f"{entry['provider']} · {entry['model']} · " + outcome_caption(entry)))
 
@@ -176,10 +179,23 @@ request = ChatRequest(
     model=model, messages=messages, temperature=temperature, max_tokens=int(max_tokens), stream=stream_answers
 )
 caller = Caller(source="playground", ip=client_ip(), user_agent=user_agent())
-answer = {"role": "assistant", "provider": provider.name, "model": model, "at": datetime.now(UTC).isoformat()}
+answer = {
+    "role": "assistant",
+    "provider": provider.name,
+    "model": model,
+    "at": datetime.now(UTC).isoformat(),
+    "pending": True,
+}
+# The question and its answer-to-be go into the conversation before the call starts: a Stop (or
+# any click) interrupts this run, and the next run draws them, the answer as this run's `finally`
+# left it. The run that Stop starts waits for that (STREAM_DONE) before it draws.
+done = st.session_state[STREAM_DONE] = threading.Event()
+history.extend([user_entry, answer])
 
 
 def remember(outcome) -> None:  # noqa: ANN001 - a ChatOutcome
+    # In place, not through st.session_state: this also runs while a Stop click is interrupting
+    # the script, when Streamlit refuses session_state writes.
     answer.update(
         text=outcome.text,
         error=outcome.error,
@@ -189,33 +205,36 @@ def remember(outcome) -> None:  # noqa: ANN001 - a ChatOutcome
         ttft_ms=outcome.time_to_first_token_ms,
         cost_usd=outcome.cost_usd,
         stopped=outcome.stopped_by_user,
+        pending=False,
     )
-    # In place, not through st.session_state: this also runs while a Stop click is interrupting
-    # the script, when Streamlit refuses session_state writes.
-    history.extend([user_entry, answer])
 
 
-with st.chat_message("assistant"):
-    if not stream_answers:
-        with st.spinner("Waiting for the answer…"):
-            outcome = complete_chat(engine(), user, provider.id, request, caller)
-        remember(outcome)
-        st.rerun()
-    call = StreamingChat(engine(), user, provider.id, request, caller)
-    done = st.session_state[STREAM_DONE] = threading.Event()
-    st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
-    slot = st.empty()
-    received, last_draw = "", 0.0
-    try:
-        for piece in call.chunks():
-            received += piece
-            if time.monotonic() - last_draw >= RENDER_EVERY_S:
-                slot.markdown(safe_markdown(received) + " ▌")
-                last_draw = time.monotonic()
-    finally:
-        # Runs also when "Stop" (or any widget) interrupts the script: the partial answer is logged.
+try:
+    with st.chat_message("assistant"):
+        # The upstream call runs in a worker thread (pieces() reads it), so this script thread
+        # never blocks on the provider: it draws at least every POLL_S, and each draw is where
+        # Streamlit stops an interrupted run, at once, even before the first token.
+        chat = StreamingChat if stream_answers else WholeChat
+        call = chat(engine(), user, provider.id, request, caller)
         try:
-            remember(call.finish())
+            st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
+            slot = st.empty()
+            received, last_draw, started = "", 0.0, time.monotonic()
+            for piece in call.pieces(POLL_S):
+                received += piece or ""
+                now = time.monotonic()
+                if piece is None or now - last_draw >= RENDER_EVERY_S:
+                    if received:
+                        slot.markdown(safe_markdown(received) + " ▌")
+                    else:
+                        slot.caption(f"Waiting for the answer… {now - started:.0f} s")
+                    last_draw = now
         finally:
-            done.set()
+            # Runs also when "Stop" (or any widget) interrupts the script: the call is stopped
+            # (the upstream request closed) and logged now, with what arrived so far.
+            remember(call.finish())
+finally:
+    if answer["pending"]:  # the call could not even be logged (say the database is away): say so
+        answer.update(text="", error="The call ended without an answer", duration_ms=0, pending=False)
+    done.set()
 st.rerun()

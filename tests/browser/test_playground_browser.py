@@ -1,4 +1,5 @@
-"""The playground in a real browser: an answer streams in, and Stop ends it with the partial answer logged."""
+"""The playground in a real browser: an answer streams in, and Stop ends it with the partial answer logged,
+also before the first token (issue 13, item 12)."""
 
 from __future__ import annotations
 
@@ -13,35 +14,41 @@ from mindroute.models import Log, Provider
 from mindroute.services.users import create_user
 from tests.browser.test_auth_browser import ADMIN_EMAIL, ADMIN_PASSWORD, settle, sign_in
 from tests.conftest import TEST_SECRET_KEY
-from tests.providers.fakes import OPENAI_KEY, FakeOpenAI, FakeServer
+from tests.providers.fakes import OPENAI_KEY, FakeServer
+from tests.providers.holding import HoldingOpenAI
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def openai_fake():
-    server = FakeOpenAI()
+    server = HoldingOpenAI()  # FakeOpenAI, plus the "hold" models of a provider that answers late
     running = FakeServer(server).start()
     yield running
     running.stop()
 
 
-def test_answer_streams_in_and_stop_keeps_the_partial_answer(server, browser_context, openai_fake) -> None:
+def open_playground(server, browser_context, fake: FakeServer, model: str):
     with transaction(server.engine) as session:
         create_user(session, None, email=ADMIN_EMAIL, name="Root", password=ADMIN_PASSWORD, role="admin")
         session.add(
             Provider(
                 name="Fake OpenAI",
                 protocol="openai",
-                endpoint_url=openai_fake.url + "/v1",
+                endpoint_url=fake.url + "/v1",
                 api_key=security.SecretBox([TEST_SECRET_KEY]).encrypt(OPENAI_KEY),
-                settings={"models": ["endless"], "default_model": "endless", "prices": {}},
+                settings={"models": [model], "default_model": model, "prices": {}},
             )
         )
     page = browser_context.new_page()
     sign_in(page, server.base_url, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.goto(f"{server.base_url}/playground")
     settle(page)
+    return page
+
+
+def test_answer_streams_in_and_stop_keeps_the_partial_answer(server, browser_context, openai_fake) -> None:
+    page = open_playground(server, browser_context, openai_fake, "endless")
     box = page.locator("[data-testid='stChatInputTextArea']")
     box.fill("count for me")
     box.press("Enter")
@@ -59,3 +66,34 @@ def test_answer_streams_in_and_stop_keeps_the_partial_answer(server, browser_con
     assert row.status_code == 499 and row.response_body["stopped_by_user"] is True
     assert row.response_body["text"].startswith("tick") and len(row.response_body["text"]) >= len("tick") * 3
     assert openai_fake.fake.last.disconnected.wait(5)  # the upstream request was closed
+
+
+def test_stop_before_the_first_token_keeps_the_question_and_ends_the_call_at_once(
+    server, browser_context, openai_fake
+) -> None:
+    """A provider that would answer after 30 s (here: only once the request is closed); Stop at 2 s."""
+    page = open_playground(server, browser_context, openai_fake, "hold")
+    box = page.locator("[data-testid='stChatInputTextArea']")
+    box.fill("are you still there?")
+    sent = time.monotonic()
+    box.press("Enter")
+    page.get_by_text("Waiting for the answer", exact=False).first.wait_for()
+    deadline = time.monotonic() + 10
+    while not openai_fake.fake.requests:  # the request is with the provider, which says nothing
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(max(0.0, 2.0 - (time.monotonic() - sent)))
+    page.locator(".st-key-pg_stop button").filter(visible=True).first.click()
+    stopped_at = time.monotonic()
+
+    messages = page.locator("[data-testid='stChatMessage']")
+    messages.nth(1).get_by_text("stopped", exact=False).first.wait_for(timeout=3_000)
+    assert time.monotonic() - stopped_at < 3.0
+    assert messages.nth(0).inner_text().strip().endswith("are you still there?")  # the question stays
+    assert openai_fake.fake.last.disconnected.wait(1)  # the upstream request was closed
+    with transaction(server.engine) as session:
+        [row] = session.scalars(select(Log)).all()  # written by the time the page says "stopped"
+    assert (row.status_code, row.error_message) == (499, "Stopped by the user")
+    assert row.response_body["stopped_by_user"] is True and row.response_body["text"] == ""
+    settle(page)
+    assert page.get_by_text("are you still there?").count() == 1  # drawn once, in the conversation

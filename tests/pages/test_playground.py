@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, UserProvider
 from tests.pages.helpers import add_user, app_for, sign_in, texts
 from tests.providers.fakes import COMPLETION_TOKENS, OPENAI_KEY, PROMPT_TOKENS, FakeOpenAI, FakeServer, expected_answer
+from tests.providers.holding import HoldingOpenAI
 
 PAGE = "pages/workspace/playground.py"
 
@@ -25,7 +27,14 @@ def openai_fake() -> Iterator[FakeServer]:
     server.stop()
 
 
-def grant_provider(engine, email: str, server: FakeServer, **grant) -> Provider:
+@pytest.fixture(scope="module")
+def holding_fake() -> Iterator[FakeServer]:
+    server = FakeServer(HoldingOpenAI()).start()
+    yield server
+    server.stop()
+
+
+def grant_provider(engine, email: str, server: FakeServer, models: list[str] | None = None, **grant) -> Provider:
     box = security.SecretBox(get_settings().secret_keys)
     with transaction(engine) as session:
         user = session.scalar(select(User).where(User.email == email))
@@ -36,8 +45,8 @@ def grant_provider(engine, email: str, server: FakeServer, **grant) -> Provider:
             api_key=box.encrypt(OPENAI_KEY),
             max_tokens=2000,
             settings={
-                "models": ["test-model", "other-model"],
-                "default_model": "test-model",
+                "models": models or ["test-model", "other-model"],
+                "default_model": (models or ["test-model"])[0],
                 "prices": {"test-model": {"input": 1.0, "output": 2.0}},
             },
         )
@@ -150,3 +159,46 @@ def test_user_cannot_reach_another_users_calls_through_the_playground(engine, mo
         me = session.scalar(select(User.id).where(User.email == "user@example.com"))
         assert owner == me
         assert session.scalar(select(func.count()).select_from(Log)) == 1
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_interrupted_run_stops_the_call_at_once_and_keeps_the_question(
+    engine, monkeypatch, holding_fake, stream
+) -> None:
+    """Stop (any click) stops the running script: AppTest's timeout does exactly that
+    (`request_stop`), here while the provider has not sent a byte. The call ends at once, its 499
+    row is written then, and the next run shows the question with the answer marked stopped."""
+    at = user_on_playground(engine, monkeypatch)
+    grant_provider(engine, "user@example.com", holding_fake, models=["hold"])
+    holding_fake.fake.reset()
+    at.run()
+    at.toggle(key="pg_stream").set_value(stream)
+    at.chat_input(key="pg_input").set_value("are you there?")
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=1.0)
+    stopped_at = time.monotonic()
+    assert wait_until(lambda: len(logs(engine)) == 1, 1.0)  # the row, right away
+    assert holding_fake.fake.last.disconnected.wait(1.0)  # and the upstream request closed
+    assert time.monotonic() - stopped_at < 1.5
+    [row] = logs(engine)
+    assert (row.status_code, row.error_message, row.request_body["stream"]) == (499, "Stopped by the user", stream)
+
+    at.chat_input(key="pg_input").set_value(None)  # a browser sends a message once; AppTest would resend it
+    at = at.run()
+    assert not at.exception, at.exception
+    assert "are you there?" in [str(t.value) for t in at.text]  # the question stays
+    captions = " ".join(c.value for c in at.caption)
+    assert "stopped" in captions and "waiting" not in captions
+    assert "Stopped by the user" not in texts(at)  # a stop is no error
+    assert len(logs(engine)) == 1
+    history = at.session_state["playground_history"]
+    assert [(e["role"], e.get("stopped")) for e in history] == [("user", None), ("assistant", True)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 import sys
 import time
@@ -44,6 +45,7 @@ from mindroute.openai_compat import (
 )
 from mindroute.providers.base import aclose_shared_async_client
 from mindroute.services import admission, api_keys
+from mindroute.services.call_log import is_database_outage
 from mindroute.services.chat import Caller, ChatRefused, PreparedCall, apply_route
 from mindroute.services.chat_async import (
     ApiOutcome,
@@ -58,6 +60,8 @@ from mindroute.services.chat_async import (
     stop_log_writer,
 )
 
+log = logging.getLogger("mindroute.api")
+
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 OVERHEAD_HEADER = "x-mindroute-overhead-ms"
@@ -67,7 +71,15 @@ _KEY_CODES = {
     api_keys.KeyRefusal.REVOKED: "revoked_api_key",
     api_keys.KeyRefusal.OWNER_DEACTIVATED: "account_deactivated",
 }
-_CODES = {400: "invalid_request", 403: "not_allowed", 404: "model_not_found", 413: "request_too_large"}
+_CODES = {
+    400: "invalid_request",
+    403: "not_allowed",
+    404: "model_not_found",
+    413: "request_too_large",
+    503: "database_unavailable",
+}
+DATABASE_UNAVAILABLE = "MindRoute's database is unavailable; retry"
+RETRY_AFTER_S = "1"
 
 
 def max_body_bytes() -> int:
@@ -167,35 +179,42 @@ async def _admit(
     caller: Caller,
     started: float,
 ) -> _Admitted | _Refused:
-    """Verify the key, then the body, the model and the policy; a refusal writes its Logs row here."""
-    provider_id = None
+    """Verify the key, then the body, the model and the policy; a refusal writes its Logs row here.
+    A database that is away gets a 503, logged (queued) like any refusal."""
+    provider_id = user_id = None
     request = parsed.request if parsed is not None else None
-    admitted = await admission.aadmit(engine, presented_key, parsed.model_id if parsed is not None else None)
-    caller = replace(caller, api_key_id=admitted.key_id)
-    if isinstance(admitted, admission.KeyRefused):
-        refusal = _Refused(401, admitted.refusal.message, _KEY_CODES[admitted.refusal])
-    elif problem is not None:
-        refusal = problem
-    elif isinstance(admitted.route, admission.RouteRefusal):
-        refusal = _Refused(admitted.route.status, admitted.route.message)
-        provider_id = admitted.route.provider_id
+    try:
+        admitted = await admission.aadmit(engine, presented_key, parsed.model_id if parsed is not None else None)
+    except Exception as error:
+        if not is_database_outage(error):
+            raise
+        log.warning("refused an API call: the database is unavailable (%s)", type(error).__name__)
+        refusal = _Refused(503, DATABASE_UNAVAILABLE)
     else:
-        assert parsed is not None
-        route = admitted.route
-        provider_id = route.provider_id
-        request = replace(parsed.request, model=route.model)
-        try:
-            prepared = apply_route(route, request)
-            return _Admitted(prepared, caller, f"{route.provider_name}/{route.model}")
-        except ChatRefused as refused:
-            refusal = _Refused(refused.status_code, refused.message)
+        caller = replace(caller, api_key_id=admitted.key_id)
+        user_id = admitted.user_id
+        if isinstance(admitted, admission.KeyRefused):
+            refusal = _Refused(401, admitted.refusal.message, _KEY_CODES[admitted.refusal])
+        elif problem is not None:
+            refusal = problem
+        elif isinstance(admitted.route, admission.RouteRefusal):
+            refusal = _Refused(admitted.route.status, admitted.route.message)
+            provider_id = admitted.route.provider_id
+        else:
+            assert parsed is not None
+            route = admitted.route
+            provider_id = route.provider_id
+            request = replace(parsed.request, model=route.model)
+            try:
+                prepared = apply_route(route, request)
+                return _Admitted(prepared, caller, f"{route.provider_name}/{route.model}")
+            except ChatRefused as refused:
+                refusal = _Refused(refused.status_code, refused.message)
     extra = {"user": parsed.user} if parsed is not None and parsed.user else None
     model = parsed.model_id if parsed is not None else None
     await alog_call(
         engine,
-        refusal_record(
-            admitted.user_id, provider_id, request, model, refusal.status, refusal.message, caller, started, extra
-        ),
+        refusal_record(user_id, provider_id, request, model, refusal.status, refusal.message, caller, started, extra),
     )
     return refusal
 
@@ -239,6 +258,8 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
         answer_headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
         if admitted.status == 401:
             answer_headers["www-authenticate"] = "Bearer"
+        elif admitted.status == 503:
+            answer_headers["retry-after"] = RETRY_AFTER_S
         return _error(admitted.status, admitted.message, admitted.code, headers=answer_headers)
     assert parsed is not None
     extra = {"user": parsed.user} if parsed.user else None
@@ -339,7 +360,21 @@ class EventStreamResponse(Response):
                 group.cancel_scope.cancel()
 
 
+def _database_unavailable(error: BaseException) -> JSONResponse:
+    log.warning("refused an API request: the database is unavailable (%s)", type(error).__name__)
+    return _error(503, DATABASE_UNAVAILABLE, headers={"retry-after": RETRY_AFTER_S})
+
+
 async def models_route(request: Request) -> Response:
+    try:
+        return await _models(request)
+    except Exception as error:
+        if not is_database_outage(error):
+            raise
+        return _database_unavailable(error)
+
+
+async def _models(request: Request) -> Response:
     engine = get_engine()
     admitted = await admission.aadmit(engine, _bearer(request.headers.get("authorization")), None)
     if isinstance(admitted, admission.KeyRefused):
@@ -398,11 +433,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
 _STATUS_TEXT = {
     400: "Invalid request, over the token limit, media not allowed, or an ambiguous bare model",
     401: "Unknown, expired or revoked key, or its owner is deactivated",
-    403: "Provider inactive or not allowed, or model not allowed",
-    404: "The model exists nowhere",
+    403: "A provider granted to you is inactive, or the model is not allowed",
+    404: "The model exists nowhere, or only on providers not granted to you; or an unknown URL (code unknown_url)",
     413: "Body over MINDROUTE_API_MAX_BODY_BYTES",
     429: "The provider's rate limit (retry-after passed on)",
     502: "The provider failed",
+    503: "MindRoute's database is unavailable; retry (retry-after given)",
     504: "The provider did not answer in time",
 }
 
@@ -455,21 +491,21 @@ OPENAPI: dict[str, Any] = {
                         "headers": {OVERHEAD_HEADER: {"schema": {"type": "number"}}},
                         "content": {"application/json": {}, "text/event-stream": {}},
                     },
-                    **_errors(400, 401, 403, 404, 413, 429, 502, 504),
+                    **_errors(400, 401, 403, 404, 413, 429, 502, 503, 504),
                 },
             }
         },
         "/v1/models": {
             "get": {
                 "summary": "The models the key's owner may use, as <provider name>/<model>",
-                "responses": {"200": {"description": "OpenAI's model list"}, **_errors(401)},
+                "responses": {"200": {"description": "OpenAI's model list"}, **_errors(401, 503)},
             }
         },
         "/v1/models/{model}": {
             "get": {
                 "summary": "One model the key's owner may use, by its id (<provider name>/<model>; the id's / as is)",
                 "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "OpenAI's model object"}, **_errors(401, 404)},
+                "responses": {"200": {"description": "OpenAI's model object"}, **_errors(401, 404, 503)},
             }
         },
         "/v1/openapi.json": {

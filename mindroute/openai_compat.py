@@ -26,6 +26,7 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
     499: "client_closed_request",
     502: "upstream_error",
+    503: "server_error",
     504: "upstream_timeout",
 }
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -77,6 +78,22 @@ def error_body(status: int, message: str, code: str | None = None, param: str | 
     }
 
 
+def _text(value: str, where: str) -> str:
+    """`value`, refused when it cannot be sent as UTF-8: JSON's \\ud800-style escapes can give lone
+    surrogates, which no provider (and no database) accepts."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(value[error.start])
+        raise InvalidChatRequest(
+            f"{where} is not valid Unicode: it holds a lone surrogate (\\u{code:04x}) at character {error.start}",
+            where,
+        ) from None
+    return value
+
+
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
@@ -104,13 +121,14 @@ def _stop(body: dict[str, Any]) -> list[str] | None:
     if stop is None:
         return None
     if isinstance(stop, str):
-        return [stop]
+        return [_text(stop, "stop")]
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 4:
-        return list(stop) or None
+        return [_text(s, f"stop[{i}]") for i, s in enumerate(stop)] or None
     raise InvalidChatRequest("stop must be a string or a list of up to 4 strings", "stop")
 
 
 def _decode_data_url(url: str, where: str) -> tuple[str, bytes]:
+    _text(url, where)
     if not url.startswith("data:"):
         raise InvalidChatRequest(
             f"{where}: MindRoute does not fetch remote URLs; send the content as a base64 data URL", where
@@ -132,7 +150,7 @@ def _part(part: Any, role: str, where: str) -> tuple[str, Attachment | None]:
     if kind == "text":
         if not isinstance(part.get("text"), str):
             raise InvalidChatRequest(f"{where}.text must be a string", where)
-        return part["text"], None
+        return _text(part["text"], f"{where}.text"), None
     if kind in ("image_url", "file") and role != "user":
         raise InvalidChatRequest(f"{where}: {kind} parts are only allowed in user messages", where)
     if kind == "image_url":
@@ -151,7 +169,7 @@ def _part(part: Any, role: str, where: str) -> tuple[str, Attachment | None]:
                 f"{where}.file: send file_data as a base64 data URL (file ids are not kept)", where
             )
         mime, data = _decode_data_url(file["file_data"], f"{where}.file.file_data")
-        filename = file.get("filename") if isinstance(file.get("filename"), str) else ""
+        filename = _text(file["filename"], f"{where}.file.filename") if isinstance(file.get("filename"), str) else ""
         return "", Attachment(attachment_kind(mime), mime, data, filename)
     raise InvalidChatRequest(f"{where}: content parts of type {kind!r} are not supported", where)
 
@@ -169,7 +187,7 @@ def _message(raw: Any, index: int) -> ChatMessage:
     if content is None and role == "assistant":
         content = ""
     if isinstance(content, str):
-        return ChatMessage(role, content)  # type: ignore[arg-type]
+        return ChatMessage(role, _text(content, f"{where}.content"))  # type: ignore[arg-type]
     if not isinstance(content, list):
         raise InvalidChatRequest(f"{where}.content must be a string or a list of content parts", where)
     texts, attachments = [], []
@@ -188,11 +206,14 @@ def parse_chat_request(raw: bytes) -> ParsedChat:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidChatRequest("The request body is not valid JSON") from None
+    except RecursionError:  # the parser's own guard against deep nesting ([[[[...: 100,000 deep)
+        raise InvalidChatRequest("The request body is nested too deeply to be a chat request") from None
     if not isinstance(body, dict):
         raise InvalidChatRequest("The request body must be a JSON object")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidChatRequest("model is required: use an id from GET /v1/models", "model")
+    _text(model, "model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidChatRequest("messages must be a non-empty list", "messages")
@@ -205,7 +226,7 @@ def parse_chat_request(raw: bytes) -> ParsedChat:
     stream = body.get("stream") is True
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    user = body.get("user") if isinstance(body.get("user"), str) else None
+    user = _text(body["user"], "user") if isinstance(body.get("user"), str) else None
     request = ChatRequest(
         model=model.strip(),
         messages=[_message(m, i) for i, m in enumerate(messages)],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ from mindroute.models import ApiKey, Provider, User, UserProvider, utcnow
 from mindroute.services import api_keys
 from mindroute.services.chat import ChatRefused, Route, route_call
 from mindroute.services.chat_async import in_db_thread, resolve_model_id
+
+log = logging.getLogger("mindroute.admission")
 
 ROUTE_CACHE_ENV = "MINDROUTE_API_ROUTE_CACHE_S"
 DEFAULT_ROUTE_CACHE_S = 60.0
@@ -346,19 +349,48 @@ def _resolve(session: Session, user_id: uuid.UUID, model_id: str) -> Route | Rou
         return RouteRefusal(refused.status_code, refused.message, provider_id)
 
 
+TOUCH_WARN_EVERY_S = 60.0
+_touch_tasks: set[asyncio.Task[None]] = set()
+_touch_failures = 0
+_touch_warned_at = -TOUCH_WARN_EVERY_S
+
+
 def _touch(engine: Engine, key_id: uuid.UUID, now: datetime) -> None:
-    """Record the key's use (the caller saw it is due); only one call of this process at a time
-    writes it, and touch_last_used's own condition keeps it to once a minute across processes."""
+    with transaction(engine) as session:
+        api_keys.touch_last_used(session, key_id, now)
+
+
+async def _touch_quietly(engine: Engine, key_id: uuid.UUID, now: datetime) -> None:
+    global _touch_failures, _touch_warned_at
+    try:
+        await in_db_thread(_touch, engine, key_id, now)
+    except Exception as error:  # noqa: BLE001 - lastUsedAt is bookkeeping: it never fails a call
+        _touch_failures += 1
+        moment = time.monotonic()
+        if moment - _touch_warned_at >= TOUCH_WARN_EVERY_S:
+            _touch_warned_at = moment
+            log.warning(
+                "could not record an API key's lastUsedAt (%s); %d failures so far",
+                type(error).__name__,
+                _touch_failures,
+            )
+    finally:
+        with _touch_lock:
+            _touching.discard(key_id)
+
+
+def _touch_later(engine: Engine, key_id: uuid.UUID, now: datetime) -> None:
+    """Record the key's use behind the call (the caller saw it is due): the call never waits for it
+    (a locked or absent database cannot hold it up) and never fails for it (a failure is a warning,
+    at most one per TOUCH_WARN_EVERY_S). One write per key at a time in this process, and
+    touch_last_used's own condition keeps it to once a minute across processes."""
     with _touch_lock:
         if key_id in _touching:
             return
         _touching.add(key_id)
-    try:
-        with transaction(engine) as session:
-            api_keys.touch_last_used(session, key_id, now)
-    finally:
-        with _touch_lock:
-            _touching.discard(key_id)
+    task = asyncio.get_running_loop().create_task(_touch_quietly(engine, key_id, now))
+    _touch_tasks.add(task)  # held until done: the loop keeps only weak references to tasks
+    task.add_done_callback(_touch_tasks.discard)
 
 
 def _verdict(row: KeyRow | None, digest: str, now: datetime) -> KeyRefused | None:
@@ -380,7 +412,8 @@ def _touch_due(row: KeyRow, now: datetime) -> bool:
 
 
 async def aadmit(engine: Engine, presented_key: str | None, model_id: str | None) -> Admitted | KeyRefused:
-    """Verify the key and route `model_id` for its owner (None: the key only). Writes only lastUsedAt.
+    """Verify the key and route `model_id` for its owner (None: the key only). Writes only lastUsedAt,
+    behind the call. A database that is away raises (call_log.is_database_outage tells which).
 
     One read on the event loop (PostgreSQL; a worker thread on SQLite), threads only for what the
     read cannot answer (a route not remembered, a lastUsedAt due)."""
@@ -394,7 +427,7 @@ async def aadmit(engine: Engine, presented_key: str | None, model_id: str | None
         return refused
     assert row is not None
     if _touch_due(row, now):
-        await in_db_thread(_touch, engine, row.id, now)
+        _touch_later(engine, row.id, now)
     if model_id is None:
         return Admitted(row.id, row.user_id, RouteRefusal(400, "no model", None))
     route = _routes.get(digest, model_id, row.fingerprint)

@@ -4,7 +4,9 @@ What a row holds (the Logs columns of the schema document):
 
 - requestBody: `{"source": "playground"|"api", "api_key_id": …, "model", "temperature", "max_tokens",
   "top_p", "stop", "stream", "messages": [{"role", "text", "attachments": [{"name", "type", "size"}]}]}`.
-  Attachments are described, never included (no data URLs); key-shaped text is redacted.
+  Attachments are described, never included (no data URLs); key-shaped text is redacted. The whole
+  body is capped at about REQUEST_BODY_MAX_CHARS: messages are kept from the newest back while they
+  fit, and a body that lost some says so: `"truncated": {"messages": total, "kept": n, "chars": size}`.
 - responseBody: `{"text", "finish_reason", "usage": {"reported": bool, "prompt", "completion", "total"},
   "time_to_first_token_ms", "stopped_by_user", "truncated"}`. Text over RESPONSE_TEXT_MAX_CHARS is
   cut, with a marker saying how much.
@@ -16,7 +18,9 @@ What a row holds (the Logs columns of the schema document):
 - duration: milliseconds for the whole call, refused calls included.
 
 The row is written after the call ends, in its own short transaction; a failure to write it is
-logged on the server and never reaches the user.
+logged on the server and never reaches the user. `is_database_outage` tells a database that is away
+(unreachable, restarting, locked past the busy timeout) from a row it refuses, so that the API's log
+writer retries the first later and drops only the second.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert
+import psycopg
+from sqlalchemy import Engine, exc, insert
 from sqlalchemy.orm import Session
 
 from mindroute import redaction
@@ -47,6 +53,12 @@ RESPONSE_TEXT_MAX_CHARS = 32_000
 MESSAGE_TEXT_MAX_CHARS = 16_000
 ERROR_MESSAGE_MAX_CHARS = 2_000
 USER_AGENT_MAX_CHARS = 1_000
+# The stored requestBody as a whole (message texts, names and fields), so that a 25 MB body of
+# 700,000 tiny messages is not stored whole.
+REQUEST_BODY_MAX_CHARS = 64_000
+FIELD_MAX_CHARS = 1_000  # model, stop sequences, attachment names, extra string fields
+ATTACHMENTS_MAX = 50  # described per message; more are counted
+_MESSAGE_OVERHEAD_CHARS = 40  # {"role": "assistant", "text": ""} and its separators
 
 
 @dataclass
@@ -82,31 +94,54 @@ def _clip(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit] + f"\n…[truncated: {len(text) - limit} more characters]", True
 
 
+def _field(value: Any) -> Any:
+    return value[:FIELD_MAX_CHARS] if isinstance(value, str) else value
+
+
 def request_body(record: CallRecord) -> dict[str, Any]:
     body: dict[str, Any] = {"source": record.source}
     if record.api_key_id is not None:
         body["api_key_id"] = str(record.api_key_id)
+    extra = {name: _field(value) for name, value in record.extra.items()}
     request = record.request
     if request is None:
-        return {**body, "model": record.model, **record.extra}
-    messages = []
-    for message in request.messages:
+        return {**body, "model": _field(record.model), **extra}
+    # Newest messages first while they fit (the question asked is the last one), then back in order.
+    budget = REQUEST_BODY_MAX_CHARS
+    messages: list[dict[str, Any]] = []
+    for message in reversed(request.messages):
         text, _ = _clip(redact_secrets(message.text), MESSAGE_TEXT_MAX_CHARS)
         entry: dict[str, Any] = {"role": message.role, "text": text}
+        size = len(text) + _MESSAGE_OVERHEAD_CHARS
         if message.attachments:
-            entry["attachments"] = [{"name": a.label, "type": a.mime_type, "size": a.size} for a in message.attachments]
+            entry["attachments"] = [
+                {"name": _field(a.label), "type": _field(a.mime_type), "size": a.size}
+                for a in message.attachments[:ATTACHMENTS_MAX]
+            ]
+            if len(message.attachments) > ATTACHMENTS_MAX:
+                entry["attachments_total"] = len(message.attachments)
+            size += sum(len(a["name"]) + len(a["type"]) + 40 for a in entry["attachments"])
+        if size > budget and messages:
+            break
+        budget -= size
         messages.append(entry)
-    return {
+    messages.reverse()
+    stop = [_field(s) for s in request.stop] if request.stop is not None else None
+    capped = {
         **body,
-        "model": request.model,
+        "model": _field(request.model),
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "top_p": request.top_p,
-        "stop": request.stop,
+        "stop": stop,
         "stream": request.stream,
         "messages": messages,
-        **record.extra,
+        **extra,
     }
+    if len(messages) < len(request.messages):
+        total = sum(len(m.text) + _MESSAGE_OVERHEAD_CHARS for m in request.messages)
+        capped["truncated"] = {"messages": len(request.messages), "kept": len(messages), "chars": total}
+    return capped
 
 
 def response_body(record: CallRecord) -> dict[str, Any] | None:
@@ -206,10 +241,57 @@ def _copy_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
             copy.write_row([json.dumps(row[a]) if a in _JSON_ATTRIBUTES else row[a] for a, _ in columns])
 
 
-def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.UUID | None]:
+# SQLite's result codes that say "not now" (locked past the busy timeout, the file unreadable or the
+# disk full for the moment) rather than "never" (SQLITE_ERROR: no such table, a syntax error, ...).
+_SQLITE_OUTAGE_CODES = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_FULL",
+    "SQLITE_PROTOCOL",
+)
+
+
+def _driver_outage(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.Error):
+        return (getattr(error, "sqlite_errorname", None) or "").startswith(_SQLITE_OUTAGE_CODES)
+    # psycopg: refused or lost connections, a server shutting down, ... (COPY's errors come unwrapped)
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError | OSError)
+
+
+def is_database_outage(error: BaseException) -> bool:
+    """Whether `error` says the database is away (unreachable, restarting, its connection lost,
+    SQLite locked past the busy timeout) rather than refusing this particular row: the write may
+    succeed later, as it is."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        if error.orig is not None:
+            return _driver_outage(error.orig)
+        return isinstance(error, exc.OperationalError | exc.InterfaceError)
+    if isinstance(error, exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    return _driver_outage(error)
+
+
+class DatabaseOutage(Exception):  # noqa: N818 - reads better at the raise site
+    """write_call_logs(defer_on_outage=True) found the database away: `records[written:]` were not
+    written (the first `written` were) and should be tried again later."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(f"the database is unavailable; {written} row(s) were written before it went away")
+        self.written = written
+
+
+def write_call_logs(
+    engine: Engine, records: Sequence[CallRecord], *, defer_on_outage: bool = False
+) -> list[uuid.UUID | None]:
     """Write the calls' Logs rows, and count them in the rollups, in one transaction; the ids, in
-    order (None for a row that could not be written). Never raises: if the batch fails, each row is
-    tried alone, so one bad row does not cost the others; a failure is logged on the server."""
+    order (None for a row that could not be written). If the batch fails, each row is tried alone,
+    so one bad row does not cost the others; a failure is logged on the server. Never raises, unless
+    `defer_on_outage`: then a database that is away (is_database_outage) raises DatabaseOutage
+    instead of costing the rows, for the caller to try them again later."""
     if not records:
         return []
     redaction.refresh_stored_keys(engine)  # the providers' keys as they are now, for log_values; never raises
@@ -223,10 +305,18 @@ def write_call_logs(engine: Engine, records: Sequence[CallRecord]) -> list[uuid.
                 session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
             add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
         return [row["id"] for row in rows]
-    except Exception:  # logging must never break the user's answer
+    except Exception as error:  # logging must never break the user's answer
+        if defer_on_outage and is_database_outage(error):
+            raise DatabaseOutage(0) from error
         if len(records) > 1:
             log.warning("could not write a batch of %d log rows; writing them one by one", len(records))
-            return [write_call_logs(engine, [record])[0] for record in records]
+            ids: list[uuid.UUID | None] = []
+            for index, record in enumerate(records):
+                try:
+                    ids.append(write_call_logs(engine, [record], defer_on_outage=defer_on_outage)[0])
+                except DatabaseOutage:
+                    raise DatabaseOutage(index) from None
+            return ids
         record = records[0]
         log.exception("could not write the log row of a %s call (status %s)", record.source, record.status_code)
         return [None]

@@ -5,7 +5,9 @@ loop never waits on it, and the upstream time measured apart from MindRoute's ow
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import queue
 import threading
 import time
@@ -21,10 +23,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from mindroute import redaction
-from mindroute.models import Provider, User
+from mindroute.models import Provider, User, UserProvider
 from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, StreamEnd
 from mindroute.providers.registry import adapter_for
-from mindroute.services.call_log import CallRecord, write_call_log, write_call_logs
+from mindroute.services.call_log import CallRecord, DatabaseOutage, write_call_log, write_call_logs
 from mindroute.services.chat import (
     Caller,
     ChatOutcome,
@@ -55,50 +57,140 @@ async def in_db_thread(function: Callable[..., T], *args: Any) -> T:
 
 LOG_BATCH_MAX_ROWS = 500
 LOG_BATCH_WAIT_S = 0.05
+LOG_QUEUE_MAX_ENV = "MINDROUTE_LOG_QUEUE_MAX"
+DEFAULT_LOG_QUEUE_MAX = 100_000
+LOG_RETRY_MIN_S = 0.1  # the first retry after the database went away; doubled each time, up to:
+LOG_RETRY_MAX_S = 5.0
+LOG_STOP_RETRY_S = 30.0  # at shutdown, how long to keep retrying a database that is away
+LOG_WARN_EVERY_S = 10.0
+
+
+def log_queue_max() -> int:
+    """The most Logs rows the API keeps waiting for the database (MINDROUTE_LOG_QUEUE_MAX, default 100,000)."""
+    raw = os.environ.get(LOG_QUEUE_MAX_ENV, "").strip()
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_LOG_QUEUE_MAX
+    except ValueError:
+        return DEFAULT_LOG_QUEUE_MAX
 
 
 class LogWriter:
     """Write-behind for Logs rows: calls hand their record over and answer at once; one thread
-    writes what is queued through write_call_logs, up to LOG_BATCH_MAX_ROWS rows per transaction,
-    gathering for at most LOG_BATCH_WAIT_S after the first. `stop()` writes everything still queued,
-    so a graceful shutdown loses nothing; a crash loses the rows queued and not yet committed (the
-    calls of the last ~50 ms, and any backlog)."""
+    writes what is queued through write_call_logs, in order, up to LOG_BATCH_MAX_ROWS rows per
+    transaction, gathering for at most LOG_BATCH_WAIT_S after the first.
 
-    def __init__(self, engine: Engine) -> None:
+    A database that is away (refused connections, a restart, SQLite locked past its busy timeout:
+    call_log.is_database_outage) costs no row: the batch is kept and tried again, whole, after
+    LOG_RETRY_MIN_S, doubling up to LOG_RETRY_MAX_S, until it goes in. A row the database refuses
+    for itself is dropped alone, as before (the batch is tried row by row). While rows wait, at most
+    `max_queued` (MINDROUTE_LOG_QUEUE_MAX) are kept; beyond that the NEWEST are dropped, counted in
+    `dropped`, with a warning every LOG_WARN_EVERY_S, so that what is kept is the unbroken log from
+    the start of the outage. `stop()` writes everything still queued (retrying an absent database
+    for up to LOG_STOP_RETRY_S), so a graceful shutdown loses nothing; a crash loses the rows not
+    yet committed (the calls of the last ~50 ms, and any backlog of an outage)."""
+
+    def __init__(self, engine: Engine, max_queued: int | None = None) -> None:
         self._engine = engine
+        self._max_queued = max_queued or log_queue_max()
         self._queue: queue.SimpleQueue[CallRecord | None] = queue.SimpleQueue()
+        self._held = 0  # rows the writer took from the queue and has not written yet
+        self._stopping = threading.Event()
+        self.dropped = 0
+        self.retries = 0
+        self._dropped_warned_at = -LOG_WARN_EVERY_S
         self._thread = threading.Thread(target=self._run, name="mindroute-log-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def pending(self) -> int:
+        """Rows queued or held for a retry, not yet written."""
+        return self._queue.qsize() + self._held
+
     def submit(self, record: CallRecord) -> None:
+        if self._queue.qsize() + self._held >= self._max_queued:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_warned_at >= LOG_WARN_EVERY_S:
+                self._dropped_warned_at = now
+                log.warning(
+                    "the Logs queue is full (%d rows waiting for the database): dropped %d new rows so far",
+                    self._max_queued,
+                    self.dropped,
+                )
+            return
         self._queue.put(record)
 
     def stop(self) -> None:
         self._queue.put(None)
+        self._stopping.set()
         self._thread.join()
 
     def _run(self) -> None:
+        backlog: collections.deque[CallRecord] = collections.deque()
+        stopping_at: float | None = None
+        delay = LOG_RETRY_MIN_S
+        warned_at = -LOG_WARN_EVERY_S
         while True:
-            first = self._queue.get()
-            batch = [first]
-            if first is not None:
+            if not backlog and stopping_at is None:
+                first = self._queue.get()
+                if first is None:
+                    return
+                backlog.append(first)
+                self._held = 1
                 # Let what arrives in the next few ms queue up too, without waking for each row: one
                 # transaction for many rows costs far less than one each, and the writer's CPU is
                 # taken from the calls being answered.
                 time.sleep(LOG_BATCH_WAIT_S)
-            while len(batch) < LOG_BATCH_MAX_ROWS and batch[-1] is not None:
+            while len(backlog) < LOG_BATCH_MAX_ROWS:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            records = [r for r in batch if r is not None]
-            if records:
-                self._write(records)
-            if None in batch:
+                if item is None:
+                    stopping_at = time.monotonic()
+                else:
+                    backlog.append(item)
+            batch = [backlog.popleft() for _ in range(min(LOG_BATCH_MAX_ROWS, len(backlog)))]
+            self._held = len(backlog) + len(batch)
+            written = self._write(batch)
+            if written < len(batch):
+                backlog.extendleft(reversed(batch[written:]))
+                self.retries += 1
+                now = time.monotonic()
+                if stopping_at is not None and now - stopping_at > LOG_STOP_RETRY_S:
+                    log.error(
+                        "the database stayed unavailable at shutdown: %d Logs rows were not written", len(backlog)
+                    )
+                    self._held = 0
+                    return
+                if now - warned_at >= LOG_WARN_EVERY_S:
+                    warned_at = now
+                    log.warning(
+                        "the database is unavailable: %d Logs rows wait (retrying every %.1f s at most)",
+                        self.pending,
+                        LOG_RETRY_MAX_S,
+                    )
+                if stopping_at is None:
+                    self._stopping.wait(delay)  # stop() cuts the wait short
+                else:
+                    time.sleep(min(delay, 1.0))
+                delay = min(delay * 2, LOG_RETRY_MAX_S)
+            else:
+                delay = LOG_RETRY_MIN_S
+            self._held = len(backlog)
+            if stopping_at is not None and not backlog:
                 return
 
-    def _write(self, records: list[CallRecord]) -> None:
-        write_call_logs(self._engine, records)  # one transaction per batch; logs its own failure, never raises
+    def _write(self, records: list[CallRecord]) -> int:
+        """How many of `records`, from the first, are done (written, or dropped as bad rows)."""
+        try:
+            write_call_logs(self._engine, records, defer_on_outage=True)  # logs a bad row's failure itself
+        except DatabaseOutage as outage:
+            return outage.written
+        except Exception:  # never let the writer thread die; the rows are tried again
+            log.exception("could not write a batch of %d Logs rows; retrying", len(records))
+            return 0
+        return len(records)
 
 
 _log_writer: LogWriter | None = None
@@ -160,14 +252,29 @@ def _offers(models: tuple[str, ...], default_model: str | None, model: str) -> b
     return model in models if models else model == default_model
 
 
+def _granted_provider_ids(session: Session, user: User) -> set[uuid.UUID] | None:
+    """The providers the user holds an allowed grant on; None for an admin, who may see them all."""
+    if user.role == "admin":
+        return None
+    allowed = select(UserProvider.provider_id).where(UserProvider.user_id == user.id, UserProvider.allowed.is_(True))
+    return set(session.scalars(allowed))
+
+
 def resolve_model_id(session: Session, user: User, model_id: str) -> tuple[uuid.UUID, str]:
     """(provider id, model) for an API model id: "<provider name>/<model>", or a bare model that
     exactly one provider the user may use offers. Raises ChatRefused: 400 ambiguous, 403 not
-    allowed, 404 exists nowhere. Whether the call is allowed is prepare_call's decision."""
+    allowed, 404 exists nowhere. Whether the call is allowed is prepare_call's decision.
+
+    A provider the user holds no allowed grant on (admins: every provider) is treated as if it did
+    not exist: the same 404 as for an unknown model, so 403-vs-404 does not tell which providers
+    exist. 403 is kept for what the user may already see: a granted provider that is deactivated, a
+    model outside the grant's list or the provider's."""
     model_id = model_id.strip()
     if not model_id:
         raise ChatRefused(400, "model is required: use an id from GET /v1/models")
-    providers = list(session.scalars(select(Provider)))
+    unknown = ChatRefused(404, f"The model {model_id} does not exist")
+    granted = _granted_provider_ids(session, user)
+    providers = [p for p in session.scalars(select(Provider)) if granted is None or p.id in granted]
     named = sorted(
         (p for p in providers if model_id.startswith(p.name + "/") and len(model_id) > len(p.name) + 1),
         key=lambda p: -len(p.name),
@@ -177,7 +284,7 @@ def resolve_model_id(session: Session, user: User, model_id: str) -> tuple[uuid.
         model = model_id[len(provider.name) + 1 :]
         offered = provider_models(provider)
         if offered and model not in offered and not any(model in provider_models(p) for p in providers):
-            raise ChatRefused(404, f"The model {model_id} does not exist")
+            raise unknown
         return provider.id, model
     offering = [p for p in usable_providers(session, user) if _offers(p.models, p.default_model, model_id)]
     if len(offering) == 1:
@@ -188,7 +295,7 @@ def resolve_model_id(session: Session, user: User, model_id: str) -> tuple[uuid.
     exists = any(_offers(provider_models(p), read_settings(p.settings)["default_model"], model_id) for p in providers)
     if exists:
         raise ChatRefused(403, f"You may not use the model {model_id}")
-    raise ChatRefused(404, f"The model {model_id} does not exist")
+    raise unknown
 
 
 def api_model_ids(session: Session, user: User) -> list[tuple[str, str]]:

@@ -64,7 +64,8 @@ def test_a_grant_changed_after_use_applies_to_the_next_call(engine, server, worl
             permissions.set_grant(session, session.get(User, admin.id), account.user_id, provider_id, **values)
 
     grant(allowed=False)
-    assert_error(post(server, account.key, chat("Fake/test-model")), 403, "turned off")
+    # Issue #13 item 10: without an allowed grant the provider is as unknown as a missing model (was 403).
+    assert_error(post(server, account.key, chat("Fake/test-model")), 404, "does not exist")
     grant(allowed=True, models=["other-model"])
     assert_error(post(server, account.key, chat("Fake/test-model")), 403, "other-model")
     ok(server, account.key, "Fake/other-model")
@@ -77,7 +78,7 @@ def test_a_grant_deleted_after_use_applies_to_the_next_call(engine, server, worl
     ok(server, account.key)
     with transaction(engine) as session:
         session.execute(UserProvider.__table__.delete().where(UserProvider.provider_id == provider_id))
-    assert_error(post(server, account.key, chat("Fake/test-model")), 403, "no access")
+    assert_error(post(server, account.key, chat("Fake/test-model")), 404, "does not exist")  # was 403 (issue #13)
 
 
 def test_a_provider_changed_after_use_applies_to_the_next_call(engine, server, world):

@@ -87,18 +87,29 @@ def test_revoked_expired_or_deactivated_keys_get_401(engine, server, world, chan
 
 
 def test_policy_refusals_are_403_and_unknown_models_404(engine, server, world):
+    """Issue #13 item 10: a provider the user holds no allowed grant on answers as an unknown model
+    (404, the same message, no provider in the row), so 403-vs-404 does not reveal it exists; 403 is
+    kept for a provider granted to the user (deactivated, model not allowed)."""
     target, account = world
     add_provider(engine, "Other", "openai", target.server, target.key, ["other-only", "shared"])
     add_provider(engine, "Off", "openai", target.server, target.key, ["off-model"], grant_to=account.user_id)
+    add_provider(engine, "Hidden", "openai", target.server, target.key, ["hidden-model"])
     with transaction(engine) as session:
-        session.execute(update(Provider).where(Provider.name == "Off").values(is_active=False))
-    assert_error(post(server, account.key, chat("Other/other-only")), 403, "no access to Other")
-    assert_error(post(server, account.key, chat("other-only")), 403, "other-only")
+        session.execute(update(Provider).where(Provider.name.in_(["Off", "Hidden"])).values(is_active=False))
+    hidden = [
+        assert_error(post(server, account.key, chat(model)), 404)["message"]
+        for model in ("Other/other-only", "other-only", "Hidden/hidden-model", "Nowhere/other-only", "nowhere")
+    ]
+    assert hidden == [
+        f"The model {m} does not exist"
+        for m in ("Other/other-only", "other-only", "Hidden/hidden-model", "Nowhere/other-only", "nowhere")
+    ]
     assert_error(post(server, account.key, chat("Off/off-model")), 403, "deactivated")
     assert_error(post(server, account.key, chat("Fake/no-such-model")), 404, "does not exist")
     assert_error(post(server, account.key, chat("no-such-model")), 404, "does not exist")
-    rows = logged(engine, 5)
-    assert sorted(r.status_code for r in rows) == [403, 403, 403, 404, 404]
+    rows = logged(engine, 8)
+    assert sorted(r.status_code for r in rows) == [403] + [404] * 7
+    assert all(r.provider_id is None for r in rows if r.status_code == 404)
     assert all(r.request_body["api_key_id"] == str(account.key_id) for r in rows)
 
 

@@ -1124,14 +1124,18 @@ class RollupCheck:
         return self.totals if self.totals != self.logs else self.charts
 
 
+def whole_hours(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC hours [first, last) of a range: the part read from rollups."""
+    return hour_of(start) + (ONE_HOUR if start != hour_of(start) else timedelta(0)), hour_of(end)
+
+
 def rollup_check(session: Session, viewer: Viewer, start: datetime, end: datetime) -> RollupCheck:
     """Whether the rollups the Usage page reads for [start, end) count the calls Logs holds there:
     one statement (one snapshot, so calls written meanwhile count on both sides or neither), an
     index-only count of Logs over the range's whole hours and sums of the rollup rows the page reads
     anyway. Catches rows loaded or deleted behind the rollups' back (SQL by hand, an old bulk load);
     a non-admin's check covers their own calls only."""
-    first_hour = hour_of(start) + (ONE_HOUR if start != hour_of(start) else timedelta(0))
-    last_hour = hour_of(end)
+    first_hour, last_hour = whole_hours(start, end)
     if first_hour >= last_hour:
         return RollupCheck(first_hour, first_hour, 0, 0, 0)
     user = None if viewer.role == "admin" else viewer.id

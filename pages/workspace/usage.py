@@ -4,6 +4,10 @@ from mindroute.ui.session import require_user
 
 user = require_user()
 
+import uuid  # noqa: E402
+from datetime import datetime  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
 import pandas as pd  # noqa: E402
 import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
@@ -17,6 +21,7 @@ from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 is_admin = user.role == "admin"
+ROLLUP_CHECK_TTL_S = 60
 st.title("Usage")
 
 with transaction(engine()) as session:
@@ -35,26 +40,41 @@ view.keep_in_url(params)
 
 with transaction(engine()) as session:
     data = analytics.usage_page(session, user, flt)
-    check = analytics.rollup_check(session, user, flt.start, flt.end)
 
 st.caption(
     f"{'Everyone' if is_admin else 'Your'} calls, {data.granularity}ly buckets in {flt.timezone}; "
     "changes are against the previous period of the same length."
 )
-if not check.in_step:
-    # Rows written behind the rollups' back (SQL by hand, a load from an older version): say so
-    # rather than show numbers that silently disagree with the Overview and the Logs.
+rollup_notice = st.empty()
+
+
+@st.cache_data(ttl=ROLLUP_CHECK_TTL_S, show_spinner=False)
+def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datetime) -> analytics.RollupCheck:
+    # The same for every filter of a range's whole hours: filter changes and reruns reuse it.
+    with transaction(engine()) as session:
+        viewer = SimpleNamespace(id=uuid.UUID(user_id), role=role)
+        return analytics.rollup_check(session, viewer, first_hour, last_hour)
+
+
+def say_if_rollups_are_behind() -> None:
+    """Rows written behind the rollups' back (SQL by hand, a load from an older version): say so,
+    above the tiles, rather than show numbers that silently disagree with the Overview and the Logs.
+    Checked after the page is drawn, so the check never holds the numbers up."""
+    check = rollup_check(str(user.id), user.role, *analytics.whole_hours(flt.start, flt.end))
+    if check.in_step:
+        return
     state = "behind" if check.logs > check.rolled else "out of step with"
     fix = (
         "Run `python -m mindroute rebuild-rollups` to recompute them from the logs."
         if is_admin
         else "Ask an administrator to rebuild them from the logs."
     )
-    st.warning(
+    rollup_notice.warning(
         f"These numbers are {state} the logs: in this period the logs hold {check.logs:,} "
         f"{'calls' if is_admin else 'of your calls'}, the usage rollups this page reads count {check.rolled:,}. {fix}",
         icon=":material/warning:",
     )
+
 
 # --- tiles ------------------------------------------------------------------------------------
 
@@ -90,6 +110,7 @@ for start in range(0, len(data.tiles), 5):
 
 if data.empty:
     st.info("No calls match these filters in this period.")
+    say_if_rollups_are_behind()
     st.stop()
 
 # --- charts -----------------------------------------------------------------------------------
@@ -185,3 +206,5 @@ st.download_button(
     key="usage_raw_export",
     on_click="ignore",
 )
+
+say_if_rollups_are_behind()

@@ -209,30 +209,32 @@ def remember(outcome) -> None:  # noqa: ANN001 - a ChatOutcome
     )
 
 
+# The upstream call runs in a worker thread (pieces() reads it), so this script thread never
+# blocks on the provider: it draws at least every POLL_S, and each draw is where Streamlit stops
+# an interrupted run, at once, even before the first token.
 try:
-    with st.chat_message("assistant"):
-        # The upstream call runs in a worker thread (pieces() reads it), so this script thread
-        # never blocks on the provider: it draws at least every POLL_S, and each draw is where
-        # Streamlit stops an interrupted run, at once, even before the first token.
-        chat = StreamingChat if stream_answers else WholeChat
-        call = chat(engine(), user, provider.id, request, caller)
-        try:
+    call = (StreamingChat if stream_answers else WholeChat)(engine(), user, provider.id, request, caller)
+    try:
+        with st.chat_message("assistant"):
             st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
             slot = st.empty()
-            received, last_draw, started = "", 0.0, time.monotonic()
+            received, shown, shown_for, last_draw, started = "", "", -1, 0.0, time.monotonic()
             for piece in call.pieces(POLL_S):
-                received += piece or ""
+                if piece:
+                    received += piece
                 now = time.monotonic()
                 if piece is None or now - last_draw >= RENDER_EVERY_S:
-                    if received:
-                        slot.markdown(safe_markdown(received) + " ▌")
-                    else:
+                    if not received:
                         slot.caption(f"Waiting for the answer… {now - started:.0f} s")
+                    else:
+                        if shown_for != len(received):  # parsed again only when more text came
+                            shown, shown_for = safe_markdown(received) + " ▌", len(received)
+                        slot.markdown(shown)
                     last_draw = now
-        finally:
-            # Runs also when "Stop" (or any widget) interrupts the script: the call is stopped
-            # (the upstream request closed) and logged now, with what arrived so far.
-            remember(call.finish())
+    finally:
+        # Runs also when "Stop" (or any widget) interrupts the script: the call is stopped (the
+        # upstream request closed) and logged now, with what arrived so far.
+        remember(call.finish())
 finally:
     if answer["pending"]:  # the call could not even be logged (say the database is away): say so
         answer.update(text="", error="The call ended without an answer", duration_ms=0, pending=False)

@@ -221,3 +221,53 @@ def test_a_batch_stores_each_value_as_a_single_insert_would(engine) -> None:
     assert stored(batched_refused) == stored(by_orm_refused.id)
     assert not stored(batched_refused)[-1]  # no response: JSON null, not SQL NULL
     assert log_values(record)["response_body"]["text"] == record.text
+
+
+def _many_messages(count: int) -> ChatRequest:
+    return ChatRequest(
+        model="gpt-4o-mini", messages=[ChatMessage(role="user", text=f"m{i}") for i in range(count)], stream=False
+    )
+
+
+def test_the_stored_request_body_is_capped_as_a_whole_with_a_marker(engine) -> None:
+    """Issue #13 item 10: 700,000 tiny messages (a 23 MB body) are not stored whole, from the
+    playground or the API; the newest messages are kept and the marker says how many there were."""
+    import json
+
+    from mindroute.services.call_log import REQUEST_BODY_MAX_CHARS
+
+    many = _many_messages(700_000)
+    for source in ("playground", "api"):
+        record = CallRecord(
+            user_id=None,
+            provider_id=None,
+            model="gpt-4o-mini",
+            request=many,
+            status_code=404,
+            duration_ms=1,
+            source=source,
+            extra={"user": "u" * 50_000},
+        )
+        row_id = write_call_log(engine, record)
+        with transaction(engine) as session:
+            stored = session.get(Log, row_id).request_body
+        size = len(json.dumps(stored))
+        assert size <= REQUEST_BODY_MAX_CHARS + 5_000, size
+        assert stored["truncated"]["messages"] == 700_000
+        assert stored["truncated"]["kept"] == len(stored["messages"]) > 100
+        assert stored["messages"][-1]["text"] == "m699999"  # the newest are kept, in order
+        assert stored["messages"][0]["text"] == f"m{700_000 - len(stored['messages'])}"
+        assert stored["truncated"]["chars"] > 20_000_000 // 1_000
+        assert len(stored["user"]) == 1_000
+        assert stored["source"] == source
+
+
+def test_a_body_under_the_cap_is_stored_whole_without_a_marker(engine) -> None:
+    record = CallRecord(
+        user_id=None, provider_id=None, model="m", request=_many_messages(50), status_code=200, duration_ms=1
+    )
+    row_id = write_call_log(engine, record)
+    with transaction(engine) as session:
+        stored = session.get(Log, row_id).request_body
+    assert [m["text"] for m in stored["messages"]] == [f"m{i}" for i in range(50)]
+    assert "truncated" not in stored

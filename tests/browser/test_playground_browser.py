@@ -97,3 +97,22 @@ def test_stop_before_the_first_token_keeps_the_question_and_ends_the_call_at_onc
     assert row.response_body["stopped_by_user"] is True and row.response_body["text"] == ""
     settle(page)
     assert page.get_by_text("are you still there?").count() == 1  # drawn once, in the conversation
+
+
+def test_closing_the_tab_while_waiting_ends_the_call_and_logs_it(server, browser_context, openai_fake) -> None:
+    """The browser going away stops the run like Stop does: the request is closed, one 499 row."""
+    page = open_playground(server, browser_context, openai_fake, "hold")
+    box = page.locator("[data-testid='stChatInputTextArea']")
+    box.fill("anyone?")
+    box.press("Enter")
+    page.get_by_text("Waiting for the answer", exact=False).first.wait_for()
+    page.close()
+    assert openai_fake.fake.last.disconnected.wait(3)  # not the provider's 60 s
+    deadline = time.monotonic() + 3
+    while True:
+        with transaction(server.engine) as session:
+            found = session.scalars(select(Log)).all()
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [(r.status_code, r.error_message) for r in found] == [(499, "Stopped by the user")]

@@ -67,9 +67,11 @@ class CancelScope:
         stream.abort()
         raise httpcore.ReadError(CANCELLED_MESSAGE)
 
-    def _discard(self, stream: _CancellableStream) -> None:
+    def _discard(self, stream: _CancellableStream) -> bool:
+        """Forget a stream whose I/O failed; whether the scope was cancelled by then."""
         with self._lock:
             self._active.discard(stream)
+            return self._cancelled
 
     def _leave(self, stream: _CancellableStream) -> None:
         with self._lock:
@@ -94,6 +96,10 @@ class _CancellableStream(httpcore.NetworkStream):
         scope._enter(self)
         try:
             result = action(*args)
+        except Exception:
+            if scope._discard(self):  # failed because it was stopped: say so, not how the socket broke
+                raise httpcore.ReadError(CANCELLED_MESSAGE) from None
+            raise
         except BaseException:
             scope._discard(self)
             raise

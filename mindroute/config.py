@@ -32,6 +32,7 @@ class Settings:
     allow_signup: bool = False
     cookie_secure: bool | None = None  # None: decide from the request's scheme
     trust_proxy: bool = False  # take the client address from X-Forwarded-For
+    allow_link_local_endpoints: bool = False  # provider endpoints on 169.254.0.0/16 or fe80::/10
     # The exact origins (scheme://host[:port]) the app is served at, MINDROUTE_PUBLIC_ORIGIN;
     # empty: the request's own (Host header and scheme).
     public_origins: tuple[str, ...] = ()
@@ -189,6 +190,9 @@ def load_settings() -> Settings:
         allow_signup=parse_bool("MINDROUTE_ALLOW_SIGNUP", _lookup("MINDROUTE_ALLOW_SIGNUP", secrets), False),
         cookie_secure=cookie_secure,
         trust_proxy=parse_bool("MINDROUTE_TRUST_PROXY", _lookup("MINDROUTE_TRUST_PROXY", secrets), False),
+        allow_link_local_endpoints=parse_bool(
+            "MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS", _lookup("MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS", secrets), False
+        ),
         public_origins=parse_public_origins(_lookup("MINDROUTE_PUBLIC_ORIGIN", secrets)),
         secret_key_source=source,
     )

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from mindroute.db import transaction
 from mindroute.models import Provider, User, UserProvider, utcnow
+from mindroute.providers.models_list import NO_KEY_PROTOCOLS
 from mindroute.providers_catalog import DEFAULT_ENDPOINTS, OFFICIAL_PROVIDERS
 from mindroute.security import hash_password
 from mindroute.services.rollups import day_of, rebuild_days
@@ -296,7 +297,8 @@ def ensure_demo_entities(session: Session, rng: random.Random) -> DemoSummary:
             protocol=spec.protocol,
             endpoint_url=spec.endpoint_url,
             api_key=None,
-            is_active=spec.is_active,
+            # No key: an OpenAI, Anthropic or Gemini provider could only fail, so it is not offered.
+            is_active=spec.is_active and spec.protocol in NO_KEY_PROTOCOLS,
             allow_images=spec.protocol != "openai-compatible",
             settings=spec.settings(),
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -98,14 +100,79 @@ def validate_provider_name(value: str | None, field: str = "name") -> str:
     return _required_text(value, field, "Provider name", PROVIDER_NAME_MAX)
 
 
-def validate_endpoint_url(value: str | None, field: str = "endpoint_url") -> str:
+def _ipv4_of(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a literal host names, in any form a resolver accepts ("169.254.169.254",
+    "2852039166", "0xa9.0xfe.43518", "0251.0376.0251.0376"), else None."""
+    if not host or not all(ch in "0123456789abcdefx." for ch in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address carried inside an IPv6 one (mapped, compatible, 6to4, NAT64), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    packed = int(address)
+    if (packed >> 32 == 0 and packed > 1) or address in _NAT64:  # ::a.b.c.d and 64:ff9b::a.b.c.d
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
+    return None
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def is_link_local_host(host: str | None) -> bool:
+    """Whether `host` (a URL's hostname, lower-case, without brackets) is a link-local address
+    literal: 169.254.0.0/16 or fe80::/10, also written as an integer, in hex or octal, or inside an
+    IPv6 address (::ffff:169.254.169.254). Names are not resolved."""
+    host = (host or "").strip().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        address = _ipv4_of(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_link_local:
+            return True
+        address = _embedded_ipv4(address)
+    return address is not None and address.is_link_local
+
+
+def validate_endpoint_url(value: str | None, field: str = "endpoint_url", *, allow_link_local: bool = False) -> str:
+    """An http(s) URL naming a host, without credentials; link-local hosts (cloud metadata
+    services live there) only when `allow_link_local` (MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS)."""
     url = _required_text(value, field, "Endpoint URL", ENDPOINT_URL_MAX)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError:
+        raise ValidationError(field, "Endpoint URL has a port that is not a number from 1 to 65535") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ValidationError(field, "Endpoint URL must start with http:// or https:// and name a host")
     if parts.username or parts.password:
         raise ValidationError(field, "Endpoint URL must not contain credentials; put the key in the API key field")
+    if not allow_link_local and is_link_local_host(parts.hostname):
+        raise ValidationError(
+            field,
+            "Endpoint URL names a link-local address (169.254.0.0/16 or fe80::/10, where cloud metadata "
+            "services answer); an administrator can allow these with MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS=1",
+        )
     return url.rstrip("/")
+
+
+def endpoint_origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an endpoint URL, the port filled in from the scheme: where a key goes."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").rstrip("."), port or (443 if scheme == "https" else 80)
 
 
 def validate_optional_positive_int(value: object, field: str, label: str) -> int | None:

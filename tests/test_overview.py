@@ -74,3 +74,36 @@ def test_plain_user_sees_only_their_own_usage(engine, monkeypatch) -> None:
     at = sign_in(app_for(engine, monkeypatch).run(), "other@example.com")
     assert "Whole organisation" not in texts(at) + " ".join(s.value for s in at.subheader)
     assert [m.value for m in at.metric][:1] == ["0"]
+
+
+def _admin_overview(engine, monkeypatch):
+    add_user(engine, "admin@example.com", role="admin")
+    return sign_in(app_for(engine, monkeypatch).run(), "admin@example.com")
+
+
+def test_admin_overview_says_when_there_were_no_calls_in_the_last_hour(engine, monkeypatch) -> None:
+    """Issue 13, item 14: no calls is not "every call succeeded"; an old failure is not in the last hour."""
+    with transaction(engine) as session:
+        provider = Provider(name="Quiet")
+        session.add(provider)
+        session.flush()
+        session.add(
+            Log(provider_id=provider.id, request_type="chat", status_code=500, created_at=utcnow() - timedelta(hours=3))
+        )
+    at = _admin_overview(engine, monkeypatch)
+    assert "No calls in the last hour." in texts(at)
+    assert "succeeded" not in texts(at) and not at.dataframe
+
+
+def test_admin_overview_counts_the_calls_that_all_succeeded(engine, monkeypatch) -> None:
+    with transaction(engine) as session:
+        provider = Provider(name="Fine")
+        session.add(provider)
+        session.flush()
+        recent = utcnow() - timedelta(minutes=5)
+        session.add_all(
+            Log(provider_id=provider.id, request_type="chat", status_code=200, created_at=recent) for _ in range(2)
+        )
+    at = _admin_overview(engine, monkeypatch)
+    assert "None: all 2 call(s) in the last hour succeeded." in texts(at)
+    assert "No calls in the last hour." not in texts(at)

@@ -37,12 +37,14 @@ from sqlalchemy.orm import Session
 from mindroute.config import get_settings
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Log, Provider, User
+from mindroute.providers.models_list import NO_KEY_PROTOCOLS
 from mindroute.providers_catalog import DEFAULT_ENDPOINTS
 from mindroute.security import DecryptionError, SecretBox, mask_secret
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (
     MODEL_ID_MAX,
     ValidationError,
+    endpoint_origin,
     validate_endpoint_url,
     validate_flag,
     validate_model_id,
@@ -55,6 +57,22 @@ from mindroute.validation import (
 SETTINGS_KEYS = ("models", "default_model", "prices")
 PRICE_KEYS = ("input", "output")
 UNDECRYPTABLE_KEY_MASK = "(cannot be decrypted)"
+PROTOCOL_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "google": "Google Gemini"}
+
+
+def needs_key(protocol: str) -> bool:
+    """OpenAI, Anthropic and Gemini refuse every call without a key; OpenAI-compatible servers may not."""
+    return protocol not in NO_KEY_PROTOCOLS
+
+
+def _refuse_active_without_key(protocol: str, is_active: bool, has_key: bool) -> None:
+    """An active provider is offered in the playground and the API: one that can only fail is not."""
+    if is_active and not has_key and needs_key(protocol):
+        raise ValidationError(
+            "api_key",
+            f"{PROTOCOL_NAMES.get(protocol, protocol)} providers need an API key to be active: "
+            "enter the key, or turn Active off until you have it",
+        )
 
 
 def empty_settings() -> dict[str, Any]:
@@ -332,13 +350,16 @@ def provider_connection(
     """What "test connection" and "refresh models" call with: the key just typed, else the stored one."""
     require_admin(actor)
     provider = _load(session, provider_id)
+    endpoint = provider_endpoint(provider)
+    # An endpoint stored before link-local hosts were refused (or while they were allowed) is not called.
+    validate_endpoint_url(endpoint, allow_link_local=get_settings().allow_link_local_endpoints)
     key = validate_provider_api_key(typed_api_key)
     if key is None:
         try:
             key = provider_api_key(provider)
         except DecryptionError as exc:
             raise ValidationError("api_key", f"{exc}; enter the key again") from None
-    return ProviderConnection(protocol=provider.protocol, endpoint_url=provider_endpoint(provider), api_key=key)
+    return ProviderConnection(protocol=provider.protocol, endpoint_url=endpoint, api_key=key)
 
 
 # --- changes --------------------------------------------------------------------------------
@@ -410,10 +431,13 @@ def _check_form(
     name = validate_provider_name(name)
     protocol = validate_protocol(protocol)
     blank_endpoint = not (endpoint_url or "").strip()
+    allow_link_local = get_settings().allow_link_local_endpoints
     return _CheckedForm(
         name=name,
         protocol=protocol,
-        endpoint_url=DEFAULT_ENDPOINTS[protocol] if blank_endpoint else validate_endpoint_url(endpoint_url),
+        endpoint_url=DEFAULT_ENDPOINTS[protocol]
+        if blank_endpoint
+        else validate_endpoint_url(endpoint_url, allow_link_local=allow_link_local),
         allow_images=validate_flag(allow_images, "allow_images", "Allow images"),
         allow_videos=validate_flag(allow_videos, "allow_videos", "Allow videos"),
         allow_files=validate_flag(allow_files, "allow_files", "Allow files"),
@@ -452,6 +476,7 @@ def create_provider(
     key = validate_provider_api_key(api_key)
     checked_settings = validate_settings(settings)
     _refuse_duplicate_name(session, form.name, None)
+    _refuse_active_without_key(form.protocol, form.is_active, bool(key))
     provider = Provider(
         name=form.name,
         protocol=form.protocol,
@@ -467,6 +492,25 @@ def create_provider(
     session.add(provider)
     _flush_or_duplicate(session, form.name)
     return _view(provider)
+
+
+KEY_REDIRECT_MESSAGE = (
+    "The endpoint now points to another host ({new}, was {old}): enter the API key again, "
+    "or remove the stored key; a stored key is only sent to the host it was entered for"
+)
+
+
+def _refuse_redirected_key(old_url: str, new_url: str) -> None:
+    """A stored key may follow an edit of the endpoint's path, never one of its scheme, host or port:
+    otherwise whoever can edit a provider could send its key to a host of their choosing."""
+    old, new = endpoint_origin(old_url), endpoint_origin(new_url)
+    if old != new:
+        raise ValidationError("api_key", KEY_REDIRECT_MESSAGE.format(old=_origin_text(old), new=_origin_text(new)))
+
+
+def _origin_text(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def update_provider(
@@ -487,8 +531,9 @@ def update_provider(
     clear_api_key: bool = False,
     settings: Mapping[str, Any] | None = None,
 ) -> ProviderView:
-    """Save the edit form. A blank `api_key` keeps the stored key; `clear_api_key` removes it;
-    `settings` None keeps the stored settings. ConflictError if the row changed since
+    """Save the edit form. A blank `api_key` keeps the stored key, unless the endpoint's scheme, host
+    or port changes (ValidationError on "api_key": the key must be typed again); `clear_api_key`
+    removes it; `settings` None keeps the stored settings. ConflictError if the row changed since
     `expected_updated_at` (the `updated_at` of the ProviderView the form was filled from)."""
     require_admin(actor)
     form = _check_form(
@@ -507,6 +552,12 @@ def update_provider(
     checked_settings = validate_settings(settings) if settings is not None else None
     provider = _load_unchanged_since(session, provider_id, expected_updated_at)
     _refuse_duplicate_name(session, form.name, provider.id)
+    if provider.api_key and not key and not clear_api_key:
+        _refuse_redirected_key(provider_endpoint(provider), form.endpoint_url)
+    keeps_key = bool(key) or (bool(provider.api_key) and not clear_api_key)
+    already = (provider.is_active, bool(provider.api_key), provider.protocol)
+    if (form.is_active, keeps_key, form.protocol) != already:  # a row left so before this rule may stay so
+        _refuse_active_without_key(form.protocol, form.is_active, keeps_key)
     provider.name = form.name
     provider.protocol = form.protocol
     provider.endpoint_url = form.endpoint_url
@@ -555,11 +606,13 @@ def update_provider_settings_json(
 
 
 def set_provider_active(session: Session, actor: User | None, provider_id: uuid.UUID, active: bool) -> ProviderView:
-    """Deactivate (calls are refused, history stays) or reactivate a provider."""
+    """Deactivate (calls are refused, history stays) or reactivate a provider (ValidationError on
+    "api_key" for a provider whose protocol needs a key and that has none)."""
     require_admin(actor)
     validate_flag(active, "is_active", "Active")
     provider = _load(session, provider_id, lock=True)
     if provider.is_active != active:
+        _refuse_active_without_key(provider.protocol, active, bool(provider.api_key))
         provider.is_active = active
         _touch(provider)
         session.flush()

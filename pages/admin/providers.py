@@ -66,6 +66,23 @@ else:
 
 # --- add ------------------------------------------------------------------------------------
 
+NEW_PROVIDER_DEFAULTS = {
+    "new_provider_name": "",
+    "new_provider_protocol": PROTOCOLS[0],
+    "new_provider_endpoint": "",
+    "new_provider_key": "",
+    "new_provider_images": False,
+    "new_provider_videos": False,
+    "new_provider_files": False,
+    "new_provider_active": True,
+    "new_provider_max_tokens": "",
+}
+if st.session_state.pop("new_provider_saved", False):
+    # Values assigned before the widgets exist are sent to the browser, which then empties its
+    # fields; deleting the keys would not, and the key would stay in the password field. A refused
+    # submit keeps what was typed, so it can be corrected.
+    st.session_state.update(NEW_PROVIDER_DEFAULTS)
+
 with st.expander("Add a provider", expanded=not views):
     with st.form("provider_create", clear_on_submit=False):
         name = st.text_input("Name", max_chars=100, key="new_provider_name")
@@ -116,9 +133,7 @@ with st.expander("Add a provider", expanded=not views):
                         max_tokens=max_tokens,
                         is_active=active,
                     )
-                for k in list(st.session_state):
-                    if str(k).startswith("new_provider_"):
-                        del st.session_state[k]
+                st.session_state["new_provider_saved"] = True
                 st.session_state["selected_provider"] = str(created.id)
                 st.rerun()
 

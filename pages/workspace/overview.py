@@ -27,9 +27,9 @@ with transaction(engine()) as session:
         else None
     )
     open_tickets = tickets.open_count(session) if user.role == "admin" else None
-    failing = (
-        overview.providers_with_recent_errors(session, utcnow() - timedelta(hours=1)) if user.role == "admin" else []
-    )
+    hour_ago = utcnow() - timedelta(hours=1)
+    failing = overview.providers_with_recent_errors(session, hour_ago) if user.role == "admin" else []
+    calls_last_hour = overview.usage_since(session, hour_ago, None).requests if user.role == "admin" else 0
 
 
 def usage_row(title: str, day: overview.UsageSummary, seven: overview.UsageSummary) -> None:
@@ -51,6 +51,8 @@ if org is not None:
             [{"Provider": p.name, "Errors": p.errors, "Calls": p.requests} for p in failing],
             hide_index=True,
         )
+    elif calls_last_hour == 0:
+        st.text("No calls in the last hour.")
     else:
-        st.text("None: every call in the last hour succeeded.")
+        st.text(f"None: all {calls_last_hour:,} call(s) in the last hour succeeded.")
 st.caption(escape_markdown(f"Days start at midnight in {zone.key}."))

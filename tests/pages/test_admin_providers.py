@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text, update
 
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, utcnow
-from tests.pages.helpers import add_user, app_for, sign_in, texts
+from tests.pages.helpers import add_user, app_for, error_under, sign_in, texts
 from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY, FakeProvider, _Handler, _Server
 from tests.ui.inert import assert_inert
 
@@ -23,7 +23,14 @@ def admin_on_page(engine, monkeypatch):
     return at.switch_page(PAGE).run()
 
 
-def add_provider(at, name: str, protocol: str = "openai", endpoint: str = "", key: str = "", max_tokens: str = ""):
+HELPER_KEY = "sk-page-helper-00000000000000000000"
+
+
+def add_provider(
+    at, name: str, protocol: str = "openai", endpoint: str = "", key: str | None = None, max_tokens: str = ""
+):
+    if key is None:  # an active OpenAI, Anthropic or Gemini provider needs a key (issue 13, item 14)
+        key = HELPER_KEY if protocol != "openai-compatible" else ""
     at.text_input(key="new_provider_name").input(name)
     at.selectbox(key="new_provider_protocol").select(protocol)
     at.text_input(key="new_provider_endpoint").input(endpoint)
@@ -215,3 +222,76 @@ def test_provider_names_and_upstream_text_never_render_as_markdown(engine, monke
     finally:
         server.shutdown()
         server.server_close()
+
+
+def edit_field(at, label: str):
+    """A widget of the edit form (not the add form, whose widgets' keys start with new_provider_)."""
+    return next(w for w in [*at.text_input, *at.checkbox] if w.label == label and not w.key.startswith("new_provider_"))
+
+
+def save_edit(at):
+    next(b for b in at.button if b.label == "Save changes").click()
+    return at.run()
+
+
+def test_a_typed_key_is_gone_from_the_add_and_edit_forms_after_saving(engine, monkeypatch) -> None:
+    """Issue 13, item 10: the password field is emptied in the browser too (a value set by the app,
+    `set_value`), not only on the server; a refused save keeps what was typed, to correct it."""
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Bad max", key=SECRET, max_tokens="-1")
+    assert at.text_input(key="new_provider_key").value == SECRET  # refused: kept for the correction
+    at = add_provider(at, "Team OpenAI", key=SECRET)
+    assert provider_count(engine) == 1
+    for key in ("new_provider_key", "new_provider_name", "new_provider_endpoint", "new_provider_max_tokens"):
+        widget = at.text_input(key=key)
+        assert widget.value == "" and widget.proto.set_value, key
+
+    typed = edit_field(at, "New API key")
+    typed.input("sk-replaced-0000000000000000cdef")
+    at = save_edit(at)
+    assert "Saved Team OpenAI." in texts(at)
+    fresh = edit_field(at, "New API key")
+    assert fresh.key != typed.key and fresh.value == ""  # a new, empty field
+    assert "••••cdef" in texts(at) + " ".join(str(e.value) for e in at.text)
+
+
+def test_the_edit_form_asks_for_the_key_again_when_the_endpoint_moves_host(engine, monkeypatch) -> None:
+    """Issue 13, item 8, on the page: the message is at the key field and nothing is saved."""
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Team OpenAI", endpoint="https://api.openai.com/v1", key=SECRET)
+    edit_field(at, "Endpoint URL").input("https://collector.example/v1")
+    at = save_edit(at)
+    message = error_under(at, edit_field(at, "Remove the stored key").key)
+    assert message is not None and "enter the API key again" in message
+    with transaction(engine) as session:
+        assert session.scalar(select(Provider.endpoint_url)) == "https://api.openai.com/v1"
+    edit_field(at, "New API key").input("sk-for-the-collector-000000009999")
+    at = save_edit(at)
+    assert "Saved Team OpenAI." in texts(at)
+    with transaction(engine) as session:
+        assert session.scalar(select(Provider.endpoint_url)) == "https://collector.example/v1"
+
+
+def test_a_link_local_endpoint_is_refused_at_the_endpoint_field(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Metadata", protocol="openai-compatible", endpoint="http://169.254.169.254/latest")
+    message = error_under(at, "new_provider_endpoint")
+    assert message is not None and "link-local" in message
+    assert provider_count(engine) == 0
+
+
+def test_a_keyless_openai_provider_is_neither_added_active_nor_activated(engine, monkeypatch) -> None:
+    """Issue 13, item 14: it would be offered in the playground and fail there."""
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "No key", key="")
+    message = error_under(at, "new_provider_key")
+    assert message is not None and "need an API key to be active" in message
+    assert provider_count(engine) == 0
+    at.checkbox(key="new_provider_active").uncheck()
+    at = add_provider(at, "No key", key="")
+    assert provider_count(engine) == 1
+    next(b for b in at.button if b.label == "Activate").click()
+    at.run()
+    assert "need an API key to be active" in texts(at)
+    with transaction(engine) as session:
+        assert session.scalar(select(Provider.is_active)) is False

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
 from mindroute.db import transaction
-from mindroute.models import LoginAttempt, RefreshToken, User
+from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
 from mindroute.services.auth import MAX_FAILURES_PER_ACCOUNT, SIGN_IN_FAILED
 from mindroute.ui import navigation
 from tests.pages.helpers import ROOT, add_user, app_for, sign_in, texts
@@ -101,6 +102,20 @@ def test_throttling_refuses_after_five_failures_even_with_the_right_password(eng
     assert "Overview" not in texts(at)
     with transaction(engine) as session:  # the counters live in the database, not the process
         assert session.scalar(select(func.count()).select_from(LoginAttempt)) == MAX_FAILURES_PER_ACCOUNT
+
+
+def test_a_strangers_failures_from_other_addresses_do_not_keep_the_owner_out(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    with transaction(engine) as session:  # the owner signed in from this browser's address before
+        session.add(
+            LoginAttempt(email="admin@example.com", ip=None, succeeded=True, created_at=utcnow() - timedelta(days=2))
+        )
+        for i in range(50):  # then a stranger failed 50 times from ten other addresses
+            session.add(LoginAttempt(email="admin@example.com", ip=f"198.18.0.{i % 10}", succeeded=False))
+    at = app_for(engine, monkeypatch).run()
+    sign_in(at, "admin@example.com")
+    assert not at.error
+    assert "Overview" in texts(at)
 
 
 def test_deactivated_user_is_signed_out_on_the_next_run(engine, monkeypatch) -> None:

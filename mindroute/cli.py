@@ -115,9 +115,13 @@ def cmd_copy_to(args: argparse.Namespace) -> None:
     print(rollups_summary(copied.rebuilt_days))
 
 
-def cmd_rebuild_rollups(_args: argparse.Namespace) -> None:
-    from mindroute.services.rollups import rebuild_rollups
+def cmd_rebuild_rollups(args: argparse.Namespace) -> None:
+    from mindroute.backup import rollups_summary
+    from mindroute.services.rollups import bring_rollups_in_step, rebuild_rollups
 
+    if args.only_changed:
+        print(rollups_summary(bring_rollups_in_step(_migrated_engine())))
+        return
     logs, written = rebuild_rollups(_migrated_engine())
     print(f"rebuilt the usage rollups: {logs:,} log rows into {written:,} hourly rollup rows")
 
@@ -160,7 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed-providers", help="add OpenAI, Anthropic and Google AI with their official endpoints")
     copy = sub.add_parser("copy-to", help="copy every row into another, empty database (e.g. SQLite to PostgreSQL)")
     copy.add_argument("target_url", help="SQLAlchemy URL of the empty target database")
-    sub.add_parser("rebuild-rollups", help="recompute the usage rollups (all three levels) from the logs")
+    rebuild = sub.add_parser("rebuild-rollups", help="recompute the usage rollups (all three levels) from the logs")
+    rebuild.add_argument(
+        "--only-changed",
+        action="store_true",
+        help="rebuild only the UTC days whose rollups differ from the logs (per-hour and per-day totals)",
+    )
     prune = sub.add_parser("prune-logs", help="delete logs older than N days, in batches, keeping rollups in step")
     prune.add_argument("--older-than-days", type=int, required=True, metavar="N")
     prune.add_argument("--batch-rows", type=int, default=5000, help="rows per transaction (default %(default)s)")

@@ -278,3 +278,20 @@ def test_rollup_check_of_a_range(engine: Engine, people) -> None:
         assert rollup_check(session, bob, start, end).in_step  # a user's check is about their calls
         assert rollup_check(session, admin, datetime(2026, 10, 3), end).in_step
         assert rollup_check(session, admin, end - timedelta(minutes=5), end).in_step  # no whole hour
+
+
+@both
+def test_rebuild_rollups_only_changed_rebuilds_the_days_that_differ(cli_db, capsys) -> None:
+    assert cli(capsys, "seed-demo", "--rows", "500", "--days", "5", "--seed", "16")[0] == 0
+    code, out, err = cli(capsys, "rebuild-rollups", "--only-changed")
+    assert (code, out.strip()) == (0, "usage rollups: in step with the logs"), err
+    engine = make_engine(cli_db)
+    try:
+        when = day_of(utcnow()) - timedelta(days=2) + timedelta(hours=3)
+        stale_rows(engine, make_people(engine), when, 4)
+        code, out, err = cli(capsys, "rebuild-rollups", "--only-changed")
+        assert code == 0, err
+        assert f"rebuilt 1 UTC day(s) that did not match the logs ({when:%Y-%m-%d})" in out
+        assert_in_step(engine)
+    finally:
+        engine.dispose()

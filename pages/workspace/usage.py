@@ -65,7 +65,7 @@ def say_if_rollups_are_behind() -> None:
         return
     state = "behind" if check.logs > check.rolled else "out of step with"
     fix = (
-        "Run `python -m mindroute rebuild-rollups` to recompute them from the logs."
+        "Run `python -m mindroute rebuild-rollups --only-changed` to recompute the days that differ from the logs."
         if is_admin
         else "Ask an administrator to rebuild them from the logs."
     )

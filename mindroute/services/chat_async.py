@@ -126,12 +126,13 @@ class LogWriter:
         self._thread.join()
 
     def _run(self) -> None:
-        backlog: collections.deque[CallRecord] = collections.deque()
-        stopping_at: float | None = None
+        backlog: collections.deque[CallRecord] = collections.deque()  # taken from the queue, in order
+        ended = False  # stop()'s None was taken: nothing comes after it
+        stop_asked_at: float | None = None
         delay = LOG_RETRY_MIN_S
         warned_at = -LOG_WARN_EVERY_S
         while True:
-            if not backlog and stopping_at is None:
+            if not backlog and not ended:
                 first = self._queue.get()
                 if first is None:
                     return
@@ -141,13 +142,13 @@ class LogWriter:
                 # transaction for many rows costs far less than one each, and the writer's CPU is
                 # taken from the calls being answered.
                 time.sleep(LOG_BATCH_WAIT_S)
-            while len(backlog) < LOG_BATCH_MAX_ROWS:
+            while not ended and len(backlog) < LOG_BATCH_MAX_ROWS:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    stopping_at = time.monotonic()
+                    ended = True
                 else:
                     backlog.append(item)
             batch = [backlog.popleft() for _ in range(min(LOG_BATCH_MAX_ROWS, len(backlog)))]
@@ -157,10 +158,11 @@ class LogWriter:
                 backlog.extendleft(reversed(batch[written:]))
                 self.retries += 1
                 now = time.monotonic()
-                if stopping_at is not None and now - stopping_at > LOG_STOP_RETRY_S:
-                    log.error(
-                        "the database stayed unavailable at shutdown: %d Logs rows were not written", len(backlog)
-                    )
+                if stop_asked_at is None and self._stopping.is_set():
+                    stop_asked_at = now
+                if stop_asked_at is not None and now - stop_asked_at > LOG_STOP_RETRY_S:
+                    lost = self.pending
+                    log.error("the database stayed unavailable at shutdown: %d Logs rows were not written", lost)
                     self._held = 0
                     return
                 if now - warned_at >= LOG_WARN_EVERY_S:
@@ -170,7 +172,7 @@ class LogWriter:
                         self.pending,
                         LOG_RETRY_MAX_S,
                     )
-                if stopping_at is None:
+                if stop_asked_at is None:
                     self._stopping.wait(delay)  # stop() cuts the wait short
                 else:
                     time.sleep(min(delay, 1.0))
@@ -178,7 +180,7 @@ class LogWriter:
             else:
                 delay = LOG_RETRY_MIN_S
             self._held = len(backlog)
-            if stopping_at is not None and not backlog:
+            if ended and not backlog:
                 return
 
     def _write(self, records: list[CallRecord]) -> int:

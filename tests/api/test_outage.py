@@ -154,6 +154,18 @@ def test_a_stop_writes_what_waited_once_the_database_is_back(engine, outage):
     assert log_count(engine) == 1
 
 
+def test_a_stop_during_an_outage_writes_a_backlog_of_several_batches(engine, outage):
+    writer = chat_async.LogWriter(outage.engine)
+    outage.start()
+    for _ in range(3 * chat_async.LOG_BATCH_MAX_ROWS + 7):
+        writer.submit(record())
+    assert wait_for(lambda: writer.retries >= 1, 15)
+    threading.Timer(1.0, outage.end).start()
+    writer.stop()
+    assert log_count(engine) == 3 * chat_async.LOG_BATCH_MAX_ROWS + 7
+    assert writer.dropped == 0
+
+
 def test_the_writer_survives_its_connections_being_terminated(engine, outage):
     if engine.dialect.name != "postgresql":
         pytest.skip("terminating server connections is a PostgreSQL matter")

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import anyio
+import anyio.to_thread
 import psycopg
 from sqlalchemy import URL, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
@@ -43,6 +45,8 @@ ROUTE_CACHE_ENV = "MINDROUTE_API_ROUTE_CACHE_S"
 DEFAULT_ROUTE_CACHE_S = 60.0
 ROUTE_CACHE_MAX_ENTRIES = 10_000
 READ_POOL_SIZE = 8  # the API's database threads (chat_async.DB_THREADS)
+CONNECT_TIMEOUT_S = 5  # a read connection to a database that does not answer fails (503) instead of hanging
+TOUCH_THREADS = 2  # lastUsedAt writes at once: a locked database never ties up the threads routing needs
 
 
 def route_cache_seconds() -> float:
@@ -222,7 +226,7 @@ class _AsyncReader:
             for attempt in (1, 2):
                 if connection is None or connection.closed:
                     connection = await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, options="-c timezone=UTC"
+                        self._conninfo, autocommit=True, options="-c timezone=UTC", connect_timeout=CONNECT_TIMEOUT_S
                     )
                     self._all.add(connection)
                 try:
@@ -351,6 +355,9 @@ def _resolve(session: Session, user_id: uuid.UUID, model_id: str) -> Route | Rou
 
 TOUCH_WARN_EVERY_S = 60.0
 _touch_tasks: set[asyncio.Task[None]] = set()
+_touch_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 _touch_failures = 0
 _touch_warned_at = -TOUCH_WARN_EVERY_S
 
@@ -362,8 +369,12 @@ def _touch(engine: Engine, key_id: uuid.UUID, now: datetime) -> None:
 
 async def _touch_quietly(engine: Engine, key_id: uuid.UUID, now: datetime) -> None:
     global _touch_failures, _touch_warned_at
+    loop = asyncio.get_running_loop()
+    limiter = _touch_limiters.get(loop)
+    if limiter is None:
+        limiter = _touch_limiters[loop] = anyio.CapacityLimiter(TOUCH_THREADS)
     try:
-        await in_db_thread(_touch, engine, key_id, now)
+        await anyio.to_thread.run_sync(_touch, engine, key_id, now, limiter=limiter)
     except Exception as error:  # noqa: BLE001 - lastUsedAt is bookkeeping: it never fails a call
         _touch_failures += 1
         moment = time.monotonic()

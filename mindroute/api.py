@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mindroute import web
 from mindroute.db import get_engine, transaction
@@ -584,6 +584,23 @@ class V1App:
     GET /v1/openapi.json; any other path or method gets OpenAI's JSON 404 (code "unknown_url")."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, tracking_send)
+        except Exception:
+            log.exception("the API failed on %s %s", scope.get("method"), scope["path"][:200])
+            if started:
+                raise  # the answer is under way: the server can only close the connection
+            body = error_body(500, "MindRoute failed to answer this request; the error is in its server log")
+            await JSONResponse(body, status_code=500)(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope.get("method")
         if path == "/v1/chat/completions" and method == "POST":
             await chat_completions_app(scope, receive, send)

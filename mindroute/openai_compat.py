@@ -25,6 +25,7 @@ _ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
     499: "client_closed_request",
+    500: "server_error",
     502: "upstream_error",
     503: "server_error",
     504: "upstream_timeout",

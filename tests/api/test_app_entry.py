@@ -158,3 +158,38 @@ def test_models_by_id_are_only_the_owners(engine, server, request):
         "Nowhere", "X"
     )
     assert post(server, account.key, chat("Mine/m1")).status_code == 200
+
+
+def test_an_unexpected_failure_is_openais_json_500_not_plain_text(tmp_path, monkeypatch):
+    """A database whose schema is broken (not away: no retry helps) fails the call with a JSON 500."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import URL
+
+    from mindroute import config
+    from mindroute import db as mr_db
+    from mindroute.db import make_engine, upgrade
+    from mindroute.services import admission
+    from tests.api.conftest import ApiServer
+
+    url = URL.create("sqlite", database=str(tmp_path / "broken.db"))
+    broken = make_engine(url)
+    upgrade(broken)
+    with broken.begin() as connection:
+        connection.execute(text("ALTER TABLE apikeys RENAME TO apikeys_gone"))
+    broken.dispose()
+    monkeypatch.setenv("MINDROUTE_DATABASE_URL", url.render_as_string())
+    config.get_settings.cache_clear()
+    monkeypatch.setattr(mr_db, "_engine", None)
+    admission.dispose_read_engines()
+    running = ApiServer().start()
+    try:
+        answer = post(running, "mr-" + "x" * 40, chat("Fake/test-model"))
+        assert answer.status_code == 500
+        assert answer.headers["content-type"].startswith("application/json")
+        assert answer.json()["error"]["type"] == "server_error"
+        assert "apikeys" not in answer.text  # the details go to the server log only
+    finally:
+        running.stop()
+        admission.dispose_read_engines()
+        if mr_db._engine is not None:
+            mr_db._engine.dispose()

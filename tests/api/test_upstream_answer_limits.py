@@ -1,10 +1,14 @@
-"""An upstream answer over the size limits (issue 13 item 3) through the API and the playground's chat
-service: a 502 "upstream answer too large", and exactly one Logs row, on both databases."""
+"""Through the API and the playground's chat service, on both databases: an upstream answer over the
+size limits (issue 13 item 3) is a 502 "upstream answer too large" with exactly one Logs row, and a slow
+provider holding its connections does not hold up calls to another provider (item 6)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 
@@ -14,7 +18,7 @@ from mindroute.services.chat import Caller, StreamingChat, complete_chat
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, chat, post
 from tests.pages.helpers import add_user
-from tests.providers.scripted import CHUNKED_HEAD, Conn, Scripted
+from tests.providers.scripted import CHUNKED_HEAD, Conn, Scripted, answer_each, chat_answer
 
 KEY = "sk-scripted-0123456789abcdefXYZ"
 MIB = 1024 * 1024
@@ -80,3 +84,42 @@ def test_the_playground_fails_the_call_and_logs_one_row(engine: Engine, upstream
     [row] = logged(engine, 1)
     assert row.status_code == 502
     assert row.error_message == outcome.error
+
+
+# --- issue 13 item 6: one slow provider does not starve the others --------------------------------
+
+
+def test_calls_to_a_fast_provider_answer_while_120_calls_wait_on_a_slow_one(engine: Engine, server) -> None:
+    async def slow_answers(conn: Conn) -> None:
+        while await conn.request() is not None:
+            await asyncio.sleep(3.0)
+            await conn.send(chat_answer("slow"))
+
+    account = add_account(engine)
+    with (
+        Scripted(slow_answers) as slow,
+        Scripted(lambda conn: answer_each(conn, lambda _: chat_answer("fast"))) as fast,
+    ):
+        add_provider(engine, "Slow", "openai", slow, KEY, ["m"], grant_to=account.user_id)
+        add_provider(engine, "Fast", "openai", fast, KEY, ["m"], grant_to=account.user_id)
+        headers = {"authorization": f"Bearer {account.key}"}
+
+        async def main() -> tuple[list[int], int, float]:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30, limits=limits) as client:
+                waiting = [
+                    asyncio.create_task(client.post("/v1/chat/completions", json=chat("Slow/m"))) for _ in range(120)
+                ]
+                while len(slow.requests) < 100:
+                    await asyncio.sleep(0.02)
+                begun = time.monotonic()
+                quick = await client.post("/v1/chat/completions", json=chat("Fast/m"))
+                took = time.monotonic() - begun
+                return [r.status_code for r in await asyncio.gather(*waiting)], quick.status_code, took
+
+        statuses, quick_status, took = asyncio.run(main())
+    assert quick_status == 200
+    assert took < 1.5, took
+    assert statuses == [200] * 120  # the 20 over the provider's 100 connections waited their turn
+    rows = logged(engine, 121)
+    assert sorted(row.status_code for row in rows) == [200] * 121

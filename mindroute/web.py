@@ -201,7 +201,12 @@ class BrowserGuardMiddleware:
         if scope["type"] == "websocket":
             headers = Headers(scope=scope)
             if not origin_allowed(headers.get("origin"), headers, scope.get("scheme", "ws")):
-                log.warning("refused a websocket from origin %r", (headers.get("origin") or "")[:200])
+                log.warning(
+                    "refused a websocket from origin %r (this app's origin: %s; behind a proxy set "
+                    "MINDROUTE_PUBLIC_ORIGIN)",
+                    (headers.get("origin") or "")[:200],
+                    ", ".join(allowed_origins(headers, scope.get("scheme", "ws")))[:400] or "unknown",
+                )
                 await receive()  # websocket.connect
                 await send({"type": "websocket.close", "code": 1008})  # before accept: the server answers 403
                 return

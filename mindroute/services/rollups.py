@@ -471,8 +471,9 @@ def rebuild_days(session: Session, start: datetime, end: datetime) -> int:
 def rebuild_rollups(engine: Engine, since: datetime | None = None, *, progress: bool | None = None) -> tuple[int, int]:
     """Rebuild the rollups from Logs (all of them, or the UTC days from `since`'s), a day per transaction.
 
-    Returns (log rows read, hourly rollup rows written). Needed after bulk loads that bypass
-    write_call_log (seed-demo, restore, copy-to, SQL by hand).
+    Returns (log rows read, hourly rollup rows written). Needed after rows written behind the
+    rollups' back (SQL by hand); seed-demo, restore and copy-to keep the rollups in step themselves,
+    and bring_rollups_in_step rebuilds only the days that differ.
     """
     with transaction(engine) as session:
         first, last = session.execute(select(func.min(Log.created_at), func.max(Log.created_at))).one()

@@ -154,7 +154,7 @@ def _table(node: SyntaxTreeNode) -> str:
 
 def _blocks(nodes: list[SyntaxTreeNode], *, tight: bool = False) -> str:
     parts = [_block(node) for node in nodes]
-    return ("\n" if tight else "\n\n").join(part for part in parts if part is not None)
+    return ("\n" if tight else "\n\n").join(part for part in parts if part)
 
 
 def _block(node: SyntaxTreeNode) -> str | None:
@@ -193,6 +193,40 @@ def safe_markdown(text: str) -> str:
     http(s) lose their target, and all text is escaped, so the browser fetches nothing remote.
     Never pass the result with unsafe_allow_html."""
     return _blocks(SyntaxTreeNode(_PARSER.parse(text or "")).children)
+
+
+class MarkdownStream:
+    """safe_markdown for an answer that grows while it streams, without parsing it all again on every
+    redraw: top-level blocks that a later complete line has closed (CommonMark never reopens them)
+    are rendered once and kept; only the text from the last open block on is parsed again. A
+    reference definition applies only within the part it arrived in (an image it would make stays
+    text; the final answer is rendered whole by safe_markdown)."""
+
+    def __init__(self) -> None:
+        self._start_over()
+
+    def _start_over(self) -> None:
+        self._text = ""
+        self._done: list[str] = []  # rendered blocks that can no longer change
+        self._tail_at = 0  # offset in the text where the part still parsed again starts
+
+    def render(self, text: str) -> str:
+        """The whole text so far (not only what is new) as safe Markdown."""
+        if not text.startswith(self._text):  # not a continuation: start over
+            self._start_over()
+        self._text = text
+        tail = text[self._tail_at :]
+        blocks = SyntaxTreeNode(_PARSER.parse(tail)).children
+        complete_lines = tail.count("\n")  # lines 0..n-1 are complete; line n is still being written
+        closed = [b for b in blocks if b.map is not None and b.map[0] < complete_lines]
+        if len(closed) >= 2:
+            settled, first_open = closed[:-1], closed[-1]
+            self._done += [part for part in (_block(b) for b in settled) if part]
+            line_starts = [0] + [i + 1 for i, ch in enumerate(tail) if ch == "\n"]
+            self._tail_at += line_starts[first_open.map[0]]
+            blocks = blocks[len(settled) :]
+        rest = [part for part in (_block(b) for b in blocks) if part]
+        return "\n\n".join(self._done + rest)
 
 
 def untrusted_text(value: str | None) -> None:

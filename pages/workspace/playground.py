@@ -16,7 +16,7 @@ from mindroute.providers.base import Attachment, ChatMessage, ChatRequest, attac
 from mindroute.services.chat import Caller, StreamingChat, WholeChat  # noqa: E402
 from mindroute.services.permissions import usable_providers  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
-from mindroute.ui.render import escape_markdown, safe_markdown  # noqa: E402
+from mindroute.ui.render import MarkdownStream, escape_markdown, safe_markdown  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import client_ip, user_agent  # noqa: E402
 
@@ -219,6 +219,7 @@ try:
             st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
             slot = st.empty()
             received, shown, shown_for, last_draw, started = "", "", -1, 0.0, time.monotonic()
+            stream_view = MarkdownStream()  # safe_markdown, without parsing the whole answer on every redraw
             for piece in call.pieces(POLL_S):
                 if piece:
                     received += piece
@@ -228,7 +229,7 @@ try:
                         slot.caption(f"Waiting for the answer… {now - started:.0f} s")
                     else:
                         if shown_for != len(received):  # parsed again only when more text came
-                            shown, shown_for = safe_markdown(received) + " ▌", len(received)
+                            shown, shown_for = stream_view.render(received) + " ▌", len(received)
                         slot.markdown(shown)
                     last_draw = now
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mindroute.ui.render import escape_markdown, safe_markdown
+from mindroute.ui.render import MarkdownStream, escape_markdown, safe_markdown
 from tests.ui.inert import REREADERS, all_tokens, assert_inert
 
 SPEC = json.loads((Path(__file__).parent / "commonmark_0_31_2_examples.json").read_text(encoding="utf-8"))
@@ -137,3 +137,32 @@ def test_partial_streamed_output_is_safe_at_every_prefix() -> None:
 def test_escape_markdown_leaves_no_image_or_tag() -> None:
     for example in EXAMPLES:
         assert_inert(escape_markdown(example["markdown"]))
+
+
+def _stream(text: str, step: int) -> list[str]:
+    stream = MarkdownStream()
+    return [stream.render(text[:end]) for end in [*range(step, len(text), step), len(text)]]
+
+
+@pytest.mark.parametrize("step", [1, 7, 64])
+def test_a_streamed_answer_is_inert_at_every_step_and_ends_as_the_whole(step: int) -> None:
+    answer = TYPICAL_ANSWER + "\n![late](http://evil.example/late.png)\n\n1) a\n2) b\n\n```\nopen fence"
+    shown = _stream(answer, step)
+    for markdown in shown:
+        assert_inert(markdown)
+    assert shown[-1] == safe_markdown(answer)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"spec-{e['example']}-{e['section']}")
+def test_every_spec_example_streamed_a_character_at_a_time_stays_inert(example: dict) -> None:
+    shown = _stream(example["markdown"], 1)
+    for markdown in shown:
+        assert_inert(markdown)
+    if "]:" not in example["markdown"]:  # a reference definition only applies within its own part
+        assert shown[-1] == safe_markdown(example["markdown"])
+
+
+def test_a_stream_that_is_not_a_continuation_starts_over() -> None:
+    stream = MarkdownStream()
+    stream.render("first paragraph\n\nsecond\n\nthird")
+    assert stream.render("other text") == "other text"

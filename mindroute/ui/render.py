@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Hashable, Iterator
 from urllib.parse import quote, urlsplit
@@ -187,6 +188,7 @@ def _block(node: SyntaxTreeNode) -> str | None:
     return _escape_text(_plain(node)) or None
 
 
+@functools.lru_cache(maxsize=256)  # a conversation's answers are drawn again on every rerun
 def safe_markdown(text: str) -> str:
     """Model output for st.markdown, rebuilt from a CommonMark parse: images become a text label
     ("[image: alt]"), raw HTML and reference definitions become text or nothing, links other than

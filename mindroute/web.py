@@ -184,10 +184,14 @@ SECURITY_HEADERS = (
 )
 
 
+_SAFE_METHODS = frozenset(("GET", "HEAD"))
+
+
 class BrowserGuardMiddleware:
     """Refuses a websocket (Streamlit's `/_stcore/stream`, which runs the pages with the session
-    cookie) whose Origin is not exactly the app's own, before Streamlit sees it, and adds
-    SECURITY_HEADERS to HTTP responses. Pure ASGI, so it sees websocket scopes too.
+    cookie) whose Origin is not exactly the app's own, before Streamlit sees it, as well as any
+    other request but GET and HEAD that carries another Origin, and adds SECURITY_HEADERS to
+    HTTP responses. The API (/v1) is left alone. Pure ASGI, so it sees websocket scopes too.
 
     Streamlit's own check admits any port of localhost, 127.0.0.1 and the machine's addresses
     (it compares host names only, and `server.corsAllowedOrigins` can only add to that list),
@@ -215,16 +219,32 @@ class BrowserGuardMiddleware:
         if scope["type"] != "http" or scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
+        if scope["method"] not in _SAFE_METHODS:
+            # A browser sends Origin with every non-GET request (and its CORS preflight): one from
+            # another origin is refused here, whatever Streamlit's CORS check (host names only)
+            # would allow, e.g. on its upload endpoint. Programs that send no Origin pass on.
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            if origin is not None and not origin_allowed(origin, headers, scope.get("scheme", "http")):
+                response = JSONResponse({"error": "cross-site request refused"}, status_code=403)
+                await response(scope, receive, _with_security_headers(send))
+                return
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
-                message = {**message, "headers": headers}
-            await send(message)
+        await self.app(scope, receive, _with_security_headers(send))
 
-        await self.app(scope, receive, send_with_headers)
+
+def _with_security_headers(send: Send) -> Send:
+    """`send`, adding SECURITY_HEADERS to the response's start unless the app set them."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            present = {name.lower() for name, _ in headers}
+            headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_with_headers
 
 
 # --- session rotation on page loads ---------------------------------------------------------

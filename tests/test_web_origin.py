@@ -28,8 +28,16 @@ def app_client(engine, monkeypatch) -> TestClient:
         await websocket.send_text("hello")
         await websocket.close()
 
+    async def upload(_request):  # stands in for Streamlit's upload endpoint
+        return PlainTextResponse("stored")
+
     app = Starlette(
-        routes=[*web.routes(), Route("/", page), WebSocketRoute("/_stcore/stream", stream)],
+        routes=[
+            *web.routes(),
+            Route("/", page),
+            Route("/_stcore/upload_file/{rest:path}", upload, methods=["PUT", "DELETE", "OPTIONS"]),
+            WebSocketRoute("/_stcore/stream", stream),
+        ],
         middleware=web.middleware(),
     )
     return TestClient(app, base_url="http://127.0.0.1:8501")
@@ -117,3 +125,16 @@ def test_every_response_but_the_apis_carries_the_security_headers(app_client) ->
         assert headers["x-frame-options"] == "SAMEORIGIN"
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "same-origin"
+
+
+def test_other_unsafe_requests_from_another_origin_are_refused(app_client) -> None:
+    url = "/_stcore/upload_file/session/file"
+    for method in ("PUT", "DELETE", "OPTIONS"):
+        refused = app_client.request(method, url, headers={"Origin": "http://127.0.0.1:9999"})
+        assert refused.status_code == 403 and refused.json() == {"error": "cross-site request refused"}
+        assert refused.headers["x-frame-options"] == "SAMEORIGIN"
+        assert app_client.request(method, url, headers={"Origin": "http://127.0.0.1:8501"}).text == "stored"
+        assert app_client.request(method, url).text == "stored"  # a program, no Origin: Streamlit decides
+    assert (
+        app_client.get(url.replace("upload_file", "x"), headers={"Origin": "http://127.0.0.1:9999"}).status_code == 404
+    )

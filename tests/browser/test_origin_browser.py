@@ -54,6 +54,11 @@ def test_the_real_server_refuses_other_origins_on_cookie_routes_and_sends_the_he
     assert other_port.status_code == 403 and "set-cookie" not in other_port.headers
     own = httpx.post(f"{server.base_url}/auth/signin", data=form, headers={"Origin": server.base_url})
     assert own.status_code == 303 and "mindroute_session=" in own.headers["set-cookie"]
+    upload = f"{server.base_url}/_stcore/upload_file/some-session/some-file"
+    foreign_put = httpx.put(upload, files={"file": b"x"}, headers={"Origin": "http://127.0.0.1:1"})
+    assert foreign_put.status_code == 403 and foreign_put.json() == {"error": "cross-site request refused"}
+    own_put = httpx.put(upload, files={"file": b"x"}, headers={"Origin": server.base_url})
+    assert "cross-site request refused" not in own_put.text  # Streamlit's own checks decide
     page = httpx.get(server.base_url + "/", headers={"Accept": "text/html"})
     assert page.headers["content-security-policy"] == "frame-ancestors 'self'"
     assert page.headers["x-frame-options"] == "SAMEORIGIN"

@@ -218,7 +218,7 @@ def test_a_provider_failing_mid_stream_sends_an_error_event_and_logs_it(engine, 
 
 
 def test_the_routes_mounted_in_another_starlette_app_answer_the_same(engine, server, request):
-    """app.py mounts api.routes() beside Streamlit's: the chat route is a plain ASGI app there too."""
+    """api.routes() mounted in another Starlette app: every /v1 path goes to the API's own ASGI app."""
     from starlette.applications import Starlette
 
     from mindroute import api

@@ -1,6 +1,7 @@
-"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models and /v1/openapi.json.
+"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /v1/models/{id} and /v1/openapi.json.
 
-Mounted beside Streamlit by app.py, or served alone with `uvicorn mindroute.api:app --workers N`.
+Served beside Streamlit by app.py (`ApiFirst`, its first middleware, hands every /v1 request to
+`v1_app` before the page middleware), or alone with `uvicorn mindroute.api:app --workers N`.
 Every rule comes from the services: keys (api_keys), who may call what (prepare_call), the one Logs
 row per call (call_log); this module only speaks HTTP and OpenAI's shapes.
 """

@@ -15,6 +15,7 @@ A failure is returned, not raised, as the provider's own error message with any 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -22,6 +23,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from mindroute.config import get_upstream_limits
+from mindroute.providers.base import (
+    ACCEPT_ENCODING,
+    ERROR_BODY_SCAN_CHARS,
+    USER_AGENT,
+    UpstreamError,
+    _read_sync,
+    _text_of,
+)
 
 DEFAULT_TIMEOUT_S = 10.0
 ANTHROPIC_VERSION = "2023-06-01"
@@ -152,10 +163,10 @@ def _clip(text: str) -> str:
     return text if len(text) <= ERROR_MAX_CHARS else text[: ERROR_MAX_CHARS - 1] + "…"
 
 
-def provider_error_message(response: httpx.Response) -> str:
+def provider_error_message(status_code: int, reason: str, content: bytes, charset: str | None = None) -> str:
     """The message inside a provider's error answer, whichever of the usual shapes it has."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = None
     message = None
@@ -175,19 +186,27 @@ def provider_error_message(response: httpx.Response) -> str:
         elif isinstance(body.get("detail"), str):  # FastAPI-based servers
             message = body["detail"]
     if not message:
-        message = response.text.strip() or response.reason_phrase or "no message"
-    return f"HTTP {response.status_code}: {message}"
+        message = _text_of(content[:ERROR_BODY_SCAN_CHARS], charset).strip() or reason or "no message"
+    return f"HTTP {status_code}: {message}"
 
 
 # --- calling --------------------------------------------------------------------------------
 
 
 def _get_json(client: httpx.Client, url: str, headers: dict[str, str], params: dict[str, str]) -> tuple[Any, int]:
-    response = client.get(url, headers=headers, params=params)
+    # Read as the chat calls read: decompressed as it arrives, refused past the body limit.
+    with client.stream("GET", url, headers=headers, params=params) as response:
+        try:
+            content = _read_sync(response, get_upstream_limits().max_body_bytes, urlsplit(url).netloc)
+        except UpstreamError as exc:  # too large, or a body that does not decompress
+            raise _ProviderError(exc.message, response.status_code) from None
     if not response.is_success:
-        raise _ProviderError(provider_error_message(response), response.status_code)
+        raise _ProviderError(
+            provider_error_message(response.status_code, response.reason_phrase, content, response.charset_encoding),
+            response.status_code,
+        )
     try:
-        return response.json(), response.status_code
+        return json.loads(content), response.status_code
     except ValueError:
         raise _ProviderError(
             f"HTTP {response.status_code}, but the answer is not JSON: is {url} a model list?", response.status_code
@@ -219,7 +238,11 @@ def _fetch(
     status: int | None = None
     models: list[str] = []
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport) as client:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING},
+        ) as client:
             params = dict(first_params)
             for _ in range(MAX_PAGES):
                 body, status = _get_json(client, url, auth_headers(protocol, api_key), params)

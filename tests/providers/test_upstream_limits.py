@@ -18,6 +18,7 @@ from mindroute import config
 from mindroute.config import ConfigError, load_upstream_limits
 from mindroute.providers import base
 from mindroute.providers.base import ChatMessage, ChatRequest, StreamEnd, UpstreamTooLarge
+from mindroute.providers.models_list import fetch_models
 from mindroute.providers.registry import adapter_for
 from tests.providers.scripted import CHUNKED_HEAD, Conn, Scripted, chat_json
 
@@ -332,3 +333,28 @@ def test_a_setting_takes_underscores_between_digits(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MINDROUTE_SECRETS_FILE", "/nonexistent/secrets.toml")
     monkeypatch.setenv("MINDROUTE_UPSTREAM_MAX_BODY_BYTES", "64_000_000")
     assert load_upstream_limits().max_body_bytes == 64_000_000
+
+
+# --- the model list ("refresh models", "test connection") ----------------------------------------------
+
+
+@pytest.mark.parametrize("bomb", [False, True], ids=["300-mb", "gzip-bomb"])
+def test_a_model_list_over_the_limit_is_a_clear_failure(bomb: bool) -> None:
+    async def handler(conn: Conn) -> None:
+        if bomb:
+            await conn.request()
+            packed = gzip_bomb()
+            head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(packed)
+            await conn.send(head + packed)
+            await conn.wait_eof()
+        else:
+            await send_lazily(conn, CHUNKED_HEAD, b"x" * PIECE, HUGE, chunk=True)
+
+    with Scripted(handler) as server:
+        result = fetch_models("openai", server.endpoint, KEY, timeout_s=30)
+    assert not result.ok
+    assert result.error == (
+        f"Upstream answer too large: the answer from 127.0.0.1:{server.port} is over 4 MiB "
+        "(MINDROUTE_UPSTREAM_MAX_BODY_BYTES)"
+    )
+    assert server.sent < BODY_LIMIT + KERNEL_BUFFERS

@@ -183,6 +183,8 @@ def load_settings() -> Settings:
     raw_secure = _lookup("MINDROUTE_COOKIE_SECURE", secrets)
     cookie_secure = None if raw_secure in (None, "auto") else parse_bool("MINDROUTE_COOKIE_SECURE", raw_secure, False)
 
+    load_upstream_limits()  # read on the first upstream call; a malformed one stops start-up here already
+
     return Settings(
         database_url=database_url,
         secret_keys=secret_keys,

@@ -358,3 +358,14 @@ def test_a_model_list_over_the_limit_is_a_clear_failure(bomb: bool) -> None:
         "(MINDROUTE_UPSTREAM_MAX_BODY_BYTES)"
     )
     assert server.sent < BODY_LIMIT + KERNEL_BUFFERS
+
+
+def test_a_bad_upstream_limit_stops_start_up_with_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("MINDROUTE_SECRETS_FILE", "/nonexistent/secrets.toml")
+    monkeypatch.setenv("MINDROUTE_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("MINDROUTE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MINDROUTE_UPSTREAM_MAX_LINE_BYTES", "lots")
+    with pytest.raises(ConfigError, match="MINDROUTE_UPSTREAM_MAX_LINE_BYTES: expected a whole number"):
+        config.load_settings()

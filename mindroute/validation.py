@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from mindroute.models import PROTOCOLS, ROLES, TICKET_STATUSES
@@ -142,6 +145,27 @@ def is_link_local_host(host: str | None) -> bool:
     return address is not None and address.is_link_local
 
 
+RESOLVE_TIMEOUT_S = 1.0
+
+
+def resolves_to_link_local(
+    host: str, resolve: Callable[..., list[tuple[Any, ...]]] = socket.getaddrinfo, timeout_s: float = RESOLVE_TIMEOUT_S
+) -> bool:
+    """Whether the name `host` resolves (now, within `timeout_s`) to a link-local address, like
+    `169.254.169.254.nip.io` or `metadata.google.internal` do. A name that does not resolve, or not
+    in time, is not refused here: what it resolves to at call time can differ anyway."""
+    found: list[str] = []
+
+    def lookup() -> None:
+        with contextlib.suppress(OSError, UnicodeError, ValueError):
+            found.extend(str(info[4][0]) for info in resolve(host, None, proto=socket.IPPROTO_TCP))
+
+    worker = threading.Thread(target=lookup, name="endpoint-dns", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return any(is_link_local_host(address) for address in list(found))
+
+
 def validate_endpoint_url(value: str | None, field: str = "endpoint_url", *, allow_link_local: bool = False) -> str:
     """An http(s) URL naming a host, without credentials; link-local hosts (cloud metadata
     services live there) only when `allow_link_local` (MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS)."""
@@ -155,10 +179,10 @@ def validate_endpoint_url(value: str | None, field: str = "endpoint_url", *, all
         raise ValidationError(field, "Endpoint URL must start with http:// or https:// and name a host")
     if parts.username or parts.password:
         raise ValidationError(field, "Endpoint URL must not contain credentials; put the key in the API key field")
-    if not allow_link_local and is_link_local_host(parts.hostname):
+    if not allow_link_local and (is_link_local_host(parts.hostname) or resolves_to_link_local(parts.hostname)):
         raise ValidationError(
             field,
-            "Endpoint URL names a link-local address (169.254.0.0/16 or fe80::/10, where cloud metadata "
+            "Endpoint URL names or resolves to a link-local address (169.254.0.0/16 or fe80::/10, where cloud metadata "
             "services answer); an administrator can allow these with MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS=1",
         )
     return url.rstrip("/")

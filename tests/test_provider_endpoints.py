@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 from sqlalchemy import select, update
 
@@ -10,7 +13,7 @@ from mindroute.db import transaction
 from mindroute.models import Provider, User
 from mindroute.providers import models_list
 from mindroute.services import providers
-from mindroute.validation import ValidationError, is_link_local_host
+from mindroute.validation import ValidationError, is_link_local_host, resolves_to_link_local
 from tests.test_admin_services import PASSWORD_HASH, add_provider
 from tests.test_models_list import GOOD_KEY, serve  # noqa: F401 - the fixture, used by name below
 
@@ -160,3 +163,26 @@ def test_an_endpoint_port_that_is_not_a_port_is_refused(engine, admin, url) -> N
     with pytest.raises(ValidationError) as err, transaction(engine) as session:
         add_provider(session, admin, endpoint_url=url)
     assert err.value.field == "endpoint_url" and "port" in err.value.message
+
+
+def test_names_are_resolved_once_when_saving() -> None:
+    """A name is refused when it resolves to a link-local address now (like 169.254.169.254.nip.io);
+    one that does not resolve, or not within the time bound, is not refused for that."""
+    assert not resolves_to_link_local("localhost")  # the real resolver: 127.0.0.1 / ::1
+    assert not resolves_to_link_local("no-such-host.invalid")
+
+    def metadata_dns(host, port, **_):  # what a resolver answers for 169.254.169.254.nip.io
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 0))]
+
+    def mapped_dns(host, port, **_):
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:169.254.169.254", 0, 0, 0))]
+
+    def slow_dns(host, port, **_):
+        time.sleep(3)
+        return metadata_dns(host, port)
+
+    assert resolves_to_link_local("169.254.169.254.nip.io", resolve=metadata_dns)
+    assert resolves_to_link_local("metadata.example", resolve=mapped_dns)
+    started = time.monotonic()
+    assert not resolves_to_link_local("slow.example", resolve=slow_dns, timeout_s=0.2)
+    assert time.monotonic() - started < 1

@@ -274,3 +274,27 @@ def test_a_sqlite_write_lock_past_the_busy_timeout_holds_up_no_call_and_drops_no
     finally:
         end()
     assert wait_for(lambda: log_count(engine) == 6, 30), log_count(engine)
+
+
+def test_a_call_answered_while_the_database_is_away_keeps_its_row(engine, proxied_server, request):
+    """The PostgreSQL restart of issue #13: a call admitted before the database went away is answered
+    while it is away, and its row is written once it is back."""
+    server, cut = proxied_server
+    target = make_target(request, "openai")
+    account = add_account(engine)
+    add_provider(engine, "Fake", "openai", target.server, target.key, ["slow"], grant_to=account.user_id)
+    answers: list[httpx.Response] = []
+    call = threading.Thread(target=lambda: answers.append(post(server, account.key, chat("Fake/slow"))))
+    call.start()
+    assert wait_for(lambda: len(target.server.fake.requests) == 1, 10)  # admitted, now waiting on the provider
+    cut.cut()
+    call.join(30)
+    [answer] = answers
+    assert answer.status_code != 503  # answered by the provider's outcome, not refused
+    time.sleep(0.5)
+    assert log_count(engine) == 0  # the row waits for the database
+    cut.restore()
+    assert wait_for(lambda: log_count(engine) == 1, 20)
+    [row] = log_rows(engine)
+    assert row.status_code == answer.status_code
+    assert row.user_id == account.user_id

@@ -34,7 +34,8 @@ with transaction(engine()) as session:
 
 
 def settings_problems(exc: SettingsError) -> str:
-    return "\n".join(f"{field}: {message}" for field, message in exc.problems.items())
+    """Every problem, one a line, escaped: they quote model ids, which may come from the provider."""
+    return "  \n".join(escape_markdown(f"{field}: {message}") for field, message in exc.problems.items())
 
 
 def provider_table(rows: list[svc.ProviderView]) -> pd.DataFrame:

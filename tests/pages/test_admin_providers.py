@@ -295,3 +295,15 @@ def test_a_keyless_openai_provider_is_neither_added_active_nor_activated(engine,
     assert "need an API key to be active" in texts(at)
     with transaction(engine) as session:
         assert session.scalar(select(Provider.is_active)) is False
+
+
+def test_settings_problems_quoting_model_ids_render_as_text(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "P")
+    editor = next(t for t in at.text_area if t.label == "Settings JSON")
+    editor.input('{"prices": {"![m](http://evil.example/m.png)": {"input": -1, "output": 1}}}')
+    next(b for b in at.button if b.label == "Validate and save JSON").click()
+    at.run()
+    assert "Input price of ![m](http://evil.example/m.png) must be a number" in texts(at)
+    for body in markdown_bodies(at):
+        assert_inert(body)

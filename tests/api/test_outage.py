@@ -262,6 +262,7 @@ def test_a_sqlite_write_lock_past_the_busy_timeout_holds_up_no_call_and_drops_no
     assert wait_for(lambda: log_count(engine) == 1)
     with engine.begin() as connection:  # lastUsedAt is due again on the next call
         connection.execute(update(ApiKey).values(last_used_at=utcnow() - timedelta(minutes=5)))
+    failures = admission._touch_failures
     start, end = _sqlite_lock(engine.url.database)
     start()  # held for 12 s: longer than the app's busy timeout (10 s)
     try:
@@ -271,6 +272,7 @@ def test_a_sqlite_write_lock_past_the_busy_timeout_holds_up_no_call_and_drops_no
             assert answer.status_code == 200, answer.text
             assert time.monotonic() - began < 3  # neither the Logs row nor lastUsedAt waits for the lock
         time.sleep(12 - 5 * 0.05)
+        assert admission._touch_failures == failures + 1  # lastUsedAt failed behind the calls, quietly
     finally:
         end()
     assert wait_for(lambda: log_count(engine) == 6, 30), log_count(engine)

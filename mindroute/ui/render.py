@@ -81,16 +81,18 @@ def _safe_href(href: str) -> str | None:
     return quote(href.strip(), safe=_URL_SAFE)
 
 
-def _code_span(code: str) -> str:
+def _code_span(code: str, *, in_cell: bool = False) -> str:
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
-    if longest >= 2:  # three or more backticks could open a fence at the start of a line
+    # Three or more backticks could open a fence at the start of a line; in a table cell a "|"
+    # ends the cell even inside a code span (GFM), which would leave the rest of the code as Markdown.
+    if longest >= 2 or (in_cell and "|" in code):
         return _escape_text(code)
     fence = "`" * (longest + 1)
     pad = " " if code.startswith(("`", " ")) or code.endswith(("`", " ")) else ""
     return f"{fence}{pad}{code}{pad}{fence}"
 
 
-def _inline(nodes: list[SyntaxTreeNode], *, one_line: bool = False) -> str:
+def _inline(nodes: list[SyntaxTreeNode], *, one_line: bool = False, in_cell: bool = False) -> str:
     out: list[str] = []
     for node in nodes:
         kind = node.type
@@ -101,11 +103,11 @@ def _inline(nodes: list[SyntaxTreeNode], *, one_line: bool = False) -> str:
         elif kind == "hardbreak":
             out.append(" " if one_line else "\\\n")
         elif kind == "code_inline":
-            out.append(_code_span(node.content))
+            out.append(_code_span(node.content, in_cell=in_cell))
         elif kind == "image":
             out.append(_image_label(node))
         elif kind == "link":
-            words = _inline(node.children, one_line=one_line)
+            words = _inline(node.children, one_line=one_line, in_cell=in_cell)
             href = _safe_href(str(node.attrs.get("href", "")))
             if href is None:
                 out.append(words)  # inert: mailto:, javascript:, relative targets…
@@ -113,7 +115,7 @@ def _inline(nodes: list[SyntaxTreeNode], *, one_line: bool = False) -> str:
                 out.append(f"[{words or _escape_text(href)}]({href})")
         elif kind in ("em", "strong", "s"):
             mark = {"em": "*", "strong": "**", "s": "~~"}[kind]
-            words = _inline(node.children, one_line=one_line)
+            words = _inline(node.children, one_line=one_line, in_cell=in_cell)
             out.append(f"{mark}{words}{mark}" if words else "")
         else:  # anything else markdown-it may grow: its text only
             out.append(_escape_text(_plain(node)))
@@ -141,7 +143,8 @@ def _table(node: SyntaxTreeNode) -> str:
     for section in node.children:
         for row in section.children:
             cells = [
-                _inline(cell.children[0].children if cell.children else [], one_line=True) for cell in row.children
+                _inline(cell.children[0].children if cell.children else [], one_line=True, in_cell=True)
+                for cell in row.children
             ]
             if section.type == "thead":
                 aligns = [_ALIGN.get(str(cell.attrs.get("style", "")), "---") for cell in row.children]

@@ -166,3 +166,18 @@ def test_a_stream_that_is_not_a_continuation_starts_over() -> None:
     stream = MarkdownStream()
     stream.render("first paragraph\n\nsecond\n\nthird")
     assert stream.render("other text") == "other text"
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "| a | b |\n| - | - |\n| `x\\|![i](http://evil.example/p.png)` | 2 |",
+        "| a |\n| - |\n| `\\|<img src=http://evil.example/q.png>\\|` |",
+        "| a |\n| - |\n| **`x\\|y`** ![i](http://evil.example/p.png) [l](https://ok.example/a|b) |",
+    ],
+)
+def test_a_pipe_in_code_in_a_table_cell_cannot_free_the_rest_of_the_code(table: str) -> None:
+    out = safe_markdown(table)
+    assert_inert(out)
+    cells = [t for t in all_tokens(REREADERS["gfm"].parse(out)) if t.type in ("td", "td_open")]
+    assert cells  # still a table

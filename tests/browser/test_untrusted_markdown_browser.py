@@ -91,3 +91,12 @@ def test_the_add_form_forgets_the_typed_key_after_saving(server, browser_context
     form = page.locator("[data-testid='stForm']").first
     assert form.get_by_role("textbox", name="API key", exact=True).input_value() == ""
     assert form.get_by_role("textbox", name="Name", exact=True).input_value() == ""
+
+    # The edit form: a new key typed and saved is not left in its field either.
+    edit = page.locator("[data-testid='stForm']").filter(has_text="Save changes")
+    edit.get_by_role("textbox", name="New API key", exact=True).fill("sk-edited-in-the-browser-0000c3d4")
+    edit.get_by_role("button", name="Save changes").click()
+    page.get_by_text("••••c3d4", exact=False).first.wait_for()
+    settle(page)
+    edit = page.locator("[data-testid='stForm']").filter(has_text="Save changes")
+    assert edit.get_by_role("textbox", name="New API key", exact=True).input_value() == ""

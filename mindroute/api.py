@@ -8,6 +8,7 @@ row per call (call_log); this module only speaks HTTP and OpenAI's shapes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -15,11 +16,13 @@ import logging
 import os
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +32,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mindroute import web
+from mindroute.config import get_settings
 from mindroute.db import get_engine, transaction
 from mindroute.models import User
 from mindroute.openai_compat import (
@@ -41,6 +45,8 @@ from mindroute.openai_compat import (
     error_body,
     finish_reason,
     parse_chat_request,
+    parse_chat_request_off_loop,
+    parse_off_loop,
     sse_data,
     usage_chunk_json,
 )
@@ -81,6 +87,9 @@ _CODES = {
 }
 DATABASE_UNAVAILABLE = "MindRoute's database is unavailable; retry"
 RETRY_AFTER_S = "1"
+# Worker threads per event loop for parsing big request bodies (CPU work: more would not go faster).
+PARSE_THREADS = 2
+_parse_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
 
 def max_body_bytes() -> int:
@@ -122,6 +131,22 @@ def _caller(scope: Scope, headers: dict[str, str]) -> Caller:
     )
 
 
+async def _parse(raw: bytes) -> ParsedChat:
+    """The body as a chat request: on the event loop when that is cheap (under ~1 ms), else in a
+    worker thread, so that a 25 MB body of tiny messages does not hold up every other call."""
+    max_messages = get_settings().api_max_messages
+    if not parse_off_loop(raw):
+        return parse_chat_request(raw, max_messages)
+    loop = asyncio.get_running_loop()
+    limiter = _parse_limiters.get(loop)
+    if limiter is None:
+        limiter = _parse_limiters[loop] = anyio.CapacityLimiter(PARSE_THREADS)
+    parsed = await anyio.to_thread.run_sync(parse_chat_request_off_loop, raw, max_messages, limiter=limiter)
+    if isinstance(parsed, InvalidChatRequest):
+        raise parsed
+    return parsed
+
+
 class ClientGone(Exception):  # noqa: N818 - reads better at the raise site
     """The client disconnected before its request body had arrived."""
 
@@ -146,9 +171,15 @@ async def _read_body(headers: dict[str, str], receive: Receive, limit: int) -> b
 
 
 def _error(
-    status: int, message: str, code: str | None = None, *, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    code: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(status, message, code or _CODES.get(status)), status_code=status, headers=headers)
+    body = error_body(status, message, code or _CODES.get(status), param)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _overhead_ms(started: float, clock: UpstreamClock) -> str:
@@ -170,6 +201,7 @@ class _Refused:
     status: int
     message: str
     code: str | None = None
+    param: str | None = None  # the request field at fault, as OpenAI names it
 
 
 async def _admit(
@@ -246,11 +278,11 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
     parsed: ParsedChat | None = None
     limit = max_body_bytes()
     try:
-        parsed = parse_chat_request(await _read_body(headers, receive, limit))
+        parsed = await _parse(await _read_body(headers, receive, limit))
     except BodyTooLarge:
         problem = _Refused(413, f"The request body is over the limit of {limit:,} bytes")
     except InvalidChatRequest as exc:
-        problem = _Refused(400, exc.message)
+        problem = _Refused(400, exc.message, param=exc.param)
     except ClientGone:
         return None  # nobody to answer, and no call was made
     caller = _caller(scope, headers)
@@ -261,7 +293,7 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
             answer_headers["www-authenticate"] = "Bearer"
         elif admitted.status == 503:
             answer_headers["retry-after"] = RETRY_AFTER_S
-        return _error(admitted.status, admitted.message, admitted.code, headers=answer_headers)
+        return _error(admitted.status, admitted.message, admitted.code, headers=answer_headers, param=admitted.param)
     assert parsed is not None
     extra = {"user": parsed.user} if parsed.user else None
     if not parsed.request.stream:
@@ -432,7 +464,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 _STATUS_TEXT = {
-    400: "Invalid request, over the token limit, media not allowed, or an ambiguous bare model",
+    400: "Invalid request (more than MINDROUTE_API_MAX_MESSAGES messages among others), over the token limit, "
+    "media not allowed, or an ambiguous bare model",
     401: "Unknown, expired or revoked key, or its owner is deactivated",
     403: "A provider granted to you is inactive, or the model is not allowed",
     404: "The model exists nowhere, or only on providers not granted to you; or an unknown URL (code unknown_url)",

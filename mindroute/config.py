@@ -18,6 +18,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY_FILENAME = "secret.key"  # noqa: S105 - a file name, not a secret
 SQLITE_FILENAME = "mindroute.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# The most messages one API request may carry (MINDROUTE_API_MAX_MESSAGES). Generous: Azure OpenAI
+# refuses more than 2,048; a longer history is refused with a 400 before any of it is built.
+DEFAULT_API_MAX_MESSAGES = 10_000
 
 
 class ConfigError(Exception):
@@ -36,6 +39,7 @@ class Settings:
     # The exact origins (scheme://host[:port]) the app is served at, MINDROUTE_PUBLIC_ORIGIN;
     # empty: the request's own (Host header and scheme).
     public_origins: tuple[str, ...] = ()
+    api_max_messages: int = DEFAULT_API_MAX_MESSAGES  # messages per API request, MINDROUTE_API_MAX_MESSAGES
     # Where the secret key came from, so the app can say it once (never the key itself).
     secret_key_source: str = field(default="environment")
 
@@ -196,6 +200,9 @@ def load_settings() -> Settings:
             "MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS", _lookup("MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS", secrets), False
         ),
         public_origins=parse_public_origins(_lookup("MINDROUTE_PUBLIC_ORIGIN", secrets)),
+        api_max_messages=parse_positive_int(
+            "MINDROUTE_API_MAX_MESSAGES", _lookup("MINDROUTE_API_MAX_MESSAGES", secrets), DEFAULT_API_MAX_MESSAGES
+        ),
         secret_key_source=source,
     )
 

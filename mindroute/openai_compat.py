@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from mindroute.config import DEFAULT_API_MAX_MESSAGES
 from mindroute.providers.base import Attachment, ChatMessage, ChatRequest, attachment_kind, redact_secrets
 from mindroute.services.chat_async import ApiOutcome
 
@@ -201,14 +202,82 @@ def _message(raw: Any, index: int) -> ChatMessage:
     return ChatMessage(role, "\n".join(texts), attachments)  # type: ignore[arg-type]
 
 
-def parse_chat_request(raw: bytes) -> ParsedChat:
-    """An OpenAI Chat Completions body as MindRoute's request; InvalidChatRequest says what is wrong."""
+# Bodies parsed in a worker thread rather than on the event loop (parse_off_loop): parsing costs about
+# 3 µs per message object and 0.4 ms per 256 KB of text, a thread hop about 0.25 ms of latency.
+OFF_LOOP_MIN_BYTES = 256 * 1024
+OFF_LOOP_MIN_OBJECTS = 256  # about 1 ms of parsing and building
+_OFF_LOOP_COUNT_FROM_BYTES = 4096  # a smaller body cannot hold that many objects worth a thread
+
+
+def parse_off_loop(raw: bytes) -> bool:
+    """Whether parsing `raw` costs enough (over ~1 ms) to be done in a worker thread: a body over
+    OFF_LOOP_MIN_BYTES, or one with more than OFF_LOOP_MIN_OBJECTS "{" (each about one object)."""
+    size = len(raw)
+    if size > OFF_LOOP_MIN_BYTES:
+        return True
+    return size > _OFF_LOOP_COUNT_FROM_BYTES and raw.count(b"{") > OFF_LOOP_MIN_OBJECTS
+
+
+class _TooManyMessagesError(Exception):
+    pass
+
+
+def _too_many_messages(max_messages: int, count: int | None = None) -> InvalidChatRequest:
+    found = f"this one has {count:,}" if count is not None else "this one has more"
+    return InvalidChatRequest(
+        f"messages: at most {max_messages:,} messages are accepted in one request; {found}", "messages"
+    )
+
+
+def _counting_hook(max_messages: int) -> Any:
+    """A json object_hook that stops the parse once more than `max_messages` objects with a "role"
+    (messages, as far as the parser can tell) were built. Being Python, it also lets the interpreter
+    switch threads between objects: parsed in a worker thread, a big body no longer holds up the
+    event loop for the whole parse (plain json.loads keeps the interpreter lock until it is done)."""
+    count = 0
+
+    def hook(obj: dict[str, Any]) -> dict[str, Any]:
+        nonlocal count
+        if "role" in obj:
+            count += 1
+            if count > max_messages:
+                raise _TooManyMessagesError
+        return obj
+
+    return hook
+
+
+def _loads(raw: bytes, max_messages: int, counting: bool) -> Any:
     try:
-        body = json.loads(raw)
+        return json.loads(raw, object_hook=_counting_hook(max_messages)) if counting else json.loads(raw)
+    except _TooManyMessagesError:
+        raise _too_many_messages(max_messages) from None
     except (ValueError, UnicodeDecodeError):
         raise InvalidChatRequest("The request body is not valid JSON") from None
     except RecursionError:  # the parser's own guard against deep nesting ([[[[...: 100,000 deep)
         raise InvalidChatRequest("The request body is nested too deeply to be a chat request") from None
+
+
+def parse_chat_request_off_loop(
+    raw: bytes, max_messages: int = DEFAULT_API_MAX_MESSAGES
+) -> ParsedChat | InvalidChatRequest:
+    """parse_chat_request for a worker thread: the refusal is returned, not raised, with no traceback,
+    so that everything parsed so far is freed in the thread rather than on the event loop; and the
+    parse stops as soon as the body holds too many messages."""
+    try:
+        return parse_chat_request(raw, max_messages, counting=True)
+    except InvalidChatRequest as refusal:
+        refusal.__context__ = None
+        return refusal.with_traceback(None)
+
+
+def parse_chat_request(
+    raw: bytes, max_messages: int = DEFAULT_API_MAX_MESSAGES, *, counting: bool = False
+) -> ParsedChat:
+    """An OpenAI Chat Completions body as MindRoute's request; InvalidChatRequest says what is wrong.
+    More than `max_messages` messages are refused before any of them is built (with `counting`,
+    while the JSON is parsed)."""
+    body = _loads(raw, max_messages, counting)
     if not isinstance(body, dict):
         raise InvalidChatRequest("The request body must be a JSON object")
     model = body.get("model")
@@ -218,6 +287,8 @@ def parse_chat_request(raw: bytes) -> ParsedChat:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidChatRequest("messages must be a non-empty list", "messages")
+    if len(messages) > max_messages:
+        raise _too_many_messages(max_messages, len(messages))
     for name in _UNSUPPORTED:
         if body.get(name) is not None:
             raise InvalidChatRequest(f"{name} is not supported by MindRoute", name)

@@ -282,10 +282,12 @@ def _redact_value(keys: KeySet, value: Any) -> Any:
     return value
 
 
-def redact_record(record: Any, keys: KeySet | None = None) -> Any:
+def redact_record(record: Any, keys: KeySet | None = None, *, messages: bool = True) -> Any:
     """A call_log.CallRecord with every stored key taken out of what its Logs row stores: the prompt's
     messages, the answer, the error, the model asked for, the extra request fields and the user agent.
-    The same record when there is nothing to take out."""
+    The same record when there is nothing to take out. With messages=False the prompt's messages are
+    left as they are: call_log redacts only the ones the row keeps (a capped requestBody keeps the
+    newest), so that the cost is bounded by what is stored, not by what the caller sent."""
     keys = stored_keys() if keys is None else keys
     if not keys:
         return record
@@ -302,13 +304,15 @@ def redact_record(record: Any, keys: KeySet | None = None) -> Any:
             changes["extra"] = extra
     request = record.request
     if request is not None:
-        messages, changed = [], False
-        for message in request.messages:
-            text = keys.redact(message.text) if message.text else message.text
-            if text != message.text:
-                message, changed = dataclasses.replace(message, text=text), True
-            messages.append(message)
+        kept, changed = request.messages, False
+        if messages:
+            kept = []
+            for message in request.messages:
+                text = keys.redact(message.text) if message.text else message.text
+                if text != message.text:
+                    message, changed = dataclasses.replace(message, text=text), True
+                kept.append(message)
         model = keys.redact(request.model) if request.model else request.model
         if changed or model != request.model:
-            changes["request"] = dataclasses.replace(request, messages=messages, model=model)
+            changes["request"] = dataclasses.replace(request, messages=kept, model=model)
     return dataclasses.replace(record, **changes) if changes else record

@@ -59,6 +59,8 @@ REQUEST_BODY_MAX_CHARS = 64_000
 FIELD_MAX_CHARS = 1_000  # model, stop sequences, attachment names, extra string fields
 ATTACHMENTS_MAX = 50  # described per message; more are counted
 _MESSAGE_OVERHEAD_CHARS = 40  # {"role": "assistant", "text": ""} and its separators
+_REDACT_MARGIN_CHARS = 4_096  # redacted past a message's clip: longer than any key
+_NO_KEYS = redaction.KeySet()
 
 
 @dataclass
@@ -98,7 +100,21 @@ def _field(value: Any) -> Any:
     return value[:FIELD_MAX_CHARS] if isinstance(value, str) else value
 
 
-def request_body(record: CallRecord) -> dict[str, Any]:
+def _stored_text(text: str, keys: redaction.KeySet) -> str:
+    """A message's text as the row stores it: stored keys and key-shaped text redacted, clipped to
+    MESSAGE_TEXT_MAX_CHARS. A long text has only a prefix redacted (the clip throws the rest away),
+    so a 25 MB message costs what the stored characters cost; the prefix reaches _REDACT_MARGIN_CHARS
+    past the clip, so that a key across the clip is redacted whole before the clip."""
+    limit = MESSAGE_TEXT_MAX_CHARS
+    if len(text) <= limit + _REDACT_MARGIN_CHARS:
+        return _clip(redact_secrets(keys.redact(text)), limit)[0]
+    prefix = redact_secrets(keys.redact(text[: limit + _REDACT_MARGIN_CHARS]))
+    return prefix[:limit] + f"\n…[truncated: {len(text) - limit} more characters]"
+
+
+def request_body(record: CallRecord, keys: redaction.KeySet | None = None) -> dict[str, Any]:
+    """The row's requestBody; the kept messages' texts have `keys` (stored provider keys) redacted."""
+    keys = keys if keys is not None else _NO_KEYS
     body: dict[str, Any] = {"source": record.source}
     if record.api_key_id is not None:
         body["api_key_id"] = str(record.api_key_id)
@@ -110,7 +126,7 @@ def request_body(record: CallRecord) -> dict[str, Any]:
     budget = REQUEST_BODY_MAX_CHARS
     messages: list[dict[str, Any]] = []
     for message in reversed(request.messages):
-        text, _ = _clip(redact_secrets(message.text), MESSAGE_TEXT_MAX_CHARS)
+        text = _stored_text(message.text, keys)
         entry: dict[str, Any] = {"role": message.role, "text": text}
         size = len(text) + _MESSAGE_OVERHEAD_CHARS
         if message.attachments:
@@ -173,7 +189,10 @@ def _tokens_used(record: CallRecord) -> int | None:
 
 def log_values(record: CallRecord) -> dict[str, Any]:
     """The call's Logs row as {Log attribute: value}: what to_row builds, without an ORM object."""
-    record = redaction.redact_record(record)  # no stored provider key in the row (issue 13, item 9)
+    # No stored provider key in the row (issue 13, item 9). The messages are redacted by request_body,
+    # only those it keeps: a body of 700,000 messages costs what its stored 64,000 characters cost.
+    keys = redaction.stored_keys()
+    record = redaction.redact_record(record, keys, messages=False)
     error = redact_secrets(record.error_message)[:ERROR_MESSAGE_MAX_CHARS] if record.error_message else None
     return {
         "id": uuid.uuid4(),
@@ -182,7 +201,7 @@ def log_values(record: CallRecord) -> dict[str, Any]:
         "provider_id": record.provider_id,
         "model_id": (record.model or None) and record.model[:100],
         "request_type": REQUEST_TYPE_CHAT,
-        "request_body": request_body(record),
+        "request_body": request_body(record, keys),
         "response_body": response_body(record),
         "tokens_used": _tokens_used(record),
         "prompt_tokens": record.prompt_tokens,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from mindroute import config
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, post
 from tests.providers.conftest import make_target
@@ -54,7 +55,11 @@ def test_a_lone_surrogate_is_a_400_naming_the_field(engine, server, request):
     assert logged(engine, 4)[-1].request_body["messages"][0]["text"] == "\U0001f600"
 
 
-def test_a_body_of_many_tiny_messages_is_not_stored_whole(engine, server, request):
+def test_a_body_of_many_tiny_messages_is_not_stored_whole(engine, server, request, monkeypatch):
+    # Over MindRoute's default cap of messages per request (a 400, tests/api/test_large_bodies.py):
+    # raised here, so that the body reaches the stored-body cap.
+    monkeypatch.setenv("MINDROUTE_API_MAX_MESSAGES", "100000")
+    config.get_settings.cache_clear()
     target, account = _world(engine, request)
     messages = [{"role": "user", "content": "x"}] * 100_000
     body = json.dumps({"model": "Fake/no-such-model", "messages": messages}).encode()

@@ -1,6 +1,6 @@
 """The ASGI entry: the Streamlit app, MindRoute's own HTTP routes and the OpenAI-compatible API in one process.
 
-Run with `streamlit run app.py` (or `uvicorn app:app`); the API alone: `uvicorn mindroute.api:app`.
+Run with `streamlit run app.py` (or `uvicorn app:app`); the API alone: `uvicorn mindroute.http.api:app`.
 Every /v1 request is handed to the API by `api.ApiFirst`, the first middleware, so API calls skip
 the page middleware (Streamlit's and MindRoute's) and unknown /v1 paths get the API's JSON 404.
 """
@@ -8,7 +8,7 @@ the page middleware (Streamlit's and MindRoute's) and unknown /v1 paths get the 
 import streamlit as st
 from starlette.middleware import Middleware
 
-from mindroute import api, web
+from mindroute.http import api, web
 
 web.ROUTES_MOUNTED = True
 

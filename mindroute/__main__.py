@@ -2,6 +2,6 @@
 
 import sys
 
-from mindroute.cli import main
+from mindroute.cli.main import main
 
 sys.exit(main())

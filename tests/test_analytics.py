@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from mindroute.cli import main
+from mindroute.cli.main import main
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, UsageRollup, User
 from mindroute.services.analytics import (

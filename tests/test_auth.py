@@ -11,8 +11,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from mindroute import security, web
+from mindroute import security
 from mindroute.db import transaction
+from mindroute.http import web
 from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
 from mindroute.services import auth
 from mindroute.validation import ValidationError

@@ -1,10 +1,10 @@
-"""`python -m mindroute.bench api` end to end on a small load: its own upstream and a real API process."""
+"""`python -m bench api` end to end on a small load: its own upstream and a real API process."""
 
 from __future__ import annotations
 
 import json
 
-from mindroute import bench
+from bench import api as bench
 
 
 def test_the_api_bench_prints_its_figures_and_every_call_is_logged(capsys) -> None:

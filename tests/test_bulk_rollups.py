@@ -13,12 +13,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 import mindroute.db as db
-from mindroute import seed
+from mindroute.cli import seed
+from mindroute.cli.transfer import copy_database, row_counts
 from mindroute.db import make_engine, transaction
 from mindroute.models import Log, utcnow
 from mindroute.services.analytics import rollup_check
 from mindroute.services.rollups import LEVELS, day_of, days_out_of_step, rebuild_rollups
-from mindroute.transfer import copy_database, row_counts
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.test_analytics import insert_rows, log_row, make_people
 from tests.test_cli import both, cli, use_database

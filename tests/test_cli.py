@@ -19,13 +19,13 @@ from sqlalchemy.engine import URL
 
 import mindroute.db as db
 from mindroute import config
-from mindroute.backup import row_counts
-from mindroute.cli import main
+from mindroute.cli.backup import row_counts
+from mindroute.cli.main import main
+from mindroute.cli.seed import DEMO_EMAIL_DOMAIN, DEMO_PROVIDER_PREFIX, DemoModel, _Route, generate_log_batches
 from mindroute.config import PROJECT_ROOT
 from mindroute.db import head_revision, make_engine, transaction, upgrade
 from mindroute.models import ApiKey, Log, Provider, Ticket, User, UserProvider, utcnow
 from mindroute.security import DecryptionError, SecretBox, verify_password
-from mindroute.seed import DEMO_EMAIL_DOMAIN, DEMO_PROVIDER_PREFIX, DemoModel, _Route, generate_log_batches
 from mindroute.services.providers import validate_settings
 from tests.conftest import create_pg_database, drop_pg_database
 

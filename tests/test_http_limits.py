@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from mindroute import http_limits
+from mindroute.http import limits as http_limits
 
 
 async def echo(request: Request) -> PlainTextResponse:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
+from mindroute.cli.seed import seed_demo
 from mindroute.db import transaction
 from mindroute.models import Provider, User
-from mindroute.seed import seed_demo
 from mindroute.services import providers
 from mindroute.services.permissions import usable_providers
 from mindroute.validation import ValidationError

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
+from mindroute.cli.transfer import TransferError, copy_database, row_counts
 from mindroute.db import make_engine, transaction, upgrade
 from mindroute.models import Log, Provider, Ticket, User
-from mindroute.transfer import TransferError, copy_database, row_counts
 from tests.conftest import create_pg_database, drop_pg_database
 
 
@@ -69,8 +69,9 @@ def test_sqlite_to_postgresql_copies_every_row(tmp_path, pg_server) -> None:
 
 
 def test_copy_to_command_names_a_non_empty_target(tmp_path, monkeypatch) -> None:
-    from mindroute import cli, config
+    from mindroute import config
     from mindroute import db as mr_db
+    from mindroute.cli import main as cli
 
     source = tmp_path / "src.db"
     target = tmp_path / "target.db"

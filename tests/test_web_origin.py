@@ -9,8 +9,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from mindroute import config, web
+from mindroute import config
 from mindroute.config import ConfigError, normalize_origin, parse_public_origins
+from mindroute.http import web
 from tests.test_auth import PASSWORD, add_user
 
 

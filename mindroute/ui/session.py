@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mindroute import security, web
+from mindroute import security
 from mindroute.db import transaction
+from mindroute.http import web
 from mindroute.models import User
 from mindroute.services import auth
 from mindroute.ui.runtime import engine

@@ -15,9 +15,10 @@ import pytest
 import uvicorn
 from sqlalchemy import Engine, func, select
 
-from mindroute import api, config, security
+from mindroute import config, security
 from mindroute import db as mr_db
 from mindroute.db import transaction
+from mindroute.http import api
 from mindroute.models import Log, Provider, User, UserProvider
 from mindroute.services import admission, api_keys
 from tests.pages.helpers import add_user
@@ -34,7 +35,7 @@ PROTOCOLS = list(_TARGETS)
 
 
 class ApiServer:
-    """mindroute.api:app served by uvicorn on 127.0.0.1 and a free port, in a background thread."""
+    """mindroute.http.api:app served by uvicorn on 127.0.0.1 and a free port, in a background thread."""
 
     def __init__(self, app: Any = None) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -1,5 +1,5 @@
 """The API under both entries: `streamlit run app.py` (a real process, as README says users run it)
-and `uvicorn mindroute.api:app`: /v1 skips the page middleware, unknown /v1 URLs get OpenAI's JSON
+and `uvicorn mindroute.http.api:app`: /v1 skips the page middleware, unknown /v1 URLs get OpenAI's JSON
 404, and GET /v1/models/{id} takes ids with a slash."""
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ def test_the_routes_mounted_in_another_starlette_app_answer_the_same(engine, ser
     """api.routes() mounted in another Starlette app: every /v1 path goes to the API's own ASGI app."""
     from starlette.applications import Starlette
 
-    from mindroute import api
+    from mindroute.http import api
     from mindroute.providers.base import aclose_shared_async_client
     from tests.api.conftest import ApiServer
 

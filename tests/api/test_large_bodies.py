@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mindroute import config, redaction
-from mindroute.openai_compat import parse_chat_request, parse_off_loop
+from mindroute.http.openai_compat import parse_chat_request, parse_off_loop
 from mindroute.providers.base import ChatMessage, ChatRequest, redact_secrets
 from mindroute.services import call_log
 from tests.api.conftest import add_account, add_provider, logged

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mindroute.openai_compat import InvalidChatRequest, error_body, finish_reason, parse_chat_request
+from mindroute.http.openai_compat import InvalidChatRequest, error_body, finish_reason, parse_chat_request
 
 
 def parse(**body):

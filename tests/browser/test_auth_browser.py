@@ -6,9 +6,9 @@ import httpx
 import pytest
 
 from mindroute.db import transaction
+from mindroute.http.web import SESSION_COOKIE
 from mindroute.services.users import create_user
 from mindroute.ui import navigation
-from mindroute.web import SESSION_COOKIE
 
 pytestmark = pytest.mark.browser
 

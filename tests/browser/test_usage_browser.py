@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from mindroute.cli.seed import seed_demo
 from mindroute.db import transaction
 from mindroute.models import Log
-from mindroute.seed import seed_demo
 from mindroute.services.analytics import preset_range
 from mindroute.services.rollups import rebuild_rollups
 from mindroute.services.users import create_user

@@ -1,6 +1,6 @@
-"""Benchmarks: `python -m mindroute.bench api --requests N --concurrency C [--entry api|app]` measures
+"""Benchmarks: `python -m bench api --requests N --concurrency C [--entry api|app]` measures
 what MindRoute adds to a chat call. A local upstream answering like OpenAI after a fixed delay and
-MindRoute's API (one process, logging on: `uvicorn mindroute.api:app`, or `streamlit run app.py`
+MindRoute's API (one process, logging on: `uvicorn mindroute.http.api:app`, or `streamlit run app.py`
 with --entry app) run as child processes; this process sends N non-streamed
 requests at concurrency C through MindRoute and then directly to the upstream, and prints one JSON
 object with the throughput, the latencies both ways, their differences and the Logs rows written.
@@ -93,10 +93,10 @@ ENTRIES = ("api", "app")
 
 
 def _serve_entry(entry: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """MindRoute as users serve it: `uvicorn mindroute.api:app` (the API alone) or, for "app",
+    """MindRoute as users serve it: `uvicorn mindroute.http.api:app` (the API alone) or, for "app",
     `streamlit run app.py` from the project folder (as README says), /v1 beside the pages."""
     if entry == "api":
-        return _serve("mindroute.api:app", port, env)
+        return _serve("mindroute.http.api:app", port, env)
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true", "--logger.level", "warning"]
     # Its banner ("You can now view your Streamlit app…") would mix with the figures on stdout.
@@ -267,7 +267,7 @@ def run_api_bench(
     requests: int, concurrency: int, delay_ms: float, database_url: str | None, entry: str = "api"
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring); `entry` "api" serves
-    `mindroute.api:app` alone, "app" serves `streamlit run app.py`."""
+    `mindroute.http.api:app` alone, "app" serves `streamlit run app.py`."""
     if entry not in ENTRIES:
         raise ValueError(f"entry must be one of {', '.join(ENTRIES)}")
     with tempfile.TemporaryDirectory(prefix="mindroute-bench-") as tmp:
@@ -282,7 +282,7 @@ def run_api_bench(
         os.environ.update({k: env[k] for k in ("MINDROUTE_DATABASE_URL", "MINDROUTE_DATA_DIR", "MINDROUTE_SECRET_KEY")})
         upstream_port, api_port = _free_port(), _free_port()
         upstream_url, api_url = f"http://127.0.0.1:{upstream_port}", f"http://127.0.0.1:{api_port}"
-        upstream = _serve("mindroute.bench:upstream_app", upstream_port, env)
+        upstream = _serve("bench.api:upstream_app", upstream_port, env)
         api = None
         try:
             _wait_until_up(upstream_url)
@@ -347,7 +347,7 @@ def run_api_bench(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mindroute.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     api = commands.add_parser("api", help="the OpenAI-compatible API against a local upstream")
     api.add_argument("--requests", type=int, default=2000)
@@ -358,15 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--entry",
         choices=ENTRIES,
         default="api",
-        help="api: uvicorn mindroute.api:app (the API alone); app: streamlit run app.py (the API beside the pages)",
+        help="api: uvicorn mindroute.http.api:app (the API alone); app: streamlit run app.py (API beside pages)",
     )
-    analytics = commands.add_parser("analytics", help="the Usage page's queries (see mindroute.bench_analytics)")
+    analytics = commands.add_parser("analytics", help="the Usage page's queries (see bench.analytics)")
     analytics.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
     analytics.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
     analytics.add_argument("--runs", type=int)
     args = parser.parse_args(argv)
     if args.command == "analytics":
-        from mindroute import bench_analytics
+        from bench import analytics as bench_analytics
 
         forwarded = ["--rows", str(args.rows)]
         forwarded += ["--database-url", args.database_url] if args.database_url else []

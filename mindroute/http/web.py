@@ -22,7 +22,7 @@ from mindroute.config import get_settings, normalize_origin
 from mindroute.db import ensure_schema, get_engine, transaction
 from mindroute.services import auth
 
-log = logging.getLogger("mindroute.web")
+log = logging.getLogger("mindroute.http.web")
 
 SESSION_COOKIE = "mindroute_session"
 # Set by app.py when these routes are mounted; the pages then sign in through them (cookies)

@@ -578,7 +578,7 @@ def seed_demo(
     with Session(engine) as session:
         routes = _demo_routes(session, rng, total_seconds, dashed)
     if rows and not routes:
-        from mindroute.cli import CommandError
+        from mindroute.cli.main import CommandError
 
         raise CommandError("no demo user is granted a demo provider (were the grants removed?); nothing to log")
     batch_rows = PG_BATCH_ROWS if dashed else SQLITE_BATCH_ROWS

@@ -3,8 +3,8 @@
 uvicorn (0.54) has neither: with httptools it reads a header of any size, and it never times
 out a request whose head or body is dripped in. Serve with this protocol to get both:
 
-    uvicorn app:app --http mindroute.http_limits:LimitedHttpToolsProtocol
-    uvicorn mindroute.api:app --http mindroute.http_limits:LimitedHttpToolsProtocol
+    uvicorn app:app --http mindroute.http.limits:LimitedHttpToolsProtocol
+    uvicorn mindroute.http.api:app --http mindroute.http.limits:LimitedHttpToolsProtocol
 
 `streamlit run app.py` builds its uvicorn server itself and offers no way to choose the
 protocol, so served that way the app needs a reverse proxy in front that caps and times out
@@ -18,7 +18,7 @@ import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = logging.getLogger("mindroute.http_limits")
+log = logging.getLogger("mindroute.http.limits")
 
 # The request line and headers together (browsers send a few KiB; nginx's default is 8 KiB x 4).
 MAX_HEAD_BYTES = 64 * 1024

@@ -87,7 +87,7 @@ def cmd_rotate_secret(_args: argparse.Namespace) -> None:
 
 
 def cmd_seed_providers(_args: argparse.Namespace) -> None:
-    from mindroute.seed import seed_providers
+    from mindroute.cli.seed import seed_providers
 
     engine = _migrated_engine()
     with transaction(engine) as session:
@@ -99,10 +99,10 @@ def cmd_seed_providers(_args: argparse.Namespace) -> None:
 
 
 def cmd_copy_to(args: argparse.Namespace) -> None:
-    from mindroute.backup import rollups_summary
+    from mindroute.cli.backup import rollups_summary
+    from mindroute.cli.transfer import TransferError, copy_database
     from mindroute.config import parse_database_url
     from mindroute.db import make_engine
-    from mindroute.transfer import TransferError, copy_database
 
     target = make_engine(parse_database_url(args.target_url))
     try:
@@ -116,7 +116,7 @@ def cmd_copy_to(args: argparse.Namespace) -> None:
 
 
 def cmd_rebuild_rollups(args: argparse.Namespace) -> None:
-    from mindroute.backup import rollups_summary
+    from mindroute.cli.backup import rollups_summary
     from mindroute.services.rollups import bring_rollups_in_step, rebuild_rollups
 
     if args.only_changed:
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than-days", type=int, required=True, metavar="N")
     prune.add_argument("--batch-rows", type=int, default=5000, help="rows per transaction (default %(default)s)")
 
-    from mindroute import backup, seed
+    from mindroute.cli import backup, seed
 
     seed.add_demo_parser(sub)
     backup.add_parsers(sub)

@@ -1,6 +1,6 @@
 """Times the Usage page's data on N demo logs and prints one JSON object.
 
-    python -m mindroute.bench_analytics --rows N [--database-url URL]
+    python -m bench.analytics --rows N [--database-url URL]
 
 Seeds (or reuses) N demo logs over 90 days in the database (MINDROUTE_DATABASE_URL by default),
 rebuilds the usage rollups when they do not match the logs, then reports medians over repeated
@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from mindroute.cli.seed import DEMO_PROVIDERS, seed_demo
 from mindroute.config import get_settings
 from mindroute.db import ensure_schema, make_engine
 from mindroute.models import Log, Provider
-from mindroute.seed import DEMO_PROVIDERS, seed_demo
 from mindroute.services.analytics import UsageFilter, preset_range, usage_page
 from mindroute.services.rollups import LEVELS, rebuild_rollups
 
@@ -103,7 +103,7 @@ def run_bench(engine: Engine, rows: int, runs: int = RUNS) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mindroute.bench_analytics", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__)
     parser.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
     parser.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
     parser.add_argument("--runs", type=int, default=RUNS)

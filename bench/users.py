@@ -1,7 +1,7 @@
 """Times the admin user list (search, sort, paginate) on a large synthetic user table.
 
-    python -m mindroute.bench_users                       # a throw-away SQLite file
-    python -m mindroute.bench_users --database-url URL    # an EMPTY database; the bench users are removed after
+    python -m bench.users                       # a throw-away SQLite file
+    python -m bench.users --database-url URL    # an EMPTY database; the bench users are removed after
 
 Prints the median of several runs of `admin_users.list_users` (count + one page) per case.
 """

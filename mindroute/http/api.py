@@ -1,7 +1,7 @@
 """The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /v1/models/{id} and /v1/openapi.json.
 
 Served beside Streamlit by app.py (`ApiFirst`, its first middleware, hands every /v1 request to
-`v1_app` before the page middleware), or alone with `uvicorn mindroute.api:app --workers N`.
+`v1_app` before the page middleware), or alone with `uvicorn mindroute.http.api:app --workers N`.
 Every rule comes from the services: keys (api_keys), who may call what (prepare_call), the one Logs
 row per call (call_log); this module only speaks HTTP and OpenAI's shapes.
 """
@@ -31,11 +31,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from mindroute import web
 from mindroute.config import get_settings
 from mindroute.db import get_engine, transaction
-from mindroute.models import User
-from mindroute.openai_compat import (
+from mindroute.http import web
+from mindroute.http.openai_compat import (
     SSE_DONE,
     InvalidChatRequest,
     ParsedChat,
@@ -50,6 +49,7 @@ from mindroute.openai_compat import (
     sse_data,
     usage_chunk_json,
 )
+from mindroute.models import User
 from mindroute.providers.base import aclose_shared_async_client
 from mindroute.services import admission, api_keys
 from mindroute.services.call_log import is_database_outage
@@ -67,7 +67,7 @@ from mindroute.services.chat_async import (
     stop_log_writer,
 )
 
-log = logging.getLogger("mindroute.api")
+log = logging.getLogger("mindroute.http.api")
 
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024

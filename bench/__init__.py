@@ -1,0 +1,1 @@
+"""Benchmarks, kept out of the product package: `python -m bench api|analytics|users`."""

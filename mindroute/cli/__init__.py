@@ -1,0 +1,1 @@
+"""The `python -m mindroute` command line: database, accounts, seeding, backup and transfer."""

@@ -1,0 +1,1 @@
+"""HTTP entry points: the OpenAI-compatible API, cookie routes and browser guard, OpenAI shapes, limits."""

@@ -15,4 +15,8 @@ class ConflictError(Exception):
     """The row changed since the editor loaded it: saving would silently undo someone else's change."""
 
 
-__all__ = ["ConflictError", "NotFound", "PermissionDenied", "ValidationError"]
+class CommandError(Exception):
+    """A command-line command failed in a way the user can fix; printed as one line."""
+
+
+__all__ = ["CommandError", "ConflictError", "NotFound", "PermissionDenied", "ValidationError"]

@@ -12,16 +12,13 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL
 
+from mindroute.errors import CommandError
 from mindroute.models import Base
 from mindroute.services.rollups import bring_rollups_in_step
-
-if TYPE_CHECKING:
-    from mindroute.cli.main import CommandError
 
 # Rows in any of these make a database "in use": restore refuses to overwrite it without --force.
 # (The app migrates on start, so the tables may well exist and be empty.) Sign-in attempts are
@@ -34,9 +31,6 @@ PG_TOOL_TIMEOUT_S = 6 * 3600  # a hung server should not hang the command foreve
 
 
 def _fail(message: str) -> CommandError:
-    # Imported here, not at the top: mindroute.cli.main imports this module while building its parser.
-    from mindroute.cli.main import CommandError
-
     return CommandError(message)
 
 

@@ -13,13 +13,9 @@ from sqlalchemy.exc import OperationalError
 
 from mindroute.config import ConfigError, get_settings
 from mindroute.db import SchemaError, current_revision, downgrade, get_engine, head_revision, transaction, upgrade
-from mindroute.errors import PermissionDenied
+from mindroute.errors import CommandError, PermissionDenied
 from mindroute.security import DecryptionError
 from mindroute.validation import ValidationError
-
-
-class CommandError(Exception):
-    """A command failed in a way the user can fix; printed as one line."""
 
 
 def _read_password(prompt: str = "Password: ") -> str:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from mindroute.db import transaction
+from mindroute.errors import CommandError
 from mindroute.models import Provider, User, UserProvider, utcnow
 from mindroute.providers.models_list import NO_KEY_PROTOCOLS
 from mindroute.providers_catalog import DEFAULT_ENDPOINTS, OFFICIAL_PROVIDERS
@@ -578,8 +579,6 @@ def seed_demo(
     with Session(engine) as session:
         routes = _demo_routes(session, rng, total_seconds, dashed)
     if rows and not routes:
-        from mindroute.cli.main import CommandError
-
         raise CommandError("no demo user is granted a demo provider (were the grants removed?); nothing to log")
     batch_rows = PG_BATCH_ROWS if dashed else SQLITE_BATCH_ROWS
     batches = generate_log_batches(

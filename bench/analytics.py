@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from mindroute.cli.seed import DEMO_PROVIDERS, seed_demo
+from mindroute.cli.demo_data import DEMO_PROVIDERS
+from mindroute.cli.seed import seed_demo
 from mindroute.config import get_settings
 from mindroute.db import ensure_schema, make_engine
 from mindroute.models import Log, Provider

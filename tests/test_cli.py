@@ -20,8 +20,9 @@ from sqlalchemy.engine import URL
 import mindroute.db as db
 from mindroute import config
 from mindroute.cli.backup import row_counts
+from mindroute.cli.demo_data import DEMO_EMAIL_DOMAIN, DEMO_PROVIDER_PREFIX, DemoModel
 from mindroute.cli.main import main
-from mindroute.cli.seed import DEMO_EMAIL_DOMAIN, DEMO_PROVIDER_PREFIX, DemoModel, _Route, generate_log_batches
+from mindroute.cli.seed import _Route, generate_log_batches
 from mindroute.config import PROJECT_ROOT
 from mindroute.db import head_revision, make_engine, transaction, upgrade
 from mindroute.models import ApiKey, Log, Provider, Ticket, User, UserProvider, utcnow

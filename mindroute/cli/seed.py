@@ -22,6 +22,22 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from mindroute.cli.demo_data import (
+    DEMO_EMAIL_DOMAIN,
+    DEMO_PROVIDERS,
+    DEMO_USER_COUNT,
+    DEMO_UTC_OFFSET_HOURS,
+    ERROR_MESSAGES,
+    FIRST_NAMES,
+    INCIDENT_STATUSES,
+    LAST_NAMES,
+    PROMPTS,
+    STATUS_SHARES,
+    USER_AGENTS,
+    DemoModel,
+    demo_email,
+    demo_grants,
+)
 from mindroute.db import transaction
 from mindroute.errors import CommandError
 from mindroute.models import Provider, User, UserProvider, utcnow
@@ -53,15 +69,8 @@ def seed_providers(session: Session) -> list[str]:
     return created
 
 
-# --- demo data ------------------------------------------------------------------------------
-#
-# Everything below is synthetic and labelled as such: users at demo.mindroute.invalid (a domain
-# that can never receive mail), providers named "Demo …" pointing at *.invalid hosts with no key,
-# and "demo": true in every JSON body, so nobody mistakes it for real traffic or bills it.
+# --- demo data: what it is lives in mindroute/cli/demo_data.py ---------------------------------
 
-DEMO_EMAIL_DOMAIN = "demo.mindroute.invalid"
-DEMO_USER_COUNT = 40
-DEMO_PROVIDER_PREFIX = "Demo "
 DEFAULT_DEMO_ROWS = 10_000
 DEFAULT_DEMO_DAYS = 30
 MAX_DEMO_DAYS = 3_650
@@ -69,9 +78,6 @@ MAX_DEMO_DAYS = 3_650
 PG_BATCH_ROWS = 50_000
 SQLITE_BATCH_ROWS = 10_000
 SLOT_DRAW_ROWS = 1_000_000  # rows whose hours are drawn at once (memory, not randomness)
-# Users are in Seoul (UTC+9) mostly, so the hourly pattern peaks in their working hours.
-DEMO_UTC_OFFSET_HOURS = 9
-
 LOG_COLUMNS = (
     "id",
     "userid",
@@ -93,129 +99,6 @@ LOG_COLUMNS = (
 # Built from the constant column list above only.
 _PG_COPY = f"COPY logs ({', '.join(LOG_COLUMNS)}) FROM STDIN"
 _SQLITE_INSERT = f"INSERT INTO logs ({', '.join(LOG_COLUMNS)}) VALUES ({', '.join('?' * len(LOG_COLUMNS))})"  # noqa: S608
-
-
-@dataclass(frozen=True)
-class DemoModel:
-    name: str
-    input_price: float  # USD per million tokens
-    output_price: float
-    weight: float  # how popular, relative to the provider's other models
-    prompt_median: int  # tokens
-    completion_median: int
-    first_token_ms: int
-    ms_per_token: float
-
-
-@dataclass(frozen=True)
-class DemoProviderSpec:
-    name: str
-    protocol: str
-    is_active: bool
-    weight: float  # share of traffic
-    models: tuple[DemoModel, ...]
-
-    @property
-    def endpoint_url(self) -> str:
-        slug = self.name.removeprefix(DEMO_PROVIDER_PREFIX).split()[0].lower()
-        return f"https://{slug}.{DEMO_EMAIL_DOMAIN}/v1"
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "models": [m.name for m in self.models],
-            "default_model": self.models[0].name,
-            # The documented settings shape only; demo providers are told apart by their name and endpoint.
-            "prices": {m.name: {"input": m.input_price, "output": m.output_price} for m in self.models},
-        }
-
-
-DEMO_PROVIDERS: tuple[DemoProviderSpec, ...] = (
-    DemoProviderSpec(
-        "Demo OpenAI",
-        "openai",
-        True,
-        0.45,
-        (
-            DemoModel("gpt-4o", 2.5, 10.0, 0.35, 900, 350, 450, 12.0),
-            DemoModel("gpt-4o-mini", 0.15, 0.6, 0.5, 700, 300, 300, 7.0),
-            DemoModel("o3-mini", 1.1, 4.4, 0.15, 1200, 900, 1500, 9.0),
-        ),
-    ),
-    DemoProviderSpec(
-        "Demo Anthropic",
-        "anthropic",
-        True,
-        0.3,
-        (
-            DemoModel("claude-sonnet-4-5", 3.0, 15.0, 0.55, 1500, 500, 700, 14.0),
-            DemoModel("claude-haiku-4-5", 1.0, 5.0, 0.45, 800, 280, 350, 6.0),
-        ),
-    ),
-    DemoProviderSpec(
-        "Demo Google",
-        "google",
-        True,
-        0.18,
-        (
-            DemoModel("gemini-2.5-flash", 0.3, 2.5, 0.7, 1000, 350, 380, 5.0),
-            DemoModel("gemini-2.5-pro", 1.25, 10.0, 0.3, 2000, 700, 900, 11.0),
-        ),
-    ),
-    DemoProviderSpec(
-        "Demo Local Llama",
-        "openai-compatible",
-        False,  # shows an inactive provider whose history still counts
-        0.07,
-        (
-            DemoModel("llama3.1:8b", 0.0, 0.0, 0.7, 500, 250, 150, 20.0),
-            DemoModel("qwen2.5:14b", 0.0, 0.0, 0.3, 600, 300, 250, 30.0),
-        ),
-    ),
-)
-
-_FIRST_NAMES = (
-    "Minji", "Jisoo", "Hyunwoo", "Seojun", "Yuna", "Dohyun", "Haeun", "Jiho", "Sora", "Taeyang",
-    "Alice", "Bruno", "Chloé", "Dmitri", "Esther", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-)  # fmt: skip
-_LAST_NAMES = (
-    "Kim", "Lee", "Park", "Choi", "Jung", "Kang", "Yoon", "Han", "Lim", "Shin",
-    "Martin", "Silva", "Novak", "Tanaka", "Okafor", "Müller", "Rossi", "Haddad", "Larsen", "Dubois",
-)  # fmt: skip
-_USER_AGENTS = (
-    "MindRoute-Playground/1.0",
-    "python-httpx/0.28.1",
-    "openai-python/1.99.0",
-    "langchain-openai/0.3.28",
-    "curl/8.5.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/139.0 Safari/537.36",
-    "node-fetch/3.3.2",
-)
-_PROMPTS = (
-    "Summarise this meeting transcript in five bullet points.",
-    "Translate the release notes into Korean.",
-    "Write a SQL query that finds the top ten customers by revenue.",
-    "Explain this stack trace and suggest a fix.",
-    "Draft a polite reply declining the vendor's offer.",
-    "Classify these support tickets by urgency.",
-    "Generate unit tests for the attached function.",
-    "Rewrite this paragraph for a non-technical reader.",
-    "Extract the invoice number, date and total as JSON.",
-    "Suggest three names for an internal analytics dashboard.",
-    "Review this pull request for security problems.",
-    "Compare PostgreSQL and SQLite for a small internal tool.",
-)
-# (status, share of requests); failures carry no tokens, as providers do not bill them.
-_STATUS_SHARES = ((200, 0.955), (429, 0.02), (500, 0.006), (502, 0.005), (504, 0.007), (401, 0.003), (400, 0.004))
-_ERROR_MESSAGES: dict[int, tuple[str, ...]] = {
-    400: ("Bad request: max_tokens is too large for this model", "Bad request: messages must not be empty"),
-    401: ("Invalid API key (demo)", "Authentication failed: the provider rejected the key (demo)"),
-    429: ("Rate limit exceeded: too many requests, retry later", "Rate limit exceeded: tokens per minute"),
-    500: ("The provider had an internal error", "Internal server error"),
-    502: ("Bad gateway: the provider returned an invalid response", "Upstream connection reset"),
-    504: ("Timed out waiting for the provider after 60 s", "Gateway timeout"),
-}
-_INCIDENT_STATUSES = (502, 504, 500)
 
 
 @dataclass
@@ -242,22 +125,6 @@ class _Route:
     incidents: tuple[tuple[float, float], ...]  # seconds after the range start when this provider is failing
 
 
-def demo_email(number: int) -> str:
-    return f"demo-user-{number:02d}@{DEMO_EMAIL_DOMAIN}"
-
-
-def _demo_grants(user_number: int) -> list[int]:
-    """Which demo providers a demo user may use; fixed per user, so re-runs agree whatever --seed is."""
-    granted = [0]  # everybody has the biggest provider
-    if user_number % 3 != 0:
-        granted.append(1)
-    if user_number % 2 == 0:
-        granted.append(2)
-    if user_number % 5 == 0:
-        granted.append(3)
-    return granted
-
-
 def ensure_demo_entities(session: Session, rng: random.Random) -> DemoSummary:
     """Create the demo users, providers and grants that are missing; returns what exists and what was added."""
     summary = DemoSummary()
@@ -271,7 +138,7 @@ def ensure_demo_entities(session: Session, rng: random.Random) -> DemoSummary:
         password_hash = hash_password(secrets.token_urlsafe(32))
         for email in missing:
             number = int(email.split("@")[0].rsplit("-", 1)[1])
-            name = f"{_FIRST_NAMES[number % len(_FIRST_NAMES)]} {_LAST_NAMES[(number * 7) % len(_LAST_NAMES)]} (demo)"
+            name = f"{FIRST_NAMES[number % len(FIRST_NAMES)]} {LAST_NAMES[(number * 7) % len(LAST_NAMES)]} (demo)"
             created = now - timedelta(days=rng.uniform(60, 400))
             user = User(
                 email=email,
@@ -321,7 +188,7 @@ def ensure_demo_entities(session: Session, rng: random.Random) -> DemoSummary:
     }
     for email, user in users.items():
         number = int(email.split("@")[0].rsplit("-", 1)[1])
-        for index in _demo_grants(number):
+        for index in demo_grants(number):
             provider = providers[DEMO_PROVIDERS[index].name]
             if (user.id, provider.id) in existing:
                 continue
@@ -380,7 +247,7 @@ def _demo_routes(
         # Addresses from the documentation ranges (RFC 5737), fixed per user so re-runs agree.
         bits = int(hashlib.sha256(email.encode()).hexdigest()[:4], 16)
         ips = (f"203.0.113.{bits % 254 + 1}", f"198.51.100.{(bits >> 8) % 254 + 1}")
-        agents = (_USER_AGENTS[bits % len(_USER_AGENTS)], _USER_AGENTS[(bits >> 4) % len(_USER_AGENTS)])
+        agents = (USER_AGENTS[bits % len(USER_AGENTS)], USER_AGENTS[(bits >> 4) % len(USER_AGENTS)])
         for model in names:
             profile = known.get(model, spec.models[0])
             route = _Route(
@@ -435,12 +302,12 @@ def generate_log_batches(
     route_list = [r for r, _ in routes]
     route_cum = list(itertools.accumulate(w for _, w in routes))
     route_range = range(len(route_list))
-    statuses = [s for s, _ in _STATUS_SHARES]
-    status_cum = list(itertools.accumulate(share for _, share in _STATUS_SHARES))
-    prompts = [json.dumps(p) for p in _PROMPTS]
+    statuses = [s for s, _ in STATUS_SHARES]
+    status_cum = list(itertools.accumulate(share for _, share in STATUS_SHARES))
+    prompts = [json.dumps(p) for p in PROMPTS]
     error_bodies = {
         code: [json.dumps({"error": {"code": code, "message": m}, "demo": True}) for m in messages]
-        for code, messages in _ERROR_MESSAGES.items()
+        for code, messages in ERROR_MESSAGES.items()
     }
     rand = rng.random
     lognorm = rng.lognormvariate
@@ -472,7 +339,7 @@ def generate_log_batches(
             status = status_picks[i]
             for begin, end in route.incidents:
                 if begin <= offset < end and rand() < 0.45:
-                    status = _INCIDENT_STATUSES[int(rand() * 3)]
+                    status = INCIDENT_STATUSES[int(rand() * 3)]
             row_id = make_id()
             prompt_json = prompts[int(rand() * len(prompts))]
             max_tokens = 4096 if rand() < 0.7 else 1024
@@ -495,8 +362,8 @@ def generate_log_batches(
             else:
                 # Failed calls are not billed: zero tokens, so tokensUsed = prompt + completion still holds.
                 prompt_tokens = completion_tokens = total = 0
-                pick = int(rand() * len(_ERROR_MESSAGES[status]))
-                error = _ERROR_MESSAGES[status][pick]
+                pick = int(rand() * len(ERROR_MESSAGES[status]))
+                error = ERROR_MESSAGES[status][pick]
                 response = error_bodies[status][pick]
                 if status == 504:
                     duration = 60_000 + int(rand() * 500)

@@ -2,27 +2,21 @@
 
 Served beside Streamlit by app.py (`ApiFirst`, its first middleware, hands every /v1 request to
 `v1_app` before the page middleware), or alone with `uvicorn mindroute.http.api:app --workers N`.
-Every rule comes from the services: keys (api_keys), who may call what (prepare_call), the one Logs
-row per call (call_log); this module only speaks HTTP and OpenAI's shapes.
+Every rule comes from the services: keys (api_keys), who may call what (admission), the one Logs
+row per call (call_log); this module assembles the routes (chat.py, models_routes.py, openapi.py)
+into one plain ASGI app, with its lifespan.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import gc
-import json
 import logging
-import os
-import sys
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,27 +25,33 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from mindroute.config import get_settings
-from mindroute.db import get_engine, transaction
+from mindroute.db import get_engine
 from mindroute.http import web
+from mindroute.http.answers import DATABASE_UNAVAILABLE, OVERHEAD_HEADER, RETRY_AFTER_S
+from mindroute.http.answers import KEY_CODES as _KEY_CODES
+from mindroute.http.answers import error_response as _error
+from mindroute.http.answers import overhead_ms as _overhead_ms
+from mindroute.http.asgi_request import BodyTooLarge, ClientGone, max_body_bytes
+from mindroute.http.asgi_request import api_caller as _caller
+from mindroute.http.asgi_request import bearer as _bearer
+from mindroute.http.asgi_request import parse_body as _parse
+from mindroute.http.asgi_request import read_body as _read_body
+from mindroute.http.asgi_request import scope_headers as _headers
+from mindroute.http.chat_request import InvalidChatRequest, ParsedChat
+from mindroute.http.models_routes import model_route, models_route
 from mindroute.http.openai_compat import (
-    SSE_DONE,
-    InvalidChatRequest,
-    ParsedChat,
     chunk_json,
     completion_id,
     completion_json,
     error_body,
     finish_reason,
-    parse_chat_request,
-    parse_chat_request_off_loop,
-    parse_off_loop,
-    sse_data,
     usage_chunk_json,
 )
-from mindroute.models import User
-from mindroute.providers.base import aclose_shared_async_client
-from mindroute.services import admission, api_keys
+from mindroute.http.openapi import openapi_route
+from mindroute.http.runtime import settle_runtime
+from mindroute.http.sse import SSE_DONE, EventStreamResponse, sse_data
+from mindroute.providers.transport_aiohttp import aclose_shared_async_client
+from mindroute.services import admission
 from mindroute.services.call_log import is_database_outage
 from mindroute.services.chat import Caller, ChatRefused, PreparedCall, apply_route
 from mindroute.services.chat_async import (
@@ -60,131 +60,12 @@ from mindroute.services.chat_async import (
     UpstreamClock,
     acomplete_prepared,
     alog_call,
-    api_model_ids,
-    in_db_thread,
     refusal_record,
     start_log_writer,
     stop_log_writer,
 )
 
 log = logging.getLogger("mindroute.http.api")
-
-MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
-DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
-OVERHEAD_HEADER = "x-mindroute-overhead-ms"
-_KEY_CODES = {
-    api_keys.KeyRefusal.UNKNOWN: "invalid_api_key",
-    api_keys.KeyRefusal.EXPIRED: "expired_api_key",
-    api_keys.KeyRefusal.REVOKED: "revoked_api_key",
-    api_keys.KeyRefusal.OWNER_DEACTIVATED: "account_deactivated",
-}
-_CODES = {
-    400: "invalid_request",
-    403: "not_allowed",
-    404: "model_not_found",
-    413: "request_too_large",
-    503: "database_unavailable",
-}
-DATABASE_UNAVAILABLE = "MindRoute's database is unavailable; retry"
-RETRY_AFTER_S = "1"
-# Worker threads per event loop for parsing big request bodies (CPU work: more would not go faster).
-PARSE_THREADS = 2
-_parse_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
-
-
-def max_body_bytes() -> int:
-    """The largest request body accepted (MINDROUTE_API_MAX_BODY_BYTES, default 25 MB)."""
-    raw = os.environ.get(MAX_BODY_BYTES_ENV, "").strip()
-    try:
-        return int(raw) if raw else DEFAULT_MAX_BODY_BYTES
-    except ValueError:
-        return DEFAULT_MAX_BODY_BYTES
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-class BodyTooLarge(Exception):  # noqa: N818 - reads better at the raise site
-    pass
-
-
-def _bearer(authorization: str | None) -> str | None:
-    scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name (the first of repeated ones, as Starlette gives)."""
-    headers: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return headers
-
-
-def _caller(scope: Scope, headers: dict[str, str]) -> Caller:
-    client = scope.get("client")
-    return Caller(
-        source="api",
-        ip=web.client_address(client[0] if client else None, headers.get("x-forwarded-for")),
-        user_agent=headers.get("user-agent"),
-        api_key_id=None,
-    )
-
-
-async def _parse(raw: bytes) -> ParsedChat:
-    """The body as a chat request: on the event loop when that is cheap (under ~1 ms), else in a
-    worker thread, so that a 25 MB body of tiny messages does not hold up every other call."""
-    max_messages = get_settings().api_max_messages
-    if not parse_off_loop(raw):
-        return parse_chat_request(raw, max_messages)
-    loop = asyncio.get_running_loop()
-    limiter = _parse_limiters.get(loop)
-    if limiter is None:
-        limiter = _parse_limiters[loop] = anyio.CapacityLimiter(PARSE_THREADS)
-    parsed = await anyio.to_thread.run_sync(parse_chat_request_off_loop, raw, max_messages, limiter=limiter)
-    if isinstance(parsed, InvalidChatRequest):
-        raise parsed
-    return parsed
-
-
-class ClientGone(Exception):  # noqa: N818 - reads better at the raise site
-    """The client disconnected before its request body had arrived."""
-
-
-async def _read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
-    """The body, refused (BodyTooLarge) by its Content-Length or once more than `limit` bytes arrived."""
-    declared = headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _error(
-    status: int,
-    message: str,
-    code: str | None = None,
-    *,
-    headers: dict[str, str] | None = None,
-    param: str | None = None,
-) -> JSONResponse:
-    body = error_body(status, message, code or _CODES.get(status), param)
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _overhead_ms(started: float, clock: UpstreamClock) -> str:
-    return f"{max(0.0, (time.perf_counter() - started - clock.seconds) * 1000):.2f}"
-
 
 # --- admission: key, body, model, policy in one unit of work --------------------------------------
 
@@ -362,222 +243,7 @@ async def _stream(
     return EventStreamResponse(events(), headers)
 
 
-class EventStreamResponse(Response):
-    """text/event-stream that stops (and closes its source) as soon as the client disconnects,
-    whichever ASGI spec version the server speaks."""
-
-    def __init__(self, body: AsyncIterator[bytes], headers: dict[str, str]) -> None:
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        self.raw_headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
-        self._body = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
-
-            async def listen() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(listen)
-            try:
-                await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-                async for data in self._body:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._body.aclose()  # type: ignore[attr-defined]
-                group.cancel_scope.cancel()
-
-
-def _database_unavailable(error: BaseException) -> JSONResponse:
-    log.warning("refused an API request: the database is unavailable (%s)", type(error).__name__)
-    return _error(503, DATABASE_UNAVAILABLE, headers={"retry-after": RETRY_AFTER_S})
-
-
-async def models_route(request: Request) -> Response:
-    try:
-        return await _models(request)
-    except Exception as error:
-        if not is_database_outage(error):
-            raise
-        return _database_unavailable(error)
-
-
-async def _models(request: Request) -> Response:
-    engine = get_engine()
-    admitted = await admission.aadmit(engine, _bearer(request.headers.get("authorization")), None)
-    if isinstance(admitted, admission.KeyRefused):
-        refusal = admitted.refusal
-        return _error(401, refusal.message, _KEY_CODES[refusal], headers={"www-authenticate": "Bearer"})
-
-    def listing() -> list[dict[str, Any]]:
-        with transaction(engine) as session:
-            user = session.get(User, admitted.user_id)
-            assert user is not None
-            ids = api_model_ids(session, user)
-        return [{"id": model_id, "object": "model", "created": 0, "owned_by": owner} for owner, model_id in ids]
-
-    return JSONResponse({"object": "list", "data": await in_db_thread(listing)})
-
-
-async def model_route(request: Request, model_id: str) -> Response:
-    """GET /v1/models/{id}: OpenAI's model object for an id the key's owner may use, else a 404."""
-    listing = await models_route(request)
-    if listing.status_code != 200:
-        return listing
-    for model in json.loads(listing.body)["data"]:
-        if model["id"] == model_id:
-            return JSONResponse(model)
-    return JSONResponse(
-        error_body(404, f"The model '{model_id}' does not exist", "model_not_found", "model"), status_code=404
-    )
-
-
-async def openapi_route(_request: Request) -> Response:
-    return JSONResponse(OPENAPI)
-
-
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "code": {"type": ["string", "null"]},
-                "param": {"type": ["string", "null"]},
-            },
-            "required": ["message", "type", "code"],
-        }
-    },
-}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    return {str(s): {"description": _STATUS_TEXT[s], **ref} for s in statuses}
-
-
-_STATUS_TEXT = {
-    400: "Invalid request (more than MINDROUTE_API_MAX_MESSAGES messages among others), over the token limit, "
-    "media not allowed, or an ambiguous bare model",
-    401: "Unknown, expired or revoked key, or its owner is deactivated",
-    403: "A provider granted to you is inactive, or the model is not allowed",
-    404: "The model exists nowhere, or only on providers not granted to you; or an unknown URL (code unknown_url)",
-    413: "Body over MINDROUTE_API_MAX_BODY_BYTES",
-    429: "The provider's rate limit (retry-after passed on)",
-    502: "The provider failed",
-    503: "MindRoute's database is unavailable; retry (retry-after given)",
-    504: "The provider did not answer in time",
-}
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "MindRoute OpenAI-compatible API", "version": "1.0.0"},
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A MindRoute key (mr-...)"}},
-        "schemas": {"Error": _ERROR_SCHEMA},
-    },
-    "security": [{"bearer": []}],
-    "paths": {
-        "/v1/chat/completions": {
-            "post": {
-                "summary": "Create a chat completion (OpenAI's request and response shapes; stream with SSE)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["model", "messages"],
-                                "properties": {
-                                    "model": {
-                                        "type": "string",
-                                        "description": "<provider name>/<model>, or a bare model",
-                                    },
-                                    "messages": {"type": "array", "items": {"type": "object"}},
-                                    "stream": {"type": "boolean"},
-                                    "stream_options": {
-                                        "type": "object",
-                                        "properties": {"include_usage": {"type": "boolean"}},
-                                    },
-                                    "max_tokens": {"type": "integer", "minimum": 1},
-                                    "max_completion_tokens": {"type": "integer", "minimum": 1},
-                                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-                                    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-                                    "stop": {
-                                        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
-                                    },
-                                    "user": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "A chat.completion, or chat.completion.chunk events ending with data: [DONE]",
-                        "headers": {OVERHEAD_HEADER: {"schema": {"type": "number"}}},
-                        "content": {"application/json": {}, "text/event-stream": {}},
-                    },
-                    **_errors(400, 401, 403, 404, 413, 429, 502, 503, 504),
-                },
-            }
-        },
-        "/v1/models": {
-            "get": {
-                "summary": "The models the key's owner may use, as <provider name>/<model>",
-                "responses": {"200": {"description": "OpenAI's model list"}, **_errors(401, 503)},
-            }
-        },
-        "/v1/models/{model}": {
-            "get": {
-                "summary": "One model the key's owner may use, by its id (<provider name>/<model>; the id's / as is)",
-                "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "OpenAI's model object"}, **_errors(401, 404, 503)},
-            }
-        },
-        "/v1/openapi.json": {
-            "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}
-        },
-    },
-}
-
-
 # --- the app ------------------------------------------------------------------------------------
-
-
-GC_THRESHOLDS = (10_000, 20, 20)
-GIL_SWITCH_INTERVAL_S = 0.0005
-_runtime_settled = False
-
-
-def _settle_runtime() -> None:
-    """Tune the interpreter for a long-running server, once per process.
-
-    - Everything allocated at startup (modules, metadata, compiled statements) is moved out of the
-      cyclic garbage collector's reach with gc.freeze(), and the young-generation threshold goes
-      from 700 to 10,000 allocations. Without this, a full collection walks all of startup's
-      objects and holds up every call in flight for tens of ms (the API's p99 went from about
-      85 ms to under 25 ms). Calls allocate few long-lived cycles, so collecting less often costs
-      little memory.
-    - The GIL switch interval goes from 5 ms to 0.5 ms. The event loop's thread lets the GIL go
-      for each socket, libpq or SQLite call and then waits for the log writer's thread to hand it
-      back, for up to the switch interval; on PostgreSQL that wait was a visible part of the p50.
-    """
-    global _runtime_settled
-    if _runtime_settled:
-        return
-    _runtime_settled = True
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 @contextlib.asynccontextmanager
@@ -585,7 +251,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """The web lifespan (schema up to date) and the Logs write-behind; at shutdown, close the
     provider connection pool and write every queued Logs row."""
     async with web.lifespan(app):
-        _settle_runtime()
+        settle_runtime()
         start_log_writer(get_engine())
         try:
             yield

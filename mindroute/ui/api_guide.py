@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from mindroute.http.api import OPENAPI
+from mindroute.http.openapi import OPENAPI
 
 API_PATH = "/v1"
 FALLBACK_ORIGIN = "http://localhost:8501"  # `streamlit run app.py` on this machine with its default port

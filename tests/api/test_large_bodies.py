@@ -11,8 +11,9 @@ import time
 import pytest
 
 from mindroute import config, redaction
-from mindroute.http.openai_compat import parse_chat_request, parse_off_loop
-from mindroute.providers.base import ChatMessage, ChatRequest, redact_secrets
+from mindroute.http.chat_request import parse_chat_request, parse_off_loop
+from mindroute.providers.shapes import ChatMessage, ChatRequest
+from mindroute.redaction import redact_secrets
 from mindroute.services import call_log
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, chat, post

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from mindroute.http.openai_compat import InvalidChatRequest, error_body, finish_reason, parse_chat_request
+from mindroute.http.chat_request import InvalidChatRequest, parse_chat_request
+from mindroute.http.openai_compat import error_body, finish_reason
 
 
 def parse(**body):

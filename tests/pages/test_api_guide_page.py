@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from mindroute.db import transaction
-from mindroute.http.api import OPENAPI
+from mindroute.http.openapi import OPENAPI
 from mindroute.models import Provider, User, UserProvider
 from mindroute.services import api_keys
 from mindroute.ui import api_guide

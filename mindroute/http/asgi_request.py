@@ -13,7 +13,6 @@ import anyio.to_thread
 from starlette.types import Receive, Scope
 
 from mindroute.config import get_settings
-from mindroute.http import web
 from mindroute.http.chat_request import (
     InvalidChatRequest,
     ParsedChat,
@@ -21,6 +20,7 @@ from mindroute.http.chat_request import (
     parse_chat_request_off_loop,
     parse_off_loop,
 )
+from mindroute.http.origins import client_address
 from mindroute.services.chat import Caller
 
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
@@ -62,11 +62,11 @@ def scope_headers(scope: Scope) -> dict[str, str]:
 
 
 def api_caller(scope: Scope, headers: dict[str, str]) -> Caller:
-    """Who is calling, for the Logs row: address (see web.client_address) and user agent; the key comes later."""
+    """Who is calling, for the Logs row: address (see origins.client_address) and user agent; the key comes later."""
     client = scope.get("client")
     return Caller(
         source="api",
-        ip=web.client_address(client[0] if client else None, headers.get("x-forwarded-for")),
+        ip=client_address(client[0] if client else None, headers.get("x-forwarded-for")),
         user_agent=headers.get("user-agent"),
         api_key_id=None,
     )

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from mindroute.db import transaction
-from mindroute.http.web import SESSION_COOKIE
+from mindroute.http.cookies import SESSION_COOKIE
 from mindroute.services.users import create_user
 from mindroute.ui import navigation
 

@@ -33,9 +33,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import FunctionElement
 
+from mindroute.providers.builtin import BUILTIN_PROTOCOLS
+
 ROLES = ("admin", "user")
 TICKET_STATUSES = ("open", "in_progress", "resolved", "closed")
-PROTOCOLS = ("openai", "anthropic", "google", "openai-compatible")
+PROTOCOLS = BUILTIN_PROTOCOLS  # the registry's built-in names; a plug-in protocol needs a migration
 
 # The names PostgreSQL itself gives these constraints, so models, migrations and a database
 # built from the document's SQL all agree.
@@ -176,7 +178,7 @@ class Provider(Base):
     __tablename__ = "providers"
     __table_args__ = (
         CheckConstraint(
-            "protocol IN ('openai', 'anthropic', 'google', 'openai-compatible')", name="providers_protocol_check"
+            "protocol IN (" + ", ".join(f"'{name}'" for name in PROTOCOLS) + ")", name="providers_protocol_check"
         ),
     )
 

@@ -2,9 +2,9 @@
 
 Two kinds of redaction meet here, both writing the same marker, `[redacted]`:
 
-- `redact_secrets` (defined in providers/base.py, re-exported here): key-SHAPED text (sk-..., AIza...,
-  bearer tokens, masked echoes) and pieces of the called provider's key, for error messages and the
-  prompts stored in Logs.
+- `redact_secrets`: key-SHAPED text (sk-..., AIza..., bearer tokens, masked echoes) and pieces of the
+  called provider's key, for error messages (chat calls and model lists alike) and the prompts stored
+  in Logs.
 - `KeySet`: the EXACT values of the stored provider keys, wherever they appear: answer text (whole
   and streamed, API and playground), Logs rows (requestBody, responseBody, errorMessage) and errors.
   A stream is redacted by a `StreamRedactor`, which holds back only the tail of the text that could
@@ -36,9 +36,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from mindroute.providers.base import REDACTED, redact_secrets
-
 __all__ = [
+    "KEY_FRAGMENT_CHARS",
     "MIN_SECRET_CHARS",
     "REDACTED",
     "KeySet",
@@ -51,6 +50,43 @@ __all__ = [
 ]
 
 log = logging.getLogger("mindroute.redaction")
+
+REDACTED = "[redacted]"
+# Shapes of secrets that may show up in a provider's message even when they are not our key: an
+# OpenAI 401 echoes the key it got ("sk-abc1***wxyz"), a proxy may echo a header or a URL.
+_SECRET_RE = re.compile(
+    r"(?<![\w-])sk-ant-[\w\-*.]{6,}"  # Anthropic
+    r"|(?<![\w-])sk-[\w\-*.…]{6,}"  # OpenAI, project keys, masked echoes
+    r"|(?<![\w-])AIza[\w\-]{10,}"  # Google API keys
+    r"|(?<![\w-])mr-[\w\-]{10,}"  # MindRoute's own API keys
+    r"|(?i:bearer)\s+[\w.~+/=\-]{8,}"  # a bearer token, whoever's it is
+    r"|(?<=[?&]key=)[^&\s\"'<>]+"  # Gemini's ?key= in a quoted URL
+    # Any masked secret, from the start of its word only: tried at every character of a long word,
+    # this alternative took seconds for 16,000 characters with no space (quadratic).
+    r"|(?<![^\s\"'`,;()<>\[\]{}])[^\s\"'`,;()<>\[\]{}]*[*•]{3,}[^\s\"'`,;()<>\[\]{}]*"
+)
+_TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}]+")
+# A word sharing this many characters with the configured key counts as the key showing through.
+KEY_FRAGMENT_CHARS = 8
+
+
+def redact_secrets(text: str, api_key: str | None = None) -> str:
+    """`text` with the configured key, pieces of it, and anything shaped like a key replaced by [redacted]."""
+    if api_key:
+        text = text.replace(api_key, REDACTED)
+    text = _SECRET_RE.sub(REDACTED, text)
+    if api_key and len(api_key) >= KEY_FRAGMENT_CHARS + 4:
+        windows = {api_key[i : i + KEY_FRAGMENT_CHARS] for i in range(len(api_key) - KEY_FRAGMENT_CHARS + 1)}
+
+        def scrub(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if len(token) >= KEY_FRAGMENT_CHARS and any(window in token for window in windows):
+                return REDACTED
+            return token
+
+        text = _TOKEN_RE.sub(scrub, text)
+    return text
+
 
 MIN_SECRET_CHARS = 12
 # A text that ends with this much of a key's beginning (and no more of it) ends with a truncated key.

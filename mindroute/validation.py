@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from mindroute.models import PROTOCOLS, ROLES, TICKET_STATUSES
+from mindroute.models import ROLES, TICKET_STATUSES
+from mindroute.providers.registry import supported_protocols
 
 EMAIL_MAX = 255
 NAME_MAX = 100
@@ -96,7 +97,7 @@ def validate_ticket_status(value: str | None, field: str = "status") -> str:
 
 
 def validate_protocol(value: str | None, field: str = "protocol") -> str:
-    return _one_of(value, PROTOCOLS, field, "protocol")
+    return _one_of(value, supported_protocols(), field, "protocol")
 
 
 def validate_provider_name(value: str | None, field: str = "name") -> str:

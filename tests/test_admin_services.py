@@ -19,7 +19,7 @@ from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import ApiKey, Log, Provider, RefreshToken, Ticket, User, UserProvider, utcnow
-from mindroute.providers_catalog import DEFAULT_ENDPOINTS
+from mindroute.providers.registry import DEFAULT_ENDPOINTS
 from mindroute.services import admin_users, permissions, providers
 from mindroute.services.admin_users import LAST_ADMIN_MESSAGE, UserFilter
 from mindroute.services.users import create_user

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 
 from mindroute.db import make_engine, transaction
 from mindroute.models import Log, User
-from mindroute.providers.base import Attachment, ChatMessage, ChatRequest
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest
 from mindroute.services.call_log import (
     RESPONSE_TEXT_MAX_CHARS,
     STOPPED_BY_USER_STATUS,

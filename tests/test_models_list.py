@@ -15,6 +15,7 @@ import pytest
 from mindroute.db import transaction
 from mindroute.models import User
 from mindroute.providers import models_list
+from mindroute.redaction import redact_secrets
 from mindroute.services import providers as provider_service
 
 GOOD_KEY = "sk-good-0123456789abcdefghijWXYZ"
@@ -428,7 +429,7 @@ def test_model_list_urls_per_protocol() -> None:
 def test_redaction_catches_masked_and_partial_keys() -> None:
     key = "sk-proj-AbCdEfGhIjKlMnOp1234"
     message = f"bad key sk-proj-****1234 and {key[:12]}… and {key}; the project is fine"
-    cleaned = models_list.redact_key(message, key)
+    cleaned = redact_secrets(message, key)
     assert "the project is fine" in cleaned
     _assert_no_key_text(cleaned, key)
 

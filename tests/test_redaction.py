@@ -15,7 +15,7 @@ from mindroute import redaction, security
 from mindroute.config import get_settings
 from mindroute.db import make_engine, transaction
 from mindroute.models import Provider, utcnow
-from mindroute.providers.base import ChatMessage, ChatRequest
+from mindroute.providers.shapes import ChatMessage, ChatRequest
 from mindroute.redaction import REDACTED, KeySet, StreamRedactor
 from mindroute.services.call_log import CallRecord, log_values
 

@@ -41,8 +41,7 @@ from mindroute.cli.demo_data import (
 from mindroute.db import transaction
 from mindroute.errors import CommandError
 from mindroute.models import Provider, User, UserProvider, utcnow
-from mindroute.providers.models_list import NO_KEY_PROTOCOLS
-from mindroute.providers_catalog import DEFAULT_ENDPOINTS, OFFICIAL_PROVIDERS
+from mindroute.providers.registry import DEFAULT_ENDPOINTS, official_providers, protocol
 from mindroute.security import hash_password
 from mindroute.services.rollups import day_of, rebuild_days
 
@@ -51,14 +50,14 @@ def seed_providers(session: Session) -> list[str]:
     """Add OpenAI, Anthropic and Google AI if missing; returns the names added."""
     existing = set(session.scalars(select(Provider.name)))
     created = []
-    for name, protocol in OFFICIAL_PROVIDERS:
+    for name, protocol_name in official_providers():
         if name in existing:
             continue
         session.add(
             Provider(
                 name=name,
-                protocol=protocol,
-                endpoint_url=DEFAULT_ENDPOINTS[protocol],
+                protocol=protocol_name,
+                endpoint_url=DEFAULT_ENDPOINTS[protocol_name],
                 is_active=False,  # no key yet: calls would only fail
                 allow_images=True,
                 settings={"models": [], "default_model": None, "prices": {}},
@@ -166,7 +165,7 @@ def ensure_demo_entities(session: Session, rng: random.Random) -> DemoSummary:
             endpoint_url=spec.endpoint_url,
             api_key=None,
             # No key: an OpenAI, Anthropic or Gemini provider could only fail, so it is not offered.
-            is_active=spec.is_active and spec.protocol in NO_KEY_PROTOCOLS,
+            is_active=spec.is_active and not protocol(spec.protocol).key_required,
             allow_images=spec.protocol != "openai-compatible",
             settings=spec.settings(),
         )

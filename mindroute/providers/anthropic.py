@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from mindroute.providers.base import (
-    Attachment,
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    HttpCall,
-    ProviderAdapter,
-    SSEEvent,
-    StreamChunk,
-    StreamTranslator,
-    UnsupportedMedia,
-    base64_of,
-    base_mime,
-    int_or_none,
-    is_text_like,
-    join_url,
-    load_json,
-    text_of,
-)
+from mindroute.providers.adapter import ProviderAdapter, join_url
+from mindroute.providers.errors import UnsupportedMedia
+from mindroute.providers.media import base64_of, base_mime, is_text_like, text_of
+from mindroute.providers.registry import ProtocolSpec
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, ChatResult, HttpCall, StreamChunk
+from mindroute.providers.sse import SSEEvent, StreamTranslator, int_or_none, load_json
 
 ANTHROPIC_VERSION = "2023-06-01"
 # The API requires max_tokens; this is what we ask for when the caller set no limit.
 DEFAULT_MAX_TOKENS = 1024
 IMAGE_MIME_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+MODELS_PAGE_SIZE = 1000  # the largest page the model list accepts
 
 # Anthropic's error types, for errors that arrive as a stream event (no HTTP status to go by).
 ERROR_TYPE_STATUS: dict[str, int] = {
@@ -82,11 +71,7 @@ class AnthropicAdapter(ProviderAdapter):
             body["stop_sequences"] = list(request.stop)
         if stream:
             body["stream"] = True
-        headers = {
-            "content-type": "application/json",
-            "anthropic-version": ANTHROPIC_VERSION,
-            "x-api-key": api_key or "",
-        }
+        headers = {"content-type": "application/json", **self.auth_headers(api_key)}
         if stream:
             headers["accept"] = "text/event-stream"
         return HttpCall(url=messages_url(endpoint), headers=headers, body=body)
@@ -146,6 +131,24 @@ class AnthropicAdapter(ProviderAdapter):
             raw=body,
         )
 
+    # -- the model list: GET {endpoint}/v1/models, paged by has_more / last_id -> after_id --
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"anthropic-version": ANTHROPIC_VERSION, "x-api-key": api_key or ""}
+
+    def models_url(self, endpoint: str) -> str:
+        return join_url(endpoint, "models", "v1")
+
+    def models_first_query(self) -> dict[str, str]:
+        return {"limit": str(MODELS_PAGE_SIZE)}
+
+    def models_page(self, body: Any) -> tuple[list[str], dict[str, str] | None]:
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ValueError("no data list")
+        ids = [item["id"] for item in body["data"] if isinstance(item, dict) and isinstance(item.get("id"), str)]
+        more = body.get("has_more") is True and isinstance(body.get("last_id"), str)
+        return ids, ({"after_id": body["last_id"]} if more else None)
+
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return AnthropicStreamTranslator(self, request.model)
 
@@ -188,3 +191,15 @@ class AnthropicStreamTranslator(StreamTranslator):
             raise self._adapter.error_from_event(payload, ERROR_TYPE_STATUS.get(error_type, 500))
         # ping, content_block_start/stop and event types added later carry no answer text.
         return []
+
+
+def register_protocols(register: Callable[[ProtocolSpec], None]) -> None:
+    register(
+        ProtocolSpec(
+            name="anthropic",
+            label="Anthropic",
+            default_endpoint="https://api.anthropic.com",
+            adapter=AnthropicAdapter(),
+            official_provider="Anthropic",
+        )
+    )

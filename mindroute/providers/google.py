@@ -3,39 +3,29 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from mindroute.providers.base import (
-    Attachment,
+from mindroute.providers.adapter import ProviderAdapter, join_url
+from mindroute.providers.errors import (
     AuthenticationError,
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    HttpCall,
-    ProviderAdapter,
     ProviderError,
-    SSEEvent,
-    StreamChunk,
-    StreamTranslator,
     UnsupportedMedia,
-    base64_of,
-    base_mime,
     error_class_for_status,
-    inlined_text,
-    int_or_none,
-    is_text_like,
-    join_url,
-    load_json,
     parse_retry_after,
 )
+from mindroute.providers.media import base64_of, base_mime, inlined_text, is_text_like
+from mindroute.providers.registry import ProtocolSpec
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, ChatResult, HttpCall, StreamChunk
+from mindroute.providers.sse import SSEEvent, StreamTranslator, int_or_none, load_json
 
 API_VERSION = "v1beta"  # the long-documented path; it has every field we send
 ROLE_NAMES = {"user": "user", "assistant": "model"}
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
 # Sent as inline_data; other text types go in as text parts, which every Gemini model reads.
 DOCUMENT_MIME_TYPES = ("application/pdf", "text/plain")
+MODELS_PAGE_SIZE = 1000  # the largest page the model list accepts
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -99,7 +89,7 @@ class GoogleAdapter(ProviderAdapter):
         if config:
             body["generationConfig"] = config
         url = model_url(endpoint, request.model, "streamGenerateContent" if stream else "generateContent")
-        headers = {"content-type": "application/json", "x-goog-api-key": api_key or ""}
+        headers = {"content-type": "application/json", **self.auth_headers(api_key)}
         if stream:
             url += "?alt=sse"  # without it the stream is one long JSON array
             headers["accept"] = "text/event-stream"
@@ -140,6 +130,38 @@ class GoogleAdapter(ProviderAdapter):
             model=body.get("modelVersion") or request.model,
             raw=body,
         )
+
+    # -- the model list: GET {endpoint}/v1beta/models, paged by nextPageToken --
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        # In a header, never as ?key= in a URL that may be logged.
+        return {"x-goog-api-key": api_key or ""}
+
+    def models_url(self, endpoint: str) -> str:
+        base = endpoint.rstrip("/")
+        return f"{base}/models" if base.endswith(("/v1beta", "/v1")) else f"{base}/{API_VERSION}/models"
+
+    def models_first_query(self) -> dict[str, str]:
+        return {"pageSize": str(MODELS_PAGE_SIZE)}
+
+    def models_page(self, body: Any) -> tuple[list[str], dict[str, str] | None]:
+        """Names come as "models/gemini-2.0-flash" (the prefix is dropped); only models that can generate
+        content are kept: embedding and retrieval models cannot answer a chat."""
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        items = body.get("models", [])  # an account with no models gets {} back
+        if not isinstance(items, list):
+            raise ValueError("no models list")
+        names = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            methods = item.get("supportedGenerationMethods")
+            if isinstance(methods, list) and "generateContent" not in methods:
+                continue
+            names.append(item["name"].removeprefix("models/"))
+        token = body.get("nextPageToken")
+        return names, ({"pageToken": token} if isinstance(token, str) and token else None)
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return GoogleStreamTranslator(self, request.model)
@@ -201,3 +223,15 @@ class GoogleStreamTranslator(StreamTranslator):
             self.total_tokens = total if total is not None else prompt + completion
             self.usage_reported = True
         return chunks
+
+
+def register_protocols(register: Callable[[ProtocolSpec], None]) -> None:
+    register(
+        ProtocolSpec(
+            name="google",
+            label="Google Gemini",
+            default_endpoint="https://generativelanguage.googleapis.com",
+            adapter=GoogleAdapter(),
+            official_provider="Google AI",
+        )
+    )

@@ -1,27 +1,16 @@
-"""OpenAI Chat Completions, both ways: used for OpenAI itself and for every openai-compatible server."""
+"""OpenAI Chat Completions, both ways, and its model list: OpenAI itself and every openai-compatible server."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from mindroute.providers.base import (
-    Attachment,
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    HttpCall,
-    ProviderAdapter,
-    SSEEvent,
-    StreamChunk,
-    StreamTranslator,
-    UnsupportedMedia,
-    base_mime,
-    data_url,
-    inlined_text,
-    int_or_none,
-    is_text_like,
-    load_json,
-)
+from mindroute.providers.adapter import ProviderAdapter
+from mindroute.providers.errors import UnsupportedMedia
+from mindroute.providers.media import base_mime, data_url, inlined_text, is_text_like
+from mindroute.providers.registry import ProtocolSpec
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, ChatResult, HttpCall, StreamChunk
+from mindroute.providers.sse import SSEEvent, StreamTranslator, int_or_none, load_json
 
 # What Chat Completions documents for image_url parts (GIFs must not be animated, which we cannot check).
 IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
@@ -75,8 +64,7 @@ class OpenAIAdapter(ProviderAdapter):
         headers = {"content-type": "application/json"}
         if stream:
             headers["accept"] = "text/event-stream"
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
+        headers.update(self.auth_headers(api_key))
         return HttpCall(url=chat_completions_url(endpoint), headers=headers, body=body)
 
     def _message(self, message: ChatMessage) -> dict[str, Any]:
@@ -133,6 +121,21 @@ class OpenAIAdapter(ProviderAdapter):
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
         return OpenAIStreamTranslator(self, request.model)
 
+    # -- the model list: GET {endpoint}/models, answered with {"data": [{"id": ...}]} --
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        # An openai-compatible server that needs no key (Ollama) gets no authorization header at all.
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def models_url(self, endpoint: str) -> str:
+        return endpoint.rstrip("/") + "/models"
+
+    def models_page(self, body: Any) -> tuple[list[str], dict[str, str] | None]:
+        items = body.get("data") if isinstance(body, dict) else body  # a few compatible servers send a bare list
+        if not isinstance(items, list):
+            raise ValueError("no data list")
+        return [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)], None
+
 
 class OpenAIStreamTranslator(StreamTranslator):
     """`data: {chunk}` events with choices[].delta.content, a usage-only chunk, then `data: [DONE]`."""
@@ -168,3 +171,24 @@ class OpenAIStreamTranslator(StreamTranslator):
     def is_complete(self) -> bool:
         # Some compatible servers end after the finish_reason without [DONE]; that answer is whole.
         return self.done or self.finish_reason is not None
+
+
+def register_protocols(register: Callable[[ProtocolSpec], None]) -> None:
+    """OpenAI itself, and any server that speaks its Chat Completions (Ollama, vLLM, LM Studio...)."""
+    register(
+        ProtocolSpec(
+            name="openai",
+            label="OpenAI",
+            default_endpoint="https://api.openai.com/v1",
+            adapter=OpenAIAdapter("openai"),
+            official_provider="OpenAI",
+        )
+    )
+    register(
+        ProtocolSpec(
+            name="openai-compatible",
+            label="OpenAI-compatible (Ollama, vLLM, LM Studio, OpenRouter…)",
+            default_endpoint="http://localhost:11434/v1",  # Ollama's default
+            adapter=OpenAIAdapter("openai-compatible"),
+        )
+    )

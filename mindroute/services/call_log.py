@@ -42,7 +42,8 @@ from sqlalchemy.orm import Session
 from mindroute import redaction
 from mindroute.db import transaction
 from mindroute.models import Log, utcnow
-from mindroute.providers.base import ChatRequest, redact_secrets
+from mindroute.providers.shapes import ChatRequest
+from mindroute.redaction import redact_secrets
 from mindroute.services.rollups import add_logs_to_rollups
 
 log = logging.getLogger("mindroute.call_log")

@@ -18,24 +18,22 @@ from sqlalchemy.orm import Session
 from mindroute import redaction
 from mindroute.db import transaction
 from mindroute.models import Provider, User
-from mindroute.providers.base import (
+from mindroute.providers.adapter import ChatStream
+from mindroute.providers.cancel import CancelScope
+from mindroute.providers.errors import (
     AuthenticationError,
     BadRequestError,
     Cancelled,
-    ChatRequest,
-    ChatResult,
-    ChatStream,
     NotFoundError,
     ProviderError,
     ProviderPermissionError,
     ProviderTimeout,
     RateLimitedError,
-    StreamEnd,
     UpstreamError,
-    check_media,
 )
-from mindroute.providers.cancel import CancelScope
+from mindroute.providers.media import check_media
 from mindroute.providers.registry import adapter_for
+from mindroute.providers.shapes import ChatRequest, ChatResult, StreamEnd
 from mindroute.security import DecryptionError
 from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord, write_call_log
 from mindroute.services.permissions import check_access

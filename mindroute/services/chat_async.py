@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 
 from mindroute import redaction
 from mindroute.models import Provider, User, UserProvider
-from mindroute.providers.base import AsyncChatStream, ChatRequest, ProviderError, StreamEnd
+from mindroute.providers.adapter import AsyncChatStream
+from mindroute.providers.errors import ProviderError
 from mindroute.providers.registry import adapter_for
+from mindroute.providers.shapes import ChatRequest, StreamEnd
 from mindroute.services.call_log import CallRecord, DatabaseOutage, write_call_log, write_call_logs
 from mindroute.services.chat import (
     Caller,

@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 from mindroute.config import get_settings
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Log, Provider, User
-from mindroute.providers.models_list import NO_KEY_PROTOCOLS
-from mindroute.providers_catalog import DEFAULT_ENDPOINTS
+from mindroute.providers.registry import DEFAULT_ENDPOINTS
+from mindroute.providers.registry import protocol as registry_protocol
 from mindroute.security import DecryptionError, SecretBox, mask_secret
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (
@@ -62,7 +62,10 @@ PROTOCOL_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "google": "Googl
 
 def needs_key(protocol: str) -> bool:
     """OpenAI, Anthropic and Gemini refuse every call without a key; OpenAI-compatible servers may not."""
-    return protocol not in NO_KEY_PROTOCOLS
+    try:
+        return registry_protocol(protocol).key_required
+    except ValueError:  # an unknown protocol: validate_protocol names the choices
+        return True
 
 
 def _refuse_active_without_key(protocol: str, is_active: bool, has_key: bool) -> None:

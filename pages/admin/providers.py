@@ -12,7 +12,7 @@ import streamlit as st  # noqa: E402
 from mindroute.db import transaction  # noqa: E402
 from mindroute.models import PROTOCOLS  # noqa: E402
 from mindroute.providers import models_list  # noqa: E402
-from mindroute.providers_catalog import DEFAULT_ENDPOINTS  # noqa: E402
+from mindroute.providers.registry import DEFAULT_ENDPOINTS  # noqa: E402
 from mindroute.services import providers as svc  # noqa: E402
 from mindroute.services.providers import SettingsError  # noqa: E402
 from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402

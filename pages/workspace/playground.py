@@ -12,7 +12,7 @@ from datetime import UTC, datetime  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
-from mindroute.providers.base import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
 from mindroute.services.chat import Caller, StreamingChat, WholeChat  # noqa: E402
 from mindroute.services.permissions import usable_providers  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402

@@ -222,7 +222,7 @@ def test_the_routes_mounted_in_another_starlette_app_answer_the_same(engine, ser
     from starlette.applications import Starlette
 
     from mindroute.http import api
-    from mindroute.providers.base import aclose_shared_async_client
+    from mindroute.providers.transport_aiohttp import aclose_shared_async_client
     from tests.api.conftest import ApiServer
 
     target = make_target(request, "openai")

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from mindroute.db import transaction
 from mindroute.models import ApiKey, Provider, User, utcnow
-from mindroute.providers import base
+from mindroute.providers import transport as base
 from tests.api.conftest import add_account, add_provider, logged
 from tests.providers.conftest import SHORT_TIMEOUT, make_target
 

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import Engine
 
 from mindroute import config
-from mindroute.providers import base
+from mindroute.providers.shapes import ChatMessage, ChatRequest
+from mindroute.providers.transport_httpx import close_shared_client
 from mindroute.services.chat import Caller, StreamingChat, complete_chat
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, chat, post
@@ -31,7 +32,7 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("MINDROUTE_UPSTREAM_MAX_LINE_BYTES", str(256 * 1024))
     config.get_upstream_limits.cache_clear()
     yield
-    base.close_shared_client()
+    close_shared_client()
     config.get_upstream_limits.cache_clear()
 
 
@@ -69,7 +70,7 @@ def test_the_playground_fails_the_call_and_logs_one_row(engine: Engine, upstream
     user = add_user(engine, "player@example.com")
     provider_id = add_provider(engine, "Big", "openai", upstream, KEY, ["m"], grant_to=user.id)
     caller = Caller(source="playground", ip="192.0.2.10", user_agent="pytest-browser")
-    request = base.ChatRequest("m", [base.ChatMessage("user", "hi")], stream=streamed)
+    request = ChatRequest("m", [ChatMessage("user", "hi")], stream=streamed)
     if streamed:
         call = StreamingChat(engine, user, provider_id, request, caller)
         try:

@@ -10,17 +10,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from mindroute.providers.base import (
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    ProviderAdapter,
-    StreamChunk,
-    StreamEnd,
-    aclose_shared_async_client,
-    close_shared_client,
-)
+from mindroute.providers.adapter import ProviderAdapter
 from mindroute.providers.registry import adapter_for
+from mindroute.providers.shapes import ChatMessage, ChatRequest, ChatResult, StreamChunk, StreamEnd
+from mindroute.providers.transport_aiohttp import aclose_shared_async_client
+from mindroute.providers.transport_httpx import close_shared_client
 from tests.providers.fakes import (
     ANTHROPIC_KEY,
     GOOGLE_KEY,

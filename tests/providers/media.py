@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from mindroute.providers.base import Attachment, ChatMessage, ChatRequest
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest
 
 # A 1×1 transparent PNG: a real image, so nothing downstream has to be lenient about it.
 PNG_BYTES = base64.b64decode(

@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mindroute.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicAdapter, messages_url
-from mindroute.providers.base import (
-    AuthenticationError,
-    ChatMessage,
-    ChatRequest,
-    SSEEvent,
-    StreamEnd,
-    UnsupportedMedia,
-    UpstreamError,
-)
+from mindroute.providers.errors import AuthenticationError, UnsupportedMedia, UpstreamError
+from mindroute.providers.shapes import ChatMessage, ChatRequest, StreamEnd
+from mindroute.providers.sse import SSEEvent
 from tests.providers.conftest import Caller, Target, ask
 from tests.providers.fakes import ANTHROPIC_KEY, COMPLETION_TOKENS, PROMPT_TOKENS, expected_answer
 from tests.providers.media import DOCX, IMAGE, PDF, PNG_BYTES, TEXT, VIDEO, b64, with_attachments

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mindroute.providers.base import _aiter_lines
+from mindroute.providers.sse import aiter_lines as _aiter_lines
 
 
 async def _arrive(pieces: list[bytes]):

@@ -9,31 +9,27 @@ from email.utils import format_datetime
 import pytest
 
 from mindroute.models import PROTOCOLS
-from mindroute.providers.base import (
-    Attachment,
+from mindroute.providers.errors import (
     AuthenticationError,
     BadRequestError,
     Cancelled,
-    ChatMessage,
-    ChatRequest,
     MediaNotAllowed,
     NotFoundError,
     ProviderError,
     ProviderPermissionError,
     ProviderTimeout,
     RateLimitedError,
-    SSEDecoder,
-    SSEEvent,
     UnsupportedMedia,
     UpstreamError,
-    aclose_shared_async_client,
-    attachment_kind,
-    check_media,
     error_class_for_status,
     parse_retry_after,
-    redact_secrets,
 )
+from mindroute.providers.media import check_media
 from mindroute.providers.registry import adapter_for, supported_protocols
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind
+from mindroute.providers.sse import SSEDecoder, SSEEvent
+from mindroute.providers.transport_aiohttp import aclose_shared_async_client
+from mindroute.redaction import redact_secrets
 from tests.providers.conftest import Caller, Target
 from tests.providers.media import IMAGE, PDF, PNG_BYTES, VIDEO, with_attachments
 

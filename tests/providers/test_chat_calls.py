@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mindroute.providers.base import (
+from mindroute.providers.errors import (
     AuthenticationError,
     BadRequestError,
     NotFoundError,
@@ -16,10 +16,9 @@ from mindroute.providers.base import (
     ProviderPermissionError,
     ProviderTimeout,
     RateLimitedError,
-    StreamChunk,
-    StreamEnd,
     UpstreamError,
 )
+from mindroute.providers.shapes import StreamChunk, StreamEnd
 from tests.providers.conftest import SHORT_TIMEOUT, Caller, Target, ask, run_async
 from tests.providers.fakes import COMPLETION_TOKENS, PROMPT_TOKENS, expected_answer
 

@@ -12,7 +12,7 @@ from mindroute import security
 from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, UserProvider
-from mindroute.providers.base import Attachment, ChatMessage, ChatRequest
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest
 from mindroute.services.chat import Caller, StreamingChat, complete_chat
 from tests.providers.fakes import (
     ANTHROPIC_KEY,

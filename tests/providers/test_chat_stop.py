@@ -16,8 +16,9 @@ from mindroute import security
 from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, UserProvider
-from mindroute.providers.base import ChatMessage, ChatRequest, shared_client
 from mindroute.providers.cancel import is_cancellable
+from mindroute.providers.shapes import ChatMessage, ChatRequest
+from mindroute.providers.transport_httpx import shared_client
 from mindroute.services.chat import Caller, StreamingChat, WholeChat
 from tests.providers.fakes import OPENAI_KEY, FakeServer, expected_answer
 from tests.providers.holding import HoldingOpenAI

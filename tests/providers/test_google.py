@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mindroute.providers.base import (
+from mindroute.providers.errors import (
     AuthenticationError,
-    ChatMessage,
-    ChatRequest,
     ProviderPermissionError,
     RateLimitedError,
     UnsupportedMedia,
     UpstreamError,
 )
 from mindroute.providers.google import GoogleAdapter, model_url
+from mindroute.providers.shapes import ChatMessage, ChatRequest
 from tests.providers.conftest import Caller, Target, ask
 from tests.providers.fakes import GOOGLE_KEY, expected_answer
 from tests.providers.media import DOCX, IMAGE, MP4_BYTES, PDF, PNG_BYTES, TEXT, VIDEO, b64, with_attachments

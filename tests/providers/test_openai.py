@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mindroute.providers.base import (
-    AuthenticationError,
-    ChatMessage,
-    ChatRequest,
-    StreamEnd,
-    UnsupportedMedia,
-    UpstreamError,
-)
+from mindroute.providers.errors import AuthenticationError, UnsupportedMedia, UpstreamError
 from mindroute.providers.openai import OpenAIAdapter, chat_completions_url
+from mindroute.providers.shapes import ChatMessage, ChatRequest, StreamEnd
 from tests.providers.conftest import Caller, Target, ask
 from tests.providers.fakes import OPENAI_KEY, expected_answer
 from tests.providers.media import DOCX, IMAGE, PDF, PNG_BYTES, TEXT, VIDEO, b64, with_attachments

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mindroute.providers.base import StreamEnd
+from mindroute.providers.shapes import StreamEnd
 from tests.providers.conftest import Target, ask, run_async
 from tests.providers.fakes import expected_answer
 

@@ -16,10 +16,12 @@ import pytest
 
 from mindroute import config
 from mindroute.config import ConfigError, load_upstream_limits
-from mindroute.providers import base
-from mindroute.providers.base import ChatMessage, ChatRequest, StreamEnd, UpstreamTooLarge
+from mindroute.providers.errors import UpstreamTooLarge
 from mindroute.providers.models_list import fetch_models
 from mindroute.providers.registry import adapter_for
+from mindroute.providers.shapes import ChatMessage, ChatRequest, StreamEnd
+from mindroute.providers.transport_aiohttp import aclose_shared_async_client
+from mindroute.providers.transport_httpx import close_shared_client
 from tests.providers.scripted import CHUNKED_HEAD, Conn, Scripted, chat_json
 
 KEY = "sk-scripted-0123456789abcdefXYZ"
@@ -41,7 +43,7 @@ def body_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("MINDROUTE_UPSTREAM_MAX_LINE_BYTES", raising=False)
     config.get_upstream_limits.cache_clear()
     yield
-    base.close_shared_client()
+    close_shared_client()
     config.get_upstream_limits.cache_clear()
 
 
@@ -67,7 +69,7 @@ def call(mode: str, endpoint: str, *, stream: bool = False) -> Any:
                     return items[-1].text
                 return (await adapter.acomplete(ask(), endpoint, KEY, timeout=TIMEOUT)).text
             finally:
-                await base.aclose_shared_async_client()
+                await aclose_shared_async_client()
 
         return asyncio.run(main())
     except UpstreamTooLarge as exc:

@@ -17,17 +17,11 @@ import httpx
 import pytest
 
 from mindroute import config
-from mindroute.providers import base
-from mindroute.providers.base import (
-    BadRequestError,
-    ChatMessage,
-    ChatRequest,
-    ProviderError,
-    ProviderTimeout,
-    StreamEnd,
-    UpstreamError,
-)
+from mindroute.providers.errors import BadRequestError, ProviderError, ProviderTimeout, UpstreamError
 from mindroute.providers.registry import adapter_for
+from mindroute.providers.shapes import ChatMessage, ChatRequest, StreamEnd
+from mindroute.providers.transport_aiohttp import aclose_shared_async_client
+from mindroute.providers.transport_httpx import close_shared_client
 from tests.providers.scripted import (
     CHUNKED_HEAD,
     Conn,
@@ -69,7 +63,7 @@ def calls(mode: str, endpoints: list[str], timeout: httpx.Timeout = TIMEOUT) -> 
                 except ProviderError as exc:
                     outcomes.append(exc)
         finally:
-            base.close_shared_client()
+            close_shared_client()
         return outcomes
 
     async def main() -> None:
@@ -80,7 +74,7 @@ def calls(mode: str, endpoints: list[str], timeout: httpx.Timeout = TIMEOUT) -> 
                 except ProviderError as exc:
                     outcomes.append(exc)
         finally:
-            await base.aclose_shared_async_client()
+            await aclose_shared_async_client()
 
     asyncio.run(main())
     return outcomes
@@ -92,14 +86,14 @@ def streamed(mode: str, endpoint: str, timeout: httpx.Timeout = TIMEOUT) -> str:
         try:
             items = list(adapter.stream(ask(), endpoint, KEY, timeout=timeout))
         finally:
-            base.close_shared_client()
+            close_shared_client()
     else:
 
         async def main() -> list[Any]:
             try:
                 return [item async for item in adapter.astream(ask(), endpoint, KEY, timeout=timeout)]
             finally:
-                await base.aclose_shared_async_client()
+                await aclose_shared_async_client()
 
         items = asyncio.run(main())
     assert isinstance(items[-1], StreamEnd)
@@ -157,7 +151,7 @@ def test_an_extra_answer_arriving_while_the_connection_is_idle_never_reaches_the
                 time.sleep(0.3)
                 second = adapter.complete(ask(), server.endpoint, KEY, timeout=TIMEOUT).text
             finally:
-                base.close_shared_client()
+                close_shared_client()
         else:
 
             async def main() -> tuple[str, str]:
@@ -167,7 +161,7 @@ def test_an_extra_answer_arriving_while_the_connection_is_idle_never_reaches_the
                     two = (await adapter.acomplete(ask(), server.endpoint, KEY, timeout=TIMEOUT)).text
                     return one, two
                 finally:
-                    await base.aclose_shared_async_client()
+                    await aclose_shared_async_client()
 
             first, second = asyncio.run(main())
         assert first == "answer 1 on connection 1"
@@ -376,7 +370,7 @@ def test_a_stream_read_only_partly_then_closed_drops_its_connection(mode: str) -
                 stream.close()
                 assert adapter.complete(ask(), server.endpoint, KEY, timeout=TIMEOUT).text == "ok"
             finally:
-                base.close_shared_client()
+                close_shared_client()
         else:
 
             async def main() -> None:
@@ -386,7 +380,7 @@ def test_a_stream_read_only_partly_then_closed_drops_its_connection(mode: str) -
                     await stream.aclose()
                     assert (await adapter.acomplete(ask(), server.endpoint, KEY, timeout=TIMEOUT)).text == "ok"
                 finally:
-                    await base.aclose_shared_async_client()
+                    await aclose_shared_async_client()
 
             asyncio.run(main())
         server.wait_for(lambda: 1 in server.eofs)
@@ -435,7 +429,7 @@ def test_a_cancelled_call_closes_its_connection_and_frees_its_slot(monkeypatch: 
             quick = httpx.Timeout(5.0, pool=0.3, connect=0.3)
             return (await adapter.acomplete(ask(), server.endpoint, KEY, timeout=quick)).text
         finally:
-            await base.aclose_shared_async_client()
+            await aclose_shared_async_client()
 
     try:
         with Scripted(handler) as server:
@@ -508,7 +502,7 @@ def test_120_calls_to_a_slow_provider_leave_room_for_a_call_to_another_one() -> 
                 took = time.monotonic() - begun
                 return await asyncio.gather(*tasks, return_exceptions=True), took, quick.text
             finally:
-                await base.aclose_shared_async_client()
+                await aclose_shared_async_client()
 
         results, took, text = asyncio.run(main())
         assert text == "ok"
@@ -543,7 +537,7 @@ def test_120_calls_to_a_slow_provider_leave_room_for_a_call_to_another_one_on_th
             assert peak.most == 100
             assert texts == ["slow"] * 120
     finally:
-        base.close_shared_client()
+        close_shared_client()
         config.get_upstream_limits.cache_clear()
 
 
@@ -578,7 +572,7 @@ def test_a_wait_for_a_connection_past_the_timeout_says_too_many_calls_are_in_fli
             assert [result.text for result in await asyncio.gather(*held)] == ["slow", "slow"]
             return caught.value
         finally:
-            await base.aclose_shared_async_client()
+            await aclose_shared_async_client()
 
     try:
         with Scripted(slow_handler(1.5, slow_started)) as slow:
@@ -588,7 +582,7 @@ def test_a_wait_for_a_connection_past_the_timeout_says_too_many_calls_are_in_fli
             assert "could not connect" not in error.message.lower()
             assert slow.accepted == 2
     finally:
-        base.close_shared_client()
+        close_shared_client()
         config.get_upstream_limits.cache_clear()
 
 

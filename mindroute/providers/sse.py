@@ -1,0 +1,165 @@
+"""Reading a streamed answer: bytes to lines, lines to server-sent events, events to text chunks."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from mindroute.providers.errors import UpstreamError, line_too_long, too_large
+from mindroute.providers.shapes import StreamChunk, StreamEnd
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    event: str  # "message" when the server named none
+    data: str
+
+
+class SSEDecoder:
+    """Lines of a text/event-stream in, events out (the WHATWG rules: event/data fields, blank line dispatches)."""
+
+    def __init__(self, limit: int | None = None, host: str = "the provider") -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._size = 0  # characters of data in the pending event
+        self._limit = limit  # at most this many characters of data in one event
+        self._host = host
+
+    def feed(self, line: str) -> SSEEvent | None:
+        line = line.rstrip("\r\n")
+        if not line:
+            return self.flush()
+        if line.startswith(":"):  # a comment, used as a keep-alive
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+            self._size += len(value) + 1
+            if self._limit is not None and self._size > self._limit:
+                raise too_large(self._host, "one event of the stream", self._limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES")
+        return None  # id and retry do not matter to a single request
+
+    def flush(self) -> SSEEvent | None:
+        """The pending event, also at the end of a stream that lacks the final blank line."""
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(self._event or "message", "\n".join(self._data))
+        self._event, self._data, self._size = "", [], 0
+        return event
+
+
+class StreamTranslator(ABC):
+    """One provider's stream events in, text chunks out; keeps the text and usage seen so far."""
+
+    def __init__(self, model: str) -> None:
+        self.parts: list[str] = []
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.total_tokens: int | None = None
+        self.usage_reported = False
+        self.finish_reason: str | None = None
+        self.model = model
+        self.done = False  # the provider's own end-of-answer marker arrived
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+        """The text in one event; raises a ProviderError for an error event or a chunk we cannot read."""
+
+    def is_complete(self) -> bool:
+        return self.done
+
+    def text_chunk(self, text: object) -> list[StreamChunk]:
+        if not isinstance(text, str) or not text:
+            return []
+        self.parts.append(text)
+        return [StreamChunk(text)]
+
+    def set_usage(self, prompt: int | None, completion: int | None, total: int | None = None) -> None:
+        self.usage_reported = True
+        if prompt is not None:
+            self.prompt_tokens = prompt
+        if completion is not None:
+            self.completion_tokens = completion
+        if total is not None:
+            self.total_tokens = total
+        elif self.prompt_tokens is not None and self.completion_tokens is not None:
+            self.total_tokens = self.prompt_tokens + self.completion_tokens
+
+    def snapshot(self, finished: bool) -> StreamEnd:
+        return StreamEnd(
+            text="".join(self.parts),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.total_tokens,
+            usage_reported=self.usage_reported,
+            finish_reason=self.finish_reason,
+            model=self.model,
+            finished=finished,
+        )
+
+    def finish(self) -> StreamEnd:
+        if not self.is_complete():
+            raise UpstreamError("The provider's stream ended before the answer was complete")
+        return self.snapshot(finished=True)
+
+
+def load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise UpstreamError(f"The provider sent a {what} that is not valid JSON") from None
+
+
+def int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class LineSplitter:
+    """Bytes in, lines out: split at \\n, \\r\\n or \\r only (as SSE and httpx do), each at most `limit` characters."""
+
+    _BREAK = re.compile(r"\r\n|\r|\n")
+
+    def __init__(self, limit: int | None = None, host: str = "the provider") -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self._limit = limit
+        self._host = host
+
+    def feed(self, data: bytes) -> list[str]:
+        pending = self._pending + self._decoder.decode(data)
+        # A \r at the very end may be the first half of a \r\n: keep it until the next piece tells.
+        carry = "\r" if pending.endswith("\r") else ""
+        parts = self._BREAK.split(pending[: len(pending) - len(carry)])
+        self._pending = parts.pop() + carry  # the part after the last break: not a whole line yet
+        limit = self._limit
+        if limit is not None and (len(self._pending) > limit or any(len(line) > limit for line in parts)):
+            raise line_too_long(self._host, limit)
+        return parts
+
+    def finish(self) -> list[str]:
+        pending = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        if not pending:
+            return []
+        return self._BREAK.split(pending.removesuffix("\r"))
+
+
+async def aiter_lines(
+    pieces: AsyncIterator[bytes], limit: int | None = None, host: str = "the provider"
+) -> AsyncIterator[str]:
+    """The body's lines as they arrive, split at \\n, \\r\\n or \\r only (as SSE and httpx do)."""
+    splitter = LineSplitter(limit, host)
+    async for data in pieces:
+        for line in splitter.feed(data):
+            yield line
+    for line in splitter.finish():
+        yield line

@@ -25,23 +25,11 @@ import yarl
 from aiohttp import hdrs
 
 from mindroute.config import UpstreamLimits, get_upstream_limits
+from mindroute.providers import transport
 from mindroute.providers.errors import BadRequestError, ProviderError, body_too_large
 from mindroute.providers.shapes import HttpCall
 from mindroute.providers.sse import aiter_lines
-from mindroute.providers.transport import (
-    ACCEPT_ENCODING,
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
-    broken_or_failed,
-    connect_timeout,
-    host_of,
-    pool_exhausted,
-    read_timeout,
-    text_of,
-    unreachable,
-    unsendable_key,
-    unusable_url,
-)
+from mindroute.providers.transport import ACCEPT_ENCODING, DEFAULT_TIMEOUT, USER_AGENT, host_of, text_of
 
 POOL_KEEPALIVE_EXPIRY_S = 30.0  # the sync path keeps no idle connections (see transport_httpx.shared_client)
 DNS_CACHE_TTL_S = 300.0  # a provider's host is resolved at most this often
@@ -170,18 +158,18 @@ def _aio_timeout_of(pool: float | None, connect: float | None, read: float | Non
 def _transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, started_answer: bool) -> ProviderError:
     host = host_of(url)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return connect_timeout(host, _connect_within(timeout))
+        return transport.connect_timeout(host, _connect_within(timeout))
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's read timeout (SocketTimeoutError) is one too
-        return read_timeout(host, _read_within(timeout), started_answer)
+        return transport.read_timeout(host, _read_within(timeout), started_answer)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return unreachable(host, exc.os_error or exc.__class__.__name__)
+        return transport.unreachable(host, exc.os_error or exc.__class__.__name__)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return unusable_url(exc)
+        return transport.unusable_url(exc)
     if isinstance(exc, UnicodeEncodeError):
-        return unsendable_key()
+        return transport.unsendable_key()
     if isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
         return BadRequestError(f"The request cannot be sent: {exc}")
-    return broken_or_failed(host, exc, started_answer)
+    return transport.broken_or_failed(host, exc, started_answer)
 
 
 def _connect_within(timeout: httpx.Timeout) -> str:
@@ -295,7 +283,7 @@ class AiohttpTransport:
             except aiohttp.ConnectionTimeoutError:
                 limits = client.limits
                 if in_flight[origin] > limits.connections_per_host or client.total > limits.connections_total:
-                    raise pool_exhausted(destination.host, time.monotonic() - started) from None
+                    raise transport.pool_exhausted(destination.host, time.monotonic() - started) from None
                 raise
             answer = AiohttpAnswer(response, destination.host, get_upstream_limits())
             try:

@@ -18,24 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from mindroute.config import get_upstream_limits
+from mindroute.providers import transport
 from mindroute.providers.cancel import make_cancellable
 from mindroute.providers.errors import ProviderError, UpstreamError, body_too_large
 from mindroute.providers.shapes import HttpCall
 from mindroute.providers.sse import LineSplitter
-from mindroute.providers.transport import (
-    ACCEPT_ENCODING,
-    DEFAULT_TIMEOUT,
-    USER_AGENT,
-    broken_or_failed,
-    connect_timeout,
-    host_of,
-    pool_exhausted,
-    read_timeout,
-    text_of,
-    unreachable,
-    unsendable_key,
-    unusable_url,
-)
+from mindroute.providers.transport import ACCEPT_ENCODING, DEFAULT_TIMEOUT, USER_AGENT, host_of, text_of
 
 # --- the pools ------------------------------------------------------------------------------
 
@@ -142,23 +130,6 @@ class _BoundedBody:
         return b"".join(out)
 
 
-def _read_sync(response: httpx.Response, limit: int, host: str) -> bytes:
-    return b"".join(_iter_sync(response, limit, host))
-
-
-def _iter_sync(response: httpx.Response, limit: int, host: str) -> Iterator[bytes]:
-    """The sync answer's body, decompressed, in pieces as they arrive, refused past `limit` bytes."""
-    encoding = response.headers.get("content-encoding")
-    length = response.headers.get("content-length")
-    if not encoding and length and length.isdigit() and int(length) > limit:
-        raise body_too_large(host, limit)
-    body = _BoundedBody(encoding, limit, host)
-    for raw in response.iter_raw():
-        piece = body.feed(raw)
-        if piece:
-            yield piece
-
-
 class HttpxAnswer:
     """An httpx response as the adapters read it (transport.SyncAnswer)."""
 
@@ -236,18 +207,18 @@ def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_a
         seconds = _timeout_seconds(timeout, exc)
         within = f" within {seconds:g} s" if seconds is not None else ""
         if isinstance(exc, httpx.ConnectTimeout):
-            return connect_timeout(host, within)
+            return transport.connect_timeout(host, within)
         if isinstance(exc, httpx.PoolTimeout):
-            return pool_exhausted(host, seconds or 0.0)
-        return read_timeout(host, within, started_answer)
+            return transport.pool_exhausted(host, seconds or 0.0)
+        return transport.read_timeout(host, within, started_answer)
     if isinstance(exc, httpx.ConnectError):
-        return unreachable(host, exc or exc.__class__.__name__)
+        return transport.unreachable(host, exc or exc.__class__.__name__)
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return unusable_url(exc)
+        return transport.unusable_url(exc)
     if isinstance(exc, UnicodeEncodeError):
-        return unsendable_key()
+        return transport.unsendable_key()
     broken = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) and started_answer
-    return broken_or_failed(host, exc, broken)
+    return transport.broken_or_failed(host, exc, broken)
 
 
 # What httpx's failures are turned into typed errors; anything else is a bug and propagates as is.

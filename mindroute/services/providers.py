@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from mindroute.config import get_settings
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Log, Provider, User
-from mindroute.providers.registry import DEFAULT_ENDPOINTS
+from mindroute.providers.registry import DEFAULT_ENDPOINTS, protocols
 from mindroute.providers.registry import protocol as registry_protocol
 from mindroute.security import DecryptionError, SecretBox, mask_secret
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
@@ -58,6 +58,23 @@ SETTINGS_KEYS = ("models", "default_model", "prices")
 PRICE_KEYS = ("input", "output")
 UNDECRYPTABLE_KEY_MASK = "(cannot be decrypted)"
 PROTOCOL_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "google": "Google Gemini"}
+
+
+@dataclass(frozen=True)
+class ProtocolChoice:
+    """One protocol as the Providers page offers it."""
+
+    name: str
+    label: str
+    default_endpoint: str
+    key_required: bool
+
+
+def protocol_choices() -> tuple[ProtocolChoice, ...]:
+    """Every protocol a provider may speak, in display order, plug-ins included: the registry's list."""
+    return tuple(
+        ProtocolChoice(spec.name, spec.label, spec.default_endpoint, spec.key_required) for spec in protocols()
+    )
 
 
 def needs_key(protocol: str) -> bool:

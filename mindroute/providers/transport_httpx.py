@@ -56,10 +56,16 @@ def shared_client(url: str = "") -> httpx.Client:
             # bytes still buffered on it (a second answer to one request), and the next call would
             # read them as its own answer. A playground call waits seconds for the model; a new
             # connection per call costs a handshake.
+            # `Connection: close` makes that so on the wire too, and it matters: httpcore marks a
+            # finished keep-alive connection idle before it takes the pool's lock, so another thread
+            # can be handed that connection in between and then have it closed under its own request
+            # by the pool's "too many idle connections" sweep ("[Errno 9] Bad file descriptor", 1 in
+            # ~100 calls under load). A connection that must close never becomes idle: the thread
+            # that used it closes it.
             client = _sync_clients[key] = httpx.Client(
                 timeout=DEFAULT_TIMEOUT,
                 limits=httpx.Limits(max_connections=limits.connections_per_host, max_keepalive_connections=0),
-                headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING},
+                headers={"user-agent": USER_AGENT, "accept-encoding": ACCEPT_ENCODING, "connection": "close"},
                 # A cookie one caller's answer set is never sent on another caller's call.
                 cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
             )

@@ -26,13 +26,15 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from mindroute.analytics.filter import UsageFilter, preset_range
+from mindroute.analytics.levels import LEVELS
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.cli.demo_data import DEMO_PROVIDERS
 from mindroute.cli.seed import seed_demo
 from mindroute.config import get_settings
 from mindroute.db import ensure_schema, make_engine
 from mindroute.models import Log, Provider
-from mindroute.services.analytics import UsageFilter, preset_range, usage_page
-from mindroute.services.rollups import LEVELS, rebuild_rollups
+from mindroute.services.usage import usage_page
 
 RUNS = 7
 DAYS = 90

@@ -13,26 +13,15 @@ import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
+from mindroute.analytics.facts import load_facts
+from mindroute.analytics.filter import UsageFilter, bucket_edges, custom_range, preset_range
+from mindroute.analytics.histograms import exact_percentile, histogram_percentile, latency_bucket, latency_bucket_value
+from mindroute.analytics.rollups import prune_logs, rebuild_rollups
 from mindroute.cli.main import main
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, UsageRollup, User
-from mindroute.services.analytics import (
-    UsageFilter,
-    bucket_edges,
-    custom_range,
-    exact_percentile,
-    load_facts,
-    preset_range,
-    usage_page,
-)
 from mindroute.services.call_log import CallRecord, write_call_log
-from mindroute.services.rollups import (
-    histogram_percentile,
-    latency_bucket,
-    latency_bucket_value,
-    prune_logs,
-    rebuild_rollups,
-)
+from mindroute.services.usage import usage_page
 
 PRICES = {"m-big": {"input": 3.0, "output": 15.0}, "m-small": {"input": 0.5, "output": 1.5}}
 T0 = datetime(2026, 10, 1)
@@ -435,7 +424,7 @@ def test_empty_range_gives_zero_tiles_and_empty_tables(engine: Engine) -> None:
 
 
 def test_filter_options_and_empty_state_are_scoped_to_the_viewer(world: World, engine: Engine) -> None:
-    from mindroute.services.analytics import filter_options, has_calls
+    from mindroute.services.usage import filter_options, has_calls
 
     with Session(engine) as session:
         admin_options = filter_options(session, world.admin)

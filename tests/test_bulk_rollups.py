@@ -13,12 +13,14 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 import mindroute.db as db
+from mindroute.analytics.in_step import days_out_of_step
+from mindroute.analytics.levels import LEVELS, day_of
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.cli import seed
 from mindroute.cli.transfer import copy_database, row_counts
 from mindroute.db import make_engine, transaction
 from mindroute.models import Log, utcnow
-from mindroute.services.analytics import rollup_check
-from mindroute.services.rollups import LEVELS, day_of, days_out_of_step, rebuild_rollups
+from mindroute.services.usage import rollup_check
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.test_analytics import insert_rows, log_row, make_people
 from tests.test_cli import both, cli, use_database

@@ -145,8 +145,8 @@ def test_a_failure_to_log_never_raises(tmp_path, caplog) -> None:
 
 
 def test_a_batch_is_one_transaction_and_a_bad_row_costs_only_itself(engine) -> None:
+    from mindroute.analytics.rollups import rebuild_rollups
     from mindroute.services.call_log import write_call_logs
-    from mindroute.services.rollups import rebuild_rollups
 
     with transaction(engine) as session:
         user = User(email="batch@example.com", name="B", password="x")

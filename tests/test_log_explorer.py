@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from mindroute.analytics.filter import UsageFilter
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import Log, UsageRollup
-from mindroute.services.analytics import UsageFilter
 from mindroute.services.log_explorer import (
     CSV_COLUMNS,
     RETENTION_DAYS_MAX,
@@ -25,7 +26,6 @@ from mindroute.services.log_explorer import (
     prune_calls,
     retention_days,
 )
-from mindroute.services.rollups import rebuild_rollups
 from mindroute.validation import ValidationError
 from tests.test_analytics import insert_rows, log_row, make_people
 

@@ -14,21 +14,15 @@ import pytest
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
 
+from mindroute.analytics.filter import UsageFilter
+from mindroute.analytics.histograms import decode_histogram, latency_bucket
+from mindroute.analytics.in_step import derive_levels_from_hourly
+from mindroute.analytics.levels import BY_MODEL, DAILY, HOURLY, LEVELS
+from mindroute.analytics.plan import window_pieces
+from mindroute.analytics.rollups import add_logs_to_rollups, prune_logs, rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Log
-from mindroute.services.analytics import UsageFilter, usage_page, window_pieces
-from mindroute.services.rollups import (
-    BY_MODEL,
-    DAILY,
-    HOURLY,
-    LEVELS,
-    add_logs_to_rollups,
-    decode_histogram,
-    derive_levels_from_hourly,
-    latency_bucket,
-    prune_logs,
-    rebuild_rollups,
-)
+from mindroute.services.usage import usage_page
 from tests.test_analytics import T0, expected, insert_rows, log_row, make_people, tiles
 
 

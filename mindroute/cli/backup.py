@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import URL
 
+from mindroute.analytics.in_step import bring_rollups_in_step
 from mindroute.errors import CommandError
 from mindroute.models import Base
-from mindroute.services.rollups import bring_rollups_in_step
 
 # Rows in any of these make a database "in use": restore refuses to overwrite it without --force.
 # (The app migrates on start, so the tables may well exist and be empty.) Sign-in attempts are

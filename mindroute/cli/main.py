@@ -112,8 +112,9 @@ def cmd_copy_to(args: argparse.Namespace) -> None:
 
 
 def cmd_rebuild_rollups(args: argparse.Namespace) -> None:
+    from mindroute.analytics.in_step import bring_rollups_in_step
+    from mindroute.analytics.rollups import rebuild_rollups
     from mindroute.cli.backup import rollups_summary
-    from mindroute.services.rollups import bring_rollups_in_step, rebuild_rollups
 
     if args.only_changed:
         print(rollups_summary(bring_rollups_in_step(_migrated_engine())))
@@ -123,7 +124,7 @@ def cmd_rebuild_rollups(args: argparse.Namespace) -> None:
 
 
 def cmd_prune_logs(args: argparse.Namespace) -> None:
-    from mindroute.services.rollups import prune_logs
+    from mindroute.analytics.rollups import prune_logs
 
     if args.older_than_days < 1:
         raise CommandError("--older-than-days must be at least 1")

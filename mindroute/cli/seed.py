@@ -22,6 +22,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from mindroute.analytics.levels import day_of
+from mindroute.analytics.rollups import rebuild_days
 from mindroute.cli.demo_data import (
     DEMO_EMAIL_DOMAIN,
     DEMO_PROVIDERS,
@@ -43,7 +45,6 @@ from mindroute.errors import CommandError
 from mindroute.models import Provider, User, UserProvider, utcnow
 from mindroute.providers.registry import DEFAULT_ENDPOINTS, official_providers, protocol
 from mindroute.security import hash_password
-from mindroute.services.rollups import day_of, rebuild_days
 
 
 def seed_providers(session: Session) -> list[str]:

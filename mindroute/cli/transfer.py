@@ -10,9 +10,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from mindroute.analytics.in_step import sync_rollups
 from mindroute.db import ensure_schema
 from mindroute.models import Base
-from mindroute.services.rollups import sync_rollups
 
 COPY_BATCH_ROWS = 5_000
 

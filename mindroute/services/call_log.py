@@ -40,11 +40,11 @@ from sqlalchemy import Engine, exc, insert
 from sqlalchemy.orm import Session
 
 from mindroute import redaction
+from mindroute.analytics.rollups import add_logs_to_rollups
 from mindroute.db import transaction
 from mindroute.models import Log, utcnow
 from mindroute.providers.shapes import ChatRequest
 from mindroute.redaction import redact_secrets
-from mindroute.services.rollups import add_logs_to_rollups
 
 log = logging.getLogger("mindroute.call_log")
 
@@ -278,6 +278,9 @@ def _driver_outage(error: BaseException) -> bool:
         return (getattr(error, "sqlite_errorname", None) or "").startswith(_SQLITE_OUTAGE_CODES)
     # psycopg: refused or lost connections, a server shutting down, ... (COPY's errors come unwrapped)
     return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError | OSError)
+
+
+DATABASE_UNAVAILABLE = "MindRoute's database is unavailable; retry"  # what a call refused for an outage is told
 
 
 def is_database_outage(error: BaseException) -> bool:

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from mindroute.analytics import rollups
+from mindroute.analytics.filter import UsageFilter, Viewer, log_conditions, scoped
+from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, source_of
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import Log, Provider, User, utcnow
-from mindroute.services import rollups
-from mindroute.services.analytics import UsageFilter, Viewer, log_conditions, scoped
-from mindroute.services.rollups import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, source_of
 from mindroute.services.users import require_admin
 from mindroute.validation import ValidationError
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from mindroute.db import transaction
 from mindroute.models import User
-from mindroute.services import analytics, log_explorer
+from mindroute.services import log_explorer, usage
 from mindroute.services.log_explorer import CallDetail, CallRow, Cursor
 from mindroute.ui import usage_view
 from mindroute.ui.format import timestamp
@@ -101,7 +101,7 @@ def call_explorer(viewer: User, prefix: str) -> None:
     search_key = f"{prefix}_search"
 
     with transaction(engine()) as session:
-        options = analytics.filter_options(session, viewer)
+        options = usage.filter_options(session, viewer)
 
     flt, params = usage_view.filter_widgets(prefix, options, is_admin)
     if search_key not in st.session_state:

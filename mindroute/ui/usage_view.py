@@ -10,8 +10,8 @@ from zoneinfo import available_timezones
 import pandas as pd
 import streamlit as st
 
+from mindroute.analytics.filter import PRESETS, UsageFilter, custom_range, preset_range
 from mindroute.models import utcnow
-from mindroute.services.analytics import PRESETS, UsageFilter, custom_range, preset_range
 from mindroute.services.overview import viewer_zone
 
 CUSTOM = "custom"

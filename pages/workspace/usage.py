@@ -14,7 +14,7 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
-from mindroute.services import analytics  # noqa: E402
+from mindroute.services import usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
 from mindroute.ui import usage_view as view  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
@@ -25,8 +25,8 @@ ROLLUP_CHECK_TTL_S = 60
 st.title("Usage")
 
 with transaction(engine()) as session:
-    any_calls = analytics.has_calls(session, user)
-    options = analytics.filter_options(session, user) if any_calls else None
+    any_calls = usage.has_calls(session, user)
+    options = usage.filter_options(session, user) if any_calls else None
 
 if not any_calls:
     st.info(
@@ -39,7 +39,7 @@ flt, params = view.filter_widgets("usage", options, is_admin)
 view.keep_in_url(params)
 
 with transaction(engine()) as session:
-    data = analytics.usage_page(session, user, flt)
+    data = usage.usage_page(session, user, flt)
 
 st.caption(
     f"{'Everyone' if is_admin else 'Your'} calls, {data.granularity}ly buckets in {flt.timezone}; "
@@ -49,18 +49,18 @@ rollup_notice = st.empty()
 
 
 @st.cache_data(ttl=ROLLUP_CHECK_TTL_S, show_spinner=False)
-def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datetime) -> analytics.RollupCheck:
+def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datetime) -> usage.RollupCheck:
     # The same for every filter of a range's whole hours: filter changes and reruns reuse it.
     with transaction(engine()) as session:
         viewer = SimpleNamespace(id=uuid.UUID(user_id), role=role)
-        return analytics.rollup_check(session, viewer, first_hour, last_hour)
+        return usage.rollup_check(session, viewer, first_hour, last_hour)
 
 
 def say_if_rollups_are_behind() -> None:
     """Rows written behind the rollups' back (SQL by hand, a load from an older version): say so,
     above the tiles, rather than show numbers that silently disagree with the Overview and the Logs.
     Checked after the page is drawn, so the check never holds the numbers up."""
-    check = rollup_check(str(user.id), user.role, *analytics.whole_hours(flt.start, flt.end))
+    check = rollup_check(str(user.id), user.role, *usage.whole_hours(flt.start, flt.end))
     if check.in_step:
         return
     state = "behind" if check.logs > check.rolled else "out of step with"

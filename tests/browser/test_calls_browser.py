@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Ticket, utcnow
 from mindroute.services import tickets
-from mindroute.services.rollups import rebuild_rollups
 from mindroute.services.users import create_user
 from tests.browser.test_auth_browser import ADMIN_EMAIL, ADMIN_PASSWORD, USER_EMAIL, USER_PASSWORD, settle, sign_in
 from tests.test_analytics import insert_rows, log_row

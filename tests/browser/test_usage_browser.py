@@ -7,11 +7,11 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from mindroute.analytics.filter import preset_range
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.cli.seed import seed_demo
 from mindroute.db import transaction
 from mindroute.models import Log
-from mindroute.services.analytics import preset_range
-from mindroute.services.rollups import rebuild_rollups
 from mindroute.services.users import create_user
 from tests.browser.test_auth_browser import ADMIN_EMAIL, ADMIN_PASSWORD, settle, sign_in
 

@@ -8,10 +8,10 @@ from urllib.parse import parse_qs
 import pytest
 from sqlalchemy import Engine, select
 
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Provider, Ticket, User, utcnow
 from mindroute.services import tickets
-from mindroute.services.rollups import rebuild_rollups
 from mindroute.ui import calls_view, navigation
 from tests.pages.helpers import add_user, app_for, click, sign_in, texts
 from tests.test_analytics import insert_rows, log_row

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, utcnow
 from mindroute.services import log_explorer
 from mindroute.services.log_explorer import RETENTION_DAYS_MAX
-from mindroute.services.rollups import rebuild_rollups
 from mindroute.ui import navigation
 from tests.pages.helpers import add_user, app_for, click, error_under, sign_in, texts
 from tests.test_analytics import insert_rows, log_row

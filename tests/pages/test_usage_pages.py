@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
+from mindroute.analytics.filter import UsageFilter
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Provider, utcnow
-from mindroute.services.analytics import UsageFilter
 from mindroute.services.log_explorer import export_calls_csv
-from mindroute.services.rollups import rebuild_rollups
 from mindroute.ui import usage_view
 from tests.pages.helpers import add_user, app_for, sign_in, texts
 from tests.test_analytics import insert_rows, log_row

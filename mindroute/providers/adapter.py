@@ -41,6 +41,22 @@ def join_url(endpoint: str, path: str, version: str) -> str:
     return f"{base}/{version}/{path}"
 
 
+def sampling(
+    request: ChatRequest, *, temperature: str, max_tokens: str | None, top_p: str, stop: str
+) -> dict[str, Any]:
+    """The caller's sampling settings under a protocol's own field names; unset ones are left out."""
+    fields: dict[str, Any] = {}
+    if request.temperature is not None:
+        fields[temperature] = request.temperature
+    if max_tokens is not None and request.max_tokens is not None:
+        fields[max_tokens] = request.max_tokens
+    if request.top_p is not None:
+        fields[top_p] = request.top_p
+    if request.stop:
+        fields[stop] = list(request.stop)
+    return fields
+
+
 class ProviderAdapter(ABC):
     """One wire protocol: the translations in and out (in the subclass) and the HTTP calls (here).
 
@@ -75,6 +91,13 @@ class ProviderAdapter(ABC):
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         return parse_retry_after(headers)
+
+    def request_headers(self, api_key: str | None, *, stream: bool) -> dict[str, str]:
+        """A chat call's headers: JSON in, the key, and an event stream asked for when streaming."""
+        headers = {"content-type": "application/json", **self.auth_headers(api_key)}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        return headers
 
     # -- the model list, per protocol --
 

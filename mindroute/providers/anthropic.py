@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mindroute.providers.adapter import ProviderAdapter, join_url
+from mindroute.providers.adapter import ProviderAdapter, join_url, sampling
 from mindroute.providers.errors import UnsupportedMedia
 from mindroute.providers.media import base64_of, base_mime, is_text_like, text_of
 from mindroute.providers.registry import ProtocolSpec
@@ -63,18 +63,10 @@ class AnthropicAdapter(ProviderAdapter):
         }
         if system:
             body["system"] = system
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop_sequences"] = list(request.stop)
+        body |= sampling(request, temperature="temperature", max_tokens=None, top_p="top_p", stop="stop_sequences")
         if stream:
             body["stream"] = True
-        headers = {"content-type": "application/json", **self.auth_headers(api_key)}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        return HttpCall(url=messages_url(endpoint), headers=headers, body=body)
+        return HttpCall(url=messages_url(endpoint), headers=self.request_headers(api_key, stream=stream), body=body)
 
     def _message(self, message: ChatMessage) -> dict[str, Any]:
         if not message.attachments:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from mindroute.providers.adapter import ProviderAdapter, join_url
+from mindroute.providers.adapter import ProviderAdapter, join_url, sampling
 from mindroute.providers.errors import (
     AuthenticationError,
     ProviderError,
@@ -77,23 +77,15 @@ class GoogleAdapter(ProviderAdapter):
         system = "\n\n".join(m.text for m in request.messages if m.role == "system" and m.text)
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
-        config: dict[str, Any] = {}
-        if request.temperature is not None:
-            config["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            config["maxOutputTokens"] = request.max_tokens
-        if request.top_p is not None:
-            config["topP"] = request.top_p
-        if request.stop:
-            config["stopSequences"] = list(request.stop)
+        config = sampling(
+            request, temperature="temperature", max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences"
+        )
         if config:
             body["generationConfig"] = config
         url = model_url(endpoint, request.model, "streamGenerateContent" if stream else "generateContent")
-        headers = {"content-type": "application/json", **self.auth_headers(api_key)}
         if stream:
             url += "?alt=sse"  # without it the stream is one long JSON array
-            headers["accept"] = "text/event-stream"
-        return HttpCall(url=url, headers=headers, body=body)
+        return HttpCall(url=url, headers=self.request_headers(api_key, stream=stream), body=body)
 
     def _content(self, message: ChatMessage) -> dict[str, Any]:
         parts = [self._part(attachment) for attachment in message.attachments]

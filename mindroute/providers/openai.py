@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mindroute.providers.adapter import ProviderAdapter
+from mindroute.providers.adapter import ProviderAdapter, sampling
 from mindroute.providers.errors import UnsupportedMedia
 from mindroute.providers.media import base_mime, data_url, inlined_text, is_text_like
 from mindroute.providers.registry import ProtocolSpec
@@ -48,24 +48,21 @@ class OpenAIAdapter(ProviderAdapter):
             "model": request.model,
             "messages": [self._message(message) for message in request.messages],
         }
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.max_tokens is not None:
+        body |= sampling(
+            request,
+            temperature="temperature",
             # OpenAI's reasoning models refuse max_tokens; compatible servers mostly know only max_tokens.
-            body["max_completion_tokens" if self.protocol == "openai" else "max_tokens"] = request.max_tokens
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop"] = list(request.stop)
+            max_tokens="max_completion_tokens" if self.protocol == "openai" else "max_tokens",
+            top_p="top_p",
+            stop="stop",
+        )
         if stream:
             body["stream"] = True
             # Without this the stream carries no token counts at all.
             body["stream_options"] = {"include_usage": True}
-        headers = {"content-type": "application/json"}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        headers.update(self.auth_headers(api_key))
-        return HttpCall(url=chat_completions_url(endpoint), headers=headers, body=body)
+        return HttpCall(
+            url=chat_completions_url(endpoint), headers=self.request_headers(api_key, stream=stream), body=body
+        )
 
     def _message(self, message: ChatMessage) -> dict[str, Any]:
         if not message.attachments:

@@ -17,25 +17,22 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from mindroute.db import get_engine
 from mindroute.http import web
-from mindroute.http.answers import error_response as _error
+from mindroute.http.answers import error_response
 from mindroute.http.chat import chat_completions_app
 from mindroute.http.models_routes import model_route, models_route
-from mindroute.http.openai_compat import error_body
 from mindroute.http.openapi import openapi_route
 from mindroute.http.runtime import settle_runtime
 from mindroute.providers.transport_aiohttp import aclose_shared_async_client
 from mindroute.services import admission
-from mindroute.services.chat_async import start_log_writer, stop_log_writer
+from mindroute.services.log_writer import start_log_writer, stop_log_writer
 
 log = logging.getLogger("mindroute.http.api")
-
-# --- the app ------------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +61,7 @@ async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:
     method, path = scope.get("method", "GET"), scope["path"]
     shown = path if len(path) <= 200 else path[:200] + "…"
     message = f"Unknown request URL: {method} {shown}. See /v1/openapi.json for the routes MindRoute serves."
-    await _error(404, message, "unknown_url")(scope, receive, send)
+    await error_response(404, message, "unknown_url")(scope, receive, send)
 
 
 _MODEL_PREFIX = "/v1/models/"
@@ -89,8 +86,8 @@ class V1App:
             log.exception("the API failed on %s %s", scope.get("method"), scope["path"][:200])
             if started:
                 raise  # the answer is under way: the server can only close the connection
-            body = error_body(500, "MindRoute failed to answer this request; the error is in its server log")
-            await JSONResponse(body, status_code=500)(scope, receive, send)
+            message = "MindRoute failed to answer this request; the error is in its server log"
+            await error_response(500, message)(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope.get("method")

@@ -4,7 +4,6 @@ Usage page's check of its own range."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from mindroute.cli.transfer import copy_database, row_counts
 from mindroute.db import make_engine, transaction
 from mindroute.models import Log, utcnow
 from mindroute.services.usage import rollup_check
+from tests import test_cli
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.test_analytics import insert_rows, log_row, make_people
 from tests.test_cli import both, cli, use_database
@@ -66,13 +66,7 @@ def stale_rows(engine: Engine, people, when: datetime, count: int) -> list[dict]
     return rows
 
 
-@pytest.fixture
-def cli_db(fresh_db_url: URL, monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
-    """An empty database that in-process CLI calls use (as in test_cli)."""
-    use_database(monkeypatch, fresh_db_url)
-    yield fresh_db_url
-    if db._engine is not None:
-        db._engine.dispose()  # before the fixture drops the PostgreSQL database
+cli_db = test_cli.cli_db  # the empty database in-process CLI calls use
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from sqlalchemy.orm import Session
 
 from mindroute.analytics.filter import UsageFilter
 from mindroute.analytics.histograms import decode_histogram, latency_bucket
-from mindroute.analytics.in_step import derive_levels_from_hourly
 from mindroute.analytics.levels import BY_MODEL, DAILY, HOURLY, LEVELS
 from mindroute.analytics.plan import window_pieces
-from mindroute.analytics.rollups import add_logs_to_rollups, prune_logs, rebuild_rollups
+from mindroute.analytics.rollups import add_logs_to_rollups, derive_levels_from_hourly, prune_logs, rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Log
 from mindroute.services.usage import usage_page

@@ -63,7 +63,7 @@ def upgrade() -> None:
     # the Usage page reads the new levels, so it is run here for databases that already have data.
     bind = op.get_bind()
     if bind.execute(sa.text("SELECT 1 FROM usagerollups LIMIT 1")).first() is not None:
-        from mindroute.analytics.in_step import derive_levels_from_hourly
+        from mindroute.analytics.rollups import derive_levels_from_hourly
 
         derive_levels_from_hourly(bind)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -96,50 +96,46 @@ def needs_all_dims(flt: UsageFilter) -> bool:
     return bool(flt.user_ids or flt.source or flt.api_key_ids or flt.outcome)
 
 
-def rollup_conditions(flt: UsageFilter, table: Any) -> list[ColumnElement[bool]]:
-    """The filter as conditions on a rollup table (one of every dimension the filter names)."""
-    c = table.c
+def _conditions(
+    flt: UsageFilter, user: Any, provider: Any, model: Any, source: Callable[[str], Any], api_key: Any, status: Any
+) -> list[ColumnElement[bool]]:
+    """The filter as conditions on the columns of a call's dimensions (one of every dimension the
+    filter names; `source` gives the condition for a source)."""
     conds: list[ColumnElement[bool]] = []
-    if flt.user_ids:
-        conds.append(c.userid.in_(flt.user_ids))
-    if flt.provider_ids:
-        conds.append(c.providerid.in_(flt.provider_ids))
-    if flt.models:
-        conds.append(c.modelid.in_(flt.models))
+    for values, column in ((flt.user_ids, user), (flt.provider_ids, provider), (flt.models, model)):
+        if values:
+            conds.append(column.in_(values))
     if flt.source:
-        conds.append(c.source == flt.source)
+        conds.append(source(flt.source))
     if flt.api_key_ids:
-        conds.append(c.apikeyid.in_(flt.api_key_ids))
+        conds.append(api_key.in_(flt.api_key_ids))
     if flt.outcome == "error":
-        conds.append(c.statuscode >= ERROR_STATUS_MIN)
+        conds.append(status >= ERROR_STATUS_MIN)
     elif flt.outcome == "success":
-        conds.append(or_(c.statuscode.is_(None), c.statuscode < ERROR_STATUS_MIN))
+        conds.append(or_(status.is_(None), status < ERROR_STATUS_MIN))
     return conds
+
+
+def rollup_conditions(flt: UsageFilter, table: Any) -> list[ColumnElement[bool]]:
+    """The filter as conditions on a rollup table."""
+    c = table.c
+    return _conditions(flt, c.userid, c.providerid, c.modelid, lambda s: c.source == s, c.apikeyid, c.statuscode)
+
+
+def _log_source(value: str) -> ColumnElement[bool]:
+    """Logs rows of a source: 'playground' as requestBody says, 'api' for every other row."""
+    source = Log.request_body["source"].as_string()
+    if value == SOURCE_PLAYGROUND:
+        return source == SOURCE_PLAYGROUND
+    if value == SOURCE_API:
+        return or_(source.is_(None), source != SOURCE_PLAYGROUND)
+    return false()
 
 
 def log_conditions(flt: UsageFilter) -> list[ColumnElement[bool]]:
     """The filter as conditions on Logs (time range excluded): shared with the log explorer."""
-    conds: list[ColumnElement[bool]] = []
-    if flt.user_ids:
-        conds.append(Log.user_id.in_(flt.user_ids))
-    if flt.provider_ids:
-        conds.append(Log.provider_id.in_(flt.provider_ids))
-    if flt.models:
-        conds.append(Log.model_id.in_(flt.models))
-    source = Log.request_body["source"].as_string()
-    if flt.source == SOURCE_PLAYGROUND:
-        conds.append(source == SOURCE_PLAYGROUND)
-    elif flt.source == SOURCE_API:
-        conds.append(or_(source.is_(None), source != SOURCE_PLAYGROUND))
-    elif flt.source:
-        conds.append(false())
-    if flt.api_key_ids:
-        conds.append(Log.request_body["api_key_id"].as_string().in_(flt.api_key_ids))
-    if flt.outcome == "error":
-        conds.append(Log.status_code >= ERROR_STATUS_MIN)
-    elif flt.outcome == "success":
-        conds.append(or_(Log.status_code.is_(None), Log.status_code < ERROR_STATUS_MIN))
-    return conds
+    api_key = Log.request_body["api_key_id"].as_string()
+    return _conditions(flt, Log.user_id, Log.provider_id, Log.model_id, _log_source, api_key, Log.status_code)
 
 
 # --- buckets in the viewer's zone -------------------------------------------------------------
@@ -178,8 +174,7 @@ def bucket_edges(start: datetime, end: datetime, zone: ZoneInfo, granularity: st
 
 def split_range(start: datetime, end: datetime, edges: Sequence[datetime]) -> tuple[datetime, datetime, set, list]:
     """(first whole hour, end of last whole hour, hours a bucket edge cuts, raw intervals)."""
-    first_hour = hour_of(start) + (ONE_HOUR if start != hour_of(start) else timedelta(0))
-    last_hour = hour_of(end)
+    first_hour, last_hour = whole_hours(start, end)
     if first_hour >= last_hour:
         return first_hour, first_hour, set(), [(start, end)]
     cut = {hour_of(e) for e in edges if e != hour_of(e) and first_hour <= hour_of(e) < last_hour}

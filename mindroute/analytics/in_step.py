@@ -7,27 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, insert, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from mindroute.analytics.histograms import decode_histogram
-from mindroute.analytics.levels import (
-    ALL_DIMS,
-    BY_MODEL,
-    DAILY,
-    DIM_ATTRIBUTES,
-    ERROR_STATUS_MIN,
-    HOURLY,
-    LEVELS,
-    SUM_COLUMNS,
-    SUM_FIELDS,
-    Dims,
-    Level,
-    Totals,
-    column_name,
-    day_of,
-)
+from mindroute.analytics.levels import ERROR_STATUS_MIN, LEVELS, SUM_COLUMNS, SUM_FIELDS, Level, day_of
 from mindroute.analytics.rollups import rebuild_days
 from mindroute.db import transaction
 from mindroute.models import Log
@@ -115,26 +99,3 @@ def bring_rollups_in_step(engine: Engine, *, progress: bool | None = None) -> li
                 rebuild_days(session, day, day + timedelta(days=1))
             bar.update(1)
     return days
-
-
-def derive_levels_from_hourly(connection: Connection) -> None:
-    """Fill the daily and per-model levels from usagerollups (migration 0005, on existing data)."""
-    hourly = HOURLY.table
-    daily: dict[tuple[datetime, str], tuple[Dims, Totals]] = {}
-    by_model: dict[tuple[datetime, str], tuple[Dims, Totals]] = {}
-    counters = [hourly.c[column_name(name)] for name in SUM_FIELDS]
-    dims_columns = [hourly.c[HOURLY.model.__mapper__.attrs[DIM_ATTRIBUTES[d]].columns[0].key] for d in ALL_DIMS]
-    stmt = select(hourly.c.bucket, *dims_columns, *counters, hourly.c.latency)
-    for row in connection.execute(stmt).yield_per(10_000):
-        dims = Dims(*row[1:7])
-        totals = Totals(*row[7:14], latency=decode_histogram(row[14]))
-        for level, out in ((DAILY, daily), (BY_MODEL, by_model)):
-            key = (level.bucket(row[0]), level.key(dims))
-            entry = out.get(key)
-            if entry is None:
-                entry = out[key] = (dims, Totals())
-            entry[1].merge(totals)
-    for level, out in ((DAILY, daily), (BY_MODEL, by_model)):
-        values = [level.row(bucket, dims, totals) for (bucket, _key), (dims, totals) in out.items()]
-        for offset in range(0, len(values), 10_000):
-            connection.execute(insert(level.table), values[offset : offset + 10_000])

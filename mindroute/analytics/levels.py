@@ -169,12 +169,10 @@ BY_MODEL = Level("by_model", UsageModelRollup, False, ("provider_id", "model"))
 LEVELS = (HOURLY, DAILY, BY_MODEL)  # also the order writers lock their rows in
 
 
-# Columns read from Logs to roll a row up; source and API key come out of requestBody in SQL.
-def fact_columns() -> list[Any]:
+def call_columns() -> list[Any]:
+    """What a call was, as read from Logs: model, source and API key (out of requestBody in SQL),
+    status, token counts and duration (shared with the log explorer's rows)."""
     return [
-        Log.created_at,
-        Log.user_id,
-        Log.provider_id,
         Log.model_id,
         Log.request_body["source"].as_string(),
         Log.request_body["api_key_id"].as_string(),
@@ -184,6 +182,11 @@ def fact_columns() -> list[Any]:
         Log.completion_tokens,
         Log.duration,
     ]
+
+
+def fact_columns() -> list[Any]:
+    """Columns read from Logs to roll a row up: when, whose, which provider, and call_columns()."""
+    return [Log.created_at, Log.user_id, Log.provider_id, *call_columns()]
 
 
 def accumulate(rows: Iterable[Any]) -> dict[tuple[datetime, Dims], Totals]:
@@ -209,15 +212,20 @@ def accumulate(rows: Iterable[Any]) -> dict[tuple[datetime, Dims], Totals]:
 Rolled = dict[tuple[datetime, str], tuple[Dims, Totals]]
 
 
+def add_to(rolled: Rolled, level: Level, hour: datetime, dims: Dims, totals: Totals) -> None:
+    """Add one hour's totals of `dims` to their row of a level."""
+    key = (level.bucket(hour), level.key(dims))
+    entry = rolled.get(key)
+    if entry is None:
+        entry = rolled[key] = (dims, Totals())
+    entry[1].merge(totals)
+
+
 def roll_up(level: Level, totals_by_key: Mapping[tuple[datetime, Dims], Totals]) -> Rolled:
     """Per-(hour, dims) totals summed to a level's rows: {(bucket, dimkey): (dims, totals)}."""
     if level is HOURLY:
         return {(hour, dims.key()): (dims, totals) for (hour, dims), totals in totals_by_key.items()}
     out: Rolled = {}
     for (hour, dims), totals in totals_by_key.items():
-        key = (level.bucket(hour), level.key(dims))
-        entry = out.get(key)
-        if entry is None:
-            entry = out[key] = (dims, Totals())
-        entry[1].merge(totals)
+        add_to(out, level, hour, dims, totals)
     return out

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, text, tuple_
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from mindroute.analytics.histograms import HISTOGRAM_ENTRY, encode_histogram
+from mindroute.analytics.histograms import HISTOGRAM_ENTRY, decode_histogram, encode_histogram
 from mindroute.analytics.levels import (
     BY_MODEL,
     DAILY,
@@ -30,6 +30,7 @@ from mindroute.analytics.levels import (
     Rolled,
     Totals,
     accumulate,
+    add_to,
     day_of,
     fact_columns,
     hour_of,
@@ -294,3 +295,20 @@ def prune_logs(
             if on_progress is not None:
                 on_progress(deleted, total)
     return deleted
+
+
+def derive_levels_from_hourly(connection: Connection) -> None:
+    """Fill the daily and per-model levels from usagerollups (migration 0005, on existing data)."""
+    hourly = HOURLY.table
+    derived: dict[Level, Rolled] = {DAILY: {}, BY_MODEL: {}}
+    dims_columns = [hourly.c[column] for _dim, column in HOURLY.dim_columns]
+    stmt = select(hourly.c.bucket, *dims_columns, *(hourly.c[c] for c in SUM_COLUMNS), hourly.c.latency)
+    for row in connection.execute(stmt).yield_per(10_000):
+        dims = Dims(*row[1:7])
+        totals = Totals(*row[7:14], latency=decode_histogram(row[14]))
+        for level, rolled in derived.items():
+            add_to(rolled, level, row[0], dims, totals)
+    for level, rolled in derived.items():
+        values = [level.row(bucket, dims, totals) for (bucket, _key), (dims, totals) in rolled.items()]
+        for offset in range(0, len(values), 10_000):
+            connection.execute(insert(level.table), values[offset : offset + 10_000])

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.analytics import rollups
 from mindroute.analytics.filter import UsageFilter, Viewer, log_conditions, scoped
-from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, source_of
+from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, call_columns, source_of
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import Log, Provider, User, utcnow
 from mindroute.services.users import require_admin
@@ -116,14 +116,7 @@ def _select_rows() -> Any:
             Log.user_id,
             User.email,
             Provider.name,
-            Log.model_id,
-            Log.request_body["source"].as_string(),
-            Log.request_body["api_key_id"].as_string(),
-            Log.status_code,
-            Log.tokens_used,
-            Log.prompt_tokens,
-            Log.completion_tokens,
-            Log.duration,
+            *call_columns(),
             Log.error_message,
             Log.ip,
         )

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 
 from mindroute.http.openai_compat import error_body
 from mindroute.services import api_keys
+from mindroute.services.call_log import DATABASE_UNAVAILABLE
 from mindroute.services.chat_async import UpstreamClock
 
 log = logging.getLogger("mindroute.http.api")
@@ -29,7 +30,6 @@ _CODES = {
     413: "request_too_large",
     503: "database_unavailable",
 }
-DATABASE_UNAVAILABLE = "MindRoute's database is unavailable; retry"
 RETRY_AFTER_S = "1"
 
 

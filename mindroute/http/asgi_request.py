@@ -21,7 +21,7 @@ from mindroute.http.chat_request import (
     parse_off_loop,
 )
 from mindroute.http.origins import client_address
-from mindroute.services.chat import Caller
+from mindroute.services.call_tracker import Caller
 
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024

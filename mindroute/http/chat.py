@@ -1,11 +1,11 @@
-"""POST /v1/chat/completions: admission (key, body, model, policy), then the answer whole or as SSE."""
+"""POST /v1/chat/completions: the body read and parsed, admission (services/api_admission.py), then the
+answer whole or as SSE."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from mindroute.db import get_engine
-from mindroute.http.answers import DATABASE_UNAVAILABLE, OVERHEAD_HEADER, RETRY_AFTER_S
 from mindroute.http.answers import KEY_CODES as _KEY_CODES
+from mindroute.http.answers import OVERHEAD_HEADER, RETRY_AFTER_S
 from mindroute.http.answers import error_response as _error
 from mindroute.http.answers import overhead_ms as _overhead_ms
 from mindroute.http.asgi_request import BodyTooLarge, ClientGone, max_body_bytes
@@ -34,85 +34,11 @@ from mindroute.http.openai_compat import (
     usage_chunk_json,
 )
 from mindroute.http.sse import SSE_DONE, EventStreamResponse, sse_data
-from mindroute.services import admission
-from mindroute.services.call_log import is_database_outage
-from mindroute.services.chat import Caller, ChatRefused, PreparedCall, apply_route
-from mindroute.services.chat_async import (
-    ApiOutcome,
-    AsyncStreamingChat,
-    UpstreamClock,
-    acomplete_prepared,
-    alog_call,
-    refusal_record,
-)
+from mindroute.services.api_admission import AdmittedCall, CallRefusal, admit_call
+from mindroute.services.call_tracker import ApiOutcome
+from mindroute.services.chat_async import AsyncStreamingChat, UpstreamClock, acomplete_prepared
 
 log = logging.getLogger("mindroute.http.api")
-
-# --- admission: key, body, model, policy in one unit of work --------------------------------------
-
-
-@dataclass(frozen=True)
-class _Admitted:
-    prepared: PreparedCall
-    caller: Caller
-    model_id: str  # "<provider>/<model>", as the answer names it
-
-
-@dataclass(frozen=True)
-class _Refused:
-    status: int
-    message: str
-    code: str | None = None
-    param: str | None = None  # the request field at fault, as OpenAI names it
-
-
-async def _admit(
-    engine: Engine,
-    presented_key: str | None,
-    parsed: ParsedChat | None,
-    problem: _Refused | None,
-    caller: Caller,
-    started: float,
-) -> _Admitted | _Refused:
-    """Verify the key, then the body, the model and the policy; a refusal writes its Logs row here.
-    A database that is away gets a 503, logged (queued) like any refusal."""
-    provider_id = user_id = None
-    request = parsed.request if parsed is not None else None
-    try:
-        admitted = await admission.aadmit(engine, presented_key, parsed.model_id if parsed is not None else None)
-    except Exception as error:
-        if not is_database_outage(error):
-            raise
-        log.warning("refused an API call: the database is unavailable (%s)", type(error).__name__)
-        refusal = _Refused(503, DATABASE_UNAVAILABLE)
-    else:
-        caller = replace(caller, api_key_id=admitted.key_id)
-        user_id = admitted.user_id
-        if isinstance(admitted, admission.KeyRefused):
-            refusal = _Refused(401, admitted.refusal.message, _KEY_CODES[admitted.refusal])
-        elif problem is not None:
-            refusal = problem
-        elif isinstance(admitted.route, admission.RouteRefusal):
-            refusal = _Refused(admitted.route.status, admitted.route.message)
-            provider_id = admitted.route.provider_id
-        else:
-            assert parsed is not None
-            route = admitted.route
-            provider_id = route.provider_id
-            request = replace(parsed.request, model=route.model)
-            try:
-                prepared = apply_route(route, request)
-                return _Admitted(prepared, caller, f"{route.provider_name}/{route.model}")
-            except ChatRefused as refused:
-                refusal = _Refused(refused.status_code, refused.message)
-    extra = {"user": parsed.user} if parsed is not None and parsed.user else None
-    model = parsed.model_id if parsed is not None else None
-    await alog_call(
-        engine,
-        refusal_record(user_id, provider_id, request, model, refusal.status, refusal.message, caller, started, extra),
-    )
-    return refusal
-
 
 # --- routes -------------------------------------------------------------------------------------
 
@@ -136,28 +62,31 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
     clock = UpstreamClock()
     engine = get_engine()
     headers = _headers(scope)
-    problem: _Refused | None = None
+    problem: CallRefusal | None = None
     parsed: ParsedChat | None = None
     limit = max_body_bytes()
     try:
         parsed = await _parse(await _read_body(headers, receive, limit))
     except BodyTooLarge:
-        problem = _Refused(413, f"The request body is over the limit of {limit:,} bytes")
+        problem = CallRefusal(413, f"The request body is over the limit of {limit:,} bytes")
     except InvalidChatRequest as exc:
-        problem = _Refused(400, exc.message, param=exc.param)
+        problem = CallRefusal(400, exc.message, param=exc.param)
     except ClientGone:
         return None  # nobody to answer, and no call was made
     caller = _caller(scope, headers)
-    admitted = await _admit(engine, _bearer(headers.get("authorization")), parsed, problem, caller, started)
-    if isinstance(admitted, _Refused):
+    request, model_id = (parsed.request, parsed.model_id) if parsed is not None else (None, None)
+    extra = {"user": parsed.user} if parsed is not None and parsed.user else None
+    presented = _bearer(headers.get("authorization"))
+    admitted = await admit_call(engine, presented, model_id, request, problem, caller, started, extra)
+    if isinstance(admitted, CallRefusal):
         answer_headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
         if admitted.status == 401:
             answer_headers["www-authenticate"] = "Bearer"
         elif admitted.status == 503:
             answer_headers["retry-after"] = RETRY_AFTER_S
-        return _error(admitted.status, admitted.message, admitted.code, headers=answer_headers, param=admitted.param)
+        code = _KEY_CODES[admitted.key_refusal] if admitted.key_refusal is not None else None
+        return _error(admitted.status, admitted.message, code, headers=answer_headers, param=admitted.param)
     assert parsed is not None
-    extra = {"user": parsed.user} if parsed.user else None
     if not parsed.request.stream:
         result = await acomplete_prepared(engine, admitted.prepared, admitted.caller, started, clock, extra)
         answer_headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
@@ -177,7 +106,7 @@ def _failure_response(result: ApiOutcome, headers: dict[str, str]) -> JSONRespon
 
 async def _stream(
     engine: Engine,
-    admitted: _Admitted,
+    admitted: AdmittedCall,
     parsed: ParsedChat,
     started: float,
     clock: UpstreamClock,

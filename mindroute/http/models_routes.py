@@ -15,7 +15,8 @@ from mindroute.http.openai_compat import error_body
 from mindroute.models import User
 from mindroute.services import admission
 from mindroute.services.call_log import is_database_outage
-from mindroute.services.chat_async import api_model_ids, in_db_thread
+from mindroute.services.db_threads import in_db_thread
+from mindroute.services.model_ids import api_model_ids
 
 
 async def models_route(request: Request) -> Response:

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from mindroute.redaction import redact_secrets
-from mindroute.services.chat_async import ApiOutcome
+from mindroute.services.call_tracker import ApiOutcome
 
 # OpenAI's own error types, by the status MindRoute answers with.
 _ERROR_TYPES = {

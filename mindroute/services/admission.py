@@ -36,15 +36,16 @@ from sqlalchemy.orm import Session
 from mindroute.db import make_engine, transaction
 from mindroute.models import ApiKey, Provider, User, UserProvider, utcnow
 from mindroute.services import api_keys
-from mindroute.services.chat import ChatRefused, Route, route_call
-from mindroute.services.chat_async import in_db_thread, resolve_model_id
+from mindroute.services.db_threads import in_db_thread
+from mindroute.services.model_ids import resolve_model_id
+from mindroute.services.routing import ChatRefused, Route, route_call
 
 log = logging.getLogger("mindroute.admission")
 
 ROUTE_CACHE_ENV = "MINDROUTE_API_ROUTE_CACHE_S"
 DEFAULT_ROUTE_CACHE_S = 60.0
 ROUTE_CACHE_MAX_ENTRIES = 10_000
-READ_POOL_SIZE = 8  # the API's database threads (chat_async.DB_THREADS)
+READ_POOL_SIZE = 8  # the API's database threads (db_threads.DB_THREADS)
 CONNECT_TIMEOUT_S = 5  # a read connection to a database that does not answer fails (503) instead of hanging
 TOUCH_THREADS = 2  # lastUsedAt writes at once: a locked database never ties up the threads routing needs
 

@@ -1,5 +1,6 @@
-"""One chat call for a user: the access policy, the token and media limits, the upstream call,
-and its one Logs row. The playground calls this; the API will call the same rules."""
+"""The playground's chat calls, sync: thin drivers over the call tracker (services/call_tracker.py)
+that add only the I/O: the routing rules in one transaction, the upstream call (in a worker thread
+where it must be stoppable) and the one Logs row, written before the outcome is returned."""
 
 from __future__ import annotations
 
@@ -9,266 +10,46 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from mindroute import redaction
 from mindroute.db import transaction
-from mindroute.models import Provider, User
+from mindroute.models import User
 from mindroute.providers.adapter import ChatStream
 from mindroute.providers.cancel import CancelScope
-from mindroute.providers.errors import (
-    AuthenticationError,
-    BadRequestError,
-    Cancelled,
-    NotFoundError,
-    ProviderError,
-    ProviderPermissionError,
-    ProviderTimeout,
-    RateLimitedError,
-    UpstreamError,
-)
-from mindroute.providers.media import check_media
+from mindroute.providers.errors import ProviderError, UpstreamError
 from mindroute.providers.registry import adapter_for
-from mindroute.providers.shapes import ChatRequest, ChatResult, StreamEnd
-from mindroute.security import DecryptionError
-from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord, write_call_log
-from mindroute.services.permissions import check_access
-from mindroute.services.providers import provider_api_key, provider_endpoint, read_settings
+from mindroute.providers.shapes import ChatRequest
+from mindroute.services.call_log import write_call_log
+from mindroute.services.call_tracker import Caller, CallTracker, ChatOutcome, refusal_record
+from mindroute.services.routing import ChatRefused, PreparedCall, prepare_call
 
-TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
 STREAM_WORKER_JOIN_S = 2.0  # finish() waits this long at most for a stopped stream's reading thread
 _STREAM_OVER = object()  # what the reading thread of pieces() sends last
 
 log = logging.getLogger("mindroute.chat")
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Where a call comes from, for its log row."""
-
-    source: str = "playground"  # or "api"
-    ip: str | None = None
-    user_agent: str | None = None
-    api_key_id: uuid.UUID | None = None
-
-
-class ChatRefused(Exception):  # noqa: N818 - reads better at the raise site
-    """Refused before any upstream call; `status_code` is what the API answers."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class PreparedCall:
-    user_id: uuid.UUID
-    provider_id: uuid.UUID
-    provider_name: str
-    protocol: str
-    endpoint: str
-    request: ChatRequest
-    prices: dict[str, dict[str, float]]
-    effective_max_tokens: int | None
-    limit_source: str | None
-    api_key: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class ChatOutcome:
-    """What happened, as the user is shown it and as it was logged."""
-
-    text: str
-    status_code: int
-    error: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    usage_reported: bool
-    duration_ms: int
-    time_to_first_token_ms: int | None
-    cost_usd: float | None
-    stopped_by_user: bool = False
-    retry_after: float | None = None
-    log_id: uuid.UUID | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code == 200
-
-
-def estimate_cost(
-    prices: dict[str, dict[str, float]], model: str, prompt_tokens: int | None, completion_tokens: int | None
-) -> float | None:
-    """USD from the provider's per-model prices; None when the model has no price or tokens are unknown."""
-    price = prices.get(model)
-    if not price or (prompt_tokens is None and completion_tokens is None):
-        return None
-    return (
-        (prompt_tokens or 0) * price.get("input", 0.0) + (completion_tokens or 0) * price.get("output", 0.0)
-    ) / TOKENS_PER_PRICE_UNIT
-
-
-def status_for_error(exc: ProviderError) -> int:
-    """The status MindRoute answers with when the upstream call failed."""
-    if isinstance(exc, RateLimitedError):
-        return 429
-    if isinstance(exc, ProviderTimeout):
-        return 504
-    if isinstance(exc, Cancelled):
-        return STOPPED_BY_USER_STATUS
-    if isinstance(exc, BadRequestError | NotFoundError):
-        return exc.status_code or 400
-    if isinstance(exc, AuthenticationError | ProviderPermissionError):
-        return 502  # the provider refused MindRoute's key: not the caller's fault
-    return 502
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where a user's call to one provider and model goes, once the access policy allowed it: what
-    prepare_call knows before it looks at the request's own limits (max tokens, media)."""
-
-    user_id: uuid.UUID
-    provider_id: uuid.UUID
-    provider_name: str
-    protocol: str
-    endpoint: str
-    model: str
-    prices: dict[str, dict[str, float]]
-    effective_max_tokens: int | None
-    limit_source: str | None
-    allow_images: bool
-    allow_videos: bool
-    allow_files: bool
-    api_key: str | None = field(default=None, repr=False)
-
-
-def route_call(session: Session, user: User, provider_id: uuid.UUID, model: str) -> Route:
-    """The access policy for (user, provider, model) and the provider's connection; raises ChatRefused."""
-    decision = check_access(session, user, provider_id, model)
-    if not decision.allowed:
-        raise ChatRefused(403, decision.reason)
-    provider = session.get(Provider, provider_id)
-    assert provider is not None  # check_access refused a missing one
-    try:
-        api_key = provider_api_key(provider)
-    except DecryptionError:
-        raise ChatRefused(502, f"{provider.name}'s stored key cannot be used; ask an administrator") from None
-    redaction.refresh_stored_keys(session)  # every provider's key, to take out of answers (issue 13, item 9)
-    return Route(
-        user_id=user.id,
-        provider_id=provider.id,
-        provider_name=provider.name,
-        protocol=provider.protocol,
-        endpoint=provider_endpoint(provider),
-        model=model,
-        prices=read_settings(provider.settings)["prices"],
-        effective_max_tokens=decision.effective_max_tokens,
-        limit_source=decision.limit_source,
-        allow_images=provider.allow_images,
-        allow_videos=provider.allow_videos,
-        allow_files=provider.allow_files,
-        api_key=api_key,
-    )
-
-
-def apply_route(route: Route, request: ChatRequest) -> PreparedCall:
-    """The request's own rules on an allowed route (token limit, media); raises ChatRefused(400)."""
-    limit = route.effective_max_tokens
-    if limit is not None:
-        if request.max_tokens is not None and request.max_tokens > limit:
-            raise ChatRefused(
-                400, f"max tokens {request.max_tokens:,} is over the limit of {limit:,} ({route.limit_source})"
-            )
-        if request.max_tokens is None:
-            request = replace(request, max_tokens=limit)
-    try:
-        check_media(request, route.allow_images, route.allow_videos, route.allow_files)
-    except ProviderError as exc:
-        raise ChatRefused(400, exc.message) from None
-    return PreparedCall(
-        user_id=route.user_id,
-        provider_id=route.provider_id,
-        provider_name=route.provider_name,
-        protocol=route.protocol,
-        endpoint=route.endpoint,
-        request=request,
-        prices=route.prices,
-        effective_max_tokens=limit,
-        limit_source=route.limit_source,
-        api_key=route.api_key,
-    )
-
-
-def prepare_call(session: Session, user: User, provider_id: uuid.UUID, request: ChatRequest) -> PreparedCall:
-    """Apply every rule before the upstream call; raises ChatRefused with the status to answer."""
-    return apply_route(route_call(session, user, provider_id, request.model), request)
-
-
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
-
-
-def _log_refusal(
-    engine: Engine,
-    user: User,
-    provider_id: uuid.UUID,
-    request: ChatRequest,
-    refused: ChatRefused,
-    caller: Caller,
-    started: float,
-) -> ChatOutcome:
-    duration = _ms_since(started)
-    log_id = write_call_log(
-        engine,
-        CallRecord(
-            user_id=user.id,
-            provider_id=provider_id,
-            model=request.model,
-            request=request,
-            status_code=refused.status_code,
-            duration_ms=duration,
-            error_message=refused.message,
-            source=caller.source,
-            api_key_id=caller.api_key_id,
-            ip=caller.ip,
-            user_agent=caller.user_agent,
-        ),
-    )
-    return ChatOutcome(
-        "", refused.status_code, refused.message, None, None, None, False, duration, None, None, log_id=log_id
-    )
-
-
 def _prepare_or_refuse(
     engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller, started: float
 ) -> PreparedCall | ChatOutcome:
+    """The routing rules in one transaction; a refusal is logged here and returned as the outcome."""
     with transaction(engine) as session:
         try:
             return prepare_call(session, user, provider_id, request)
         except ChatRefused as refused:
             refusal = refused
-    return _log_refusal(engine, user, provider_id, request, refusal, caller, started)
-
-
-def _record(prepared: PreparedCall, caller: Caller, **values: Any) -> CallRecord:
-    return CallRecord(
-        user_id=prepared.user_id,
-        provider_id=prepared.provider_id,
-        model=prepared.request.model,
-        request=prepared.request,
-        source=caller.source,
-        api_key_id=caller.api_key_id,
-        ip=caller.ip,
-        user_agent=caller.user_agent,
-        **values,
+    record = refusal_record(user.id, provider_id, request, None, refusal.status_code, refusal.message, caller, started)
+    log_id = write_call_log(engine, record)
+    return ChatOutcome(
+        "", refusal.status_code, refusal.message, None, None, None, False, record.duration_ms, None, None, log_id=log_id
     )
+
+
+def _logged(engine: Engine, tracker: CallTracker, stop_message: str = "Stopped by the user") -> ChatOutcome:
+    record, outcome = tracker.finished(stop_message)
+    return replace(outcome, log_id=write_call_log(engine, record))
 
 
 def complete_chat(
@@ -279,77 +60,12 @@ def complete_chat(
     prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
     if isinstance(prepared, ChatOutcome):
         return prepared
+    tracker = CallTracker(prepared, caller, started)
     try:
-        result, error = (
-            adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key),
-            None,
-        )
+        tracker.answered(adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key))
     except ProviderError as exc:
-        result, error = None, exc
-    record, outcome = finished_call(prepared, caller, end=result, error=error, duration_ms=_ms_since(started))
-    return replace(outcome, log_id=write_call_log(engine, record))
-
-
-def finished_call(
-    prepared: PreparedCall,
-    caller: Caller,
-    *,
-    end: StreamEnd | ChatResult | None,
-    error: ProviderError | None,
-    duration_ms: int,
-    stopped: bool = False,
-    stop_message: str = "",
-    first_token_ms: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> tuple[CallRecord, ChatOutcome]:
-    """The log record and the outcome of a call that went upstream and ended: a whole answer, a
-    stream that completed, failed or was stopped by its reader, or an upstream error. Shared by the
-    playground's sync path and the API's async one; the caller writes the record and fills in the
-    outcome's log_id."""
-    if stopped:
-        status, message = STOPPED_BY_USER_STATUS, stop_message
-    elif error is not None:
-        status, message = status_for_error(error), error.message
-    else:
-        status, message = 200, None
-    keys = redaction.answer_keys(prepared.api_key)  # no provider key in the answer or the error (issue 13, item 9)
-    message = keys.redact(message) if message else message
-    text = keys.redact(end.text) if end else ""
-    prompt = end.prompt_tokens if end else None
-    completion = end.completion_tokens if end else None
-    total = end.total_tokens if end else None
-    reported = bool(end and end.usage_reported)
-    record = _record(
-        prepared,
-        caller,
-        status_code=status,
-        duration_ms=duration_ms,
-        text=text if end else None,  # no answer at all: no response body in the log
-        finish_reason=end.finish_reason if end else None,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=total,
-        usage_reported=reported,
-        time_to_first_token_ms=first_token_ms,
-        stopped_by_user=stopped,
-        error_message=message,
-        extra=dict(extra or {}),
-    )
-    outcome = ChatOutcome(
-        text=text,
-        status_code=status,
-        error=message,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=total,
-        usage_reported=reported,
-        duration_ms=duration_ms,
-        time_to_first_token_ms=first_token_ms,
-        cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
-        stopped_by_user=stopped,
-        retry_after=error.retry_after if isinstance(error, RateLimitedError) else None,
-    )
-    return record, outcome
+        tracker.failed(exc)
+    return _logged(engine, tracker)
 
 
 class StreamingChat:
@@ -365,30 +81,26 @@ class StreamingChat:
         self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
     ) -> None:
         self._engine = engine
-        self._caller = caller
-        self._started = time.perf_counter()
-        self._first_token_ms: int | None = None
-        self._end: StreamEnd | None = None
-        self._error: ProviderError | None = None
+        started = time.perf_counter()
         self._stream: ChatStream | None = None
         self._scope = CancelScope()
         self._worker: threading.Thread | None = None
         self._finish_lock = threading.Lock()
+        self._tracker: CallTracker | None = None
         self.outcome: ChatOutcome | None = None
-        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, self._started)
+        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
         if isinstance(prepared, ChatOutcome):
             self.outcome = prepared  # refused and logged already
-            self._prepared = None
             return
-        self._prepared = prepared
+        self._tracker = CallTracker(prepared, caller, started)
         try:
             self._stream = adapter_for(prepared.protocol).stream(prepared.request, prepared.endpoint, prepared.api_key)
         except ProviderError as exc:  # refused by the adapter before anything was sent
-            self._error = exc
+            self._tracker.failed(exc)
 
     @property
     def prepared(self) -> PreparedCall | None:
-        return self._prepared
+        return self._tracker.prepared if self._tracker is not None else None
 
     def stop(self) -> None:
         """End the call now (any thread, idempotent): its upstream I/O fails at once and it reads no more."""
@@ -397,26 +109,20 @@ class StreamingChat:
     def chunks(self) -> Iterator[str]:
         if self._stream is None:
             return
-        assert self._prepared is not None
-        redactor = redaction.answer_keys(self._prepared.api_key).stream()  # a key split across pieces too
-        stream, scope = self._stream, self._scope
+        tracker, stream, scope = self._tracker, self._stream, self._scope
+        assert tracker is not None
         try:
             while not scope.cancelled:
                 with scope.bound():  # the upstream I/O of this next(), in this thread, can be stopped
                     item = next(stream, None)
                 if item is None:
                     break
-                if isinstance(item, StreamEnd):
-                    self._end = item
-                elif item.text:
-                    if self._first_token_ms is None:
-                        self._first_token_ms = _ms_since(self._started)
-                    if text := redactor.feed(item.text):
-                        yield text
+                if text := tracker.chunk(item):
+                    yield text
         except ProviderError as exc:
             if not scope.cancelled:  # a stop makes the read fail: that is no error of the provider's
-                self._error = exc
-        if rest := redactor.flush():
+                tracker.failed(exc)
+        if rest := tracker.rest():
             yield rest
 
     def pieces(self, wait_s: float) -> Iterator[str | None]:
@@ -433,8 +139,8 @@ class StreamingChat:
                     arrived.put(text)
             except Exception as exc:  # a bug here must still end the call and write its row
                 log.exception("reading a streamed answer failed")
-                if not self._scope.cancelled:
-                    self._error = UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})")
+                if not self._scope.cancelled and self._tracker is not None:
+                    self._tracker.failed(UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})"))
             finally:
                 arrived.put(_STREAM_OVER)
 
@@ -457,30 +163,18 @@ class StreamingChat:
         with self._finish_lock:
             if self.outcome is not None:
                 return self.outcome
-            prepared = self._prepared
-            assert prepared is not None
-            if self._end is None and self._error is None:
+            tracker = self._tracker
+            assert tracker is not None
+            if tracker.end is None and tracker.error is None:
                 self.stop()  # the reader went away before the stream ended
             worker = self._worker
             if worker is not None and worker is not threading.current_thread():
                 worker.join(STREAM_WORKER_JOIN_S)  # a stopped read ends in milliseconds
             still_reading = worker is not None and worker.is_alive()  # e.g. stuck connecting: not waited for
-            # No end and no error: the reader went away before the stream ended.
-            stopped = self._end is None and self._error is None and self._stream is not None
-            end = self._stream.so_far() if self._stream is not None and self._end is None else self._end
+            tracker.ending(self._stream)
             if self._stream is not None and not still_reading:
                 self._stream.close()  # releases the upstream connection: the provider sees the disconnect
-            record, outcome = finished_call(
-                prepared,
-                self._caller,
-                end=end,
-                error=self._error,
-                stopped=stopped,
-                stop_message="Stopped by the user",
-                first_token_ms=self._first_token_ms,
-                duration_ms=_ms_since(self._started),
-            )
-            self.outcome = replace(outcome, log_id=write_call_log(self._engine, record))
+            self.outcome = _logged(self._engine, tracker)
             return self.outcome
 
 
@@ -495,42 +189,40 @@ class WholeChat:
         self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
     ) -> None:
         self._engine = engine
-        self._caller = caller
-        self._started = time.perf_counter()
-        self._result: ChatResult | None = None
-        self._error: ProviderError | None = None
+        started = time.perf_counter()
         self._scope = CancelScope()
         self._worker: threading.Thread | None = None
         self._finish_lock = threading.Lock()
+        self._tracker: CallTracker | None = None
         self.outcome: ChatOutcome | None = None
-        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, self._started)
+        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
         if isinstance(prepared, ChatOutcome):
             self.outcome = prepared  # refused and logged already
-            self._prepared = None
             return
-        self._prepared = prepared
+        self._tracker = CallTracker(prepared, caller, started)
         self._worker = threading.Thread(target=self._call, name="mindroute-chat-whole", daemon=True)
         self._worker.start()
 
     @property
     def prepared(self) -> PreparedCall | None:
-        return self._prepared
+        return self._tracker.prepared if self._tracker is not None else None
 
     def _call(self) -> None:
-        prepared = self._prepared
-        assert prepared is not None
+        tracker = self._tracker
+        assert tracker is not None
+        prepared = tracker.prepared
         try:
             with self._scope.bound():
                 result = adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key)
         except ProviderError as exc:
             if not self._scope.cancelled:  # a stop makes the call fail: that is no error of the provider's
-                self._error = exc
+                tracker.failed(exc)
         except Exception as exc:  # a bug here must still end the call and write its row
             log.exception("a whole answer failed")
             if not self._scope.cancelled:
-                self._error = UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})")
+                tracker.failed(UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})"))
         else:
-            self._result = result  # arrived, even if a stop came a moment later: a full answer is logged
+            tracker.answered(result)  # arrived, even if a stop came a moment later: a full answer is logged
 
     def stop(self) -> None:
         """End the call now (any thread, idempotent): the upstream request is closed."""
@@ -550,21 +242,11 @@ class WholeChat:
         with self._finish_lock:
             if self.outcome is not None:
                 return self.outcome
-            prepared = self._prepared
-            assert prepared is not None
+            tracker = self._tracker
+            assert tracker is not None
             worker = self._worker
             if worker is not None and worker.is_alive():
                 self.stop()
                 worker.join(STREAM_WORKER_JOIN_S)  # a stopped call ends in milliseconds
-            result, error = self._result, self._error
-            record, outcome = finished_call(
-                prepared,
-                self._caller,
-                end=result,
-                error=error,
-                stopped=result is None and error is None,
-                stop_message="Stopped by the user",
-                duration_ms=_ms_since(self._started),
-            )
-            self.outcome = replace(outcome, log_id=write_call_log(self._engine, record))
+            self.outcome = _logged(self._engine, tracker)
             return self.outcome

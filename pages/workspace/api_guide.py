@@ -8,7 +8,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
-from mindroute.services.chat_async import api_model_ids  # noqa: E402
+from mindroute.services.model_ids import api_model_ids  # noqa: E402
 from mindroute.ui import api_guide as guide  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import cookie_routes_available  # noqa: E402

@@ -13,7 +13,8 @@ import streamlit as st  # noqa: E402
 
 from mindroute.db import transaction  # noqa: E402
 from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
-from mindroute.services.chat import Caller, StreamingChat, WholeChat  # noqa: E402
+from mindroute.services.call_tracker import Caller  # noqa: E402
+from mindroute.services.chat import StreamingChat, WholeChat  # noqa: E402
 from mindroute.services.permissions import usable_providers  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.render import MarkdownStream, escape_markdown, safe_markdown  # noqa: E402

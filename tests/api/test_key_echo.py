@@ -17,7 +17,8 @@ from mindroute import redaction
 from mindroute.db import transaction
 from mindroute.models import Log, User
 from mindroute.providers.shapes import ChatMessage, ChatRequest
-from mindroute.services.chat import Caller, StreamingChat, complete_chat
+from mindroute.services.call_tracker import Caller
+from mindroute.services.chat import StreamingChat, complete_chat
 from tests.api.conftest import add_account, add_provider, log_rows, logged, wait_for
 from tests.providers.fakes import FakeOpenAI, FakeServer, Reply, sse
 

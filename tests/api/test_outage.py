@@ -21,7 +21,7 @@ from mindroute import config
 from mindroute import db as mr_db
 from mindroute.db import make_engine
 from mindroute.models import ApiKey, utcnow
-from mindroute.services import admission, chat_async
+from mindroute.services import admission, log_writer
 from mindroute.services.call_log import CallRecord, is_database_outage
 from tests.api.conftest import ApiServer, add_account, add_provider, log_count, log_rows, logged, wait_for
 from tests.api.test_refusals import assert_error, chat, post
@@ -97,7 +97,7 @@ def record(status: int = 200, user_id: uuid.UUID | None = None) -> CallRecord:
 
 
 def test_the_log_writer_keeps_every_row_while_the_database_is_away(engine, outage):
-    writer = chat_async.LogWriter(outage.engine)
+    writer = log_writer.LogWriter(outage.engine)
     try:
         writer.submit(record())
         assert wait_for(lambda: log_count(engine) == 1)
@@ -115,7 +115,7 @@ def test_the_log_writer_keeps_every_row_while_the_database_is_away(engine, outag
 
 
 def test_a_bad_row_is_dropped_alone_but_an_outage_keeps_the_batch(engine, outage):
-    writer = chat_async.LogWriter(outage.engine)
+    writer = log_writer.LogWriter(outage.engine)
     try:
         outage.start()
         # A row the database refuses for itself (its user does not exist: a foreign key), among good ones.
@@ -130,7 +130,7 @@ def test_a_bad_row_is_dropped_alone_but_an_outage_keeps_the_batch(engine, outage
 
 
 def test_the_queue_is_bounded_and_drops_the_newest_rows_counted(engine, outage, caplog):
-    writer = chat_async.LogWriter(outage.engine, max_queued=5)
+    writer = log_writer.LogWriter(outage.engine, max_queued=5)
     try:
         outage.start()
         for status in range(200, 208):
@@ -145,7 +145,7 @@ def test_the_queue_is_bounded_and_drops_the_newest_rows_counted(engine, outage, 
 
 
 def test_a_stop_writes_what_waited_once_the_database_is_back(engine, outage):
-    writer = chat_async.LogWriter(outage.engine)
+    writer = log_writer.LogWriter(outage.engine)
     outage.start()
     writer.submit(record())
     assert wait_for(lambda: writer.retries >= 1, 15)
@@ -155,21 +155,21 @@ def test_a_stop_writes_what_waited_once_the_database_is_back(engine, outage):
 
 
 def test_a_stop_during_an_outage_writes_a_backlog_of_several_batches(engine, outage):
-    writer = chat_async.LogWriter(outage.engine)
+    writer = log_writer.LogWriter(outage.engine)
     outage.start()
-    for _ in range(3 * chat_async.LOG_BATCH_MAX_ROWS + 7):
+    for _ in range(3 * log_writer.LOG_BATCH_MAX_ROWS + 7):
         writer.submit(record())
     assert wait_for(lambda: writer.retries >= 1, 15)
     threading.Timer(1.0, outage.end).start()
     writer.stop()
-    assert log_count(engine) == 3 * chat_async.LOG_BATCH_MAX_ROWS + 7
+    assert log_count(engine) == 3 * log_writer.LOG_BATCH_MAX_ROWS + 7
     assert writer.dropped == 0
 
 
 def test_the_writer_survives_its_connections_being_terminated(engine, outage):
     if engine.dialect.name != "postgresql":
         pytest.skip("terminating server connections is a PostgreSQL matter")
-    writer = chat_async.LogWriter(outage.engine)
+    writer = log_writer.LogWriter(outage.engine)
     try:
         writer.submit(record())
         assert wait_for(lambda: log_count(engine) == 1)

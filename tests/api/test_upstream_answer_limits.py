@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from mindroute import config
 from mindroute.providers.shapes import ChatMessage, ChatRequest
 from mindroute.providers.transport_httpx import close_shared_client
-from mindroute.services.chat import Caller, StreamingChat, complete_chat
+from mindroute.services.call_tracker import Caller
+from mindroute.services.chat import StreamingChat, complete_chat
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, chat, post
 from tests.pages.helpers import add_user

@@ -13,7 +13,8 @@ from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, UserProvider
 from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest
-from mindroute.services.chat import Caller, StreamingChat, complete_chat
+from mindroute.services.call_tracker import Caller
+from mindroute.services.chat import StreamingChat, complete_chat
 from tests.providers.fakes import (
     ANTHROPIC_KEY,
     COMPLETION_TOKENS,

@@ -19,7 +19,8 @@ from mindroute.models import Log, Provider, User, UserProvider
 from mindroute.providers.cancel import is_cancellable
 from mindroute.providers.shapes import ChatMessage, ChatRequest
 from mindroute.providers.transport_httpx import shared_client
-from mindroute.services.chat import Caller, StreamingChat, WholeChat
+from mindroute.services.call_tracker import Caller
+from mindroute.services.chat import StreamingChat, WholeChat
 from tests.providers.fakes import OPENAI_KEY, FakeServer, expected_answer
 from tests.providers.holding import HoldingOpenAI
 

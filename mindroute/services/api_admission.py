@@ -1,0 +1,87 @@
+"""Whether an API chat call may go upstream: the key, the body's problem, the model, the policy and the
+request's limits, in that order; a refusal gets its Logs row here (the one refusal builder)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Engine
+
+from mindroute.providers.shapes import ChatRequest
+from mindroute.services import admission, api_keys
+from mindroute.services.call_log import DATABASE_UNAVAILABLE, is_database_outage
+from mindroute.services.call_tracker import Caller, refusal_record
+from mindroute.services.log_writer import alog_call
+from mindroute.services.routing import ChatRefused, PreparedCall, apply_route
+
+log = logging.getLogger("mindroute.http.api")
+
+
+@dataclass(frozen=True)
+class AdmittedCall:
+    """A call that may go upstream, with the caller's key filled in."""
+
+    prepared: PreparedCall
+    caller: Caller
+    model_id: str  # "<provider>/<model>", as the answer names it
+
+
+@dataclass(frozen=True)
+class CallRefusal:
+    """A call refused before any upstream call: the status to answer and the message."""
+
+    status: int
+    message: str
+    key_refusal: api_keys.KeyRefusal | None = None  # why the key was refused (the answer's code)
+    param: str | None = None  # the request field at fault, as OpenAI names it
+
+
+async def admit_call(
+    engine: Engine,
+    presented_key: str | None,
+    model_id: str | None,
+    request: ChatRequest | None,
+    problem: CallRefusal | None,
+    caller: Caller,
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> AdmittedCall | CallRefusal:
+    """Verify the key, then the body (`problem`: what the HTTP layer found wrong with it, if anything),
+    the model and the policy, in one unit of work; a refusal writes (queues) its Logs row. A database
+    that is away gets a 503, logged like any refusal."""
+    provider_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    try:
+        admitted = await admission.aadmit(engine, presented_key, model_id)
+    except Exception as error:
+        if not is_database_outage(error):
+            raise
+        log.warning("refused an API call: the database is unavailable (%s)", type(error).__name__)
+        refusal = CallRefusal(503, DATABASE_UNAVAILABLE)
+    else:
+        caller = replace(caller, api_key_id=admitted.key_id)
+        user_id = admitted.user_id
+        if isinstance(admitted, admission.KeyRefused):
+            refusal = CallRefusal(401, admitted.refusal.message, key_refusal=admitted.refusal)
+        elif problem is not None:
+            refusal = problem
+        elif isinstance(admitted.route, admission.RouteRefusal):
+            refusal = CallRefusal(admitted.route.status, admitted.route.message)
+            provider_id = admitted.route.provider_id
+        else:
+            assert request is not None
+            route = admitted.route
+            provider_id = route.provider_id
+            request = replace(request, model=route.model)
+            try:
+                return AdmittedCall(apply_route(route, request), caller, f"{route.provider_name}/{route.model}")
+            except ChatRefused as refused:
+                refusal = CallRefusal(refused.status_code, refused.message)
+    record = refusal_record(
+        user_id, provider_id, request, model_id, refusal.status, refusal.message, caller, started, extra
+    )
+    await alog_call(engine, record)
+    return refusal

@@ -1,0 +1,246 @@
+"""The I/O-free core of one chat call: its events in, its outcome and its one Logs record out, once.
+
+The playground's sync drivers (services/chat.py) and the API's async ones (services/chat_async.py)
+do only the I/O (the upstream call, the threads, writing the row); everything else about a call is
+here: when the first token came, the key redaction of the text, what a stop or an error means, the
+status answered, the cost, and the record of a call refused before any upstream call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mindroute import redaction
+from mindroute.providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    Cancelled,
+    NotFoundError,
+    ProviderError,
+    ProviderPermissionError,
+    ProviderTimeout,
+    RateLimitedError,
+)
+from mindroute.providers.shapes import ChatRequest, ChatResult, StreamChunk, StreamEnd
+from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord
+
+if TYPE_CHECKING:
+    from mindroute.providers.adapter import AsyncChatStream, ChatStream
+    from mindroute.services.routing import PreparedCall
+
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where a call comes from, for its log row."""
+
+    source: str = "playground"  # or "api"
+    ip: str | None = None
+    user_agent: str | None = None
+    api_key_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    """What happened, as the user is shown it and as it was logged."""
+
+    text: str
+    status_code: int
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    usage_reported: bool
+    duration_ms: int
+    time_to_first_token_ms: int | None
+    cost_usd: float | None
+    stopped_by_user: bool = False
+    retry_after: float | None = None
+    log_id: uuid.UUID | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code == 200
+
+
+@dataclass(frozen=True)
+class ApiOutcome:
+    """A ChatOutcome with what the OpenAI shapes need besides it."""
+
+    outcome: ChatOutcome
+    finish_reason: str | None
+    model: str
+
+
+def ms_since(started: float) -> int:
+    """Milliseconds since `started` (a time.perf_counter() reading): the one clock of a call's duration."""
+    return int((time.perf_counter() - started) * 1000)
+
+
+def estimate_cost(
+    prices: dict[str, dict[str, float]], model: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> float | None:
+    """USD from the provider's per-model prices; None when the model has no price or tokens are unknown."""
+    price = prices.get(model)
+    if not price or (prompt_tokens is None and completion_tokens is None):
+        return None
+    return (
+        (prompt_tokens or 0) * price.get("input", 0.0) + (completion_tokens or 0) * price.get("output", 0.0)
+    ) / TOKENS_PER_PRICE_UNIT
+
+
+def status_for_error(exc: ProviderError) -> int:
+    """The status MindRoute answers with when the upstream call failed."""
+    if isinstance(exc, RateLimitedError):
+        return 429
+    if isinstance(exc, ProviderTimeout):
+        return 504
+    if isinstance(exc, Cancelled):
+        return STOPPED_BY_USER_STATUS
+    if isinstance(exc, BadRequestError | NotFoundError):
+        return exc.status_code or 400
+    if isinstance(exc, AuthenticationError | ProviderPermissionError):
+        return 502  # the provider refused MindRoute's key: not the caller's fault
+    return 502
+
+
+def refusal_record(
+    user_id: uuid.UUID | None,
+    provider_id: uuid.UUID | None,
+    request: ChatRequest | None,
+    model: str | None,
+    status_code: int,
+    message: str,
+    caller: Caller,
+    started: float,
+    extra: dict[str, Any] | None = None,
+) -> CallRecord:
+    """The Logs row of a call refused before any upstream call (bad key, body, model, policy, limits)."""
+    return CallRecord(
+        user_id=user_id,
+        provider_id=provider_id,
+        model=request.model if request is not None else model,
+        request=request,
+        status_code=status_code,
+        duration_ms=ms_since(started),
+        error_message=message,
+        source=caller.source,
+        api_key_id=caller.api_key_id,
+        ip=caller.ip,
+        user_agent=caller.user_agent,
+        extra=extra or {},
+    )
+
+
+class CallTracker:
+    """One call that went upstream, as events: `chunk()` for each item of a stream (text or its
+    end), `answered()` for a whole answer, `failed()` for a provider error, `ending()` when a stream
+    is closed (before its end, that is a stop by the reader), then `finished()` for the record and
+    the outcome. No I/O, no locks: the drivers own the threads and the writing of the row."""
+
+    __slots__ = ("_redactor", "caller", "end", "error", "extra", "first_token_ms", "prepared", "started", "stopped")
+
+    def __init__(
+        self, prepared: PreparedCall, caller: Caller, started: float, extra: dict[str, Any] | None = None
+    ) -> None:
+        self.prepared = prepared
+        self.caller = caller
+        self.started = started
+        self.extra = extra
+        self.first_token_ms: int | None = None
+        self.end: StreamEnd | ChatResult | None = None
+        self.error: ProviderError | None = None
+        self.stopped = False
+        self._redactor: redaction.StreamRedactor | None = None
+
+    def chunk(self, item: StreamChunk | StreamEnd) -> str:
+        """One item of a stream; returns the text to pass on now ("" for none: a key split across
+        pieces is held back until it can be told apart)."""
+        if isinstance(item, StreamEnd):
+            self.end = item
+            return ""
+        if not item.text:
+            return ""
+        if self._redactor is None:  # the first text
+            self.first_token_ms = ms_since(self.started)
+            self._redactor = redaction.answer_keys(self.prepared.api_key).stream()
+        return self._redactor.feed(item.text)
+
+    def rest(self) -> str:
+        """The text held back at the end of a stream."""
+        return self._redactor.flush() if self._redactor is not None else ""
+
+    def answered(self, result: ChatResult) -> None:
+        self.end = result
+
+    def failed(self, error: ProviderError) -> None:
+        self.error = error
+
+    def ending(self, stream: ChatStream | AsyncChatStream | None) -> None:
+        """Call before closing the stream: one that has not ended keeps its text so far, and was
+        stopped by its reader unless the provider failed."""
+        if stream is not None and self.end is None:
+            self.stopped = self.error is None
+            self.end = stream.so_far()
+
+    def finished(self, stop_message: str = "Stopped by the user") -> tuple[CallRecord, ChatOutcome]:
+        """The log record and the outcome (without its log_id, which the writer fills in): a whole
+        answer, a stream that completed, failed or was stopped, an upstream error, or a whole answer
+        that never came (stopped)."""
+        end, error, prepared, caller = self.end, self.error, self.prepared, self.caller
+        stopped = self.stopped or (end is None and error is None)
+        if stopped:
+            status, message = STOPPED_BY_USER_STATUS, stop_message
+        elif error is not None:
+            status, message = status_for_error(error), error.message
+        else:
+            status, message = 200, None
+        keys = redaction.answer_keys(prepared.api_key)  # no provider key in the answer or the error (issue 13, item 9)
+        message = keys.redact(message) if message else message
+        text = keys.redact(end.text) if end else ""
+        prompt = end.prompt_tokens if end else None
+        completion = end.completion_tokens if end else None
+        total = end.total_tokens if end else None
+        reported = bool(end and end.usage_reported)
+        duration_ms = ms_since(self.started)
+        record = CallRecord(
+            user_id=prepared.user_id,
+            provider_id=prepared.provider_id,
+            model=prepared.request.model,
+            request=prepared.request,
+            source=caller.source,
+            api_key_id=caller.api_key_id,
+            ip=caller.ip,
+            user_agent=caller.user_agent,
+            status_code=status,
+            duration_ms=duration_ms,
+            text=text if end else None,  # no answer at all: no response body in the log
+            finish_reason=end.finish_reason if end else None,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            usage_reported=reported,
+            time_to_first_token_ms=self.first_token_ms,
+            stopped_by_user=stopped,
+            error_message=message,
+            extra=dict(self.extra or {}),
+        )
+        outcome = ChatOutcome(
+            text=text,
+            status_code=status,
+            error=message,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            usage_reported=reported,
+            duration_ms=duration_ms,
+            time_to_first_token_ms=self.first_token_ms,
+            cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
+            stopped_by_user=stopped,
+            retry_after=error.retry_after if isinstance(error, RateLimitedError) else None,
+        )
+        return record, outcome

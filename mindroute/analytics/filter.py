@@ -97,29 +97,35 @@ def needs_all_dims(flt: UsageFilter) -> bool:
 
 
 def _conditions(
-    flt: UsageFilter, user: Any, provider: Any, model: Any, source: Callable[[str], Any], api_key: Any, status: Any
+    flt: UsageFilter, column: Callable[[str], Any], source: Callable[[str], Any]
 ) -> list[ColumnElement[bool]]:
-    """The filter as conditions on the columns of a call's dimensions (one of every dimension the
-    filter names; `source` gives the condition for a source)."""
+    """The filter as conditions, one of every dimension the filter names: `column(name)` gives the
+    column of 'user', 'provider', 'model', 'api_key' or 'status' (asked only when the filter
+    names that dimension), `source` the condition for a source."""
     conds: list[ColumnElement[bool]] = []
-    for values, column in ((flt.user_ids, user), (flt.provider_ids, provider), (flt.models, model)):
+    for values, name in ((flt.user_ids, "user"), (flt.provider_ids, "provider"), (flt.models, "model")):
         if values:
-            conds.append(column.in_(values))
+            conds.append(column(name).in_(values))
     if flt.source:
         conds.append(source(flt.source))
     if flt.api_key_ids:
-        conds.append(api_key.in_(flt.api_key_ids))
+        conds.append(column("api_key").in_(flt.api_key_ids))
     if flt.outcome == "error":
-        conds.append(status >= ERROR_STATUS_MIN)
+        conds.append(column("status") >= ERROR_STATUS_MIN)
     elif flt.outcome == "success":
+        status = column("status")
         conds.append(or_(status.is_(None), status < ERROR_STATUS_MIN))
     return conds
 
 
+ROLLUP_COLUMNS = {"user": "userid", "provider": "providerid", "model": "modelid", "api_key": "apikeyid"}
+ROLLUP_COLUMNS |= {"status": "statuscode"}
+
+
 def rollup_conditions(flt: UsageFilter, table: Any) -> list[ColumnElement[bool]]:
-    """The filter as conditions on a rollup table."""
+    """The filter as conditions on a rollup table (the per-model level has no user, key or status)."""
     c = table.c
-    return _conditions(flt, c.userid, c.providerid, c.modelid, lambda s: c.source == s, c.apikeyid, c.statuscode)
+    return _conditions(flt, lambda name: c[ROLLUP_COLUMNS[name]], lambda value: c.source == value)
 
 
 def _log_source(value: str) -> ColumnElement[bool]:
@@ -132,10 +138,15 @@ def _log_source(value: str) -> ColumnElement[bool]:
     return false()
 
 
+def _log_column(name: str) -> Any:
+    if name == "api_key":
+        return Log.request_body["api_key_id"].as_string()
+    return {"user": Log.user_id, "provider": Log.provider_id, "model": Log.model_id, "status": Log.status_code}[name]
+
+
 def log_conditions(flt: UsageFilter) -> list[ColumnElement[bool]]:
     """The filter as conditions on Logs (time range excluded): shared with the log explorer."""
-    api_key = Log.request_body["api_key_id"].as_string()
-    return _conditions(flt, Log.user_id, Log.provider_id, Log.model_id, _log_source, api_key, Log.status_code)
+    return _conditions(flt, _log_column, _log_source)
 
 
 # --- buckets in the viewer's zone -------------------------------------------------------------

@@ -35,8 +35,8 @@ from mindroute.http.openai_compat import (
 )
 from mindroute.http.sse import SSE_DONE, EventStreamResponse, sse_data
 from mindroute.services.api_admission import AdmittedCall, CallRefusal, admit_call
-from mindroute.services.call_tracker import ApiOutcome
-from mindroute.services.chat_async import AsyncStreamingChat, UpstreamClock, acomplete_prepared
+from mindroute.services.call_tracker import ApiOutcome, CallTracker
+from mindroute.services.chat_async import AsyncStreamingChat, UpstreamClock, acomplete_call
 
 log = logging.getLogger("mindroute.http.api")
 
@@ -88,7 +88,7 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
         return _error(admitted.status, admitted.message, code, headers=answer_headers, param=admitted.param)
     assert parsed is not None
     if not parsed.request.stream:
-        result = await acomplete_prepared(engine, admitted.prepared, admitted.caller, started, clock, extra)
+        result = await acomplete_call(engine, CallTracker(admitted.prepared, admitted.caller, started, extra), clock)
         answer_headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
         if not result.outcome.ok:
             return _failure_response(result, answer_headers)
@@ -112,7 +112,7 @@ async def _stream(
     clock: UpstreamClock,
     extra: dict[str, Any] | None,
 ) -> Response:
-    chat = AsyncStreamingChat(engine, admitted.prepared, admitted.caller, started, clock, extra)
+    chat = AsyncStreamingChat(engine, CallTracker(admitted.prepared, admitted.caller, started, extra), clock)
     texts = chat.chunks()
     try:
         # Wait for the first text before answering, so an upstream refusal gets its own status.

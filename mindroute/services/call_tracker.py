@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mindroute import redaction
 from mindroute.providers.errors import (
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from mindroute.providers.adapter import AsyncChatStream, ChatStream
     from mindroute.services.routing import PreparedCall
 
+S = TypeVar("S")  # a stream, sync or async
 TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
 
 
@@ -156,6 +158,16 @@ class CallTracker:
         self.error: ProviderError | None = None
         self.stopped = False
         self._redactor: redaction.StreamRedactor | None = None
+
+    def open_stream(self, start: Callable[[ChatRequest, str, str | None], S]) -> S | None:
+        """The stream `start` (an adapter's stream or astream) opens for this call; None when the
+        adapter refused the call before anything was sent (kept as the call's error)."""
+        prepared = self.prepared
+        try:
+            return start(prepared.request, prepared.endpoint, prepared.api_key)
+        except ProviderError as exc:
+            self.error = exc
+            return None
 
     def chunk(self, item: StreamChunk | StreamEnd) -> str:
         """One item of a stream; returns the text to pass on now ("" for none: a key split across

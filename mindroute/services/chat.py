@@ -68,7 +68,50 @@ def complete_chat(
     return _logged(engine, tracker)
 
 
-class StreamingChat:
+class _StoppableChat:
+    """What StreamingChat and WholeChat share: the routing rules (a refusal is logged at once and is
+    the outcome), the stop, the worker thread and a `finish()` that logs exactly once, from any thread."""
+
+    def __init__(
+        self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
+    ) -> None:
+        self._engine = engine
+        started = time.perf_counter()
+        self._scope = CancelScope()
+        self._worker: threading.Thread | None = None
+        self._finish_lock = threading.Lock()
+        self._tracker: CallTracker | None = None
+        self.outcome: ChatOutcome | None = None
+        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
+        if isinstance(prepared, ChatOutcome):
+            self.outcome = prepared  # refused and logged already
+        else:
+            self._tracker = CallTracker(prepared, caller, started)
+
+    @property
+    def prepared(self) -> PreparedCall | None:
+        return self._tracker.prepared if self._tracker is not None else None
+
+    def stop(self) -> None:
+        """End the call now (any thread, idempotent): its upstream I/O fails at once and it reads no more."""
+        self._scope.cancel()
+
+    def finish(self) -> ChatOutcome:
+        """Log the call (once; any thread; later calls return the same outcome). A call still
+        running is stopped first: its text so far, if any, is logged with status 499."""
+        with self._finish_lock:
+            if self.outcome is None:
+                assert self._tracker is not None
+                self._settle(self._tracker)
+                self.outcome = _logged(self._engine, self._tracker)
+            return self.outcome
+
+    def _settle(self, tracker: CallTracker) -> None:
+        """Bring the upstream call to its end before it is logged."""
+        raise NotImplementedError
+
+
+class StreamingChat(_StoppableChat):
     """A streamed answer: iterate `chunks()` (or `pieces()`, which reads in a worker thread), then
     call `finish()` (in a `finally`), which logs exactly once: completed, failed, or stopped by the
     user partway (status 499, the text so far, possibly none).
@@ -80,31 +123,10 @@ class StreamingChat:
     def __init__(
         self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
     ) -> None:
-        self._engine = engine
-        started = time.perf_counter()
+        super().__init__(engine, user, provider_id, request, caller)
         self._stream: ChatStream | None = None
-        self._scope = CancelScope()
-        self._worker: threading.Thread | None = None
-        self._finish_lock = threading.Lock()
-        self._tracker: CallTracker | None = None
-        self.outcome: ChatOutcome | None = None
-        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
-        if isinstance(prepared, ChatOutcome):
-            self.outcome = prepared  # refused and logged already
-            return
-        self._tracker = CallTracker(prepared, caller, started)
-        try:
-            self._stream = adapter_for(prepared.protocol).stream(prepared.request, prepared.endpoint, prepared.api_key)
-        except ProviderError as exc:  # refused by the adapter before anything was sent
-            self._tracker.failed(exc)
-
-    @property
-    def prepared(self) -> PreparedCall | None:
-        return self._tracker.prepared if self._tracker is not None else None
-
-    def stop(self) -> None:
-        """End the call now (any thread, idempotent): its upstream I/O fails at once and it reads no more."""
-        self._scope.cancel()
+        if self._tracker is not None:
+            self._stream = self._tracker.open_stream(adapter_for(self._tracker.prepared.protocol).stream)
 
     def chunks(self) -> Iterator[str]:
         if self._stream is None:
@@ -157,28 +179,19 @@ class StreamingChat:
             assert isinstance(item, str)
             yield item
 
-    def finish(self) -> ChatOutcome:
-        """Log the call (once; any thread; later calls return the same outcome). A call still
-        running is stopped first: its text so far is logged with status 499."""
-        with self._finish_lock:
-            if self.outcome is not None:
-                return self.outcome
-            tracker = self._tracker
-            assert tracker is not None
-            if tracker.end is None and tracker.error is None:
-                self.stop()  # the reader went away before the stream ended
-            worker = self._worker
-            if worker is not None and worker is not threading.current_thread():
-                worker.join(STREAM_WORKER_JOIN_S)  # a stopped read ends in milliseconds
-            still_reading = worker is not None and worker.is_alive()  # e.g. stuck connecting: not waited for
-            tracker.ending(self._stream)
-            if self._stream is not None and not still_reading:
-                self._stream.close()  # releases the upstream connection: the provider sees the disconnect
-            self.outcome = _logged(self._engine, tracker)
-            return self.outcome
+    def _settle(self, tracker: CallTracker) -> None:
+        if tracker.end is None and tracker.error is None:
+            self.stop()  # the reader went away before the stream ended
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(STREAM_WORKER_JOIN_S)  # a stopped read ends in milliseconds
+        still_reading = worker is not None and worker.is_alive()  # e.g. stuck connecting: not waited for
+        tracker.ending(self._stream)
+        if self._stream is not None and not still_reading:
+            self._stream.close()  # releases the upstream connection: the provider sees the disconnect
 
 
-class WholeChat:
+class WholeChat(_StoppableChat):
     """A whole (not streamed) answer that can be stopped: the upstream call runs in a worker thread
     from the start; iterate `pieces()` (None every `wait_s` until the answer is in), then call
     `finish()` (in a `finally`), which logs exactly once, like StreamingChat's: answered, failed,
@@ -188,24 +201,10 @@ class WholeChat:
     def __init__(
         self, engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller
     ) -> None:
-        self._engine = engine
-        started = time.perf_counter()
-        self._scope = CancelScope()
-        self._worker: threading.Thread | None = None
-        self._finish_lock = threading.Lock()
-        self._tracker: CallTracker | None = None
-        self.outcome: ChatOutcome | None = None
-        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
-        if isinstance(prepared, ChatOutcome):
-            self.outcome = prepared  # refused and logged already
-            return
-        self._tracker = CallTracker(prepared, caller, started)
-        self._worker = threading.Thread(target=self._call, name="mindroute-chat-whole", daemon=True)
-        self._worker.start()
-
-    @property
-    def prepared(self) -> PreparedCall | None:
-        return self._tracker.prepared if self._tracker is not None else None
+        super().__init__(engine, user, provider_id, request, caller)
+        if self._tracker is not None:
+            self._worker = threading.Thread(target=self._call, name="mindroute-chat-whole", daemon=True)
+            self._worker.start()
 
     def _call(self) -> None:
         tracker = self._tracker
@@ -224,10 +223,6 @@ class WholeChat:
         else:
             tracker.answered(result)  # arrived, even if a stop came a moment later: a full answer is logged
 
-    def stop(self) -> None:
-        """End the call now (any thread, idempotent): the upstream request is closed."""
-        self._scope.cancel()
-
     def pieces(self, wait_s: float) -> Iterator[None]:
         """None after every `wait_s` while the answer is not in: the caller's thread never blocks on
         the provider (see StreamingChat.pieces)."""
@@ -237,16 +232,8 @@ class WholeChat:
             if worker.is_alive():
                 yield None
 
-    def finish(self) -> ChatOutcome:
-        """Log the call (once; any thread). A call still waiting for its answer is stopped first."""
-        with self._finish_lock:
-            if self.outcome is not None:
-                return self.outcome
-            tracker = self._tracker
-            assert tracker is not None
-            worker = self._worker
-            if worker is not None and worker.is_alive():
-                self.stop()
-                worker.join(STREAM_WORKER_JOIN_S)  # a stopped call ends in milliseconds
-            self.outcome = _logged(self._engine, tracker)
-            return self.outcome
+    def _settle(self, tracker: CallTracker) -> None:
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            self.stop()
+            worker.join(STREAM_WORKER_JOIN_S)  # a stopped call ends in milliseconds

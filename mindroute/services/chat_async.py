@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 import anyio
 from sqlalchemy import Engine
@@ -15,9 +14,8 @@ from sqlalchemy import Engine
 from mindroute.providers.adapter import AsyncChatStream
 from mindroute.providers.errors import ProviderError
 from mindroute.providers.registry import adapter_for
-from mindroute.services.call_tracker import ApiOutcome, Caller, CallTracker
+from mindroute.services.call_tracker import ApiOutcome, CallTracker
 from mindroute.services.log_writer import alog_call
-from mindroute.services.routing import PreparedCall
 
 
 @dataclass
@@ -30,16 +28,9 @@ class UpstreamClock:
         self.seconds += time.perf_counter() - started
 
 
-async def acomplete_prepared(
-    engine: Engine,
-    prepared: PreparedCall,
-    caller: Caller,
-    started: float,
-    clock: UpstreamClock,
-    extra: dict[str, Any] | None = None,
-) -> ApiOutcome:
+async def acomplete_call(engine: Engine, tracker: CallTracker, clock: UpstreamClock) -> ApiOutcome:
     """A whole answer to an admitted call, always exactly one Logs row."""
-    tracker = CallTracker(prepared, caller, started, extra)
+    prepared = tracker.prepared
     upstream_started = time.perf_counter()
     try:
         result = await adapter_for(prepared.protocol).acomplete(prepared.request, prepared.endpoint, prepared.api_key)
@@ -60,24 +51,12 @@ class AsyncStreamingChat:
     `finally`), which logs exactly once: completed, failed, or abandoned by the client partway
     (status 499, the text so far). `finish()` shields itself, so it completes in a cancelled task."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        prepared: PreparedCall,
-        caller: Caller,
-        started: float,
-        clock: UpstreamClock,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, tracker: CallTracker, clock: UpstreamClock) -> None:
         self._engine = engine
         self._clock = clock
-        self._tracker = CallTracker(prepared, caller, started, extra)
-        self._stream: AsyncChatStream | None = None
+        self._tracker = tracker
         self.result: ApiOutcome | None = None
-        try:
-            self._stream = adapter_for(prepared.protocol).astream(prepared.request, prepared.endpoint, prepared.api_key)
-        except ProviderError as exc:  # refused by the adapter before anything was sent
-            self._tracker.failed(exc)
+        self._stream: AsyncChatStream | None = tracker.open_stream(adapter_for(tracker.prepared.protocol).astream)
 
     @property
     def error(self) -> ProviderError | None:

@@ -45,8 +45,9 @@ class PreparedCall:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a user's call to one provider and model goes, once the access policy allowed it: what
-    prepare_call knows before it looks at the request's own limits (max tokens, media)."""
+    """Where a user's call to one provider and model goes, once the access policy allowed it
+    (route_call), before apply_route looks at the request's own limits (max tokens, media). The API's
+    admission remembers it per key and model id; the playground routes every call afresh."""
 
     user_id: uuid.UUID
     provider_id: uuid.UUID
@@ -121,5 +122,6 @@ def apply_route(route: Route, request: ChatRequest) -> PreparedCall:
 
 
 def prepare_call(session: Session, user: User, provider_id: uuid.UUID, request: ChatRequest) -> PreparedCall:
-    """Apply every rule before the upstream call; raises ChatRefused with the status to answer."""
+    """Apply every rule before the upstream call, as the playground does (the API goes through
+    admission's remembered route, then apply_route); raises ChatRefused with the status to answer."""
     return apply_route(route_call(session, user, provider_id, request.model), request)

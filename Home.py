@@ -4,8 +4,7 @@ import streamlit as st
 
 st.set_page_config(page_title="MindRoute", page_icon=":material/hub:", layout="wide")
 
-from mindroute.db import transaction  # noqa: E402 - page config comes first
-from mindroute.services import tickets  # noqa: E402
+from mindroute.services import tickets  # noqa: E402 - page config comes first
 from mindroute.ui import navigation, shell, signin  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import resolve_current_user  # noqa: E402
@@ -18,8 +17,7 @@ if user is None:
 else:
     open_tickets = None
     if user.role == "admin":  # the ticket queue's title carries the count waiting for an answer
-        with transaction(engine()) as session:
-            open_tickets = tickets.open_count(session)
+        open_tickets = tickets.open_count(engine())
     page = navigation.build_navigation(user, open_tickets=open_tickets)
     shell.sidebar(user)
     page.run()

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from mindroute.config import PROJECT_ROOT, get_settings
 
@@ -74,10 +74,6 @@ def get_engine() -> Engine:
     if _engine is None:
         _engine = make_engine(get_settings().database_url)
     return _engine
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,11 +43,6 @@ def verify_password(password: str, password_hash: str | None) -> bool:
     except ValueError:  # not a bcrypt hash
         bcrypt.checkpw(b"x", _DUMMY_HASH)
         return False
-
-
-def burn_password_check() -> None:
-    """Spend the time of one password check, for paths that must not be faster."""
-    bcrypt.checkpw(b"x", _DUMMY_HASH)
 
 
 # --- provider API keys, encrypted at rest ---------------------------------------------------
@@ -125,7 +119,3 @@ def generate_session_token() -> tuple[str, str]:
     """A new session token and its digest; only the digest is stored."""
     token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)
     return token, digest(token)
-
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

@@ -228,13 +228,6 @@ def validate_ticket_subject(value: str | None, field: str = "subject") -> str:
     return _required_text(value, field, "Subject", TICKET_SUBJECT_MAX)
 
 
-def validate_ticket_message(value: str | None, field: str = "message") -> str:
-    message = (value or "").strip()
-    if not message:
-        raise ValidationError(field, "Message is required")
-    return message
-
-
 PROVIDER_API_KEY_MAX = 4096
 
 

@@ -22,6 +22,7 @@ from mindroute.models import ApiKey, Log, Provider, RefreshToken, Ticket, User, 
 from mindroute.providers.registry import DEFAULT_ENDPOINTS
 from mindroute.services import admin_users, permissions, providers
 from mindroute.services.admin_users import LAST_ADMIN_MESSAGE, UserFilter
+from mindroute.services.provider_settings import SettingsError, settings_json
 from mindroute.services.users import create_user
 from mindroute.validation import ValidationError
 
@@ -313,7 +314,7 @@ def test_settings_are_saved_in_the_documented_shape(engine, people) -> None:
 def test_bad_settings_are_refused_at_their_field(engine, people, settings, field) -> None:
     with transaction(engine) as session:
         view = add_provider(session, people.admin)
-    with pytest.raises(providers.SettingsError) as err, transaction(engine) as session:
+    with pytest.raises(SettingsError) as err, transaction(engine) as session:
         providers.update_provider_settings(
             session, people.admin, view.id, settings, expected_updated_at=view.updated_at
         )
@@ -323,7 +324,7 @@ def test_bad_settings_are_refused_at_their_field(engine, people, settings, field
 
 
 def test_every_settings_problem_is_reported_at_once() -> None:
-    with pytest.raises(providers.SettingsError) as err:
+    with pytest.raises(SettingsError) as err:
         providers.validate_settings(
             {"models": ["a"], "default_model": "b", "prices": {"a": {"input": -1, "output": "x"}}, "extra": 1}
         )
@@ -375,7 +376,7 @@ def test_raw_json_that_parses_is_validated_and_saved(engine, people) -> None:
             session, people.admin, view.id, text_in, expected_updated_at=view.updated_at
         )
     assert saved.models == ["a", "b"] and saved.default_model == "b"
-    assert providers.parse_settings_json(providers.settings_json(saved.settings)) == saved.settings
+    assert providers.parse_settings_json(settings_json(saved.settings)) == saved.settings
 
 
 def test_settings_with_fetched_models_keep_prices_and_drop_a_vanished_default() -> None:

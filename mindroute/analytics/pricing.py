@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.models import Provider
 from mindroute.services.call_tracker import estimate_cost
-from mindroute.services.providers import read_settings
+from mindroute.services.provider_settings import read_settings
 
 
 def as_uuid(value: Any) -> uuid.UUID | None:

@@ -2,8 +2,8 @@
 
 Accounts are created with `mindroute.services.users.create_user`. Every change here takes the acting
 admin, refuses an admin removing their own rights, and refuses any path (demote, deactivate,
-delete) that would leave MindRoute without an active administrator. Services only flush: the
-caller runs one `with mindroute.db.transaction(engine) as session:` per action.
+delete) that would leave MindRoute without an active administrator. Each public service
+takes an engine (and runs in a transaction of its own) or a session already in one.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.errors import ConflictError, NotFound
-from mindroute.models import ApiKey, Log, Ticket, User, UserProvider
+from mindroute.models import ROLES, ApiKey, Log, Ticket, User, UserProvider  # noqa: F401 - ROLES for the pages
 from mindroute.services.auth import revoke_user_sessions
+from mindroute.services.paging import Page
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import (
     count_active_admins,
     for_update,
@@ -58,16 +60,7 @@ class UserRow:
     updated_at: datetime  # hand back as `expected_updated_at` when saving an edit
 
 
-@dataclass(frozen=True)
-class UserPage:
-    rows: list[UserRow]
-    total: int  # users matching the filter, on every page
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
+UserPage = Page[UserRow]  # one page of the list, with the total on every page
 
 
 @dataclass(frozen=True)
@@ -125,6 +118,7 @@ def user_filter_condition(where: UserFilter) -> ColumnElement[bool]:
     return and_(*conditions) if conditions else true()
 
 
+@unit_of_work
 def list_users(
     session: Session,
     actor: User | None,
@@ -162,6 +156,7 @@ def list_users(
     return UserPage(rows=[_row(u) for u in session.scalars(stmt)], total=total, page=page, page_size=page_size)
 
 
+@unit_of_work
 def get_user(session: Session, actor: User | None, user_id: uuid.UUID) -> UserRow:
     require_admin(actor)
     return _row(_load(session, user_id))
@@ -199,6 +194,7 @@ def _touch(user: User) -> None:
     user.updated_at = next_updated_at(user.updated_at)
 
 
+@unit_of_work
 def update_user(
     session: Session,
     actor: User | None,
@@ -237,6 +233,7 @@ def update_user(
     return _row(user)
 
 
+@unit_of_work
 def set_user_active(session: Session, actor: User | None, user_id: uuid.UUID, active: bool) -> UserRow:
     """Activate or deactivate an account; deactivating also signs it out everywhere."""
     require_admin(actor)
@@ -258,6 +255,7 @@ def set_user_active(session: Session, actor: User | None, user_id: uuid.UUID, ac
     return _row(user)
 
 
+@unit_of_work
 def set_user_password(session: Session, actor: User | None, user_id: uuid.UUID, password: str) -> None:
     """Set a new password for a user (policy as at sign-up) and sign them out everywhere."""
     require_admin(actor)
@@ -269,6 +267,7 @@ def set_user_password(session: Session, actor: User | None, user_id: uuid.UUID, 
     revoke_user_sessions(session, user.id)
 
 
+@unit_of_work
 def user_deletion_impact(session: Session, actor: User | None, user_id: uuid.UUID) -> UserDeletionImpact:
     """The counts the delete confirmation shows."""
     require_admin(actor)
@@ -282,6 +281,7 @@ def user_deletion_impact(session: Session, actor: User | None, user_id: uuid.UUI
     )
 
 
+@unit_of_work
 def delete_user(session: Session, actor: User | None, user_id: uuid.UUID) -> None:
     """Delete an account; its keys, tickets, grants and sessions go with it, its log rows stay unlinked."""
     require_admin(actor)

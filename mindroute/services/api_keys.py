@@ -8,7 +8,7 @@ A key stops working when `expiresat` or `revokedat` passes, whichever comes firs
 `revokedat` to now; rotating with a grace period sets the old key's `revokedat` to now + grace, so
 it keeps working until then (and reads as active, with `stops_at`, meanwhile).
 
-Services only flush: the caller runs one `with mindroute.db.transaction(engine) as session:` per action.
+Each public service takes an engine (and runs in a transaction of its own) or a session already in one.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import ApiKey, User, utcnow
+from mindroute.services.paging import Page
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, require_admin
-from mindroute.validation import ValidationError, validate_api_key_name
+from mindroute.validation import API_KEY_NAME_MAX, ValidationError, validate_api_key_name  # noqa: F401 - for the page
 
 EXPIRY_PRESETS: dict[str, timedelta | None] = {
     "30 days": timedelta(days=30),
@@ -137,16 +139,7 @@ class ApiKeyRow:
         return self.state is KeyState.ACTIVE and self.revoked_at is not None
 
 
-@dataclass(frozen=True)
-class ApiKeyPage:
-    rows: list[ApiKeyRow]
-    total: int  # keys matching the filter, on every page
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
+ApiKeyPage = Page[ApiKeyRow]  # one page of the list, with the total on every page
 
 
 # --- expiry ---------------------------------------------------------------------------------
@@ -273,6 +266,7 @@ def _issue(
     return IssuedApiKey(key=key, plaintext=new.plaintext)
 
 
+@unit_of_work
 def create_key(session: Session, actor: User, owner_id: uuid.UUID, name: str, expires: datetime | None) -> IssuedApiKey:
     """A new key for `owner_id` (oneself; admins for anyone). `expires` None: never expires."""
     actor = _require_active(actor)
@@ -289,6 +283,7 @@ def create_key(session: Session, actor: User, owner_id: uuid.UUID, name: str, ex
     return _issue(session, owner.id, name, expires_at, now)
 
 
+@unit_of_work
 def rotate_key(
     session: Session, actor: User, key_id: uuid.UUID, grace: RotationGrace | str = RotationGrace.NONE
 ) -> IssuedApiKey:
@@ -321,6 +316,7 @@ def rotate_key(
 # --- listing --------------------------------------------------------------------------------
 
 
+@unit_of_work
 def list_my_keys(session: Session, actor: User, state: KeyState | str | None = None) -> list[ApiKeyRow]:
     """The actor's own keys, newest first, optionally only those in one state."""
     actor = _require_active(actor)
@@ -332,6 +328,7 @@ def list_my_keys(session: Session, actor: User, state: KeyState | str | None = N
     return [_row(key, actor, now) for key in keys]
 
 
+@unit_of_work
 def get_key(session: Session, actor: User, key_id: uuid.UUID) -> ApiKeyRow:
     actor = _require_active(actor)
     key, owner = _load_visible(session, actor, key_id)
@@ -346,6 +343,7 @@ def _validate_state(state: KeyState | str) -> KeyState:
         raise ValidationError("state", f"Unknown key state {state!r}: choose one of {choices}") from None
 
 
+@unit_of_work
 def list_all_keys(
     session: Session,
     actor: User,
@@ -381,6 +379,7 @@ def list_all_keys(
 # --- revoking and deleting ------------------------------------------------------------------
 
 
+@unit_of_work
 def revoke_key(session: Session, actor: User, key_id: uuid.UUID) -> ApiKeyRow:
     """Stop a key now (one's own; admins any). Ends a rotation grace early; a revoked key stays as it was."""
     actor = _require_active(actor)
@@ -392,6 +391,7 @@ def revoke_key(session: Session, actor: User, key_id: uuid.UUID) -> ApiKeyRow:
     return _row(key, owner, now)
 
 
+@unit_of_work
 def delete_key(session: Session, actor: User, key_id: uuid.UUID) -> None:
     """Remove a key for good (one's own; admins any); it stops working at once."""
     actor = _require_active(actor)

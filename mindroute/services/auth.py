@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import ValidationError, validate_name, validate_password
 
 SIGN_IN_FAILED = "Email or password is incorrect"
@@ -181,6 +182,15 @@ def sign_in(session: Session, email: str, password: str, ip: str | None = None) 
     return SignInResult(user=user)
 
 
+@unit_of_work
+def sign_in_and_issue(
+    session: Session, email: str, password: str, ip: str | None = None
+) -> tuple[SignInResult, IssuedSession | None]:
+    """The sign-in form's one action: check the credentials and, when they pass, open a session."""
+    result = sign_in(session, email, password, ip)
+    return result, issue_session(session, result.user) if result.user else None
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 
@@ -247,6 +257,18 @@ def resolve_successor(session: Session, user_id: uuid.UUID, signed_in_at: dateti
     )
 
 
+@unit_of_work
+def resolve_or_follow(
+    session: Session, token: str | None, successor_of: tuple[uuid.UUID, datetime] | None
+) -> ResolvedSession | None:
+    """The session of a token; when it is gone and the connection had resolved it while it was valid
+    (`successor_of`: its user id and first sign-in time), the live token its rotation left in its place."""
+    resolved = resolve_session(session, token)
+    if resolved is None and successor_of is not None:
+        resolved = resolve_successor(session, *successor_of)
+    return resolved
+
+
 def rotate_session(session: Session, current: ResolvedSession) -> IssuedSession:
     """Replace a day-old token with a new one of the same session: the first sign-in time is kept
     and the expiry never passes the session's absolute lifetime; the old token ends soon."""
@@ -273,6 +295,7 @@ def rotate_session(session: Session, current: ResolvedSession) -> IssuedSession:
     return IssuedSession(token=token, expires_at=expires_at, remember=remember)
 
 
+@unit_of_work
 def revoke_token(session: Session, token: str | None) -> None:
     if token:
         session.execute(
@@ -280,6 +303,7 @@ def revoke_token(session: Session, token: str | None) -> None:
         )
 
 
+@unit_of_work
 def revoke_user_sessions(session: Session, user_id: uuid.UUID, except_token: str | None = None) -> int:
     """Sign a user out everywhere (optionally keeping the session making the change)."""
     stmt = update(RefreshToken).where(RefreshToken.user_id == user_id, ~RefreshToken.is_revoked)
@@ -314,14 +338,18 @@ def prune(session: Session, now: datetime | None = None) -> tuple[int, int]:
 # --- the account page -----------------------------------------------------------------------
 
 
+@unit_of_work
 def change_name(session: Session, user: User, name: str) -> None:
+    user = session.get(User, user.id) or user  # the page's user comes from another session
     user.name = validate_name(name)
     session.add(user)
     session.flush()
 
 
+@unit_of_work
 def change_password(session: Session, user: User, current: str, new: str, keep_token: str | None) -> int:
     """Requires the current password; signs out every other session. Returns sessions revoked."""
+    user = session.get(User, user.id) or user  # the page's user comes from another session
     if not security.verify_password(current or "", user.password):
         raise ValidationError("current_password", "Current password is incorrect")
     validate_password(new, email=user.email, field="new_password")

@@ -23,6 +23,7 @@ from mindroute.analytics.filter import UsageFilter, Viewer, log_conditions, scop
 from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, call_columns, source_of
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import Log, Provider, User, utcnow
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import require_admin
 from mindroute.validation import ValidationError
 
@@ -162,6 +163,7 @@ def _row(values: Any) -> CallRow:
     )
 
 
+@unit_of_work
 def list_calls(
     session: Session,
     viewer: Viewer,
@@ -192,6 +194,7 @@ def _pretty(body: Any) -> str:
     return json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+@unit_of_work
 def call_detail(session: Session, viewer: Viewer, log_id: uuid.UUID) -> CallDetail:
     """A call's full record; NotFound when it does not exist or is not the viewer's to see."""
     stmt = _select_rows().add_columns(Log.request_body, Log.response_body, Log.user_agent, Log.request_type)
@@ -320,12 +323,14 @@ def retention_days(value: object) -> int:
     return value
 
 
+@unit_of_work
 def oldest_call_at(session: Session, actor: User | None) -> datetime | None:
     """Administrators: when the oldest call still in the logs was made (naive UTC), None when there are none."""
     _require_admin(actor)
     return session.scalar(select(func.min(Log.created_at)))
 
 
+@unit_of_work
 def plan_prune(session: Session, actor: User | None, days: object, *, now: datetime | None = None) -> PrunePlan:
     """Administrators: how many calls are older than `days` days now, for the confirmation step."""
     _require_admin(actor)

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mindroute.models import Log, Provider
+from mindroute.models import Log, Provider, User, utcnow
+from mindroute.services.tickets import open_count
+from mindroute.services.unit_of_work import unit_of_work
 
 
 @dataclass(frozen=True)
@@ -68,3 +70,42 @@ def providers_with_recent_errors(session: Session, since: datetime) -> list[Prov
         .order_by(errors.desc(), Provider.name)
     ).all()
     return [ProviderErrors(name=name, errors=err, requests=total) for name, err, total in rows]
+
+
+@dataclass(frozen=True)
+class OrganisationFigures:
+    """What administrators see besides their own usage."""
+
+    today: UsageSummary
+    week: UsageSummary
+    open_tickets: int
+    failing: list[ProviderErrors]  # providers with errors in the last hour
+    calls_last_hour: int
+
+
+@dataclass(frozen=True)
+class OverviewFigures:
+    mine_today: UsageSummary
+    mine_week: UsageSummary
+    organisation: OrganisationFigures | None  # None for a user who is not an administrator
+
+
+@unit_of_work
+def overview_figures(session: Session, viewer: User, today: datetime, week: datetime) -> OverviewFigures:
+    """The overview page's figures, read in one transaction: the viewer's usage since `today` and since
+    `week`; for administrators the organisation's too, open tickets and the last hour's failing providers."""
+    organisation = None
+    if viewer.role == "admin":
+        hour_ago = utcnow() - timedelta(hours=1)
+        organisation = OrganisationFigures(
+            today=usage_since(session, today, None),
+            week=usage_since(session, week, None),
+            open_tickets=open_count(session),
+            failing=providers_with_recent_errors(session, hour_ago),
+            calls_last_hour=usage_since(session, hour_ago, None).requests,
+        )
+    return OverviewFigures(
+        mine_today=usage_since(session, today, viewer.id),
+        mine_week=usage_since(session, week, viewer.id),
+        organisation=organisation,
+    )

@@ -29,8 +29,19 @@ from sqlalchemy.orm import Session
 
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Provider, User, UserProvider, utcnow
-from mindroute.services.admin_users import DEFAULT_PAGE_SIZE, UserFilter, UserPage, list_users, user_filter_condition
-from mindroute.services.providers import read_settings
+from mindroute.services.admin_users import (
+    DEFAULT_PAGE_SIZE,
+    UserDeletionImpact,
+    UserFilter,
+    UserPage,
+    UserRow,
+    list_users,
+    user_deletion_impact,
+    user_filter_condition,
+)
+from mindroute.services.provider_settings import read_settings
+from mindroute.services.providers import list_providers
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import ValidationError, validate_flag, validate_model_id, validate_optional_positive_int
 
@@ -151,6 +162,7 @@ def _provider(session: Session, provider_id: uuid.UUID) -> Provider:
     return provider
 
 
+@unit_of_work
 def user_grants(session: Session, actor: User | None, user_id: uuid.UUID) -> list[Grant]:
     """Every provider, with this user's grant for it (or the absence of one)."""
     require_admin(actor)
@@ -160,6 +172,7 @@ def user_grants(session: Session, actor: User | None, user_id: uuid.UUID) -> lis
     return [_grant(user_id, p, rows.get(p.id)) for p in providers]
 
 
+@unit_of_work
 def permission_matrix(
     session: Session,
     actor: User | None,
@@ -188,9 +201,46 @@ def permission_matrix(
     return PermissionMatrix(users=users, providers=providers, cells=cells)
 
 
+@dataclass(frozen=True)
+class UsersPage:
+    """What one run of the Users page shows, read in one transaction."""
+
+    matrix: PermissionMatrix  # the page of users (matrix.users) against every provider
+    selected: UserRow | None  # the chosen user: the one asked for when on this page, else the first
+    grants: list[Grant]  # the selected user's access to every provider
+    provider_limits: dict[uuid.UUID, int | None]  # each provider's own token limit per call
+    impact: UserDeletionImpact | None  # set when deleting the selected user awaits confirmation
+
+
+@unit_of_work
+def users_page(
+    session: Session,
+    actor: User | None,
+    where: UserFilter | None,
+    *,
+    sort: str,
+    descending: bool,
+    page: int,
+    page_size: int,
+    selected_id: str | None,
+    delete_pending: str | None,
+) -> UsersPage:
+    """The Users page's reads: a page of users with the provider matrix, the selected user's grants,
+    and what deleting them would take along when that waits for confirmation."""
+    matrix = permission_matrix(session, actor, where, sort=sort, descending=descending, page=page, page_size=page_size)
+    by_id = {str(r.id): r for r in matrix.users.rows}
+    selected = by_id.get(selected_id or "") or next(iter(by_id.values()), None)
+    limits = {p.id: p.max_tokens for p in list_providers(session, actor)}
+    grants = user_grants(session, actor, selected.id) if selected else []
+    deleting = selected is not None and delete_pending == str(selected.id)
+    impact = user_deletion_impact(session, actor, selected.id) if deleting else None
+    return UsersPage(matrix=matrix, selected=selected, grants=grants, provider_limits=limits, impact=impact)
+
+
 # --- changing -------------------------------------------------------------------------------
 
 
+@unit_of_work
 def set_grant(
     session: Session,
     actor: User | None,
@@ -279,6 +329,7 @@ def _upsert_allowed(session: Session, provider_id: uuid.UUID, condition: ColumnE
     session.execute(stmt)
 
 
+@unit_of_work
 def set_provider_access(
     session: Session,
     actor: User | None,
@@ -382,6 +433,7 @@ def _usable_models(offered: tuple[str, ...], mine: tuple[str, ...]) -> tuple[str
     return offered or mine
 
 
+@unit_of_work
 def usable_providers(session: Session, user: User) -> list[UsableProvider]:
     """The providers `user` may call now, each with its models and limit, in the same terms as check_access."""
     if not user.is_active:

@@ -1,20 +1,8 @@
 """Providers for the admin console: create, edit, deactivate and delete them, with keys encrypted and never shown.
 
-The `settings` column (JSONB on PostgreSQL, JSON on SQLite) holds one documented shape::
-
-    {
-      "models": ["gpt-4o", "gpt-4o-mini"],       # model ids offered; [] means any model the provider accepts
-      "default_model": "gpt-4o",                  # or null; when "models" lists any, one of them
-      "prices": {                                 # USD per million tokens, each a number >= 0
-        "gpt-4o": {"input": 2.5, "output": 10.0}
-      }
-    }
-
-All three keys are optional when saving (missing means empty) and always present when read back.
-Prices may name models that are no longer listed: old log rows still need their cost.
-`validate_settings` is the one check, used by the form widgets and by the raw JSON editor
-(`parse_settings_json`); it reports every problem, each under a field name such as
-"settings.prices.gpt-4o.input".
+Their `settings` (models, default model, prices) have one documented shape, checked in
+`mindroute.services.provider_settings`. "Refresh models" and "test connection" run here too, so no
+page ever holds a decrypted key.
 
 API keys are write-only: stored as Fernet ciphertext (`SecretBox` with MINDROUTE_SECRET_KEY),
 shown only masked (last 4 characters), and decrypted only to call the provider.
@@ -22,40 +10,44 @@ shown only masked (last 4 characters), and decrypted only to call the provider.
 
 from __future__ import annotations
 
-import json
-import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mindroute.config import get_settings
+from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Log, Provider, User
+from mindroute.providers import models_list
+from mindroute.providers.models_list import ModelListResult
 from mindroute.providers.registry import DEFAULT_ENDPOINTS, protocols
 from mindroute.providers.registry import protocol as registry_protocol
 from mindroute.security import DecryptionError, SecretBox, mask_secret
+from mindroute.services.provider_settings import (
+    parse_settings_json,
+    read_settings,
+    settings_with_models,
+    validate_settings,
+)
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (
-    MODEL_ID_MAX,
     ValidationError,
     endpoint_origin,
     validate_endpoint_url,
     validate_flag,
-    validate_model_id,
     validate_optional_positive_int,
     validate_protocol,
     validate_provider_api_key,
     validate_provider_name,
 )
 
-SETTINGS_KEYS = ("models", "default_model", "prices")
-PRICE_KEYS = ("input", "output")
 UNDECRYPTABLE_KEY_MASK = "(cannot be decrypted)"
 PROTOCOL_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "google": "Google Gemini"}
 
@@ -93,167 +85,6 @@ def _refuse_active_without_key(protocol: str, is_active: bool, has_key: bool) ->
             f"{PROTOCOL_NAMES.get(protocol, protocol)} providers need an API key to be active: "
             "enter the key, or turn Active off until you have it",
         )
-
-
-def empty_settings() -> dict[str, Any]:
-    return {"models": [], "default_model": None, "prices": {}}
-
-
-# --- settings -------------------------------------------------------------------------------
-
-
-class SettingsError(ValidationError):
-    """Every problem found in a settings value; `field`/`message` are the first, `problems` all of them."""
-
-    def __init__(self, problems: dict[str, str]) -> None:
-        first_field, first_message = next(iter(problems.items()))
-        more = len(problems) - 1
-        super().__init__(first_field, first_message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
-        self.problems = problems
-
-
-def _check_models(raw: object, problems: dict[str, str]) -> list[str]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        problems["settings.models"] = 'Models must be a list of model ids, like ["gpt-4o", "gpt-4o-mini"]'
-        return []
-    models: list[str] = []
-    for position, item in enumerate(raw, start=1):
-        try:
-            model = validate_model_id(item, "settings.models")
-        except ValidationError as exc:
-            problems.setdefault("settings.models", f"Model #{position}: {exc.message}")
-            continue
-        if model not in models:  # a duplicate is harmless; keep the first
-            models.append(model)
-    return models
-
-
-def _check_default_model(raw: object, models: list[str], problems: dict[str, str]) -> str | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        default = validate_model_id(raw, "settings.default_model")
-    except ValidationError as exc:
-        problems["settings.default_model"] = f"Default model: {exc.message}"
-        return None
-    if models and default not in models:
-        problems["settings.default_model"] = f"Default model {default!r} is not one of the listed models"
-    return default
-
-
-def _check_price(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) and number >= 0 else None
-
-
-def _check_prices(raw: object, problems: dict[str, str]) -> dict[str, dict[str, float]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        problems["settings.prices"] = (
-            'Prices must map model ids to prices, like {"gpt-4o": {"input": 2.5, "output": 10}}'
-        )
-        return {}
-    prices: dict[str, dict[str, float]] = {}
-    for model, entry in raw.items():
-        if not isinstance(model, str) or not model.strip() or len(model.strip()) > MODEL_ID_MAX:
-            problems["settings.prices"] = f"Prices: {model!r} is not a model id"
-            continue
-        model = model.strip()
-        where = f"settings.prices.{model}"
-        if not isinstance(entry, Mapping):
-            problems[where] = f'Price of {model} must look like {{"input": 2.5, "output": 10}}'
-            continue
-        unknown = sorted(str(k) for k in entry if k not in PRICE_KEYS)
-        if unknown:
-            problems[where] = f"Price of {model} has unknown key(s) {', '.join(unknown)}: use input and output"
-        checked: dict[str, float] = {}
-        for kind in PRICE_KEYS:
-            if kind not in entry:
-                problems[f"{where}.{kind}"] = f"Price of {model} needs {kind!r} (USD per million {kind} tokens)"
-                continue
-            price = _check_price(entry[kind])
-            if price is None:
-                problems[f"{where}.{kind}"] = (
-                    f"{kind.capitalize()} price of {model} must be a number of 0 or more "
-                    f"(USD per million tokens), got {entry[kind]!r}"
-                )
-                continue
-            checked[kind] = price
-        if len(checked) == len(PRICE_KEYS):
-            prices[model] = checked
-    return prices
-
-
-def validate_settings(value: object) -> dict[str, Any]:
-    """`value` in the documented shape (see the module docstring), or SettingsError naming each bad field."""
-    if value is None:
-        return empty_settings()
-    if not isinstance(value, Mapping):
-        raise SettingsError({"settings": 'Settings must be a JSON object, like {"models": [], "prices": {}}'})
-    problems: dict[str, str] = {}
-    unknown = sorted(str(k) for k in value if k not in SETTINGS_KEYS)
-    if unknown:
-        problems["settings"] = f"Unknown setting(s) {', '.join(unknown)}: the settings hold {', '.join(SETTINGS_KEYS)}"
-    models = _check_models(value.get("models"), problems)
-    default = _check_default_model(value.get("default_model"), models, problems)
-    prices = _check_prices(value.get("prices"), problems)
-    if problems:
-        raise SettingsError(problems)
-    return {"models": models, "default_model": default, "prices": prices}
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed in JSON; write a number")
-
-
-def parse_settings_json(text: str | None) -> dict[str, Any]:
-    """The raw JSON editor's text, parsed and validated; blank text means empty settings."""
-    if not (text or "").strip():
-        return empty_settings()
-    try:
-        value = json.loads(text or "", parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        message = f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        raise SettingsError({"settings": message}) from None
-    except ValueError as exc:  # NaN or Infinity
-        raise SettingsError({"settings": f"Not valid JSON: {exc}"}) from None
-    return validate_settings(value)
-
-
-def settings_json(settings: Mapping[str, Any]) -> str:
-    """The text the raw JSON editor starts from."""
-    return json.dumps(settings, indent=2, ensure_ascii=False)
-
-
-def read_settings(raw: object) -> dict[str, Any]:
-    """Stored settings in the documented shape, skipping whatever is malformed (e.g. edited by hand in SQL)."""
-    try:
-        return validate_settings(raw)
-    except SettingsError:
-        pass
-    raw = raw if isinstance(raw, Mapping) else {}
-    models = _check_models(raw.get("models"), {})
-    problems: dict[str, str] = {}
-    default = _check_default_model(raw.get("default_model"), models, problems)
-    return {
-        "models": models,
-        "default_model": None if problems else default,
-        "prices": _check_prices(raw.get("prices"), {}),
-    }
-
-
-def settings_with_models(settings: Mapping[str, Any], models: Iterable[str]) -> dict[str, Any]:
-    """`settings` with its model list replaced (e.g. after "refresh models"), keeping prices and,
-    when it is still offered, the default model."""
-    current = read_settings(settings)
-    fresh = _check_models(list(models), {})
-    default = current["default_model"] if current["default_model"] in fresh or not fresh else None
-    return {"models": fresh, "default_model": default, "prices": current["prices"]}
 
 
 # --- views ----------------------------------------------------------------------------------
@@ -354,11 +185,13 @@ def _view(provider: Provider) -> ProviderView:
     )
 
 
+@unit_of_work
 def list_providers(session: Session, actor: User | None) -> list[ProviderView]:
     require_admin(actor)
     return [_view(p) for p in session.scalars(select(Provider).order_by(func.lower(Provider.name), Provider.id))]
 
 
+@unit_of_work
 def get_provider(session: Session, actor: User | None, provider_id: uuid.UUID) -> ProviderView:
     require_admin(actor)
     return _view(_load(session, provider_id))
@@ -438,7 +271,6 @@ class _CheckedForm:
 
 
 def _check_form(
-    *,
     name: str,
     protocol: str,
     endpoint_url: str | None,
@@ -466,6 +298,7 @@ def _check_form(
     )
 
 
+@unit_of_work
 def create_provider(
     session: Session,
     actor: User | None,
@@ -483,16 +316,7 @@ def create_provider(
 ) -> ProviderView:
     """Add a provider; a blank endpoint means the protocol's default. The key is stored encrypted."""
     require_admin(actor)
-    form = _check_form(
-        name=name,
-        protocol=protocol,
-        endpoint_url=endpoint_url,
-        allow_images=allow_images,
-        allow_videos=allow_videos,
-        allow_files=allow_files,
-        max_tokens=max_tokens,
-        is_active=is_active,
-    )
+    form = _check_form(name, protocol, endpoint_url, allow_images, allow_videos, allow_files, max_tokens, is_active)
     key = validate_provider_api_key(api_key)
     checked_settings = validate_settings(settings)
     _refuse_duplicate_name(session, form.name, None)
@@ -533,6 +357,7 @@ def _origin_text(origin: tuple[str, str, int]) -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
+@unit_of_work
 def update_provider(
     session: Session,
     actor: User | None,
@@ -556,16 +381,7 @@ def update_provider(
     removes it; `settings` None keeps the stored settings. ConflictError if the row changed since
     `expected_updated_at` (the `updated_at` of the ProviderView the form was filled from)."""
     require_admin(actor)
-    form = _check_form(
-        name=name,
-        protocol=protocol,
-        endpoint_url=endpoint_url,
-        allow_images=allow_images,
-        allow_videos=allow_videos,
-        allow_files=allow_files,
-        max_tokens=max_tokens,
-        is_active=is_active,
-    )
+    form = _check_form(name, protocol, endpoint_url, allow_images, allow_videos, allow_files, max_tokens, is_active)
     key = validate_provider_api_key(api_key)
     if key and clear_api_key:
         raise ValidationError("api_key", "Either type a new key or clear the stored one, not both")
@@ -597,6 +413,7 @@ def update_provider(
     return _view(provider)
 
 
+@unit_of_work
 def update_provider_settings(
     session: Session,
     actor: User | None,
@@ -615,6 +432,7 @@ def update_provider_settings(
     return _view(provider)
 
 
+@unit_of_work
 def update_provider_settings_json(
     session: Session, actor: User | None, provider_id: uuid.UUID, text: str, *, expected_updated_at: datetime
 ) -> ProviderView:
@@ -625,6 +443,7 @@ def update_provider_settings_json(
     )
 
 
+@unit_of_work
 def set_provider_active(session: Session, actor: User | None, provider_id: uuid.UUID, active: bool) -> ProviderView:
     """Deactivate (calls are refused, history stays) or reactivate a provider (ValidationError on
     "api_key" for a provider whose protocol needs a key and that has none)."""
@@ -639,6 +458,7 @@ def set_provider_active(session: Session, actor: User | None, provider_id: uuid.
     return _view(provider)
 
 
+@unit_of_work
 def provider_log_count(session: Session, actor: User | None, provider_id: uuid.UUID) -> int:
     """How many log rows would lose their provider link if the provider were deleted (for the confirmation)."""
     require_admin(actor)
@@ -646,6 +466,7 @@ def provider_log_count(session: Session, actor: User | None, provider_id: uuid.U
     return session.scalar(select(func.count()).select_from(Log).where(Log.provider_id == provider_id)) or 0
 
 
+@unit_of_work
 def delete_provider(session: Session, actor: User | None, provider_id: uuid.UUID) -> int:
     """Delete a provider and its per-user grants; its log rows stay with no provider. Returns how many."""
     require_admin(actor)
@@ -655,3 +476,45 @@ def delete_provider(session: Session, actor: User | None, provider_id: uuid.UUID
     session.execute(delete(Provider).where(Provider.id == provider.id).execution_options(synchronize_session=False))
     session.expunge(provider)
     return unlinked
+
+
+# --- asking the provider --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRefresh:
+    """What "refresh models" got: the provider's answer (no key in it) and, when it listed models, the saved view."""
+
+    answer: ModelListResult
+    view: ProviderView | None
+
+
+def refresh_models(
+    engine: Engine, actor: User | None, provider_id: uuid.UUID, *, expected_updated_at: datetime
+) -> ModelRefresh:
+    """Ask the provider for its models with the stored key and save them as the provider's model list
+    (keeping prices and, when still offered, the default). No transaction stays open while the provider
+    answers; the save is refused with ConflictError as for update_provider."""
+    with transaction(engine) as session:
+        conn = provider_connection(session, actor, provider_id)
+    answer = models_list.fetch_models(conn.protocol, conn.endpoint_url, conn.api_key)
+    if not answer.ok:
+        return ModelRefresh(answer, None)
+    with transaction(engine) as session:
+        fresh = settings_with_models(get_provider(session, actor, provider_id).settings, answer.models)
+        view = update_provider_settings(session, actor, provider_id, fresh, expected_updated_at=expected_updated_at)
+    return ModelRefresh(answer, view)
+
+
+def test_connection(
+    engine: Engine, actor: User | None, provider_id: uuid.UUID, typed_api_key: str | None = None
+) -> ModelListResult:
+    """One request to the provider's model list with the key just typed, else the stored one: status,
+    latency and the first page of models, or the provider's error with any key text removed."""
+    with transaction(engine) as session:
+        conn = provider_connection(session, actor, provider_id, typed_api_key=typed_api_key)
+    return models_list.test_connection(conn.protocol, conn.endpoint_url, conn.api_key)
+
+
+# pytest would otherwise collect this function wherever a test module imports it by name.
+test_connection.__test__ = False  # type: ignore[attr-defined]

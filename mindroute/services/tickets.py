@@ -9,7 +9,7 @@ Statuses move only along ADMIN_TRANSITIONS (administrators) or, for the owner, f
 to open with a follow-up; closed is final. Anything else is a ValidationError on "status" naming
 both statuses, and nothing is written.
 
-Services only flush: the caller runs one `with mindroute.db.transaction(engine) as session:` per action.
+Each public service takes an engine (and runs in a transaction of its own) or a session already in one.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from sqlalchemy.orm import Session, aliased
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import Log, Ticket, TicketMessage, User, utcnow
+from mindroute.services.paging import Page
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (
+    TICKET_SUBJECT_MAX,  # noqa: F401 - for the Support page's help text
     ValidationError,
     validate_ticket_status,
     validate_ticket_subject,
@@ -117,16 +120,7 @@ class TicketDetail:
     call: CallRef | None  # None when none was attached, or the call's log row was deleted
 
 
-@dataclass(frozen=True)
-class TicketPage:
-    rows: list[TicketRow]
-    total: int  # tickets matching the filter, on every page
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
+TicketPage = Page[TicketRow]  # one page of the list, with the total on every page
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -219,6 +213,7 @@ def _status_filter(status: str | None) -> str | None:
 # --- the user's side ------------------------------------------------------------------------
 
 
+@unit_of_work
 def my_recent_calls(session: Session, user: User, limit: int = RECENT_CALLS_LIMIT) -> list[CallRef]:
     """The user's latest calls, newest first: what a new ticket may refer to."""
     user = _require_active(user)
@@ -229,6 +224,7 @@ def my_recent_calls(session: Session, user: User, limit: int = RECENT_CALLS_LIMI
     return [_call_ref(log) for log in logs]
 
 
+@unit_of_work
 def my_call(session: Session, user: User, log_id: uuid.UUID | str) -> CallRef | None:
     """One of the user's own calls, however old (a link from a call's detail); None when the id is
     malformed, unknown or someone else's call, which look alike."""
@@ -241,6 +237,7 @@ def my_call(session: Session, user: User, log_id: uuid.UUID | str) -> CallRef | 
     return _call_ref(log) if log is not None else None
 
 
+@unit_of_work
 def open_ticket(session: Session, user: User, subject: str, message: str, log_id: uuid.UUID | None = None) -> TicketRow:
     """A new ticket from `user`, optionally about one of their own logged calls."""
     user = _require_active(user)
@@ -263,6 +260,7 @@ def open_ticket(session: Session, user: User, subject: str, message: str, log_id
     return _row(ticket, user.email, user.name, None)
 
 
+@unit_of_work
 def list_mine(session: Session, user: User, status: str | None = None) -> list[TicketRow]:
     """The user's own tickets, newest first, optionally in one status."""
     user = _require_active(user)
@@ -273,6 +271,7 @@ def list_mine(session: Session, user: User, status: str | None = None) -> list[T
     return [_row(*row) for row in session.execute(stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()))]
 
 
+@unit_of_work
 def get_ticket(session: Session, actor: User, ticket_id: uuid.UUID) -> TicketDetail:
     """One ticket with its history and call reference: for its owner or an admin; NotFound for anyone else."""
     actor = _require_active(actor)
@@ -300,6 +299,7 @@ def get_ticket(session: Session, actor: User, ticket_id: uuid.UUID) -> TicketDet
     )
 
 
+@unit_of_work
 def reopen(session: Session, user: User, ticket_id: uuid.UUID, follow_up: str) -> TicketRow:
     """The owner reopens their resolved ticket with a follow-up: back to open, resolvedAt cleared.
 
@@ -340,6 +340,7 @@ def reopen(session: Session, user: User, ticket_id: uuid.UUID, follow_up: str) -
 # --- the admin's queue ----------------------------------------------------------------------
 
 
+@unit_of_work
 def list_queue(
     session: Session,
     admin: User,
@@ -366,6 +367,7 @@ def list_queue(
     return TicketPage(rows=[_row(*row) for row in session.execute(stmt)], total=total, page=page, page_size=page_size)
 
 
+@unit_of_work
 def respond(
     session: Session,
     admin: User,
@@ -398,6 +400,7 @@ def allowed_transitions(status: str) -> tuple[str, ...]:
     return ADMIN_TRANSITIONS[validate_ticket_status(status)]
 
 
+@unit_of_work
 def set_status(session: Session, admin: User, ticket_id: uuid.UUID, new_status: str) -> TicketRow:
     """Move a ticket along ADMIN_TRANSITIONS; resolvedAt is set on resolving and cleared when it leaves resolved."""
     _require_admin(admin)
@@ -427,6 +430,7 @@ def _refusal(current: str, new_status: str) -> str:
     return f"{head}: from {STATUS_LABELS[current]} it can go to {' or '.join(STATUS_LABELS[s] for s in allowed)}"
 
 
+@unit_of_work
 def open_count(session: Session) -> int:
     """Tickets waiting for an administrator (status open), for the navigation badge."""
     return session.scalar(select(func.count()).select_from(Ticket).where(Ticket.status == "open")) or 0

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.errors import PermissionDenied
 from mindroute.models import User, utcnow
+from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import (
     ValidationError,
     normalize_email,
@@ -64,10 +65,12 @@ def count_active_admins(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.is_active)) or 0
 
 
+@unit_of_work
 def admin_exists(session: Session) -> bool:
     return session.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None
 
 
+@unit_of_work
 def create_user(
     session: Session,
     actor: User | None,
@@ -82,6 +85,7 @@ def create_user(
     return _insert_user(session, email=email, name=name, password=password, role=role)
 
 
+@unit_of_work
 def create_first_admin(session: Session, *, email: str, name: str, password: str) -> User:
     """The first-run form: allowed only while no administrator exists."""
     if admin_exists(session):
@@ -89,6 +93,7 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
     return _insert_user(session, email=email, name=name, password=password, role="admin")
 
 
+@unit_of_work
 def sign_up(session: Session, *, email: str, name: str, password: str) -> User:
     """Self sign-up (only when MINDROUTE_ALLOW_SIGNUP is on; the caller checks): always role user."""
     return _insert_user(session, email=email, name=name, password=password, role="user")

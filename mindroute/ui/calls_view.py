@@ -123,8 +123,7 @@ def call_explorer(viewer: User, prefix: str) -> None:
         st.session_state[stack_key] = [None]
     stack = st.session_state[stack_key]
 
-    with transaction(engine()) as session:
-        page = log_explorer.list_calls(session, viewer, flt, search=search, after=stack[-1], page_size=page_size)
+    page = log_explorer.list_calls(engine(), viewer, flt, search=search, after=stack[-1], page_size=page_size)
 
     def go_next(cursor: Cursor) -> None:
         st.session_state[stack_key].append(cursor)
@@ -164,7 +163,6 @@ def call_explorer(viewer: User, prefix: str) -> None:
     )
     detail = None
     with form_errors():
-        with transaction(engine()) as session:
-            detail = log_explorer.call_detail(session, viewer, uuid.UUID(chosen))
+        detail = log_explorer.call_detail(engine(), viewer, uuid.UUID(chosen))
     if detail is not None:
         call_detail_view(detail, viewer)

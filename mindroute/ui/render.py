@@ -6,6 +6,7 @@ import contextlib
 import functools
 import re
 from collections.abc import Hashable, Iterator
+from typing import NoReturn
 from urllib.parse import quote, urlsplit
 
 import streamlit as st
@@ -234,9 +235,21 @@ class MarkdownStream:
         return "\n\n".join(self._done + rest)
 
 
-def untrusted_text(value: str | None) -> None:
-    """Names, tickets, model output: shown as text, never as HTML or Markdown (no remote images)."""
-    st.text(value or "")
+class Flash:
+    """A message an action leaves for the page's next run, shown once at its top with st.success, which
+    renders Markdown: give it fixed texts and numbers only, never a name, an email or a subject."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def show(self) -> None:
+        if message := st.session_state.pop(self.key, None):
+            st.success(message)
+
+    def done(self, message: str) -> NoReturn:
+        """Leave `message` for the next run, and start it now."""
+        st.session_state[self.key] = message
+        st.rerun()
 
 
 @contextlib.contextmanager

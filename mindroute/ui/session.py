@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from mindroute import security
-from mindroute.db import transaction
 from mindroute.http import web
 from mindroute.models import User
 from mindroute.services import auth
@@ -57,10 +56,8 @@ def resolve_current_user() -> User | None:
         return None
     digest = security.digest(token)
     follow = st.session_state.get(FOLLOW_KEY)
-    with transaction(engine()) as session:
-        resolved = auth.resolve_session(session, token)
-        if resolved is None and follow is not None and follow[0] == digest:
-            resolved = auth.resolve_successor(session, follow[1], follow[2])
+    successor_of = (follow[1], follow[2]) if follow is not None and follow[0] == digest else None
+    resolved = auth.resolve_or_follow(engine(), token, successor_of)
     if resolved is None:
         st.session_state.pop(TAB_TOKEN_KEY, None)  # revoked or expired: this tab is signed out
         st.session_state.pop(FOLLOW_KEY, None)
@@ -92,5 +89,4 @@ def sign_in_tab(token: str) -> None:
 def sign_out_tab() -> None:
     token = st.session_state.pop(TAB_TOKEN_KEY, None)
     if token:
-        with transaction(engine()) as session:
-            auth.revoke_token(session, token)
+        auth.revoke_token(engine(), token)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from mindroute.config import get_settings
-from mindroute.db import transaction
 from mindroute.errors import PermissionDenied
 from mindroute.services import auth, users
 from mindroute.ui.render import form_errors
@@ -59,8 +58,7 @@ def first_admin_view() -> None:
     fields = {"name": name_err, "email": email_err, "password": password_err}
     with form_errors(fields):
         try:
-            with transaction(engine()) as session:
-                users.create_first_admin(session, email=email, name=name, password=password)
+            users.create_first_admin(engine(), email=email, name=name, password=password)
         except PermissionDenied:
             st.rerun()  # someone else finished the first run meanwhile: show sign-in
         st.success("Administrator created. Sign in below.")
@@ -95,9 +93,7 @@ def _tab_signin_form() -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
         return
-    with transaction(engine()) as session:
-        result = auth.sign_in(session, email, password, client_ip())
-        issued = auth.issue_session(session, result.user) if result.user else None
+    result, issued = auth.sign_in_and_issue(engine(), email, password, client_ip())
     if issued is None:
         st.error(result.error)
         return
@@ -117,14 +113,12 @@ def _signup_form() -> None:
             submitted = st.form_submit_button("Create account")
         if submitted:
             with form_errors({"name": name_err, "email": email_err, "password": password_err}):
-                with transaction(engine()) as session:
-                    users.sign_up(session, email=email, name=name, password=password)
+                users.sign_up(engine(), email=email, name=name, password=password)
                 st.success("Account created. Sign in with your email and password.")
 
 
 def signed_out_view() -> None:
-    with transaction(engine()) as session:
-        has_admin = users.admin_exists(session)
+    has_admin = users.admin_exists(engine())
     if not has_admin:
         first_admin_view()
         return

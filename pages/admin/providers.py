@@ -9,28 +9,20 @@ import uuid  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
-from mindroute.models import PROTOCOLS  # noqa: E402
-from mindroute.providers import models_list  # noqa: E402
-from mindroute.providers.registry import DEFAULT_ENDPOINTS  # noqa: E402
 from mindroute.services import providers as svc  # noqa: E402
-from mindroute.services.providers import SettingsError  # noqa: E402
+from mindroute.services.provider_settings import SettingsError, settings_json  # noqa: E402
 from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
-PROTOCOL_LABELS = {
-    "openai": "OpenAI",
-    "anthropic": "Anthropic",
-    "google": "Google Gemini",
-    "openai-compatible": "OpenAI-compatible (Ollama, vLLM, LM Studio, OpenRouter…)",
-}
+CHOICES = svc.protocol_choices()
+PROTOCOLS = [c.name for c in CHOICES]
+PROTOCOL_LABELS = {c.name: c.label for c in CHOICES}
 
 st.title("Providers")
 if flash := st.session_state.pop("provider_flash", None):
     st.success(escape_markdown(flash))  # names the provider: never Markdown
 
-with transaction(engine()) as session:
-    views = svc.list_providers(session, user)
+views = svc.list_providers(engine(), user)
 
 
 def settings_problems(exc: SettingsError) -> str:
@@ -97,7 +89,7 @@ with st.expander("Add a provider", expanded=not views):
             max_chars=255,
             key="new_provider_endpoint",
             help="Leave blank for the protocol's official endpoint: "
-            + "; ".join(f"{p}: {u}" for p, u in DEFAULT_ENDPOINTS.items()),
+            + "; ".join(f"{c.name}: {c.default_endpoint}" for c in CHOICES),
         )
         endpoint_err = st.empty()
         api_key = st.text_input(
@@ -120,20 +112,19 @@ with st.expander("Add a provider", expanded=not views):
                 "max_tokens": max_tokens_err,
             }
             with form_errors(slots):
-                with transaction(engine()) as session:
-                    created = svc.create_provider(
-                        session,
-                        user,
-                        name=name,
-                        protocol=protocol,
-                        endpoint_url=endpoint,
-                        api_key=api_key,
-                        allow_images=allow_images,
-                        allow_videos=allow_videos,
-                        allow_files=allow_files,
-                        max_tokens=max_tokens,
-                        is_active=active,
-                    )
+                created = svc.create_provider(
+                    engine(),
+                    user,
+                    name=name,
+                    protocol=protocol,
+                    endpoint_url=endpoint,
+                    api_key=api_key,
+                    allow_images=allow_images,
+                    allow_videos=allow_videos,
+                    allow_files=allow_files,
+                    max_tokens=max_tokens,
+                    is_active=active,
+                )
                 st.session_state["new_provider_saved"] = True
                 st.session_state["selected_provider"] = str(created.id)
                 st.rerun()
@@ -210,23 +201,22 @@ with settings_tab, st.form(f"{wk}_edit"):
     if st.form_submit_button("Save changes", type="primary"):
         slots = {"name": e_name_err, "endpoint_url": e_endpoint_err, "api_key": e_key_err, "max_tokens": e_max_err}
         with form_errors(slots):
-            with transaction(engine()) as session:
-                new_view = svc.update_provider(
-                    session,
-                    user,
-                    pid,
-                    expected_updated_at=st.session_state[loaded_key],
-                    name=e_name,
-                    protocol=e_protocol,
-                    endpoint_url=e_endpoint,
-                    allow_images=e_images,
-                    allow_videos=e_videos,
-                    allow_files=e_files,
-                    max_tokens=e_max,
-                    is_active=e_active,
-                    api_key=e_key,
-                    clear_api_key=e_clear,
-                )
+            new_view = svc.update_provider(
+                engine(),
+                user,
+                pid,
+                expected_updated_at=st.session_state[loaded_key],
+                name=e_name,
+                protocol=e_protocol,
+                endpoint_url=e_endpoint,
+                allow_images=e_images,
+                allow_videos=e_videos,
+                allow_files=e_files,
+                max_tokens=e_max,
+                is_active=e_active,
+                api_key=e_key,
+                clear_api_key=e_clear,
+            )
             saved(new_view, f"Saved {new_view.name}.")
 
 
@@ -234,23 +224,14 @@ with models_tab:
     st.write("Models offered through this provider (empty means any model it accepts), the default, and prices.")
     if st.button("Refresh models from the provider", key=f"{wk}_refresh"):
         with form_errors():
-            with transaction(engine()) as session:
-                conn = svc.provider_connection(session, user, pid)
             with st.spinner("Asking the provider for its models…"):
-                result = models_list.fetch_models(conn.protocol, conn.endpoint_url, conn.api_key)
-            if not result.ok:
+                refresh = svc.refresh_models(engine(), user, pid, expected_updated_at=st.session_state[loaded_key])
+            result = refresh.answer
+            if refresh.view is None:
                 st.error(f"The provider answered {result.status_code or 'nothing'}:")
                 st.code(result.error or "", language=None)  # the provider's text, key removed: never Markdown
             else:
-                with transaction(engine()) as session:
-                    new_view = svc.update_provider_settings(
-                        session,
-                        user,
-                        pid,
-                        svc.settings_with_models(view.settings, result.models),
-                        expected_updated_at=st.session_state[loaded_key],
-                    )
-                saved(new_view, f"Found {len(result.models)} models in {result.latency_ms} ms.")
+                saved(refresh.view, f"Found {len(result.models)} models in {result.latency_ms} ms.")
 
     prices = view.prices
     rows = [
@@ -295,29 +276,27 @@ with models_tab:
                 new_prices[model] = price
         with form_errors():
             try:
-                with transaction(engine()) as session:
-                    new_view = svc.update_provider_settings(
-                        session,
-                        user,
-                        pid,
-                        {"models": model_names, "default_model": default, "prices": new_prices},
-                        expected_updated_at=st.session_state[loaded_key],
-                    )
+                new_view = svc.update_provider_settings(
+                    engine(),
+                    user,
+                    pid,
+                    {"models": model_names, "default_model": default, "prices": new_prices},
+                    expected_updated_at=st.session_state[loaded_key],
+                )
             except SettingsError as exc:
                 models_err.error(settings_problems(exc))
             else:
                 saved(new_view, "Models and prices saved.")
 
     with st.expander("Advanced: edit the settings as JSON"):
-        raw = st.text_area("Settings JSON", value=svc.settings_json(view.settings), height=240, key=f"{wk}_json")
+        raw = st.text_area("Settings JSON", value=settings_json(view.settings), height=240, key=f"{wk}_json")
         raw_err = st.empty()
         if st.button("Validate and save JSON", key=f"{wk}_save_json"):
             with form_errors():
                 try:
-                    with transaction(engine()) as session:
-                        new_view = svc.update_provider_settings_json(
-                            session, user, pid, raw, expected_updated_at=st.session_state[loaded_key]
-                        )
+                    new_view = svc.update_provider_settings_json(
+                        engine(), user, pid, raw, expected_updated_at=st.session_state[loaded_key]
+                    )
                 except SettingsError as exc:
                     raw_err.error(settings_problems(exc))
                 else:
@@ -330,10 +309,8 @@ with connection_tab:
     typed_err = st.empty()
     if st.button("Test connection", key=f"{wk}_test"):
         with form_errors({"api_key": typed_err}):
-            with transaction(engine()) as session:
-                conn = svc.provider_connection(session, user, pid, typed_api_key=typed or None)
             with st.spinner("Connecting…"):
-                result = models_list.test_connection(conn.protocol, conn.endpoint_url, conn.api_key)
+                result = svc.test_connection(engine(), user, pid, typed_api_key=typed or None)
             cols = st.columns(3)
             cols[0].metric("Status", result.status_code or "no answer")
             cols[1].metric("Latency", f"{result.latency_ms} ms")
@@ -350,18 +327,15 @@ with danger_tab:
         st.write("Deactivating refuses new calls through this provider; its history stays.")
         if st.button("Deactivate", key=f"{wk}_deactivate"):
             with form_errors():
-                with transaction(engine()) as session:
-                    new_view = svc.set_provider_active(session, user, pid, False)
+                new_view = svc.set_provider_active(engine(), user, pid, False)
                 saved(new_view, f"{new_view.name} is deactivated.")
     elif st.button("Activate", key=f"{wk}_activate"):
         with form_errors():
-            with transaction(engine()) as session:
-                new_view = svc.set_provider_active(session, user, pid, True)
+            new_view = svc.set_provider_active(engine(), user, pid, True)
             saved(new_view, f"{new_view.name} is active.")
 
     st.divider()
-    with transaction(engine()) as session:
-        log_rows = svc.provider_log_count(session, user, pid)
+    log_rows = svc.provider_log_count(engine(), user, pid)
     st.write(
         f"Deleting removes the provider and every user's permission for it. {log_rows:,} logged call(s) "
         "keep their numbers but lose their link to this provider."
@@ -369,8 +343,7 @@ with danger_tab:
     confirm = st.text_input("Type the provider's name to confirm", key=f"{wk}_delete_confirm")
     if st.button("Delete provider", type="primary", key=f"{wk}_delete", disabled=confirm != view.name):
         with form_errors():
-            with transaction(engine()) as session:
-                unlinked = svc.delete_provider(session, user, pid)
+            unlinked = svc.delete_provider(engine(), user, pid)
             st.session_state.pop("selected_provider", None)
             st.session_state["provider_flash"] = f"Deleted. {unlinked:,} log row(s) no longer name a provider."
             st.rerun()

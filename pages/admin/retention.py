@@ -6,7 +6,6 @@ user = require_admin()
 
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
 from mindroute.services import log_explorer  # noqa: E402
 from mindroute.services.log_explorer import PrunePlan  # noqa: E402
 from mindroute.ui.format import timestamp  # noqa: E402
@@ -26,8 +25,7 @@ st.caption(
 if flash := st.session_state.pop(FLASH, None):
     st.success(flash)  # fixed texts and numbers only
 
-with transaction(engine()) as session:
-    oldest = log_explorer.oldest_call_at(session, user)
+oldest = log_explorer.oldest_call_at(engine(), user)
 st.text(f"Oldest call in the logs: {timestamp(oldest)}" if oldest else "The logs hold no calls.")
 
 with st.form("retention_review"):
@@ -37,8 +35,7 @@ with st.form("retention_review"):
     if st.form_submit_button("Review what would be deleted", key="retention_review_submit"):
         st.session_state.pop(PLAN, None)
         with form_errors({"days": days_err}):
-            with transaction(engine()) as session:
-                st.session_state[PLAN] = log_explorer.plan_prune(session, user, days)
+            st.session_state[PLAN] = log_explorer.plan_prune(engine(), user, days)
 
 plan: PrunePlan | None = st.session_state.get(PLAN)
 if plan is not None:

@@ -8,17 +8,14 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
-from mindroute.errors import ConflictError  # noqa: E402
-from mindroute.services import admin_users, tickets  # noqa: E402
-from mindroute.services.admin_users import UserFilter  # noqa: E402
+from mindroute.services import admin_users, ticket_pages, tickets  # noqa: E402
+from mindroute.services.admin_users import ConflictError, UserFilter  # noqa: E402
 from mindroute.services.tickets import STATUS_LABELS  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
-from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.render import Flash, form_errors, page_control, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import load_form, reload_form, user_label  # noqa: E402
 
-FLASH = "queue_flash"
 PAGE_SIZES = (10, 25, 50, 100)
 OWNER_CHOICES_MAX = 100
 CONFLICT_MESSAGE = (
@@ -27,13 +24,9 @@ CONFLICT_MESSAGE = (
 )
 
 st.title("Ticket queue")
-if flash := st.session_state.pop(FLASH, None):
-    st.success(flash)  # fixed texts only: never a subject (Markdown)
-
-
-def done(message: str) -> None:
-    st.session_state[FLASH] = message
-    st.rerun()
+flash = Flash("queue_flash")
+flash.show()
+done = flash.done
 
 
 # --- filters and the list -------------------------------------------------------------------
@@ -48,10 +41,9 @@ owner_search = filters[1].text_input(
 search_err = filters[1].empty()
 owners = []
 with form_errors({"search": search_err}):
-    with transaction(engine()) as session:
-        owners = admin_users.list_users(
-            session, user, UserFilter(search=owner_search), sort="email", descending=False, page_size=OWNER_CHOICES_MAX
-        ).rows
+    owners = admin_users.list_users(
+        engine(), user, UserFilter(search=owner_search), sort="email", descending=False, page_size=OWNER_CHOICES_MAX
+    ).rows
 owner_labels = {"any": "Any user", **{str(o.id): user_label(o) for o in owners}}
 owner_choice = filters[2].selectbox("User", list(owner_labels), format_func=owner_labels.get, key="queue_owner")
 ordering = st.columns([1, 1, 3])
@@ -64,15 +56,20 @@ status = view.status_filter(status_choice)
 owner_id = None if owner_choice == "any" else uuid.UUID(owner_choice)
 page = requested_page("queue_page", (status, owner_id, oldest_first, page_size))
 
-# The page of tickets and the selected one (with its history and call) in one transaction.
-with transaction(engine()) as session:
-    listing = tickets.list_queue(
-        session, user, status=status, user_id=owner_id, oldest_first=oldest_first, page=page, page_size=page_size
-    )
-    by_id = {str(t.id): t for t in listing.rows}
-    if by_id and st.session_state.get("queue_selected") not in by_id:
-        st.session_state["queue_selected"] = next(iter(by_id))
-    detail = tickets.get_ticket(session, user, uuid.UUID(st.session_state["queue_selected"])) if by_id else None
+queue = ticket_pages.queue_page(
+    engine(),
+    user,
+    status=status,
+    user_id=owner_id,
+    oldest_first=oldest_first,
+    page=page,
+    page_size=page_size,
+    selected=st.session_state.get("queue_selected"),
+)
+listing, detail = queue.listing, queue.detail
+by_id = {str(t.id): t for t in listing.rows}
+if detail is not None:
+    st.session_state["queue_selected"] = str(detail.ticket.id)
 
 if listing.rows:
     st.dataframe(view.ticket_table(listing.rows, with_owner=True), hide_index=True, width="stretch", key="queue_table")
@@ -117,8 +114,7 @@ else:
     for column, next_status in zip(buttons, ticket.next_statuses, strict=True):
         if column.button(f"Move to {STATUS_LABELS[next_status]}", key=f"queue_to_{next_status}"):
             with form_errors({"status": status_err}):
-                with transaction(engine()) as session:
-                    tickets.set_status(session, user, tid, next_status)
+                tickets.set_status(engine(), user, tid, next_status)
                 reload_form("queue_response")  # our own change is not someone else's
                 done(f"Moved to {STATUS_LABELS[next_status]}.")
 
@@ -142,8 +138,7 @@ with st.form("queue_response_form"):
     if st.form_submit_button("Save answer", type="primary", key="queue_response_save"):
         with form_errors({"response": response_err}):
             try:
-                with transaction(engine()) as session:
-                    tickets.respond(session, user, tid, response, expected_updated_at=loaded_at)
+                tickets.respond(engine(), user, tid, response, expected_updated_at=loaded_at)
             except ConflictError:
                 response_err.error(CONFLICT_MESSAGE)
             else:

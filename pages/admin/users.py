@@ -8,26 +8,19 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
-from mindroute.errors import ConflictError  # noqa: E402
-from mindroute.models import ROLES  # noqa: E402
-from mindroute.services import admin_users, permissions, providers, users  # noqa: E402
-from mindroute.services.admin_users import SORT_COLUMNS  # noqa: E402
+from mindroute.services import admin_users, permissions, users  # noqa: E402
+from mindroute.services.admin_users import ROLES, SORT_COLUMNS, ConflictError  # noqa: E402
 from mindroute.ui import users_view as view  # noqa: E402
 from mindroute.ui.format import timestamp, tokens  # noqa: E402
-from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.render import Flash, form_errors, page_control, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 ROLE_LABELS = {"admin": "Administrator", "user": "User"}
 
 st.title("Users and permissions")
-if flash := st.session_state.pop("users_flash", None):
-    st.success(flash)  # fixed texts only: never a name or an email (Markdown)
-
-
-def done(message: str) -> None:
-    st.session_state["users_flash"] = message
-    st.rerun()
+flash = Flash("users_flash")
+flash.show()
+done = flash.done
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -46,8 +39,7 @@ with st.expander("Create a user"), st.form("create_user"):
     if st.form_submit_button("Create user", type="primary", key="create_user_submit"):
         slots = {"email": new_email_err, "name": new_name_err, "password": new_password_err, "role": new_role_err}
         with form_errors(slots):
-            with transaction(engine()) as session:
-                users.create_user(session, user, email=new_email, name=new_name, password=new_password, role=new_role)
+            users.create_user(engine(), user, email=new_email, name=new_name, password=new_password, role=new_role)
             for key in ("create_user_email", "create_user_name", "create_user_password", "create_user_role"):
                 del st.session_state[key]
             done("User created.")
@@ -75,26 +67,26 @@ page_size = ordering[2].selectbox(
 where = view.user_filter(search, role_choice, status_choice)
 page = requested_page("users_page", (where, sort, descending, page_size))
 
-# Every read of this run in one transaction: the page of users (with its provider matrix), the
-# selected user's grants, and what deleting them would take along.
-read = False
+read = None
 with form_errors({"search": search_err}):
-    with transaction(engine()) as session:
-        matrix = permissions.permission_matrix(
-            session, user, where, sort=sort, descending=descending, page=page, page_size=page_size
-        )
-        listing = matrix.users
-        by_id = {str(r.id): r for r in listing.rows}
-        if by_id and st.session_state.get("users_selected") not in by_id:
-            st.session_state["users_selected"] = next(iter(by_id))
-        selected = by_id.get(st.session_state.get("users_selected", ""))
-        provider_views = {p.id: p for p in providers.list_providers(session, user)}
-        grants = permissions.user_grants(session, user, selected.id) if selected else []
-        deleting = selected is not None and st.session_state.get("users_delete_pending") == str(selected.id)
-        impact = admin_users.user_deletion_impact(session, user, selected.id) if deleting else None
-        read = True
-if not read:
+    read = permissions.users_page(
+        engine(),
+        user,
+        where,
+        sort=sort,
+        descending=descending,
+        page=page,
+        page_size=page_size,
+        selected_id=st.session_state.get("users_selected"),
+        delete_pending=st.session_state.get("users_delete_pending"),
+    )
+if read is None:
     st.stop()  # e.g. the search was refused: its message is shown under the field
+matrix, selected, grants, impact = read.matrix, read.selected, read.grants, read.impact
+listing = matrix.users
+by_id = {str(r.id): r for r in listing.rows}
+if selected is not None:
+    st.session_state["users_selected"] = str(selected.id)
 
 if listing.rows:
     st.dataframe(view.user_table(listing.rows), hide_index=True, width="stretch", key="users_table")
@@ -138,15 +130,9 @@ with profile_tab:
         if st.form_submit_button("Save name and role", type="primary", key="user_edit_save"):
             with form_errors({"name": name_err, "role": role_err}):
                 try:
-                    with transaction(engine()) as session:
-                        admin_users.update_user(
-                            session,
-                            user,
-                            uid,
-                            name=edit_name,
-                            role=edit_role,
-                            expected_updated_at=loaded_at,
-                        )
+                    admin_users.update_user(
+                        engine(), user, uid, name=edit_name, role=edit_role, expected_updated_at=loaded_at
+                    )
                 except ConflictError:
                     st.error(view.CONFLICT_MESSAGE)  # the service's message names the email: not for Markdown
                 else:
@@ -177,7 +163,7 @@ with access_tab:
             if grant_loaded_at != grant.updated_at:
                 st.warning("This access was changed by someone else since you opened it.")
                 st.button("Reload the current values", on_click=view.reload_form, args=(form,), key=f"{form}_reload")
-            provider_limit = provider_views[pid].max_tokens if pid in provider_views else None
+            provider_limit = read.provider_limits.get(pid)
             with st.form(form, border=False):
                 allowed = st.toggle("Allowed", key=f"grant_allowed_{pid}")
                 max_tokens = st.text_input(
@@ -198,17 +184,16 @@ with access_tab:
                 models_err = st.empty()
                 if st.form_submit_button("Save access", key=f"{form}_save"):
                     with form_errors({"max_tokens_override": max_err, "models": models_err}):
-                        with transaction(engine()) as session:
-                            permissions.set_grant(
-                                session,
-                                user,
-                                uid,
-                                pid,
-                                allowed=allowed,
-                                max_tokens_override=max_tokens,
-                                models=models,
-                                expected_updated_at=grant_loaded_at,
-                            )
+                        permissions.set_grant(
+                            engine(),
+                            user,
+                            uid,
+                            pid,
+                            allowed=allowed,
+                            max_tokens_override=max_tokens,
+                            models=models,
+                            expected_updated_at=grant_loaded_at,
+                        )
                         view.reload_form(form)
                         done("Access saved.")
 
@@ -219,8 +204,7 @@ with password_tab, st.form("user_password", clear_on_submit=True):
     new_pw_err = st.empty()
     if st.form_submit_button("Set password", key="user_password_save"):
         with form_errors({"password": new_pw_err}):
-            with transaction(engine()) as session:
-                admin_users.set_user_password(session, user, uid, new_pw)
+            admin_users.set_user_password(engine(), user, uid, new_pw)
             view.reload_form("user_edit")
             done("Password set. The user is signed out everywhere.")
 
@@ -231,14 +215,12 @@ with danger_tab:
         st.write("Deactivating refuses sign-in and calls, and signs the user out everywhere now.")
         if st.button("Deactivate", key="user_deactivate"):
             with form_errors({"is_active": active_err}):
-                with transaction(engine()) as session:
-                    admin_users.set_user_active(session, user, uid, False)
+                admin_users.set_user_active(engine(), user, uid, False)
                 view.reload_form("user_edit")
                 done("User deactivated and signed out everywhere.")
     elif st.button("Activate", key="user_activate"):
         with form_errors({"is_active": active_err}):
-            with transaction(engine()) as session:
-                admin_users.set_user_active(session, user, uid, True)
+            admin_users.set_user_active(engine(), user, uid, True)
             view.reload_form("user_edit")
             done("User activated.")
 
@@ -259,8 +241,7 @@ with danger_tab:
         if confirm_col.button("Delete for good", type="primary", key="user_delete_confirm"):
             st.session_state.pop("users_delete_pending", None)
             with form_errors({"user": delete_err}):
-                with transaction(engine()) as session:
-                    admin_users.delete_user(session, user, uid)
+                admin_users.delete_user(engine(), user, uid)
                 st.session_state.pop("users_selected", None)
                 done("User deleted.")
         if cancel_col.button("Cancel", key="user_delete_cancel"):
@@ -322,15 +303,14 @@ else:
     if confirm_col.button(f"Yes, {verb} access", type="primary", key="bulk_confirm"):
         st.session_state.pop("bulk_pending", None)
         with form_errors({"users": bulk_err}):
-            with transaction(engine()) as session:
-                covered = permissions.set_provider_access(
-                    session,
-                    user,
-                    uuid.UUID(pending["provider"]),
-                    allowed=pending["allowed"],
-                    user_ids=None if pending["user_ids"] is None else [uuid.UUID(i) for i in pending["user_ids"]],
-                    matching=pending["matching"],
-                )
+            covered = permissions.set_provider_access(
+                engine(),
+                user,
+                uuid.UUID(pending["provider"]),
+                allowed=pending["allowed"],
+                user_ids=None if pending["user_ids"] is None else [uuid.UUID(i) for i in pending["user_ids"]],
+                matching=pending["matching"],
+            )
             for p in matrix.providers:
                 view.reload_form(f"grant_{p.id}")
             done(f"Access {'granted' if pending['allowed'] else 'revoked'} for {covered:,} user(s).")

@@ -6,8 +6,6 @@ user = require_user()
 
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
-from mindroute.models import User  # noqa: E402
 from mindroute.services import auth  # noqa: E402
 from mindroute.ui.format import timestamp  # noqa: E402
 from mindroute.ui.render import form_errors  # noqa: E402
@@ -25,8 +23,7 @@ with st.form("account_name"):
     name_err = st.empty()
     if st.form_submit_button("Save name"):
         with form_errors({"name": name_err}):
-            with transaction(engine()) as session:
-                auth.change_name(session, session.get(User, user.id), name)
+            auth.change_name(engine(), user, name)
             st.success("Name saved.")
 
 st.subheader("Password")
@@ -42,13 +39,11 @@ with st.form("account_password", clear_on_submit=True):
             repeat_err.error("The two new passwords differ")
         else:
             with form_errors({"current_password": current_err, "new_password": new_err}):
-                with transaction(engine()) as session:
-                    revoked = auth.change_password(session, session.get(User, user.id), current, new, session_token())
+                revoked = auth.change_password(engine(), user, current, new, session_token())
                 st.success(f"Password changed. {revoked} other session(s) signed out.")
 
 st.subheader("Sessions")
 st.write("Sign out of MindRoute in every browser, this one included.")
 if st.button("Sign out everywhere", key="sign_out_everywhere"):
-    with transaction(engine()) as session:
-        auth.revoke_user_sessions(session, user.id)
+    auth.revoke_user_sessions(engine(), user.id)
     st.rerun()

@@ -10,16 +10,14 @@ from datetime import datetime, timedelta  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
 from mindroute.services import admin_users, api_keys  # noqa: E402
 from mindroute.services.admin_users import UserFilter  # noqa: E402
-from mindroute.services.api_keys import EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
+from mindroute.services.api_keys import API_KEY_NAME_MAX, EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
 from mindroute.services.overview import viewer_zone  # noqa: E402
 from mindroute.ui.format import timestamp  # noqa: E402
 from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import user_label  # noqa: E402
-from mindroute.validation import API_KEY_NAME_MAX  # noqa: E402
 
 # One-shot: the full text of a key just issued. Popped by the next run, which shows it; any later
 # run (an action, a rerun) no longer has it. It is never read back from the database: only its
@@ -120,9 +118,8 @@ if st.button("Create key", type="primary", key="api_key_create"):
     else:
         with form_errors({"name": name_err, "expires_at": date_err}):
             expires = api_keys.expiry_from_preset(expiry) if day is None else api_keys.expiry_from_date(day, zone)
-            with transaction(engine()) as session:
-                issued = api_keys.create_key(session, user, user.id, name, expires)
-                shown_name = issued.key.name
+            issued = api_keys.create_key(engine(), user, user.id, name, expires)
+            shown_name = issued.key.name
             for key in CREATE_KEYS:
                 st.session_state.pop(key, None)
             done("Key created.", {"title": "Your new key", "name": shown_name, "key": issued.plaintext})
@@ -136,8 +133,7 @@ else:
     mine_area, all_area = st.container(), None
 
 with mine_area:
-    with transaction(engine()) as session:
-        mine = api_keys.list_my_keys(session, user)
+    mine = api_keys.list_my_keys(engine(), user)
     if not mine:
         st.info("You have no API keys yet.")
     else:
@@ -158,8 +154,7 @@ with mine_area:
             st.caption("Revoking stops the key now, grace period or not.")
             if st.button("Revoke now", key="my_key_revoke", disabled=selected.state is KeyState.REVOKED):
                 with form_errors({"key": action_err}):
-                    with transaction(engine()) as session:
-                        api_keys.revoke_key(session, user, kid)
+                    api_keys.revoke_key(engine(), user, kid)
                     done("Key revoked: it no longer works.")
 
         with rotate_col:
@@ -169,9 +164,8 @@ with mine_area:
             grace_err = st.empty()
             if st.button("Rotate", key="my_key_rotate", disabled=selected.revoked_at is not None):
                 with form_errors({"key": action_err, "grace": grace_err}):
-                    with transaction(engine()) as session:
-                        issued = api_keys.rotate_key(session, user, kid, grace)
-                        shown_name = issued.key.name
+                    issued = api_keys.rotate_key(engine(), user, kid, grace)
+                    shown_name = issued.key.name
                     st.session_state["my_key_select_next"] = str(issued.key.id)
                     done("Key rotated.", {"title": "The replacement key", "name": shown_name, "key": issued.plaintext})
 
@@ -186,8 +180,7 @@ with mine_area:
                 if st.button("Delete for good", type="primary", key="my_key_delete_confirm"):
                     st.session_state.pop("my_key_delete_pending", None)
                     with form_errors({"key": action_err}):
-                        with transaction(engine()) as session:
-                            api_keys.delete_key(session, user, kid)
+                        api_keys.delete_key(engine(), user, kid)
                         st.session_state.pop("my_key_selected", None)
                         done("Key deleted.")
                 if st.button("Cancel", key="my_key_delete_cancel"):
@@ -211,15 +204,14 @@ with all_area:
     search_err = filters[0].empty()
     owners = []
     with form_errors({"search": search_err}):
-        with transaction(engine()) as session:
-            owners = admin_users.list_users(
-                session,
-                user,
-                UserFilter(search=owner_search),
-                sort="email",
-                descending=False,
-                page_size=OWNER_CHOICES_MAX,
-            ).rows
+        owners = admin_users.list_users(
+            engine(),
+            user,
+            UserFilter(search=owner_search),
+            sort="email",
+            descending=False,
+            page_size=OWNER_CHOICES_MAX,
+        ).rows
     owner_labels = {"any": "Any owner", **{str(o.id): user_label(o) for o in owners}}
     owner_choice = filters[1].selectbox("Owner", list(owner_labels), format_func=owner_labels.get, key="all_keys_owner")
     state_choice = filters[2].selectbox(
@@ -230,8 +222,7 @@ with all_area:
     state = None if state_choice == "any" else state_choice
     page = requested_page("all_keys_page", (owner_id, state, page_size))
 
-    with transaction(engine()) as session:
-        listing = api_keys.list_all_keys(session, user, user_id=owner_id, state=state, page=page, page_size=page_size)
+    listing = api_keys.list_all_keys(engine(), user, user_id=owner_id, state=state, page=page, page_size=page_size)
     if listing.rows:
         st.dataframe(key_table(listing.rows, with_owner=True), hide_index=True, width="stretch", key="all_keys_table")
     else:
@@ -254,6 +245,5 @@ with all_area:
         all_err = st.empty()
         if st.button("Revoke this key now", key="all_keys_revoke", disabled=chosen.state is KeyState.REVOKED):
             with form_errors({"key": all_err}):
-                with transaction(engine()) as session:
-                    api_keys.revoke_key(session, user, chosen.id)
+                api_keys.revoke_key(engine(), user, chosen.id)
                 done("Key revoked: it no longer works.")

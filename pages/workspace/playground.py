@@ -11,7 +11,6 @@ from datetime import UTC, datetime  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
 from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
 from mindroute.services.call_tracker import Caller  # noqa: E402
 from mindroute.services.chat import StreamingChat, WholeChat  # noqa: E402
@@ -35,8 +34,7 @@ FILE_TYPES = {
 
 st.title("Playground")
 
-with transaction(engine()) as session:
-    providers = usable_providers(session, user)
+providers = usable_providers(engine(), user)
 if not providers:
     st.info("You may not use any provider yet. Ask an administrator to give you access.")
     st.stop()

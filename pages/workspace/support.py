@@ -8,50 +8,41 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
-from mindroute.services import tickets  # noqa: E402
+from mindroute.services import ticket_pages, tickets  # noqa: E402
+from mindroute.services.tickets import TICKET_SUBJECT_MAX  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
 from mindroute.ui.calls_view import SUPPORT_CALL_PARAM  # noqa: E402
-from mindroute.ui.render import form_errors  # noqa: E402
+from mindroute.ui.render import Flash, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
-from mindroute.validation import TICKET_SUBJECT_MAX  # noqa: E402
 
-FLASH = "support_flash"
 # The call a link (`?call=<log id>`, from a call's detail) chose for a new ticket, kept until the ticket is opened.
 LINKED_CALL = "support_linked_call"
 NEW_TICKET_KEYS = ("support_subject", "support_message", "support_call", LINKED_CALL)
 
 st.title("Support")
-if flash := st.session_state.pop(FLASH, None):
-    st.success(flash)  # fixed texts only: never a subject (Markdown)
+flash = Flash("support_flash")
+flash.show()
+done = flash.done
 
 
-def done(message: str) -> None:
-    st.session_state[FLASH] = message
-    st.rerun()
-
-
-# Every read of this run in one transaction: the calls a new ticket may refer to, one's tickets,
-# and the selected one with its history.
 requested_call = st.query_params.get(SUPPORT_CALL_PARAM)
-linked_call_refused = False
-with transaction(engine()) as session:
-    if requested_call is not None:
-        # Once: the link chose the call; from here on the picker holds the choice.
-        del st.query_params[SUPPORT_CALL_PARAM]
-        found = tickets.my_call(session, user, requested_call)
-        linked_call_refused = found is None
-        if found is not None:
-            st.session_state[LINKED_CALL] = found
-            st.session_state["support_call"] = str(found.id)
-    calls = tickets.my_recent_calls(session, user)
-    mine = tickets.list_mine(session, user)
-    by_id = {str(t.id): t for t in mine}
-    if (opened := st.session_state.pop("support_select_next", None)) in by_id:
-        st.session_state["support_selected"] = opened
-    if by_id and st.session_state.get("support_selected") not in by_id:
-        st.session_state["support_selected"] = next(iter(by_id))
-    detail = tickets.get_ticket(session, user, uuid.UUID(st.session_state["support_selected"])) if by_id else None
+if requested_call is not None:
+    # Once: the link chose the call; from here on the picker holds the choice.
+    del st.query_params[SUPPORT_CALL_PARAM]
+read = ticket_pages.support_page(
+    engine(),
+    user,
+    requested_call=requested_call,
+    preferred=(st.session_state.pop("support_select_next", None), st.session_state.get("support_selected")),
+)
+linked_call_refused = requested_call is not None and read.linked_call is None
+if read.linked_call is not None:
+    st.session_state[LINKED_CALL] = read.linked_call
+    st.session_state["support_call"] = str(read.linked_call.id)
+calls, mine, detail = read.calls, read.mine, read.detail
+by_id = {str(t.id): t for t in mine}
+if detail is not None:
+    st.session_state["support_selected"] = str(detail.ticket.id)
 
 
 # --- a new ticket ---------------------------------------------------------------------------
@@ -83,10 +74,8 @@ with (
         call_err.warning("The linked call is not one of your calls (or is no longer in the logs): choose one here.")
     if st.form_submit_button("Open ticket", type="primary", key="support_submit"):
         with form_errors({"subject": subject_err, "message": message_err, "log_id": call_err}):
-            with transaction(engine()) as session:
-                ticket = tickets.open_ticket(
-                    session, user, subject, message, uuid.UUID(call) if call is not None else None
-                )
+            about = uuid.UUID(call) if call is not None else None
+            ticket = tickets.open_ticket(engine(), user, subject, message, about)
             for key in NEW_TICKET_KEYS:
                 st.session_state.pop(key, None)
             st.session_state["support_select_next"] = str(ticket.id)
@@ -122,8 +111,7 @@ if ticket.can_reopen:
         follow_up_err = st.empty()
         if st.form_submit_button("Reopen with this follow-up", key="support_reopen_submit"):
             with form_errors({"follow_up": follow_up_err, "status": follow_up_err}):
-                with transaction(engine()) as session:
-                    tickets.reopen(session, user, ticket.id, follow_up)
+                tickets.reopen(engine(), user, ticket.id, follow_up)
                 st.session_state.pop("support_follow_up", None)
                 done("Ticket reopened.")
 elif ticket.status == "closed":

@@ -13,7 +13,7 @@ from sqlalchemy import text, update
 from mindroute.db import transaction
 from mindroute.models import Provider, User, UserProvider
 from mindroute.services import admission, api_keys, permissions
-from mindroute.services.providers import read_settings
+from mindroute.services.provider_settings import read_settings
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, chat, post
 from tests.pages.helpers import add_user

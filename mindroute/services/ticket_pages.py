@@ -1,0 +1,81 @@
+"""What the Support page and the ticket queue show in one run, each read in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from mindroute.models import User
+from mindroute.services.tickets import (
+    CallRef,
+    TicketDetail,
+    TicketPage,
+    TicketRow,
+    get_ticket,
+    list_mine,
+    list_queue,
+    my_call,
+    my_recent_calls,
+)
+from mindroute.services.unit_of_work import unit_of_work
+
+
+def _first_present(by_id: Mapping[str, TicketRow], preferred: Sequence[str | None]) -> str | None:
+    """The first preferred ticket id on the list, else the list's first, else None."""
+    return next((i for i in preferred if i in by_id), next(iter(by_id), None))
+
+
+@dataclass(frozen=True)
+class SupportPage:
+    """What one run of the Support page shows, read in one transaction."""
+
+    linked_call: CallRef | None  # the call a link asked about, when it is one of the user's
+    calls: list[CallRef]  # recent calls a new ticket may refer to
+    mine: list[TicketRow]
+    detail: TicketDetail | None  # the selected ticket with its history
+
+
+@unit_of_work
+def support_page(
+    session: Session, user: User, *, requested_call: str | None, preferred: Sequence[str | None]
+) -> SupportPage:
+    """The user's recent calls, their tickets and the selected one (the first of `preferred` on the list,
+    else the newest), and the call a link asked about (`requested_call`, None when no link did)."""
+    linked = my_call(session, user, requested_call) if requested_call is not None else None
+    calls = my_recent_calls(session, user)
+    mine = list_mine(session, user)
+    chosen = _first_present({str(t.id): t for t in mine}, preferred)
+    detail = get_ticket(session, user, uuid.UUID(chosen)) if chosen else None
+    return SupportPage(linked_call=linked, calls=calls, mine=mine, detail=detail)
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """What one run of the ticket queue shows, read in one transaction."""
+
+    listing: TicketPage
+    detail: TicketDetail | None  # the selected ticket with its history and call
+
+
+@unit_of_work
+def queue_page(
+    session: Session,
+    admin: User,
+    *,
+    status: str | None,
+    user_id: uuid.UUID | None,
+    oldest_first: bool,
+    page: int,
+    page_size: int,
+    selected: str | None,
+) -> QueuePage:
+    """Admins: a page of the queue and the selected ticket (`selected` when on this page, else the first)."""
+    listing = list_queue(
+        session, admin, status=status, user_id=user_id, oldest_first=oldest_first, page=page, page_size=page_size
+    )
+    chosen = _first_present({str(t.id): t for t in listing.rows}, (selected,))
+    detail = get_ticket(session, admin, uuid.UUID(chosen)) if chosen else None
+    return QueuePage(listing=listing, detail=detail)

@@ -32,10 +32,21 @@ from mindroute.analytics.shapes import (
     top_tables,
 )
 from mindroute.models import Log, Provider, UsageDailyRollup, UsageModelRollup, User
+from mindroute.services.unit_of_work import unit_of_work
 
-__all__ = ["RollupCheck", "UsagePage", "filter_options", "has_calls", "rollup_check", "usage_page", "whole_hours"]
+__all__ = [
+    "RollupCheck",
+    "UsagePage",
+    "filter_choices",
+    "filter_options",
+    "has_calls",
+    "rollup_check",
+    "usage_page",
+    "whole_hours",
+]
 
 
+@unit_of_work
 def usage_page(session: Session, viewer: Viewer, flt: UsageFilter, granularity: str | None = None) -> UsagePage:
     """All the Usage page's data for `flt`, as `viewer` may see it: this period's and the last's
     reads, side by side on PostgreSQL."""
@@ -65,6 +76,7 @@ def usage_page(session: Session, viewer: Viewer, flt: UsageFilter, granularity: 
     )
 
 
+@unit_of_work
 def has_calls(session: Session, viewer: Viewer) -> bool:
     """Whether the viewer can see any call at all (for the empty state)."""
     stmt = select(Log.id).limit(1)
@@ -95,6 +107,7 @@ class RollupCheck:
         return self.totals if self.totals != self.logs else self.charts
 
 
+@unit_of_work
 def rollup_check(session: Session, viewer: Viewer, start: datetime, end: datetime) -> RollupCheck:
     """Whether the rollups the Usage page reads for [start, end) count the calls Logs holds there:
     one statement (one snapshot, so calls written meanwhile count on both sides or neither), an
@@ -120,6 +133,7 @@ def rollup_check(session: Session, viewer: Viewer, start: datetime, end: datetim
     return RollupCheck(first_hour, last_hour, int(row[0]), sum(int(v) for v in row[2:]), int(row[1]))
 
 
+@unit_of_work
 def filter_options(session: Session, viewer: Viewer) -> dict[str, list[Any]]:
     """Choices for the filter widgets: providers (id, name), models, users (admins; id, label)."""
     if viewer.role == "admin":
@@ -140,3 +154,10 @@ def filter_options(session: Session, viewer: Viewer) -> dict[str, list[Any]]:
             for uid, name, email in session.execute(select(User.id, User.name, User.email).order_by(User.email))
         ]
     return options
+
+
+@unit_of_work
+def filter_choices(session: Session, viewer: Viewer) -> dict[str, list[Any]] | None:
+    """The filter widgets' choices (filter_options), or None when the viewer can see no call at all
+    (the page's empty state): one transaction for both."""
+    return filter_options(session, viewer) if has_calls(session, viewer) else None

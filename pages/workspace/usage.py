@@ -13,7 +13,6 @@ import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
 from mindroute.services import usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
 from mindroute.ui import usage_view as view  # noqa: E402
@@ -24,11 +23,9 @@ is_admin = user.role == "admin"
 ROLLUP_CHECK_TTL_S = 60
 st.title("Usage")
 
-with transaction(engine()) as session:
-    any_calls = usage.has_calls(session, user)
-    options = usage.filter_options(session, user) if any_calls else None
+options = usage.filter_choices(engine(), user)
 
-if not any_calls:
+if options is None:
     st.info(
         "No calls yet. Usage appears here as soon as calls are made: try a model on the Playground page, "
         "call the API with an API key, or load demo data with `python -m mindroute seed-demo`."
@@ -38,8 +35,7 @@ if not any_calls:
 flt, params = view.filter_widgets("usage", options, is_admin)
 view.keep_in_url(params)
 
-with transaction(engine()) as session:
-    data = usage.usage_page(session, user, flt)
+data = usage.usage_page(engine(), user, flt)
 
 st.caption(
     f"{'Everyone' if is_admin else 'Your'} calls, {data.granularity}ly buckets in {flt.timezone}; "
@@ -51,9 +47,8 @@ rollup_notice = st.empty()
 @st.cache_data(ttl=ROLLUP_CHECK_TTL_S, show_spinner=False)
 def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datetime) -> usage.RollupCheck:
     # The same for every filter of a range's whole hours: filter changes and reruns reuse it.
-    with transaction(engine()) as session:
-        viewer = SimpleNamespace(id=uuid.UUID(user_id), role=role)
-        return usage.rollup_check(session, viewer, first_hour, last_hour)
+    viewer = SimpleNamespace(id=uuid.UUID(user_id), role=role)
+    return usage.rollup_check(engine(), viewer, first_hour, last_hour)
 
 
 def say_if_rollups_are_behind() -> None:

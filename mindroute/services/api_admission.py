@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from mindroute.providers.shapes import ChatRequest
 from mindroute.services import admission, api_keys
 from mindroute.services.call_log import DATABASE_UNAVAILABLE, is_database_outage
-from mindroute.services.call_tracker import Caller, refusal_record
+from mindroute.services.call_tracker import Caller, call_record, ms_since
 from mindroute.services.log_writer import alog_call
 from mindroute.services.routing import ChatRefused, PreparedCall, apply_route
 
@@ -80,8 +80,8 @@ async def admit_call(
                 return AdmittedCall(apply_route(route, request), caller, f"{route.provider_name}/{route.model}")
             except ChatRefused as refused:
                 refusal = CallRefusal(refused.status_code, refused.message)
-    record = refusal_record(
-        user_id, provider_id, request, model_id, refusal.status, refusal.message, caller, started, extra
-    )
+    model = request.model if request is not None else model_id
+    duration = ms_since(started)
+    record = call_record(caller, user_id, provider_id, model, request, refusal.status, duration, refusal.message, extra)
     await alog_call(engine, record)
     return refusal

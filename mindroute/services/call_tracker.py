@@ -110,31 +110,34 @@ def status_for_error(exc: ProviderError) -> int:
     return 502
 
 
-def refusal_record(
+def call_record(
+    caller: Caller,
     user_id: uuid.UUID | None,
     provider_id: uuid.UUID | None,
-    request: ChatRequest | None,
     model: str | None,
+    request: ChatRequest | None,
     status_code: int,
-    message: str,
-    caller: Caller,
-    started: float,
-    extra: dict[str, Any] | None = None,
+    duration_ms: int,
+    error_message: str | None,
+    extra: dict[str, Any] | None,
+    **answer: Any,
 ) -> CallRecord:
-    """The Logs row of a call refused before any upstream call (bad key, body, model, policy, limits)."""
+    """The Logs row of a call: refused before any upstream call (bad key, body, model, policy,
+    limits: no `answer`), or ended upstream (CallTracker.finished, with the answer's fields)."""
     return CallRecord(
         user_id=user_id,
         provider_id=provider_id,
-        model=request.model if request is not None else model,
+        model=model,
         request=request,
         status_code=status_code,
-        duration_ms=ms_since(started),
-        error_message=message,
+        duration_ms=duration_ms,
+        error_message=error_message,
         source=caller.source,
         api_key_id=caller.api_key_id,
         ip=caller.ip,
         user_agent=caller.user_agent,
-        extra=extra or {},
+        extra=dict(extra or {}),
+        **answer,
     )
 
 
@@ -164,7 +167,7 @@ class CallTracker:
         adapter refused the call before anything was sent (kept as the call's error)."""
         prepared = self.prepared
         try:
-            return start(prepared.request, prepared.endpoint, prepared.api_key)
+            return start(prepared.request, prepared.route.endpoint, prepared.route.api_key)
         except ProviderError as exc:
             self.error = exc
             return None
@@ -179,7 +182,7 @@ class CallTracker:
             return ""
         if self._redactor is None:  # the first text
             self.first_token_ms = ms_since(self.started)
-            self._redactor = redaction.answer_keys(self.prepared.api_key).stream()
+            self._redactor = redaction.answer_keys(self.prepared.route.api_key).stream()
         return self._redactor.feed(item.text)
 
     def rest(self) -> str:
@@ -211,7 +214,8 @@ class CallTracker:
             status, message = status_for_error(error), error.message
         else:
             status, message = 200, None
-        keys = redaction.answer_keys(prepared.api_key)  # no provider key in the answer or the error (issue 13, item 9)
+        route, request, first = prepared.route, prepared.request, self.first_token_ms
+        keys = redaction.answer_keys(route.api_key)  # no provider key in the answer or the error (issue 13, item 9)
         message = keys.redact(message) if message else message
         text = keys.redact(end.text) if end else ""
         prompt = end.prompt_tokens if end else None
@@ -219,40 +223,29 @@ class CallTracker:
         total = end.total_tokens if end else None
         reported = bool(end and end.usage_reported)
         duration_ms = ms_since(self.started)
-        record = CallRecord(
-            user_id=prepared.user_id,
-            provider_id=prepared.provider_id,
-            model=prepared.request.model,
-            request=prepared.request,
-            source=caller.source,
-            api_key_id=caller.api_key_id,
-            ip=caller.ip,
-            user_agent=caller.user_agent,
-            status_code=status,
-            duration_ms=duration_ms,
+        record = call_record(
+            caller,
+            route.user_id,
+            route.provider_id,
+            request.model,
+            request,
+            status,
+            duration_ms,
+            message,
+            self.extra,
             text=text if end else None,  # no answer at all: no response body in the log
             finish_reason=end.finish_reason if end else None,
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=total,
             usage_reported=reported,
-            time_to_first_token_ms=self.first_token_ms,
+            time_to_first_token_ms=first,
             stopped_by_user=stopped,
-            error_message=message,
-            extra=dict(self.extra or {}),
         )
+        cost = estimate_cost(route.prices, request.model, prompt, completion)
+        retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+        # ChatOutcome's fields in their order: the text, status and error, the tokens, the times, the cost, ...
         outcome = ChatOutcome(
-            text=text,
-            status_code=status,
-            error=message,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=total,
-            usage_reported=reported,
-            duration_ms=duration_ms,
-            time_to_first_token_ms=self.first_token_ms,
-            cost_usd=estimate_cost(prepared.prices, prepared.request.model, prompt, completion),
-            stopped_by_user=stopped,
-            retry_after=error.retry_after if isinstance(error, RateLimitedError) else None,
+            text, status, message, prompt, completion, total, reported, duration_ms, first, cost, stopped, retry_after
         )
         return record, outcome

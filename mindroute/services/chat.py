@@ -22,7 +22,7 @@ from mindroute.providers.errors import ProviderError, UpstreamError
 from mindroute.providers.registry import adapter_for
 from mindroute.providers.shapes import ChatRequest
 from mindroute.services.call_log import write_call_log
-from mindroute.services.call_tracker import Caller, CallTracker, ChatOutcome, refusal_record
+from mindroute.services.call_tracker import Caller, CallTracker, ChatOutcome, call_record, ms_since
 from mindroute.services.routing import ChatRefused, PreparedCall, prepare_call
 
 STREAM_WORKER_JOIN_S = 2.0  # finish() waits this long at most for a stopped stream's reading thread
@@ -40,7 +40,8 @@ def _prepare_or_refuse(
             return prepare_call(session, user, provider_id, request)
         except ChatRefused as refused:
             refusal = refused
-    record = refusal_record(user.id, provider_id, request, None, refusal.status_code, refusal.message, caller, started)
+    status, message = refusal.status_code, refusal.message
+    record = call_record(caller, user.id, provider_id, request.model, request, status, ms_since(started), message, None)
     log_id = write_call_log(engine, record)
     return ChatOutcome(
         "", refusal.status_code, refusal.message, None, None, None, False, record.duration_ms, None, None, log_id=log_id
@@ -60,9 +61,9 @@ def complete_chat(
     prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
     if isinstance(prepared, ChatOutcome):
         return prepared
-    tracker = CallTracker(prepared, caller, started)
+    tracker, route = CallTracker(prepared, caller, started), prepared.route
     try:
-        tracker.answered(adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key))
+        tracker.answered(adapter_for(route.protocol).complete(prepared.request, route.endpoint, route.api_key))
     except ProviderError as exc:
         tracker.failed(exc)
     return _logged(engine, tracker)
@@ -126,7 +127,7 @@ class StreamingChat(_StoppableChat):
         super().__init__(engine, user, provider_id, request, caller)
         self._stream: ChatStream | None = None
         if self._tracker is not None:
-            self._stream = self._tracker.open_stream(adapter_for(self._tracker.prepared.protocol).stream)
+            self._stream = self._tracker.open_stream(adapter_for(self._tracker.prepared.route.protocol).stream)
 
     def chunks(self) -> Iterator[str]:
         if self._stream is None:
@@ -210,9 +211,10 @@ class WholeChat(_StoppableChat):
         tracker = self._tracker
         assert tracker is not None
         prepared = tracker.prepared
+        route = prepared.route
         try:
             with self._scope.bound():
-                result = adapter_for(prepared.protocol).complete(prepared.request, prepared.endpoint, prepared.api_key)
+                result = adapter_for(route.protocol).complete(prepared.request, route.endpoint, route.api_key)
         except ProviderError as exc:
             if not self._scope.cancelled:  # a stop makes the call fail: that is no error of the provider's
                 tracker.failed(exc)

@@ -31,9 +31,10 @@ class UpstreamClock:
 async def acomplete_call(engine: Engine, tracker: CallTracker, clock: UpstreamClock) -> ApiOutcome:
     """A whole answer to an admitted call, always exactly one Logs row."""
     prepared = tracker.prepared
+    route = prepared.route
     upstream_started = time.perf_counter()
     try:
-        result = await adapter_for(prepared.protocol).acomplete(prepared.request, prepared.endpoint, prepared.api_key)
+        result = await adapter_for(route.protocol).acomplete(prepared.request, route.endpoint, route.api_key)
     except ProviderError as exc:
         result = None
         tracker.failed(exc)
@@ -56,7 +57,7 @@ class AsyncStreamingChat:
         self._clock = clock
         self._tracker = tracker
         self.result: ApiOutcome | None = None
-        self._stream: AsyncChatStream | None = tracker.open_stream(adapter_for(tracker.prepared.protocol).astream)
+        self._stream: AsyncChatStream | None = tracker.open_stream(adapter_for(tracker.prepared.route.protocol).astream)
 
     @property
     def error(self) -> ProviderError | None:

@@ -28,22 +28,6 @@ class ChatRefused(Exception):  # noqa: N818 - reads better at the raise site
 
 
 @dataclass(frozen=True)
-class PreparedCall:
-    """A call every rule allowed, ready to go upstream: the route with the request's own limits applied."""
-
-    user_id: uuid.UUID
-    provider_id: uuid.UUID
-    provider_name: str
-    protocol: str
-    endpoint: str
-    request: ChatRequest
-    prices: dict[str, dict[str, float]]
-    effective_max_tokens: int | None
-    limit_source: str | None
-    api_key: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
 class Route:
     """Where a user's call to one provider and model goes, once the access policy allowed it
     (route_call), before apply_route looks at the request's own limits (max tokens, media). The API's
@@ -62,6 +46,15 @@ class Route:
     allow_videos: bool
     allow_files: bool
     api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """A call every rule allowed, ready to go upstream: its route, and the request with the route's
+    limits applied (max tokens filled in)."""
+
+    route: Route
+    request: ChatRequest
 
 
 def route_call(session: Session, user: User, provider_id: uuid.UUID, model: str) -> Route:
@@ -107,18 +100,7 @@ def apply_route(route: Route, request: ChatRequest) -> PreparedCall:
         check_media(request, route.allow_images, route.allow_videos, route.allow_files)
     except ProviderError as exc:
         raise ChatRefused(400, exc.message) from None
-    return PreparedCall(
-        user_id=route.user_id,
-        provider_id=route.provider_id,
-        provider_name=route.provider_name,
-        protocol=route.protocol,
-        endpoint=route.endpoint,
-        request=request,
-        prices=route.prices,
-        effective_max_tokens=limit,
-        limit_source=route.limit_source,
-        api_key=route.api_key,
-    )
+    return PreparedCall(route, request)
 
 
 def prepare_call(session: Session, user: User, provider_id: uuid.UUID, request: ChatRequest) -> PreparedCall:

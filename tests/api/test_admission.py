@@ -8,7 +8,7 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import Engine, text, update
 
 from mindroute.db import transaction
 from mindroute.models import Provider, User, UserProvider
@@ -102,18 +102,23 @@ def test_without_the_route_memory_every_call_routes_afresh(engine, server, world
     assert admission._routes._entries == {}
 
 
-def test_read_connections_the_server_dropped_are_replaced(engine, server, world):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("terminating server connections is a PostgreSQL matter")
-    account, _, _ = world
-    ok(server, account.key)
+def terminate_other_connections(engine: Engine) -> int:
+    """End every other connection to the test database (PostgreSQL); how many there were."""
     with engine.connect() as connection:
-        dropped = connection.execute(
+        return connection.execute(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ).scalar()
+
+
+def test_read_connections_the_server_dropped_are_replaced(engine, server, world):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("terminating server connections is a PostgreSQL matter")
+    account, _, _ = world
+    ok(server, account.key)
+    dropped = terminate_other_connections(engine)
     assert dropped >= 1
     ok(server, account.key)
     ok(server, account.key)

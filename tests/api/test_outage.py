@@ -24,6 +24,7 @@ from mindroute.models import ApiKey, utcnow
 from mindroute.services import admission, log_writer
 from mindroute.services.call_log import CallRecord, is_database_outage
 from tests.api.conftest import ApiServer, add_account, add_provider, log_count, log_rows, logged, wait_for
+from tests.api.test_admission import terminate_other_connections
 from tests.api.test_refusals import assert_error, chat, post
 from tests.providers.conftest import make_target
 from tests.tcp_cut import TcpCut
@@ -173,13 +174,7 @@ def test_the_writer_survives_its_connections_being_terminated(engine, outage):
     try:
         writer.submit(record())
         assert wait_for(lambda: log_count(engine) == 1)
-        with engine.connect() as connection:
-            killed = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
+        killed = terminate_other_connections(engine)
         assert killed >= 1
         for _ in range(10):
             writer.submit(record())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,23 +134,23 @@ def _migration_lock(engine: Engine) -> Iterator[Any]:
             yield conn
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to `revision`, refusing a database newer than this code."""
+def _migrate(engine: Engine, alembic_command: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic command under the migration lock, refusing a database newer than this code."""
     with _migration_lock(engine) as conn:
         _check_not_newer(engine, conn)
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        alembic_command(cfg, revision)
         conn.commit()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to `revision`, refusing a database newer than this code."""
+    _migrate(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with _migration_lock(engine) as conn:
-        _check_not_newer(engine, conn)
-        cfg = alembic_config(engine)
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-        conn.commit()
+    _migrate(engine, command.downgrade, revision)
 
 
 def ensure_schema(engine: Engine) -> None:

@@ -28,7 +28,7 @@ from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import ApiKey, User, utcnow
 from mindroute.services.paging import Page
 from mindroute.services.unit_of_work import unit_of_work
-from mindroute.services.users import for_update, require_admin
+from mindroute.services.users import for_update, require_active, require_active_admin
 from mindroute.validation import API_KEY_NAME_MAX, ValidationError, validate_api_key_name  # noqa: F401 - for the page
 
 EXPIRY_PRESETS: dict[str, timedelta | None] = {
@@ -219,15 +219,11 @@ def _row(key: ApiKey, owner: User, now: datetime) -> ApiKeyRow:
 
 
 def _require_active(actor: User | None) -> User:
-    if actor is None or not actor.is_active:
-        raise PermissionDenied("Sign in to manage API keys")
-    return actor
+    return require_active(actor, "manage API keys")
 
 
 def _require_admin(actor: User | None) -> User:
-    actor = _require_active(actor)
-    require_admin(actor)
-    return actor
+    return require_active_admin(actor, "manage API keys")
 
 
 def _is_admin(actor: User) -> bool:

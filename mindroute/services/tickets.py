@@ -25,7 +25,7 @@ from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import Log, Ticket, TicketMessage, User, utcnow
 from mindroute.services.paging import Page
 from mindroute.services.unit_of_work import unit_of_work
-from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
+from mindroute.services.users import for_update, next_updated_at, require_active, require_active_admin, same_instant
 from mindroute.validation import (
     TICKET_SUBJECT_MAX,  # noqa: F401 - for the Support page's help text
     ValidationError,
@@ -127,15 +127,11 @@ TicketPage = Page[TicketRow]  # one page of the list, with the total on every pa
 
 
 def _require_active(actor: User | None) -> User:
-    if actor is None or not actor.is_active:
-        raise PermissionDenied("Sign in to use support tickets")
-    return actor
+    return require_active(actor, "use support tickets")
 
 
 def _require_admin(actor: User | None) -> User:
-    actor = _require_active(actor)
-    require_admin(actor)
-    return actor
+    return require_active_admin(actor, "use support tickets")
 
 
 def _text(value: str | None, field: str, label: str) -> str:

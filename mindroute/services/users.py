@@ -29,6 +29,20 @@ def require_admin(actor: User | None) -> None:
         raise PermissionDenied("Only administrators can do this")
 
 
+def require_active(actor: User | None, doing: str) -> User:
+    """`actor` when signed in and active, else PermissionDenied("Sign in to <doing>")."""
+    if actor is None or not actor.is_active:
+        raise PermissionDenied(f"Sign in to {doing}")
+    return actor
+
+
+def require_active_admin(actor: User | None, doing: str) -> User:
+    """`actor` when a signed-in, active administrator (not the CLI's None); PermissionDenied otherwise."""
+    active = require_active(actor, doing)
+    require_admin(active)
+    return active
+
+
 def for_update(session: Session, stmt: _Stmt) -> _Stmt:
     """`stmt`, made so that what it reads stays true until this transaction ends, on either database.
 

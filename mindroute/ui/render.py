@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Hashable, Iterator
-from typing import NoReturn
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import streamlit as st
@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
+from mindroute.services.paging import Page
 from mindroute.validation import ValidationError
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
@@ -286,3 +287,16 @@ def page_control(key: str, page: int, pages: int, total: int, noun: str) -> None
         st.session_state[key] = page  # the filters changed or the last page went away
     st.pagination(max(pages, 1), key=key)
     st.caption(f"Page {page:,} of {max(pages, 1):,}, {total:,} {noun}")
+
+
+def paged_table(
+    page_key: str, listing: Page[Any], table: Callable[[list[Any]], Any], *, key: str, noun: tuple[str, str]
+) -> None:
+    """One page of a list as a table, or "No <nouns> match these filters.", with the page control under it;
+    `noun` is (singular, plural), e.g. ("user", "users")."""
+    one, many = noun
+    if listing.rows:
+        st.dataframe(table(listing.rows), hide_index=True, width="stretch", key=key)
+    else:
+        st.info(f"No {many} match these filters.")
+    page_control(page_key, listing.page, listing.pages, listing.total, one if listing.total == 1 else many)

@@ -12,7 +12,7 @@ from mindroute.services import admin_users, ticket_pages, tickets  # noqa: E402
 from mindroute.services.admin_users import ConflictError, UserFilter  # noqa: E402
 from mindroute.services.tickets import STATUS_LABELS  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
-from mindroute.ui.render import Flash, form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.render import Flash, form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import load_form, reload_form, user_label  # noqa: E402
 
@@ -71,11 +71,13 @@ by_id = {str(t.id): t for t in listing.rows}
 if detail is not None:
     st.session_state["queue_selected"] = str(detail.ticket.id)
 
-if listing.rows:
-    st.dataframe(view.ticket_table(listing.rows, with_owner=True), hide_index=True, width="stretch", key="queue_table")
-else:
-    st.info("No tickets match these filters.")
-page_control("queue_page", listing.page, listing.pages, listing.total, "ticket" if listing.total == 1 else "tickets")
+paged_table(
+    "queue_page",
+    listing,
+    lambda rows: view.ticket_table(rows, with_owner=True),
+    key="queue_table",
+    noun=("ticket", "tickets"),
+)
 
 if detail is None:
     st.stop()

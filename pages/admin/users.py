@@ -12,7 +12,7 @@ from mindroute.services import admin_users, permissions, users  # noqa: E402
 from mindroute.services.admin_users import ROLES, SORT_COLUMNS, ConflictError  # noqa: E402
 from mindroute.ui import users_view as view  # noqa: E402
 from mindroute.ui.format import timestamp, tokens  # noqa: E402
-from mindroute.ui.render import Flash, form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.render import Flash, form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 ROLE_LABELS = {"admin": "Administrator", "user": "User"}
@@ -88,11 +88,7 @@ by_id = {str(r.id): r for r in listing.rows}
 if selected is not None:
     st.session_state["users_selected"] = str(selected.id)
 
-if listing.rows:
-    st.dataframe(view.user_table(listing.rows), hide_index=True, width="stretch", key="users_table")
-else:
-    st.info("No users match these filters.")
-page_control("users_page", listing.page, listing.pages, listing.total, "user" if listing.total == 1 else "users")
+paged_table("users_page", listing, view.user_table, key="users_table", noun=("user", "users"))
 
 if selected is None:
     st.stop()

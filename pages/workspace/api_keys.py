@@ -15,7 +15,7 @@ from mindroute.services.admin_users import UserFilter  # noqa: E402
 from mindroute.services.api_keys import API_KEY_NAME_MAX, EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
 from mindroute.services.overview import viewer_zone  # noqa: E402
 from mindroute.ui.format import timestamp  # noqa: E402
-from mindroute.ui.render import form_errors, page_control, requested_page  # noqa: E402
+from mindroute.ui.render import form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import user_label  # noqa: E402
 
@@ -223,11 +223,13 @@ with all_area:
     page = requested_page("all_keys_page", (owner_id, state, page_size))
 
     listing = api_keys.list_all_keys(engine(), user, user_id=owner_id, state=state, page=page, page_size=page_size)
-    if listing.rows:
-        st.dataframe(key_table(listing.rows, with_owner=True), hide_index=True, width="stretch", key="all_keys_table")
-    else:
-        st.info("No keys match these filters.")
-    page_control("all_keys_page", listing.page, listing.pages, listing.total, "key" if listing.total == 1 else "keys")
+    paged_table(
+        "all_keys_page",
+        listing,
+        lambda rows: key_table(rows, with_owner=True),
+        key="all_keys_table",
+        noun=("key", "keys"),
+    )
 
     if listing.rows:
         all_by_id = {str(r.id): r for r in listing.rows}

@@ -38,7 +38,7 @@ if base.guessed:
 if not cookie_routes_available():
     st.warning(
         "This app was started without its API (as `streamlit run Home.py`): the API answers when it is "
-        "started with `streamlit run app.py`, or alone with `uvicorn mindroute.api:app`."
+        "started with `streamlit run app.py`, or alone with `uvicorn mindroute.http.api:app`."
     )
 
 st.subheader("Your key")

@@ -19,10 +19,10 @@ from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import ApiKey, Log, Provider, RefreshToken, Ticket, User, UserProvider, utcnow
+from mindroute.provider_settings import SettingsError, settings_json
 from mindroute.providers.registry import DEFAULT_ENDPOINTS
 from mindroute.services import admin_users, permissions, providers
 from mindroute.services.admin_users import LAST_ADMIN_MESSAGE, UserFilter
-from mindroute.services.provider_settings import SettingsError, settings_json
 from mindroute.services.users import create_user
 from mindroute.validation import ValidationError
 

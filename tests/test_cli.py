@@ -26,8 +26,8 @@ from mindroute.cli.seed import _Route, generate_log_batches
 from mindroute.config import PROJECT_ROOT
 from mindroute.db import head_revision, make_engine, transaction, upgrade
 from mindroute.models import ApiKey, Log, Provider, Ticket, User, UserProvider, utcnow
+from mindroute.provider_settings import validate_settings
 from mindroute.security import DecryptionError, SecretBox, verify_password
-from mindroute.services.provider_settings import validate_settings
 from tests.conftest import create_pg_database, drop_pg_database
 
 both = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)

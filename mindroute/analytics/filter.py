@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, false, or_
 
 from mindroute.analytics.levels import ERROR_STATUS_MIN, SOURCE_API, SOURCE_PLAYGROUND, hour_of
 from mindroute.models import Log, utcnow
-from mindroute.services.overview import start_of_viewer_day, viewer_zone
+from mindroute.timezones import start_of_viewer_day, viewer_zone
 
 PRESETS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
 HOUR_BUCKETS_MAX = timedelta(hours=36)

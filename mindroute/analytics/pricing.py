@@ -11,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mindroute.models import Provider
-from mindroute.services.call_tracker import estimate_cost
-from mindroute.services.provider_settings import read_settings
+from mindroute.provider_settings import estimate_cost, read_settings
 
 
 def as_uuid(value: Any) -> uuid.UUID | None:

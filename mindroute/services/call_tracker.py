@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mindroute import redaction
+from mindroute.provider_settings import estimate_cost
 from mindroute.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from mindroute.services.routing import PreparedCall
 
 S = TypeVar("S")  # a stream, sync or async
-TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
 
 
 @dataclass(frozen=True)
@@ -81,18 +81,6 @@ class ApiOutcome:
 def ms_since(started: float) -> int:
     """Milliseconds since `started` (a time.perf_counter() reading): the one clock of a call's duration."""
     return int((time.perf_counter() - started) * 1000)
-
-
-def estimate_cost(
-    prices: dict[str, dict[str, float]], model: str, prompt_tokens: int | None, completion_tokens: int | None
-) -> float | None:
-    """USD from the provider's per-model prices; None when the model has no price or tokens are unknown."""
-    price = prices.get(model)
-    if not price or (prompt_tokens is None and completion_tokens is None):
-        return None
-    return (
-        (prompt_tokens or 0) * price.get("input", 0.0) + (completion_tokens or 0) * price.get("output", 0.0)
-    ) / TOKENS_PER_PRICE_UNIT
 
 
 def status_for_error(exc: ProviderError) -> int:

@@ -20,7 +20,9 @@ from mindroute.providers.adapter import ChatStream
 from mindroute.providers.cancel import CancelScope
 from mindroute.providers.errors import ProviderError, UpstreamError
 from mindroute.providers.registry import adapter_for
-from mindroute.providers.shapes import ChatRequest
+
+# The playground builds its requests from these shapes; it reaches them here, through the chat service.
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: F401
 from mindroute.services.call_log import write_call_log
 from mindroute.services.call_tracker import Caller, CallTracker, ChatOutcome, call_record, ms_since
 from mindroute.services.routing import ChatRefused, PreparedCall, prepare_call

@@ -12,6 +12,7 @@ from mindroute.models import Provider, User, UserProvider
 from mindroute.services.permissions import provider_models, usable_providers
 from mindroute.services.providers import read_settings
 from mindroute.services.routing import ChatRefused
+from mindroute.services.unit_of_work import unit_of_work
 
 
 def _offers(models: tuple[str, ...], default_model: str | None, model: str) -> bool:
@@ -65,6 +66,7 @@ def resolve_model_id(session: Session, user: User, model_id: str) -> tuple[uuid.
     raise unknown
 
 
+@unit_of_work
 def api_model_ids(session: Session, user: User) -> list[tuple[str, str]]:
     """(provider name, "<provider name>/<model>") for each model the user may call; a provider
     that lists no models contributes its default model, if it has one."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from mindroute.models import Log, Provider, User, utcnow
 from mindroute.services.tickets import open_count
 from mindroute.services.unit_of_work import unit_of_work
+from mindroute.timezones import start_of_viewer_day, viewer_zone  # noqa: F401 - the pages' days, in the viewer's zone
 
 
 @dataclass(frozen=True)
@@ -20,22 +20,6 @@ class UsageSummary:
     requests: int
     tokens: int
     errors: int
-
-
-def viewer_zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def start_of_viewer_day(zone: ZoneInfo, days_back: int = 0, now: datetime | None = None) -> datetime:
-    """Midnight in the viewer's zone, `days_back` days ago, as the naive UTC the database stores."""
-    local = (now or datetime.now(UTC)).astimezone(zone)
-    midnight = datetime(local.year, local.month, local.day, tzinfo=zone) - timedelta(days=days_back)
-    # Rebuild from the date so a DST change between then and now does not shift midnight.
-    midnight = datetime(midnight.year, midnight.month, midnight.day, tzinfo=zone)
-    return midnight.astimezone(UTC).replace(tzinfo=None)
 
 
 def usage_since(session: Session, since: datetime, user_id: uuid.UUID | None) -> UsageSummary:

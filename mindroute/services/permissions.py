@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Provider, User, UserProvider, utcnow
+from mindroute.provider_settings import read_settings
 from mindroute.services.admin_users import (
     DEFAULT_PAGE_SIZE,
     UserDeletionImpact,
@@ -39,7 +40,6 @@ from mindroute.services.admin_users import (
     user_deletion_impact,
     user_filter_condition,
 )
-from mindroute.services.provider_settings import read_settings
 from mindroute.services.providers import list_providers
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant

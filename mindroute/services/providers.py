@@ -1,7 +1,7 @@
 """Providers for the admin console: create, edit, deactivate and delete them, with keys encrypted and never shown.
 
 Their `settings` (models, default model, prices) have one documented shape, checked in
-`mindroute.services.provider_settings`. "Refresh models" and "test connection" run here too, so no
+`mindroute.provider_settings`. "Refresh models" and "test connection" run here too, so no
 page ever holds a decrypted key.
 
 API keys are write-only: stored as Fernet ciphertext (`SecretBox` with MINDROUTE_SECRET_KEY),
@@ -24,17 +24,19 @@ from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Log, Provider, User
+from mindroute.provider_settings import (  # SettingsError and settings_json: for the Providers page
+    SettingsError,  # noqa: F401
+    parse_settings_json,
+    read_settings,
+    settings_json,  # noqa: F401
+    settings_with_models,
+    validate_settings,
+)
 from mindroute.providers import models_list
 from mindroute.providers.models_list import ModelListResult
 from mindroute.providers.registry import DEFAULT_ENDPOINTS, protocols
 from mindroute.providers.registry import protocol as registry_protocol
 from mindroute.security import DecryptionError, SecretBox, mask_secret
-from mindroute.services.provider_settings import (
-    parse_settings_json,
-    read_settings,
-    settings_with_models,
-    validate_settings,
-)
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (

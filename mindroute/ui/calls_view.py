@@ -11,7 +11,6 @@ import uuid
 import pandas as pd
 import streamlit as st
 
-from mindroute.db import transaction
 from mindroute.models import User
 from mindroute.services import log_explorer, usage
 from mindroute.services.log_explorer import CallDetail, CallRow, Cursor
@@ -100,8 +99,7 @@ def call_explorer(viewer: User, prefix: str) -> None:
     stack_key = f"{prefix}_cursors"  # the `after` cursor of every page visited, the current one last
     search_key = f"{prefix}_search"
 
-    with transaction(engine()) as session:
-        options = usage.filter_options(session, viewer)
+    options = usage.filter_options(engine(), viewer)
 
     flt, params = usage_view.filter_widgets(prefix, options, is_admin)
     if search_key not in st.session_state:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from mindroute.analytics.filter import PRESETS, UsageFilter, custom_range, preset_range
 from mindroute.models import utcnow
-from mindroute.services.overview import viewer_zone
+from mindroute.timezones import viewer_zone
 
 CUSTOM = "custom"
 RANGE_CHOICES = {**PRESETS, CUSTOM: "Custom dates"}

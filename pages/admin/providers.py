@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.services import providers as svc  # noqa: E402
-from mindroute.services.provider_settings import SettingsError, settings_json  # noqa: E402
+from mindroute.services.providers import SettingsError, settings_json  # noqa: E402
 from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 

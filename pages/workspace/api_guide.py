@@ -7,7 +7,6 @@ user = require_user()
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.db import transaction  # noqa: E402
 from mindroute.services.model_ids import api_model_ids  # noqa: E402
 from mindroute.ui import api_guide as guide  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
@@ -20,8 +19,7 @@ st.caption(
     "same permissions as the Playground and show up on your Usage page."
 )
 
-with transaction(engine()) as session:
-    models = api_model_ids(session, user)
+models = api_model_ids(engine(), user)
 
 page_url = st.context.url if isinstance(st.context.url, str) else None
 base = guide.api_base_url(page_url, dict(st.context.headers) if st.context.headers else None)

@@ -11,9 +11,15 @@ from datetime import UTC, datetime  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: E402
 from mindroute.services.call_tracker import Caller  # noqa: E402
-from mindroute.services.chat import StreamingChat, WholeChat  # noqa: E402
+from mindroute.services.chat import (  # noqa: E402
+    Attachment,
+    ChatMessage,
+    ChatRequest,
+    StreamingChat,
+    WholeChat,
+    attachment_kind,
+)
 from mindroute.services.permissions import usable_providers  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.render import MarkdownStream, escape_markdown, safe_markdown  # noqa: E402

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, text, update
 
 from mindroute.db import transaction
 from mindroute.models import Provider, User, UserProvider
+from mindroute.provider_settings import read_settings
 from mindroute.services import admission, api_keys, permissions
-from mindroute.services.provider_settings import read_settings
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import assert_error, chat, post
 from tests.pages.helpers import add_user

@@ -10,12 +10,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_FILES = sorted([ROOT / "Home.py", *(ROOT / "pages").rglob("*.py")])
 ALLOWED = ("mindroute.ui", "mindroute.services")
-# Pages whose services belong to work still under way elsewhere in issue #14; each entry names
-# what is left, and the test fails once it is gone so the entry is removed with it.
-PENDING: dict[str, set[str]] = {
-    "pages/workspace/playground.py": {"import mindroute.providers.shapes"},
-    "pages/workspace/api_guide.py": {"import mindroute.db", "transaction("},
-}
 
 
 def _name(path: Path) -> str:
@@ -50,4 +44,4 @@ def test_the_pages_are_found() -> None:
 
 @pytest.mark.parametrize("path", PAGE_FILES, ids=_name)
 def test_a_page_imports_only_ui_and_services_and_opens_no_transaction(path: Path) -> None:
-    assert _problems(path) == PENDING.get(_name(path), set())
+    assert _problems(path) == set()

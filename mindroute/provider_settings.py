@@ -28,6 +28,7 @@ from mindroute.validation import MODEL_ID_MAX, ValidationError, validate_model_i
 
 SETTINGS_KEYS = ("models", "default_model", "prices")
 PRICE_KEYS = ("input", "output")
+TOKENS_PER_PRICE_UNIT = 1_000_000  # prices are USD per million tokens
 
 
 def empty_settings() -> dict[str, Any]:
@@ -186,3 +187,15 @@ def settings_with_models(settings: Mapping[str, Any], models: Iterable[str]) -> 
     fresh = _check_models(list(models), {})
     default = current["default_model"] if current["default_model"] in fresh or not fresh else None
     return {"models": fresh, "default_model": default, "prices": current["prices"]}
+
+
+def estimate_cost(
+    prices: dict[str, dict[str, float]], model: str, prompt_tokens: int | None, completion_tokens: int | None
+) -> float | None:
+    """USD from the provider's per-model prices; None when the model has no price or tokens are unknown."""
+    price = prices.get(model)
+    if not price or (prompt_tokens is None and completion_tokens is None):
+        return None
+    return (
+        (prompt_tokens or 0) * price.get("input", 0.0) + (completion_tokens or 0) * price.get("output", 0.0)
+    ) / TOKENS_PER_PRICE_UNIT

@@ -313,7 +313,7 @@ class TicketMessage(Base):
 
 
 class _RollupSums:
-    """The sums every rollup row carries (see mindroute.services.rollups)."""
+    """The sums every rollup row carries (see mindroute.analytics.rollups)."""
 
     requests: Mapped[int] = mapped_column("requests", BigInteger, nullable=False)
     errors: Mapped[int] = mapped_column("errors", BigInteger, nullable=False)
@@ -343,7 +343,7 @@ class UsageRollup(_AllDims, _RollupSums, Base):
     """Addition (migration 0004): Logs aggregated per UTC hour and dimensions, kept in step with Logs.
 
     One row per (hour, user, provider, model, source, API key, status code). `latency` is a histogram
-    of durations over log-spaced buckets, packed (index, calls) pairs (see mindroute.services.rollups).
+    of durations over log-spaced buckets, packed (index, calls) pairs (see mindroute.analytics.rollups).
     """
 
     __tablename__ = "usagerollups"

@@ -6,13 +6,17 @@ import os
 import stat
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+N = TypeVar("N", int, float)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY_FILENAME = "secret.key"  # noqa: S105 - a file name, not a secret
@@ -234,6 +238,17 @@ class UpstreamLimits:
     connections_per_host: int = DEFAULT_UPSTREAM_CONNECTIONS_PER_HOST
     # Connections to all providers together, per process (per event loop on the API's path).
     connections_total: int = DEFAULT_UPSTREAM_CONNECTIONS_TOTAL
+
+
+def env_number(name: str, default: N, convert: Callable[[str], N], minimum: N | None = None) -> N:
+    """A number read from the environment each time it is asked for (so tests and operators may change it),
+    at least `minimum`; `default` when the variable is unset, blank or not a number."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = convert(raw) if raw else default
+    except ValueError:
+        return default
+    return value if minimum is None else max(minimum, value)
 
 
 def parse_positive_int(name: str, raw: str | None, default: int, minimum: int = 1) -> int:

@@ -4,7 +4,6 @@ the caller, and the body (refused over its size limit) parsed as a chat request.
 from __future__ import annotations
 
 import asyncio
-import os
 import weakref
 from typing import Any
 
@@ -12,7 +11,7 @@ import anyio
 import anyio.to_thread
 from starlette.types import Receive, Scope
 
-from mindroute.config import get_settings
+from mindroute.config import env_number, get_settings
 from mindroute.http.chat_request import (
     InvalidChatRequest,
     ParsedChat,
@@ -32,11 +31,7 @@ _parse_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref
 
 def max_body_bytes() -> int:
     """The largest request body accepted (MINDROUTE_API_MAX_BODY_BYTES, default 25 MB)."""
-    raw = os.environ.get(MAX_BODY_BYTES_ENV, "").strip()
-    try:
-        return int(raw) if raw else DEFAULT_MAX_BODY_BYTES
-    except ValueError:
-        return DEFAULT_MAX_BODY_BYTES
+    return env_number(MAX_BODY_BYTES_ENV, DEFAULT_MAX_BODY_BYTES, int)
 
 
 class BodyTooLarge(Exception):  # noqa: N818 - reads better at the raise site

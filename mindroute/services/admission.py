@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -33,6 +32,7 @@ from sqlalchemy import URL, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from mindroute.config import env_number
 from mindroute.db import make_engine, transaction
 from mindroute.models import ApiKey, Provider, User, UserProvider, utcnow
 from mindroute.services import api_keys
@@ -51,11 +51,7 @@ TOUCH_THREADS = 2  # lastUsedAt writes at once: a locked database never ties up 
 
 
 def route_cache_seconds() -> float:
-    raw = os.environ.get(ROUTE_CACHE_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_ROUTE_CACHE_S
-    except ValueError:
-        return DEFAULT_ROUTE_CACHE_S
+    return env_number(ROUTE_CACHE_ENV, DEFAULT_ROUTE_CACHE_S, float, 0.0)
 
 
 @dataclass(frozen=True)

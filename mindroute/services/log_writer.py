@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import queue
 import threading
 import time
@@ -13,6 +12,7 @@ import uuid
 
 from sqlalchemy import Engine
 
+from mindroute.config import env_number
 from mindroute.services.call_log import CallRecord, DatabaseOutage, write_call_log, write_call_logs
 from mindroute.services.db_threads import in_db_thread
 
@@ -30,11 +30,7 @@ LOG_WARN_EVERY_S = 10.0
 
 def log_queue_max() -> int:
     """The most Logs rows the API keeps waiting for the database (MINDROUTE_LOG_QUEUE_MAX, default 100,000)."""
-    raw = os.environ.get(LOG_QUEUE_MAX_ENV, "").strip()
-    try:
-        return max(1, int(raw)) if raw else DEFAULT_LOG_QUEUE_MAX
-    except ValueError:
-        return DEFAULT_LOG_QUEUE_MAX
+    return env_number(LOG_QUEUE_MAX_ENV, DEFAULT_LOG_QUEUE_MAX, int, 1)
 
 
 class LogWriter:

@@ -26,8 +26,8 @@ from mindroute.providers.errors import (
     provider_error_details,
 )
 from mindroute.providers.media import refuse_attachments_outside_user_turns
-from mindroute.providers.shapes import ROLES, ChatRequest, ChatResult, HttpCall, StreamChunk, StreamEnd
-from mindroute.providers.sse import SSEDecoder, SSEEvent, StreamTranslator, load_json
+from mindroute.providers.shapes import ROLES, ChatRequest, ChatResult, HttpCall, StreamEnd
+from mindroute.providers.sse import SSEDecoder, SSEEvent, StreamItem, StreamTranslator, load_json
 from mindroute.providers.transport import AsyncTransport, SyncTransport, as_timeout, check_headers
 from mindroute.providers.transport_aiohttp import AIOHTTP
 from mindroute.providers.transport_httpx import HTTPX
@@ -178,7 +178,7 @@ class ProviderAdapter(ABC):
                 f"The provider answered with JSON that is not a chat response ({self.protocol} protocol)"
             ) from None
 
-    def _feed(self, translator: StreamTranslator, event: SSEEvent) -> list[StreamChunk]:
+    def _feed(self, translator: StreamTranslator, event: SSEEvent) -> list[StreamItem]:
         try:
             return translator.feed(event)
         except ProviderError:
@@ -218,7 +218,7 @@ class ProviderAdapter(ABC):
         translator: StreamTranslator | None,
         api_key: str | None,
         timeout: httpx.Timeout,
-    ) -> Generator[StreamChunk | StreamEnd | ChatResult, None, None]:
+    ) -> Generator[StreamItem | StreamEnd | ChatResult, None, None]:
         """The sync call loop: a ChatResult without a translator, else StreamChunks and a StreamEnd."""
         try:
             with self.sync_transport.post(call, timeout, stream=translator is not None) as answer:
@@ -271,7 +271,7 @@ class ProviderAdapter(ABC):
         translator: StreamTranslator | None,
         api_key: str | None,
         timeout: httpx.Timeout,
-    ) -> AsyncGenerator[StreamChunk | StreamEnd | ChatResult, None]:
+    ) -> AsyncGenerator[StreamItem | StreamEnd | ChatResult, None]:
         """The async call loop, step for step the sync one's."""
         try:
             async with self.async_transport.post(call, timeout, stream=translator is not None) as answer:
@@ -296,7 +296,7 @@ class ProviderAdapter(ABC):
             raise
 
 
-class ChatStream(Iterator[StreamChunk | StreamEnd]):
+class ChatStream(Iterator[StreamItem | StreamEnd]):
     """A streamed answer: iterate for StreamChunks and a final StreamEnd; `close()` stops it early.
 
     Closing (or leaving a `with` block) closes the upstream response, so the provider sees the
@@ -304,7 +304,7 @@ class ChatStream(Iterator[StreamChunk | StreamEnd]):
     usage received up to now, for logging a stopped or broken stream.
     """
 
-    def __init__(self, events: Generator[StreamChunk | StreamEnd, None, None], translator: StreamTranslator) -> None:
+    def __init__(self, events: Generator[StreamItem | StreamEnd, None, None], translator: StreamTranslator) -> None:
         self._events = events
         self._translator = translator
         self.closed = False
@@ -312,7 +312,7 @@ class ChatStream(Iterator[StreamChunk | StreamEnd]):
     def __iter__(self) -> ChatStream:
         return self
 
-    def __next__(self) -> StreamChunk | StreamEnd:
+    def __next__(self) -> StreamItem | StreamEnd:
         return next(self._events)
 
     def close(self) -> None:
@@ -329,10 +329,10 @@ class ChatStream(Iterator[StreamChunk | StreamEnd]):
         self.close()
 
 
-class AsyncChatStream(AsyncIterator[StreamChunk | StreamEnd]):
+class AsyncChatStream(AsyncIterator[StreamItem | StreamEnd]):
     """The async twin of ChatStream: `async for`, `aclose()`, `so_far()`, `async with`."""
 
-    def __init__(self, events: AsyncGenerator[StreamChunk | StreamEnd, None], translator: StreamTranslator) -> None:
+    def __init__(self, events: AsyncGenerator[StreamItem | StreamEnd, None], translator: StreamTranslator) -> None:
         self._events = events
         self._translator = translator
         self.closed = False
@@ -340,7 +340,7 @@ class AsyncChatStream(AsyncIterator[StreamChunk | StreamEnd]):
     def __aiter__(self) -> AsyncChatStream:
         return self
 
-    async def __anext__(self) -> StreamChunk | StreamEnd:
+    async def __anext__(self) -> StreamItem | StreamEnd:
         return await self._events.__anext__()
 
     async def aclose(self) -> None:

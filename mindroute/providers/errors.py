@@ -60,6 +60,16 @@ class BadRequestError(ProviderError):
     default_status = 400
 
 
+class UnsupportedParameter(BadRequestError):  # noqa: N818 - reads better at the raise site
+    """The protocol has no equivalent for a request field that would change the answer (logit_bias to
+    Anthropic, n > 1 where there is one answer); raised before any upstream call and answered with a
+    400 whose `param` names the field, in OpenAI's terms ("logit_bias", "response_format.json_schema")."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class RateLimitedError(ProviderError):
     default_status = 429
 

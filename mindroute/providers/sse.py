@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mindroute.providers.errors import UpstreamError, line_too_long, too_large
-from mindroute.providers.shapes import StreamChunk, StreamEnd
+from mindroute.providers.shapes import Choice, StreamChunk, StreamEnd, ToolCall, ToolCallDelta
+
+StreamItem = StreamChunk | ToolCallDelta  # what a translator hands on from one event
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,14 @@ class SSEDecoder:
 
 
 class StreamTranslator(ABC):
-    """One provider's stream events in, text chunks out; keeps the text and usage seen so far."""
+    """One provider's stream events in, text chunks and tool-call pieces out; keeps the text, the tool
+    calls, the other choices (n > 1) and the usage seen so far."""
 
     def __init__(self, model: str) -> None:
-        self.parts: list[str] = []
+        self.parts: list[str] = []  # choice 0's text
+        self._calls: dict[tuple[int, int], list[Any]] = {}  # (choice, position) -> [id, name, argument pieces]
+        self._other_parts: dict[int, list[str]] = {}  # choices 1.. -> their text
+        self._other_finish: dict[int, str] = {}  # choices 1.. -> their finish reason
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.total_tokens: int | None = None
@@ -71,17 +77,55 @@ class StreamTranslator(ABC):
         self.done = False  # the provider's own end-of-answer marker arrived
 
     @abstractmethod
-    def feed(self, event: SSEEvent) -> list[StreamChunk]:
-        """The text in one event; raises a ProviderError for an error event or a chunk we cannot read."""
+    def feed(self, event: SSEEvent) -> list[StreamItem]:
+        """The text and tool-call pieces in one event; raises a ProviderError for an error event or a
+        chunk we cannot read."""
 
     def is_complete(self) -> bool:
         return self.done
 
-    def text_chunk(self, text: object) -> list[StreamChunk]:
-        if not isinstance(text, str) or not text:
+    def text_chunk(self, text: object, choice: int = 0, logprobs: Any = None) -> list[StreamItem]:
+        """A piece of choice `choice`'s text (with its logprobs, if any), kept for the end."""
+        if not isinstance(text, str):
+            text = ""
+        if not text and logprobs is None:
             return []
-        self.parts.append(text)
-        return [StreamChunk(text)]
+        (self.parts if choice == 0 else self._other_parts.setdefault(choice, [])).append(text)
+        return [StreamChunk(text, choice, logprobs)]
+
+    def tool_delta(
+        self,
+        position: int,
+        call_id: str | None = None,
+        name: str | None = None,
+        arguments: object = "",
+        choice: int = 0,
+    ) -> list[StreamItem]:
+        """A piece of tool call `position` of choice `choice`: its id and name come with the first piece."""
+        fragment = arguments if isinstance(arguments, str) else ""
+        call = self._calls.get((choice, position))
+        if call is None:
+            call = self._calls[(choice, position)] = [call_id or "", name or "", []]
+        else:
+            call[0] = call[0] or call_id or ""
+            call[1] = call[1] or name or ""
+        if fragment:
+            call[2].append(fragment)
+        return [ToolCallDelta(position, call_id or None, name or None, fragment, choice)]
+
+    def choice_finished(self, choice: int, reason: object) -> None:
+        """A choice's finish reason (choice 0's is `finish_reason`)."""
+        if not isinstance(reason, str) or not reason:
+            return
+        if choice == 0:
+            self.finish_reason = reason
+        else:
+            self._other_finish[choice] = reason
+
+    def tool_calls(self, choice: int = 0) -> tuple[ToolCall, ...]:
+        """Choice `choice`'s tool calls as assembled so far, in position order."""
+        found = sorted((position, call) for (c, position), call in self._calls.items() if c == choice)
+        return tuple(ToolCall(call[0], call[1], "".join(call[2])) for _, call in found)
 
     def set_usage(self, prompt: int | None, completion: int | None, total: int | None = None) -> None:
         self.usage_reported = True
@@ -104,6 +148,15 @@ class StreamTranslator(ABC):
             finish_reason=self.finish_reason,
             model=self.model,
             finished=finished,
+            tool_calls=self.tool_calls(0),
+            other_choices=self._choices(),
+        )
+
+    def _choices(self) -> tuple[Choice, ...]:
+        indexes = sorted({*self._other_parts, *self._other_finish, *(c for c, _ in self._calls if c)})
+        return tuple(
+            Choice(i, "".join(self._other_parts.get(i, [])), self.tool_calls(i), self._other_finish.get(i))
+            for i in indexes
         )
 
     def finish(self) -> StreamEnd:

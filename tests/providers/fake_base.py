@@ -219,3 +219,47 @@ class FakeServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+
+
+# --- how the fakes' "model" behaves with tools and schemas (the same in all three protocols) ----------
+
+
+def example_from_schema(schema: Any) -> Any:
+    """A small value that matches a JSON Schema: what the fakes' model "writes" for tool arguments and
+    structured output. Objects get every declared property (required or not), arrays one item, enums
+    their first value, anyOf its first branch; $ref into $defs/definitions is followed."""
+    return _example(schema, schema if isinstance(schema, dict) else {})
+
+
+def _example(schema: Any, root: dict[str, Any]) -> Any:
+    if not isinstance(schema, dict):
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _example(target, root)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            branches = [b for b in schema[key] if not (isinstance(b, dict) and b.get("type") in ("null", "NULL"))]
+            return _example((branches or schema[key])[0], root)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    kind = kind.lower() if isinstance(kind, str) else ("object" if "properties" in schema else "string")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _example(sub, root) for name, sub in properties.items()}
+    if kind == "array":
+        return [_example(schema.get("items") or {"type": "string"}, root)]
+    return {"string": "x", "integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, "x")
+
+
+def tool_results_answer(results: list[str]) -> str:
+    """What the fakes' model answers once the last messages are tool results."""
+    return "Tool results: " + " | ".join(results)

@@ -49,6 +49,8 @@ from mindroute.redaction import redact_secrets
 log = logging.getLogger("mindroute.call_log")
 
 REQUEST_TYPE_CHAT = "chat"
+REQUEST_TYPE_EMBEDDING = "embedding"
+REQUEST_TYPE_COMPLETION = "completion"
 STOPPED_BY_USER_STATUS = 499
 RESPONSE_TEXT_MAX_CHARS = 32_000
 MESSAGE_TEXT_MAX_CHARS = 16_000
@@ -89,6 +91,7 @@ class CallRecord:
     user_agent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     ended_at: datetime = field(default_factory=utcnow)  # the row's createdAt, however late it is written
+    request_type: str = REQUEST_TYPE_CHAT  # the Logs row's requestType: chat, embedding or completion
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:
@@ -201,7 +204,7 @@ def log_values(record: CallRecord) -> dict[str, Any]:
         "user_id": record.user_id,
         "provider_id": record.provider_id,
         "model_id": (record.model or None) and record.model[:100],
-        "request_type": REQUEST_TYPE_CHAT,
+        "request_type": record.request_type,
         "request_body": request_body(record, keys),
         "response_body": response_body(record),
         "tokens_used": _tokens_used(record),

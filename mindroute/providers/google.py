@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -12,13 +14,24 @@ from mindroute.providers.errors import (
     AuthenticationError,
     ProviderError,
     UnsupportedMedia,
+    UnsupportedParameter,
     error_class_for_status,
     parse_retry_after,
 )
+from mindroute.providers.gemini_schema import gemini_schema, is_empty_object
 from mindroute.providers.media import base64_of, base_mime, inlined_text, is_text_like
 from mindroute.providers.registry import ProtocolSpec
-from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, ChatResult, HttpCall, StreamChunk
-from mindroute.providers.sse import SSEEvent, StreamTranslator, int_or_none, load_json
+from mindroute.providers.shapes import (
+    Attachment,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    Choice,
+    HttpCall,
+    ToolCall,
+    ToolSpec,
+)
+from mindroute.providers.sse import SSEEvent, StreamItem, StreamTranslator, int_or_none, load_json
 
 API_VERSION = "v1beta"  # the long-documented path; it has every field we send
 ROLE_NAMES = {"user": "user", "assistant": "model"}
@@ -56,12 +69,169 @@ def _candidate_text(candidate: Any) -> str:
     return "".join(part["text"] for part in parts if isinstance(part.get("text"), str) and not part.get("thought"))
 
 
-def _finish_reason(body: Any) -> str | None:
-    candidates = body.get("candidates") or []
-    if candidates and candidates[0].get("finishReason"):
-        return candidates[0]["finishReason"]
-    block = (body.get("promptFeedback") or {}).get("blockReason")
-    return block if isinstance(block, str) else None  # the prompt itself was refused: SAFETY, OTHER...
+# -- the request's fields, per the field table --
+
+# reasoning_effort as a thinking budget in tokens; 0 turns thinking off.
+THINKING_BUDGETS = {"none": 0, "minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
+_TRANSLATED_OPTIONS = {
+    "seed": "seed",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "top_k": "topK",
+}
+# They do not change the answer: not sent (user is kept in the Logs row by the caller).
+_UNSENT_OPTIONS = {
+    "user",
+    "metadata",
+    "store",
+    "prompt_cache_key",
+    "safety_identifier",
+    "stream_options",
+}
+# Features Gemini's generateContent has no equivalent for: refused whenever set.
+_REFUSED_OPTIONS = {
+    "audio": "audio output",
+    "prediction": "predicted outputs",
+    "verbosity": "verbosity",
+    "web_search_options": "OpenAI's web search",
+    "functions": "the legacy functions field (use tools)",
+    "function_call": "the legacy function_call field (use tool_choice)",
+}
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
+
+
+def _unsupported(param: str, what: str) -> UnsupportedParameter:
+    return UnsupportedParameter(f"{what} is not supported by the Gemini protocol", param)
+
+
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """generationConfig fields for the other Chat Completions fields; refuses what would change the answer."""
+    config: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None or name in _UNSENT_OPTIONS:
+            continue
+        if name in _TRANSLATED_OPTIONS:
+            config[_TRANSLATED_OPTIONS[name]] = value
+        elif name == "reasoning_effort":
+            if value not in THINKING_BUDGETS:
+                raise _unsupported(name, f"reasoning_effort {value!r}")
+            config["thinkingConfig"] = {"thinkingBudget": THINKING_BUDGETS[value]}
+        elif name == "logit_bias":
+            if value:
+                raise _unsupported(name, "logit_bias")
+        elif name == "logprobs":
+            if value is not False:
+                raise _unsupported(name, "logprobs")
+        elif name == "top_logprobs":
+            if value != 0:
+                raise _unsupported(name, "top_logprobs")
+        elif name == "service_tier":
+            if value not in ("auto", "default"):
+                raise _unsupported(name, f"service_tier {value!r}")
+        elif name == "modalities":
+            if value != ["text"]:
+                raise _unsupported(name, "an output other than text")
+        elif name in _REFUSED_OPTIONS:
+            raise _unsupported(name, _REFUSED_OPTIONS[name])
+        else:
+            raise UnsupportedParameter(f"{name} is not a field the Gemini protocol has", name)
+    return config
+
+
+def _declaration(index: int, tool: ToolSpec) -> dict[str, Any]:
+    declaration: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        declaration["description"] = tool.description
+    if not is_empty_object(tool.parameters):
+        declaration["parameters"] = gemini_schema(tool.parameters, f"tools[{index}].function.parameters")
+    return declaration
+
+
+def _tool_config(request: ChatRequest) -> dict[str, Any]:
+    if request.parallel_tool_calls is False and request.tools:
+        raise UnsupportedParameter(
+            "parallel_tool_calls false is not supported by the Gemini protocol: it cannot be told to call "
+            "one function at a time",
+            "parallel_tool_calls",
+        )
+    choice = request.tool_choice
+    if choice is None or not request.tools:
+        if choice is not None and choice.mode in ("required", "function"):
+            raise UnsupportedParameter(f"tool_choice {choice.mode!r} needs tools", "tool_choice")
+        return {}
+    calling: dict[str, Any] = {"mode": _MODES[choice.mode]}
+    if choice.mode == "function":
+        calling["allowedFunctionNames"] = [choice.name]
+    return {"functionCallingConfig": calling}
+
+
+def _response_format(request: ChatRequest) -> dict[str, Any]:
+    response_format = request.response_format
+    if response_format is None or response_format.type == "text":
+        return {}
+    config: dict[str, Any] = {"responseMimeType": "application/json"}
+    if response_format.type == "json_schema" and response_format.schema is not None:
+        config["responseSchema"] = gemini_schema(response_format.schema, "response_format.json_schema.schema")
+    return config
+
+
+def _arguments(message_index: int, call_index: int, arguments: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as the object Gemini's functionCall.args is."""
+    try:
+        parsed = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UnsupportedParameter(
+            "A tool call's arguments must be a JSON object for the Gemini protocol",
+            f"messages[{message_index}].tool_calls[{call_index}].function.arguments",
+        )
+    return parsed
+
+
+def _function_response(index: int, message: ChatMessage, names: Mapping[str, str]) -> dict[str, Any]:
+    """A tool message as Gemini's functionResponse: the function's name (from the call it answers) and the
+    result, as the object it is or else {"result": text}."""
+    name = names.get(message.tool_call_id or "") or message.name
+    if not name:
+        raise UnsupportedParameter(
+            "A tool message must answer an earlier assistant tool call (Gemini needs the function's name)",
+            f"messages[{index}].tool_call_id",
+        )
+    text = "".join(part for part in message.content() if isinstance(part, str))
+    try:
+        result = json.loads(text)
+    except ValueError:
+        result = None
+    return {"name": name, "response": result if isinstance(result, dict) else {"result": text}}
+
+
+# -- the answer out --
+
+
+def made_call_id() -> str:
+    """An id for a call Gemini sent without one, so the client can answer it."""
+    return "call_" + secrets.token_hex(12)
+
+
+def _candidate_calls(candidate: Any) -> list[ToolCall]:
+    parts = ((candidate or {}).get("content") or {}).get("parts") or []
+    return [_tool_call(part["functionCall"]) for part in parts if isinstance(part.get("functionCall"), dict)]
+
+
+def _tool_call(call: dict[str, Any]) -> ToolCall:
+    call_id = call.get("id")
+    args = call.get("args")
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) and call_id else made_call_id(),
+        name=str(call.get("name") or ""),
+        arguments=json.dumps(args if isinstance(args, dict) else {}),
+    )
+
+
+def _index(candidate: Any, position: int) -> int:
+    index = int_or_none((candidate or {}).get("index"))
+    return position if index is None else index  # proto3 JSON leaves out index 0
 
 
 class GoogleAdapter(ProviderAdapter):
@@ -71,15 +241,22 @@ class GoogleAdapter(ProviderAdapter):
     # -- request in --
 
     def build_call(self, request: ChatRequest, endpoint: str, api_key: str | None, *, stream: bool) -> HttpCall:
-        body: dict[str, Any] = {
-            "contents": [self._content(m) for m in request.messages if m.role != "system"],
-        }
+        body: dict[str, Any] = {"contents": self._contents(request.messages)}
         system = "\n\n".join(m.text for m in request.messages if m.role == "system" and m.text)
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
+        if request.tools:
+            body["tools"] = [{"functionDeclarations": [_declaration(i, t) for i, t in enumerate(request.tools)]}]
+        tool_config = _tool_config(request)
+        if tool_config:
+            body["toolConfig"] = tool_config
         config = sampling(
             request, temperature="temperature", max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences"
         )
+        config.update(_response_format(request))
+        if request.n is not None and request.n != 1:
+            config["candidateCount"] = request.n
+        config.update(_options(request.options))
         if config:
             body["generationConfig"] = config
         url = model_url(endpoint, request.model, "streamGenerateContent" if stream else "generateContent")
@@ -87,11 +264,31 @@ class GoogleAdapter(ProviderAdapter):
             url += "?alt=sse"  # without it the stream is one long JSON array
         return HttpCall(url=url, headers=self.request_headers(api_key, stream=stream), body=body)
 
-    def _content(self, message: ChatMessage) -> dict[str, Any]:
-        parts = [self._part(attachment) for attachment in message.attachments]
-        if message.text or not parts:
-            parts.append({"text": message.text})
-        return {"role": ROLE_NAMES[message.role], "parts": parts}
+    def _contents(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+        """Gemini's contents: assistant calls as functionCall parts, each run of tool messages as one "user"
+        content of functionResponse parts (named from the call they answer)."""
+        contents: list[dict[str, Any]] = []
+        names: dict[str, str] = {}  # tool call id -> function name, from the assistant turns so far
+        answering = False  # the last content is a run of tool results
+        for i, message in enumerate(messages):
+            if message.role == "system":
+                continue
+            if message.role == "tool":
+                part = {"functionResponse": _function_response(i, message, names)}
+                if answering:
+                    contents[-1]["parts"].append(part)
+                else:
+                    contents.append({"role": "user", "parts": [part]})
+                answering = True
+                continue
+            answering = False
+            parts = [{"text": p} if isinstance(p, str) else self._part(p) for p in message.content()]
+            if message.role == "assistant":
+                for j, call in enumerate(message.tool_calls):
+                    names[call.id] = call.name
+                    parts.append({"functionCall": {"name": call.name, "args": _arguments(i, j, call.arguments)}})
+            contents.append({"role": ROLE_NAMES[message.role], "parts": parts or [{"text": ""}]})
+        return contents
 
     def _part(self, attachment: Attachment) -> dict[str, Any]:
         mime = base_mime(attachment.mime_type)
@@ -112,15 +309,23 @@ class GoogleAdapter(ProviderAdapter):
         prompt, completion, total = usage or (None, None, None)
         if usage is not None and total is None:
             total = prompt + completion
+        ordered = sorted(((_index(c, p), c) for p, c in enumerate(candidates)), key=lambda item: item[0])
+        first = ordered[0][1] if ordered else None
+        block = (body.get("promptFeedback") or {}).get("blockReason")
+        finish = (first or {}).get("finishReason") or (block if isinstance(block, str) else None)
         return ChatResult(
-            text=_candidate_text(candidates[0]) if candidates else "",
+            text=_candidate_text(first),
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=total,
             usage_reported=usage is not None,
-            finish_reason=_finish_reason(body),
+            finish_reason=finish,
             model=body.get("modelVersion") or request.model,
             raw=body,
+            tool_calls=tuple(_candidate_calls(first)),
+            other_choices=tuple(
+                Choice(i, _candidate_text(c), tuple(_candidate_calls(c)), c.get("finishReason")) for i, c in ordered[1:]
+            ),
         )
 
     # -- the model list: GET {endpoint}/v1beta/models, paged by nextPageToken --
@@ -189,24 +394,43 @@ def _detail_values(body: Any, key: str) -> list[str]:
 
 
 class GoogleStreamTranslator(StreamTranslator):
-    """Each event is a whole GenerateContentResponse with the next piece of text; the last has finishReason."""
+    """Each event is a whole GenerateContentResponse with the next piece of each candidate: text, and function
+    calls sent whole (one piece each); the last piece of a candidate has its finishReason."""
 
     def __init__(self, adapter: GoogleAdapter, model: str) -> None:
         super().__init__(model)
         self._adapter = adapter
+        self._positions: dict[int, int] = {}  # candidate -> how many calls it has made so far
+        self._open: set[int] = set()  # candidates seen that have not finished
+        self._first_done = False
 
-    def feed(self, event: SSEEvent) -> list[StreamChunk]:
+    def feed(self, event: SSEEvent) -> list[StreamItem]:
         payload = load_json(event.data, "stream chunk")
         if isinstance(payload, dict) and "error" in payload:
             raise self._adapter.error_from_event(payload)
         if isinstance(payload.get("modelVersion"), str):
             self.model = payload["modelVersion"]
-        candidates = payload.get("candidates") or []
-        chunks = self.text_chunk(_candidate_text(candidates[0])) if candidates else []
-        finish_reason = _finish_reason(payload)
-        if finish_reason:
-            self.finish_reason = finish_reason
-            self.done = True
+        items: list[StreamItem] = []
+        for position, candidate in enumerate(payload.get("candidates") or []):
+            choice = _index(candidate, position)
+            self._open.add(choice)
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                if isinstance(part.get("functionCall"), dict):
+                    call = _tool_call(part["functionCall"])
+                    at = self._positions.get(choice, 0)
+                    self._positions[choice] = at + 1
+                    items += self.tool_delta(at, call.id, call.name, call.arguments, choice)
+                elif isinstance(part.get("text"), str) and not part.get("thought"):
+                    items += self.text_chunk(part["text"], choice)
+            if candidate.get("finishReason"):
+                self.choice_finished(choice, candidate["finishReason"])
+                self._open.discard(choice)
+                self._first_done = self._first_done or choice == 0
+        block = (payload.get("promptFeedback") or {}).get("blockReason")
+        if isinstance(block, str) and block:  # the prompt itself was refused: no candidate comes
+            self.finish_reason = block
+            self._first_done = True
+        self.done = self._first_done and not self._open
         usage = _usage(payload.get("usageMetadata"))
         if usage is not None:
             # Each chunk may repeat usageMetadata; the last one is the answer's total.
@@ -214,7 +438,7 @@ class GoogleStreamTranslator(StreamTranslator):
             self.prompt_tokens, self.completion_tokens = prompt, completion
             self.total_tokens = total if total is not None else prompt + completion
             self.usage_reported = True
-        return chunks
+        return items
 
 
 def register_protocols(register: Callable[[ProtocolSpec], None]) -> None:

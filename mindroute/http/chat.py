@@ -31,9 +31,12 @@ from mindroute.http.openai_compat import (
     completion_json,
     error_body,
     finish_reason,
+    tool_delta_json,
     usage_chunk_json,
 )
 from mindroute.http.sse import SSE_DONE, EventStreamResponse, sse_data
+from mindroute.providers.shapes import ToolCallDelta
+from mindroute.providers.sse import StreamItem
 from mindroute.services.api_admission import AdmittedCall, CallRefusal, admit_call
 from mindroute.services.call_tracker import ApiOutcome, CallTracker
 from mindroute.services.chat_async import AsyncStreamingChat, UpstreamClock, acomplete_call
@@ -100,6 +103,9 @@ def _failure_response(result: ApiOutcome, headers: dict[str, str]) -> JSONRespon
     outcome = result.outcome
     if outcome.retry_after is not None:
         headers["retry-after"] = str(max(0, round(outcome.retry_after)))
+    if outcome.param is not None:  # refused by the protocol's adapter before any upstream call
+        message = outcome.error or "This parameter is not supported"
+        return _error(outcome.status_code, message, "unsupported_parameter", headers=headers, param=outcome.param)
     code = {429: "rate_limit_exceeded", 504: "upstream_timeout"}.get(outcome.status_code, "upstream_error")
     return _error(outcome.status_code, outcome.error or "The provider failed", code, headers=headers)
 
@@ -125,20 +131,34 @@ async def _stream(
         return _failure_response(result, {OVERHEAD_HEADER: _overhead_ms(started, clock)})
     cid, created, model_id = completion_id(), int(time.time()), admitted.model_id
     include_usage = parsed.include_usage
+    choices = parsed.request.n or 1
 
-    def chunk(delta: dict[str, Any] | None, reason: str | None = None) -> bytes:
-        return sse_data(chunk_json(cid, created, model_id, delta, reason, include_usage=include_usage))
+    def chunk(delta: dict[str, Any] | None, reason: str | None = None, index: int = 0, logprobs: Any = None) -> bytes:
+        return sse_data(
+            chunk_json(
+                cid, created, model_id, delta, reason, include_usage=include_usage, index=index, logprobs=logprobs
+            )
+        )
+
+    def piece(item: StreamItem) -> bytes:
+        if isinstance(item, ToolCallDelta):
+            return chunk({"tool_calls": [tool_delta_json(item)]}, index=item.choice)
+        return chunk({"content": item.text}, index=item.choice, logprobs=item.logprobs)
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            yield chunk({"role": "assistant", "content": ""})
+            for index in range(choices):
+                yield chunk({"role": "assistant", "content": ""}, index=index)
             if first is not None:
-                yield chunk({"content": first})
-            async for text in texts:
-                yield chunk({"content": text})
+                yield piece(first)
+            async for item in texts:
+                yield piece(item)
             result = await chat.finish()
             if result.outcome.ok:
-                yield chunk({}, finish_reason(result.finish_reason))
+                outcome = result.outcome
+                yield chunk({}, finish_reason(result.finish_reason, bool(outcome.tool_calls)))
+                for other in outcome.other_choices:
+                    yield chunk({}, finish_reason(other.finish_reason, bool(other.tool_calls)), index=other.index)
                 if include_usage:
                     yield sse_data(usage_chunk_json(cid, created, model_id, result))
             else:  # the provider failed after the 200 went out: OpenAI's in-stream error event

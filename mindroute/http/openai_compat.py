@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from mindroute.providers.shapes import ToolCall, ToolCallDelta
 from mindroute.redaction import redact_secrets
 from mindroute.services.call_tracker import ApiOutcome
 
@@ -40,6 +41,9 @@ _FINISH_REASONS = {
     "SAFETY": "content_filter",
     "RECITATION": "content_filter",
     "refusal": "content_filter",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "function_call",
 }
 
 
@@ -64,8 +68,39 @@ def completion_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):x}"
 
 
-def finish_reason(provider_reason: str | None) -> str:
-    return _FINISH_REASONS.get(provider_reason or "stop", "stop")
+def finish_reason(provider_reason: str | None, tool_calls: bool = False) -> str:
+    """The provider's finish word in OpenAI's vocabulary; an answer that ends with tool calls says
+    "tool_calls" whatever the provider said (Gemini says STOP), unless it was cut off."""
+    reason = _FINISH_REASONS.get(provider_reason or "stop", "stop")
+    return "tool_calls" if tool_calls and reason == "stop" else reason
+
+
+def tool_calls_json(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """A message's `tool_calls` in OpenAI's shape."""
+    return [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in calls
+    ]
+
+
+def tool_delta_json(piece: ToolCallDelta) -> dict[str, Any]:
+    """A streamed `delta.tool_calls[]` item: the call's first piece carries its id, type and name."""
+    function: dict[str, Any] = {"arguments": piece.arguments}
+    item: dict[str, Any] = {"index": piece.position}
+    if piece.id is not None:
+        item["id"] = piece.id
+        item["type"] = "function"
+    if piece.name is not None:
+        function = {"name": piece.name, "arguments": piece.arguments}
+    item["function"] = function
+    return item
+
+
+def _message(text: str, calls: tuple[ToolCall, ...], refusal: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": refusal}
+    if calls:
+        message["tool_calls"] = tool_calls_json(calls)
+    return message
 
 
 def usage(result: ApiOutcome) -> dict[str, int] | None:
@@ -79,20 +114,32 @@ def usage(result: ApiOutcome) -> dict[str, int] | None:
 
 
 def completion_json(result: ApiOutcome, model_id: str, cid: str | None = None) -> dict[str, Any]:
-    """A `chat.completion` object for a successful answer."""
+    """A `chat.completion` object for a successful answer: every choice, with its tool calls."""
+    outcome, end = result.outcome, result.end
+    calls = outcome.tool_calls
+    choices = [
+        {
+            "index": 0,
+            "message": _message(outcome.text, calls, getattr(end, "refusal", None)),
+            "logprobs": getattr(end, "logprobs", None),
+            "finish_reason": finish_reason(result.finish_reason, bool(calls)),
+        }
+    ]
+    for choice in outcome.other_choices:
+        choices.append(
+            {
+                "index": choice.index,
+                "message": _message(choice.text, choice.tool_calls),
+                "logprobs": choice.logprobs,
+                "finish_reason": finish_reason(choice.finish_reason, bool(choice.tool_calls)),
+            }
+        )
     return {
         "id": cid or completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model_id,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.outcome.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish_reason(result.finish_reason),
-            }
-        ],
+        "choices": choices,
         "usage": usage(result),
     }
 
@@ -105,14 +152,19 @@ def chunk_json(
     reason: str | None = None,
     *,
     include_usage: bool = False,
+    index: int = 0,
+    logprobs: Any = None,
 ) -> dict[str, Any]:
-    """A `chat.completion.chunk`; with include_usage, `usage` is null on every chunk but the last."""
+    """A `chat.completion.chunk` for choice `index`; with include_usage, `usage` is null on every chunk
+    but the last."""
     chunk: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model_id,
-        "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
+        "choices": []
+        if delta is None
+        else [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}],
     }
     if include_usage:
         chunk["usage"] = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mindroute import redaction
@@ -25,8 +25,17 @@ from mindroute.providers.errors import (
     ProviderPermissionError,
     ProviderTimeout,
     RateLimitedError,
+    UnsupportedParameter,
 )
-from mindroute.providers.shapes import ChatRequest, ChatResult, StreamChunk, StreamEnd
+from mindroute.providers.shapes import (
+    ChatRequest,
+    ChatResult,
+    Choice,
+    StreamChunk,
+    StreamEnd,
+    ToolCall,
+    ToolCallDelta,
+)
 from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord
 
 if TYPE_CHECKING:
@@ -63,6 +72,9 @@ class ChatOutcome:
     stopped_by_user: bool = False
     retry_after: float | None = None
     log_id: uuid.UUID | None = None
+    param: str | None = None  # the request field a 400 is about, in OpenAI's terms (UnsupportedParameter)
+    tool_calls: tuple[ToolCall, ...] = ()  # the first choice's, key-redacted like the text
+    other_choices: tuple[Choice, ...] = ()  # choices 1..n-1 (n > 1), key-redacted
 
     @property
     def ok(self) -> bool:
@@ -71,11 +83,13 @@ class ChatOutcome:
 
 @dataclass(frozen=True)
 class ApiOutcome:
-    """A ChatOutcome with what the OpenAI shapes need besides it."""
+    """A ChatOutcome with what the OpenAI shapes need besides it: the answer's end (a whole answer's
+    ChatResult or a stream's StreamEnd, with its tool calls and other choices), None when there was none."""
 
     outcome: ChatOutcome
     finish_reason: str | None
     model: str
+    end: ChatResult | StreamEnd | None = None
 
 
 def ms_since(started: float) -> int:
@@ -135,7 +149,7 @@ class CallTracker:
     is closed (before its end, that is a stop by the reader), then `finished()` for the record and
     the outcome. No I/O, no locks: the drivers own the threads and the writing of the row."""
 
-    __slots__ = ("_redactor", "caller", "end", "error", "extra", "first_token_ms", "prepared", "started", "stopped")
+    __slots__ = ("_redactors", "caller", "end", "error", "extra", "first_token_ms", "prepared", "started", "stopped")
 
     def __init__(
         self, prepared: PreparedCall, caller: Caller, started: float, extra: dict[str, Any] | None = None
@@ -148,7 +162,8 @@ class CallTracker:
         self.end: StreamEnd | ChatResult | None = None
         self.error: ProviderError | None = None
         self.stopped = False
-        self._redactor: redaction.StreamRedactor | None = None
+        # One per text that streams: ("text", choice) and ("tool", choice, position); made at the first piece.
+        self._redactors: dict[tuple[Any, ...], redaction.StreamRedactor] | None = None
 
     def open_stream(self, start: Callable[[ChatRequest, str, str | None], S]) -> S | None:
         """The stream `start` (an adapter's stream or astream) opens for this call; None when the
@@ -160,22 +175,42 @@ class CallTracker:
             self.error = exc
             return None
 
-    def chunk(self, item: StreamChunk | StreamEnd) -> str:
-        """One item of a stream; returns the text to pass on now ("" for none: a key split across
+    def chunk(self, item: StreamChunk | ToolCallDelta | StreamEnd) -> list[StreamChunk | ToolCallDelta]:
+        """One item of a stream; returns what to pass on now, with the provider's key redacted (a piece
+        of text or of a tool call's arguments may come back shorter, or not at all: a key split across
         pieces is held back until it can be told apart)."""
         if isinstance(item, StreamEnd):
             self.end = item
-            return ""
-        if not item.text:
-            return ""
-        if self._redactor is None:  # the first text
+            return []
+        tool = isinstance(item, ToolCallDelta)
+        text = item.arguments if tool else item.text  # type: ignore[union-attr]
+        if not text and (not tool and item.logprobs is None):  # type: ignore[union-attr]
+            return []
+        redactors = self._redactors
+        if redactors is None:  # the first piece of the answer
             self.first_token_ms = ms_since(self.started)
-            self._redactor = redaction.answer_keys(self.prepared.route.api_key).stream()
-        return self._redactor.feed(item.text)
+            redactors = self._redactors = {}
+        key = ("tool", item.choice, item.position) if tool else ("text", item.choice)  # type: ignore[union-attr]
+        redactor = redactors.get(key)
+        if redactor is None:
+            redactor = redactors[key] = redaction.answer_keys(self.prepared.route.api_key).stream()
+        passed = redactor.feed(text) if text else ""
+        if passed == text:
+            return [item]
+        if tool:
+            return [replace(item, arguments=passed)]  # type: ignore[type-var]
+        return [replace(item, text=passed)] if passed or item.logprobs is not None else []  # type: ignore[union-attr]
 
-    def rest(self) -> str:
-        """The text held back at the end of a stream."""
-        return self._redactor.flush() if self._redactor is not None else ""
+    def rest(self) -> list[StreamChunk | ToolCallDelta]:
+        """What was held back at the end of a stream, as pieces of the texts it belongs to."""
+        held: list[StreamChunk | ToolCallDelta] = []
+        for key, redactor in (self._redactors or {}).items():
+            text = redactor.flush()
+            if text:
+                held.append(
+                    StreamChunk(text, key[1]) if key[0] == "text" else ToolCallDelta(key[2], None, None, text, key[1])
+                )
+        return held
 
     def answered(self, result: ChatResult) -> None:
         self.end = result
@@ -206,6 +241,15 @@ class CallTracker:
         keys = redaction.answer_keys(route.api_key)  # no provider key in the answer or the error (issue 13, item 9)
         message = keys.redact(message) if message else message
         text = keys.redact(end.text) if end else ""
+        tool_calls = _redacted_calls(end.tool_calls, keys) if end else ()
+        others = (
+            tuple(
+                replace(c, text=keys.redact(c.text), tool_calls=_redacted_calls(c.tool_calls, keys))
+                for c in end.other_choices
+            )
+            if end and end.other_choices
+            else ()
+        )
         prompt = end.prompt_tokens if end else None
         completion = end.completion_tokens if end else None
         total = end.total_tokens if end else None
@@ -229,11 +273,23 @@ class CallTracker:
             usage_reported=reported,
             time_to_first_token_ms=first,
             stopped_by_user=stopped,
+            tool_calls=tool_calls,
+            other_choices=others,
         )
         cost = estimate_cost(route.prices, request.model, prompt, completion)
         retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
+        param = error.param if isinstance(error, UnsupportedParameter) else None
         # ChatOutcome's fields in their order: the text, status and error, the tokens, the times, the cost, ...
         outcome = ChatOutcome(
             text, status, message, prompt, completion, total, reported, duration_ms, first, cost, stopped, retry_after
         )
+        if param is not None or tool_calls or others:
+            outcome = replace(outcome, param=param, tool_calls=tool_calls, other_choices=others)
         return record, outcome
+
+
+def _redacted_calls(calls: tuple[ToolCall, ...], keys: redaction.KeySet) -> tuple[ToolCall, ...]:
+    """Tool calls with the provider's key redacted from their arguments (a model may write anything)."""
+    if not calls:
+        return calls
+    return tuple(replace(call, arguments=keys.redact(call.arguments)) for call in calls)

@@ -22,7 +22,7 @@ from mindroute.providers.errors import ProviderError, UpstreamError
 from mindroute.providers.registry import adapter_for
 
 # The playground builds its requests from these shapes; it reaches them here, through the chat service.
-from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind  # noqa: F401
+from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, StreamChunk, attachment_kind  # noqa: F401
 from mindroute.services.call_log import write_call_log
 from mindroute.services.call_tracker import Caller, CallTracker, ChatOutcome, call_record, ms_since
 from mindroute.services.routing import ChatRefused, PreparedCall, prepare_call
@@ -132,6 +132,7 @@ class StreamingChat(_StoppableChat):
             self._stream = self._tracker.open_stream(adapter_for(self._tracker.prepared.route.protocol).stream)
 
     def chunks(self) -> Iterator[str]:
+        """The answer's text as it arrives (the playground asks for one choice and no tools)."""
         if self._stream is None:
             return
         tracker, stream, scope = self._tracker, self._stream, self._scope
@@ -142,13 +143,15 @@ class StreamingChat(_StoppableChat):
                     item = next(stream, None)
                 if item is None:
                     break
-                if text := tracker.chunk(item):
-                    yield text
+                for piece in tracker.chunk(item):
+                    if isinstance(piece, StreamChunk) and piece.choice == 0 and piece.text:
+                        yield piece.text
         except ProviderError as exc:
             if not scope.cancelled:  # a stop makes the read fail: that is no error of the provider's
                 tracker.failed(exc)
-        if rest := tracker.rest():
-            yield rest
+        for piece in tracker.rest():
+            if isinstance(piece, StreamChunk) and piece.choice == 0:
+                yield piece.text
 
     def pieces(self, wait_s: float) -> Iterator[str | None]:
         """`chunks()` read by a worker thread, with None after every `wait_s` without text: the

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from mindroute.providers.adapter import AsyncChatStream
 from mindroute.providers.errors import ProviderError
 from mindroute.providers.registry import adapter_for
+from mindroute.providers.sse import StreamItem
 from mindroute.services.call_tracker import ApiOutcome, CallTracker
 from mindroute.services.log_writer import alog_call
 
@@ -44,7 +45,7 @@ async def acomplete_call(engine: Engine, tracker: CallTracker, clock: UpstreamCl
     record, outcome = tracker.finished()
     outcome = replace(outcome, log_id=await alog_call(engine, record))
     model = (result.model if result else None) or prepared.request.model
-    return ApiOutcome(outcome, result.finish_reason if result else None, model)
+    return ApiOutcome(outcome, result.finish_reason if result else None, model, result)
 
 
 class AsyncStreamingChat:
@@ -63,8 +64,9 @@ class AsyncStreamingChat:
     def error(self) -> ProviderError | None:
         return self._tracker.error
 
-    async def chunks(self) -> AsyncIterator[str]:
-        """Answer text as it arrives; a provider error ends the iteration and is kept for finish()."""
+    async def chunks(self) -> AsyncIterator[StreamItem]:
+        """The answer's pieces (text, tool-call pieces) as they arrive, key-redacted; a provider error
+        ends the iteration and is kept for finish()."""
         if self._stream is None:
             return
         iterator = self._stream.__aiter__()
@@ -84,10 +86,10 @@ class AsyncStreamingChat:
                 clock.add_since(waited)
                 raise
             clock.add_since(waited)
-            if text := tracker.chunk(item):
-                yield text
-        if rest := tracker.rest():
-            yield rest
+            for piece in tracker.chunk(item):
+                yield piece
+        for piece in tracker.rest():
+            yield piece
 
     async def finish(self) -> ApiOutcome:
         if self.result is not None:
@@ -104,5 +106,5 @@ class AsyncStreamingChat:
         record, outcome = tracker.finished("The client closed the connection")
         outcome = replace(outcome, log_id=await alog_call(self._engine, record))
         end = tracker.end
-        self.result = ApiOutcome(outcome, end.finish_reason if end else None, tracker.prepared.request.model)
+        self.result = ApiOutcome(outcome, end.finish_reason if end else None, tracker.prepared.request.model, end)
         return self.result

@@ -3,13 +3,17 @@
 What a row holds (the Logs columns of the schema document):
 
 - requestBody: `{"source": "playground"|"api", "api_key_id": …, "model", "temperature", "max_tokens",
-  "top_p", "stop", "stream", "messages": [{"role", "text", "attachments": [{"name", "type", "size"}]}]}`.
+  "top_p", "stop", "stream", "tools": [names], "tool_choice", "parallel_tool_calls", "response_format":
+  {"type", "name"}, "n", "options": {other Chat Completions fields, clipped}, "messages": [{"role",
+  "text", "attachments": [{"name", "type", "size"}], "tool_calls": [{"id", "name", "arguments"}],
+  "tool_call_id"}]}` (the optional parts only when set).
   Attachments are described, never included (no data URLs); key-shaped text is redacted. The whole
   body is capped at about REQUEST_BODY_MAX_CHARS: messages are kept from the newest back while they
   fit, and a body that lost some says so: `"truncated": {"messages": total, "kept": n, "chars": size}`.
-- responseBody: `{"text", "finish_reason", "usage": {"reported": bool, "prompt", "completion", "total"},
-  "time_to_first_token_ms", "stopped_by_user", "truncated"}`. Text over RESPONSE_TEXT_MAX_CHARS is
-  cut, with a marker saying how much.
+- responseBody: `{"text", "tool_calls": [{"id", "name", "arguments"}], "other_choices": [{"index",
+  "text", "finish_reason", "tool_calls"}], "finish_reason", "usage": {"reported": bool, "prompt",
+  "completion", "total"}, "time_to_first_token_ms", "stopped_by_user", "truncated"}`. Text over
+  RESPONSE_TEXT_MAX_CHARS is cut, with a marker saying how much.
 - promptTokens / completionTokens / tokensUsed: the provider's own counts; NULL when it gave none
   (`usage.reported` is then false). Nothing is estimated.
 - statusCode: the HTTP status MindRoute answered with or would have: 200, the upstream's error
@@ -43,7 +47,7 @@ from mindroute import redaction
 from mindroute.analytics.rollups import add_logs_to_rollups
 from mindroute.db import transaction
 from mindroute.models import Log, utcnow
-from mindroute.providers.shapes import ChatRequest
+from mindroute.providers.shapes import ChatRequest, Choice, ToolCall
 from mindroute.redaction import redact_secrets
 
 log = logging.getLogger("mindroute.call_log")
@@ -86,6 +90,8 @@ class CallRecord:
     usage_reported: bool = False
     time_to_first_token_ms: int | None = None
     stopped_by_user: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()  # the answer's (first choice's) tool calls
+    other_choices: tuple[Choice, ...] = ()  # choices 1..n-1 when n > 1
     error_message: str | None = None
     ip: str | None = None
     user_agent: str | None = None
@@ -141,6 +147,11 @@ def request_body(record: CallRecord, keys: redaction.KeySet | None = None) -> di
             if len(message.attachments) > ATTACHMENTS_MAX:
                 entry["attachments_total"] = len(message.attachments)
             size += sum(len(a["name"]) + len(a["type"]) + 40 for a in entry["attachments"])
+        if message.tool_calls:
+            entry["tool_calls"] = _stored_calls(message.tool_calls, keys)
+            size += sum(len(c["arguments"]) + len(c["name"]) + len(c["id"]) + 40 for c in entry["tool_calls"])
+        if message.tool_call_id is not None:
+            entry["tool_call_id"] = _field(message.tool_call_id)
         if size > budget and messages:
             break
         budget -= size
@@ -155,6 +166,7 @@ def request_body(record: CallRecord, keys: redaction.KeySet | None = None) -> di
         "top_p": request.top_p,
         "stop": stop,
         "stream": request.stream,
+        **_request_options(request),
         "messages": messages,
         **extra,
     }
@@ -164,12 +176,73 @@ def request_body(record: CallRecord, keys: redaction.KeySet | None = None) -> di
     return capped
 
 
-def response_body(record: CallRecord) -> dict[str, Any] | None:
-    if record.text is None and not record.usage_reported and record.time_to_first_token_ms is None:
+TOOLS_MAX = 128  # tool names kept in a requestBody (OpenAI's own limit on tools)
+
+
+def _stored_calls(calls: Sequence[ToolCall], keys: redaction.KeySet) -> list[dict[str, str]]:
+    """Tool calls as a row stores them: id, name, and the arguments redacted and clipped."""
+    return [
+        {
+            "id": _field(call.id),
+            "name": _field(call.name),
+            "arguments": _clip(redact_secrets(keys.redact(call.arguments)), FIELD_MAX_CHARS)[0],
+        }
+        for call in calls[:ATTACHMENTS_MAX]
+    ]
+
+
+def _request_options(request: ChatRequest) -> dict[str, Any]:
+    """The request's fields besides the sampling ones, when set: the tools' names, the tool choice, the
+    response format, n, and the other Chat Completions fields (each value clipped)."""
+    fields: dict[str, Any] = {}
+    if request.tools:
+        fields["tools"] = [_field(tool.name) for tool in request.tools[:TOOLS_MAX]]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        fields["tool_choice"] = _field(choice.name) if choice.mode == "function" else choice.mode
+    if request.parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.response_format is not None:
+        response_format = request.response_format
+        fields["response_format"] = {"type": response_format.type, "name": _field(response_format.name)}
+    if request.n is not None:
+        fields["n"] = request.n
+    if request.options:
+        fields["options"] = {
+            _field(name): value
+            if isinstance(value, int | float | bool) or value is None
+            else _field(value if isinstance(value, str) else json.dumps(value, default=str))
+            for name, value in list(request.options.items())[:ATTACHMENTS_MAX]
+        }
+    return fields
+
+
+def response_body(record: CallRecord, keys: redaction.KeySet | None = None) -> dict[str, Any] | None:
+    keys = keys if keys is not None else _NO_KEYS
+    if (
+        record.text is None
+        and not record.usage_reported
+        and record.time_to_first_token_ms is None
+        and not record.tool_calls
+    ):
         return None
     text, truncated = _clip(record.text or "", RESPONSE_TEXT_MAX_CHARS)
+    extra: dict[str, Any] = {}
+    if record.tool_calls:
+        extra["tool_calls"] = _stored_calls(record.tool_calls, keys)
+    if record.other_choices:
+        extra["other_choices"] = [
+            {
+                "index": choice.index,
+                "text": _clip(redact_secrets(keys.redact(choice.text)), FIELD_MAX_CHARS)[0],
+                "finish_reason": choice.finish_reason,
+                "tool_calls": _stored_calls(choice.tool_calls, keys),
+            }
+            for choice in record.other_choices[:ATTACHMENTS_MAX]
+        ]
     return {
         "text": text,
+        **extra,
         "finish_reason": record.finish_reason,
         "usage": {
             "reported": record.usage_reported,
@@ -206,7 +279,7 @@ def log_values(record: CallRecord) -> dict[str, Any]:
         "model_id": (record.model or None) and record.model[:100],
         "request_type": record.request_type,
         "request_body": request_body(record, keys),
-        "response_body": response_body(record),
+        "response_body": response_body(record, keys),
         "tokens_used": _tokens_used(record),
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,

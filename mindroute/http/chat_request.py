@@ -2,7 +2,10 @@
 
 REQUEST_FIELDS is the one description of what a request may hold (name, JSON type, constraints, meaning):
 the parser below reads its constraints, and the OpenAPI document (mindroute.http.openapi) is generated
-from it, so the two cannot drift apart.
+from it, so the two cannot drift apart. Fields marked `option` land in ChatRequest.options by their
+OpenAI names, as sent once checked; a field the table does not name is kept there as sent too (an
+openai-compatible server may take it: vLLM's and Ollama's extensions), and the other protocols' adapters
+refuse it by name.
 """
 
 from __future__ import annotations
@@ -11,16 +14,31 @@ import base64
 import binascii
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from mindroute.config import DEFAULT_API_MAX_MESSAGES
-from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, attachment_kind
+from mindroute.providers.shapes import (
+    Attachment,
+    ChatMessage,
+    ChatRequest,
+    ResponseFormat,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    attachment_kind,
+)
 
 # The roles a message may have, and MindRoute's role for each.
-MESSAGE_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-# Fields OpenAI defines that MindRoute cannot carry: a request that sets one (to anything but null) is refused.
-REFUSED_FIELDS = ("tools", "functions", "tool_choice", "function_call", "audio", "prediction")
+MESSAGE_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
+# Fields OpenAI defines that MindRoute refuses (to anything but null): deprecated, with a replacement.
+REFUSED_FIELDS = ("functions", "function_call")
+_REPLACEMENT = {"functions": "tools", "function_call": "tool_choice"}
+# A function's name (tools, tool_choice, response_format.json_schema.name), as OpenAI checks it.
+NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+_NAME = re.compile(NAME_PATTERN)
+IMAGE_DETAILS = ("auto", "low", "high")
 
 
 @dataclass(frozen=True)
@@ -35,37 +53,201 @@ class RequestField:
     maximum: float | None = None
     min_items: int | None = None
     max_items: int | None = None
-    items: str | None = None  # the JSON type of an array's items
+    items: str | RequestField | None = None  # an array's items: a JSON type, or a field describing them
     const: Any = None  # the only value accepted
     properties: tuple[RequestField, ...] = ()  # an object's own fields
+    enum: tuple[Any, ...] | None = None  # the values accepted (for the field's string type, when several)
+    pattern: str | None = None  # a string's regular expression
+    max_length: int | None = None  # a string's most characters
+    max_properties: int | None = None  # an object's most keys
+    values: RequestField | None = None  # an object with free keys: what each value is
+    option: bool = False  # lands in ChatRequest.options, checked from this entry
 
+
+def _f(name: str, json_type: str | tuple[str, ...], description: str, **constraints: Any) -> RequestField:
+    return RequestField(name, json_type, description, **constraints)
+
+
+def _opt(name: str, json_type: str | tuple[str, ...], description: str, **constraints: Any) -> RequestField:
+    return RequestField(name, json_type, description, option=True, **constraints)
+
+
+_TOOL_CALL = _f(
+    "tool_call",
+    "object",
+    "A function call the model made",
+    properties=(
+        _f("id", "string", "The call's id, which the tool message answering it names", required=True),
+        _f("type", "string", "Always function", const="function", required=True),
+        _f(
+            "function",
+            "object",
+            "The function and its arguments",
+            required=True,
+            properties=(
+                _f("name", "string", "The function's name", required=True),
+                _f("arguments", "string", "The arguments, a JSON text as the model wrote it", required=True),
+            ),
+        ),
+    ),
+)
+_MESSAGE = _f(
+    "message",
+    "object",
+    "A message. system/developer and assistant content: a string or text parts (assistant: refusal parts "
+    "too; null when tool_calls is given); user content: a string or parts (text, image_url with a base64 "
+    "data URL and an optional detail auto/low/high, file with file_data as a base64 data URL); tool "
+    "content: a string or text parts, answering the call tool_call_id of an earlier assistant message",
+    properties=(
+        _f("role", "string", "Who wrote it (developer is system)", required=True, enum=tuple(MESSAGE_ROLES)),
+        _f("content", ("string", "array", "null"), "The text, or the parts in order", items="object"),
+        _f("name", "string", "The participant's name"),
+        _f("tool_calls", "array", "An assistant message's function calls", min_items=1, items=_TOOL_CALL),
+        _f("tool_call_id", "string", "A tool message: the id of the call it answers"),
+    ),
+)
+_TOOL = _f(
+    "tool",
+    "object",
+    "A function the model may call",
+    properties=(
+        _f("type", "string", "Only function tools", const="function", required=True),
+        _f(
+            "function",
+            "object",
+            "The function",
+            required=True,
+            properties=(
+                _f("name", "string", "Its name, unique among the tools", required=True, pattern=NAME_PATTERN),
+                _f("description", "string", "What it does, for the model"),
+                _f("parameters", "object", "Its arguments, as a JSON Schema object; absent: no arguments"),
+                _f("strict", "boolean", "Whether the arguments must follow the schema exactly"),
+            ),
+        ),
+    ),
+)
 
 REQUEST_FIELDS: tuple[RequestField, ...] = (
-    RequestField("model", "string", "<provider name>/<model>, or a bare model", required=True),
-    RequestField(
+    _f("model", "string", "<provider name>/<model>, or a bare model", required=True),
+    _f(
         "messages",
         "array",
         "The conversation: objects with a role (" + ", ".join(MESSAGE_ROLES) + ") and a content, a string or "
-        "a list of parts (text; image_url and file as base64 data URLs, in user messages); at most "
-        f"MINDROUTE_API_MAX_MESSAGES (default {DEFAULT_API_MAX_MESSAGES:,}) messages",
+        "a list of parts kept in their order (text; image_url and file as base64 data URLs, in user messages); "
+        f"at most MINDROUTE_API_MAX_MESSAGES (default {DEFAULT_API_MAX_MESSAGES:,}) messages",
         required=True,
         min_items=1,
-        items="object",
+        items=_MESSAGE,
     ),
-    RequestField("stream", "boolean", "Answer with chat.completion.chunk events (SSE) ending with data: [DONE]"),
-    RequestField(
+    _f("stream", "boolean", "Answer with chat.completion.chunk events (SSE) ending with data: [DONE]"),
+    _f(
         "stream_options",
         "object",
-        "Options of a streamed answer",
-        properties=(RequestField("include_usage", "boolean", "A last chunk with the call's usage"),),
+        "Options of a streamed answer (only with stream true)",
+        properties=(_f("include_usage", "boolean", "A last chunk with the call's usage"),),
     ),
-    RequestField("max_tokens", "integer", "The most tokens to generate (max_completion_tokens wins)", minimum=1),
-    RequestField("max_completion_tokens", "integer", "The most tokens to generate", minimum=1),
-    RequestField("temperature", "number", "Sampling temperature", minimum=0, maximum=2),
-    RequestField("top_p", "number", "Nucleus sampling", minimum=0, maximum=1),
-    RequestField("stop", ("string", "array"), "Where the answer stops", max_items=4, items="string"),
-    RequestField("n", "integer", "How many choices: MindRoute returns one", const=1),
-    RequestField("user", "string", "Your own id for the end user, kept with the call's Logs row"),
+    _f("max_tokens", "integer", "The most tokens to generate (max_completion_tokens wins)", minimum=1),
+    _f("max_completion_tokens", "integer", "The most tokens to generate", minimum=1),
+    _f("temperature", "number", "Sampling temperature", minimum=0, maximum=2),
+    _f("top_p", "number", "Nucleus sampling", minimum=0, maximum=1),
+    _f("stop", ("string", "array"), "Where the answer stops", max_items=4, items="string"),
+    _f("tools", "array", "Functions the model may call", min_items=1, max_items=128, items=_TOOL),
+    _f(
+        "tool_choice",
+        ("string", "object"),
+        "none, auto (the default with tools), required (some call), or one function by name; only with tools "
+        "(none and auto are accepted without them and change nothing)",
+        enum=("none", "auto", "required"),
+        properties=(
+            _f("type", "string", "Always function", const="function", required=True),
+            _f(
+                "function",
+                "object",
+                "The function to call",
+                required=True,
+                properties=(_f("name", "string", "One of the tools' names", required=True),),
+            ),
+        ),
+    ),
+    _f("parallel_tool_calls", "boolean", "Whether the model may call several functions in one answer"),
+    _f(
+        "response_format",
+        "object",
+        "The answer's form: text, json_object (any JSON object) or json_schema (JSON matching a schema)",
+        properties=(
+            _f(
+                "type",
+                "string",
+                "text, json_object or json_schema",
+                required=True,
+                enum=("text", "json_object", "json_schema"),
+            ),
+            _f(
+                "json_schema",
+                "object",
+                "With type json_schema: the schema the answer must match",
+                properties=(
+                    _f("name", "string", "The schema's name", required=True, pattern=NAME_PATTERN),
+                    _f("description", "string", "What the answer is, for the model"),
+                    _f("schema", "object", "A JSON Schema object"),
+                    _f("strict", "boolean", "Whether the answer must follow the schema exactly"),
+                ),
+            ),
+        ),
+    ),
+    _f("n", "integer", "How many choices to generate", minimum=1, maximum=128),
+    _opt("seed", "integer", "Sample deterministically, as far as the provider can"),
+    _opt("presence_penalty", "number", "Penalise tokens already present", minimum=-2, maximum=2),
+    _opt("frequency_penalty", "number", "Penalise tokens by their frequency so far", minimum=-2, maximum=2),
+    _opt(
+        "logit_bias",
+        "object",
+        "Token ids (as strings) to a bias between -100 and 100",
+        max_properties=300,
+        values=_f("bias", "number", "The bias", minimum=-100, maximum=100),
+    ),
+    _opt("logprobs", "boolean", "Return the log probabilities of the answer's tokens"),
+    _opt(
+        "top_logprobs",
+        "integer",
+        "How many most likely tokens to return at each place (needs logprobs true)",
+        minimum=0,
+        maximum=20,
+    ),
+    _opt(
+        "reasoning_effort",
+        "string",
+        "How much a reasoning model thinks",
+        enum=("none", "minimal", "low", "medium", "high", "xhigh"),
+    ),
+    _opt(
+        "metadata",
+        "object",
+        "Your own tags (at most 16; keys up to 64 characters, values up to 512)",
+        max_properties=16,
+        values=_f("value", "string", "A tag's value", max_length=512),
+    ),
+    _opt(
+        "service_tier",
+        "string",
+        "The provider's processing tier",
+        enum=("auto", "default", "flex", "scale", "priority"),
+    ),
+    _opt("store", "boolean", "Whether the provider keeps the answer"),
+    _opt(
+        "modalities",
+        "array",
+        "The answer's modalities",
+        items=_f("modality", "string", "A modality", enum=("text", "audio")),
+    ),
+    _opt("audio", "object", "Audio output parameters"),
+    _opt("prediction", "object", "Predicted output content"),
+    _opt("verbosity", "string", "How long the answer is", enum=("low", "medium", "high")),
+    _opt("web_search_options", "object", "Web search options"),
+    _opt("prompt_cache_key", "string", "A key for the provider's prompt cache"),
+    _opt("safety_identifier", "string", "A stable id of the end user, for the provider's abuse checks"),
+    _opt("user", "string", "Your own id for the end user, kept with the call's Logs row"),
+    _opt("top_k", "integer", "Sample from the k most likely tokens (an extension: not OpenAI's)", minimum=-1),
 )
 _FIELDS = {field.name: field for field in REQUEST_FIELDS}
 _MESSAGES = _FIELDS["messages"]
@@ -73,11 +255,20 @@ _N = _FIELDS["n"]
 _STOP = _FIELDS["stop"]
 _TEMPERATURE = _FIELDS["temperature"]
 _TOP_P = _FIELDS["top_p"]
+_TOOLS = _FIELDS["tools"]
+_TOOL_CHOICE = _FIELDS["tool_choice"]
+_RESPONSE_TYPES = _FIELDS["response_format"].properties[0].enum
 # max_completion_tokens (OpenAI's newer name) wins over max_tokens.
 _MAX_TOKENS = (_FIELDS["max_completion_tokens"], _FIELDS["max_tokens"])
+_OPTIONS = {field.name: field for field in REQUEST_FIELDS if field.option}
+# The fields read on every request; any other key of the body is looked at only when present.
+_CORE = frozenset({"model", "messages", "stream", "temperature", "top_p", "stop", *(f.name for f in _MAX_TOKENS)})
+# The other typed fields (ChatRequest's own), read only when the body has them.
+_TYPED = frozenset(field.name for field in REQUEST_FIELDS if not field.option) - _CORE
 # The checks' messages say "positive", "between" and "up to": the table's constraints must be those.
 assert all(field.minimum == 1 for field in _MAX_TOKENS)
 assert None not in (_TEMPERATURE.minimum, _TEMPERATURE.maximum, _TOP_P.minimum, _TOP_P.maximum, _STOP.max_items)
+assert None not in (_N.minimum, _N.maximum, _TOOLS.max_items) and not set(REFUSED_FIELDS) & set(_FIELDS)
 
 
 class InvalidChatRequest(ValueError):  # noqa: N818 - reads better at the raise site
@@ -112,6 +303,90 @@ def _text(value: str, where: str) -> str:
             f"{where} is not valid Unicode: it holds a lone surrogate (\\u{code:04x}) at character {error.start}",
             where,
         ) from None
+    return value
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A JSON value taken as sent (a schema, an extension field), refused when a string in it is not
+    valid Unicode (see _text)."""
+    if isinstance(value, str):
+        return _text(value, where)
+    if isinstance(value, dict | list):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidChatRequest(f"{where} is not valid Unicode: it holds a lone surrogate", where) from None
+    return value
+
+
+def _shown(value: Any) -> str:
+    """An untrusted value in a refusal's message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_TYPE_WORDS = {
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "object": "an object",
+    "array": "an array",
+}
+
+
+def _is_type(value: Any, json_type: str) -> bool:
+    if json_type == "boolean":
+        return isinstance(value, bool)
+    if json_type == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if json_type == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if json_type == "string":
+        return isinstance(value, str)
+    if json_type == "object":
+        return isinstance(value, dict)
+    return isinstance(value, list)
+
+
+def _range_words(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+
+
+def _checked(value: Any, field: RequestField, where: str) -> Any:
+    """`value` checked against its table entry (type, range, enum, lengths, items and values), as sent."""
+    types = (field.json_type,) if isinstance(field.json_type, str) else field.json_type
+    kind = next((t for t in types if _is_type(value, t)), None)
+    if kind is None:
+        raise InvalidChatRequest(f"{where} must be " + " or ".join(_TYPE_WORDS[t] for t in types), where)
+    if kind in ("integer", "number"):
+        low, high = field.minimum, field.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise InvalidChatRequest(f"{where} must be {_range_words(low, high)}", where)
+    elif kind == "string":
+        if field.enum is not None and value not in field.enum:
+            raise InvalidChatRequest(f"{where} must be one of {', '.join(field.enum)}, not {_shown(value)}", where)
+        if field.max_length is not None and len(value) > field.max_length:
+            raise InvalidChatRequest(f"{where} must be at most {field.max_length} characters", where)
+        _text(value, where)
+    elif kind == "array":
+        if field.max_items is not None and len(value) > field.max_items:
+            raise InvalidChatRequest(f"{where} must have at most {field.max_items} items", where)
+        if isinstance(field.items, RequestField):
+            for i, item in enumerate(value):
+                _checked(item, field.items, f"{where}[{i}]")
+        else:
+            _json_value(value, where)
+    elif kind == "object":
+        if field.max_properties is not None and len(value) > field.max_properties:
+            raise InvalidChatRequest(f"{where} must have at most {field.max_properties} entries", where)
+        if field.values is not None:
+            for key, item in value.items():
+                _checked(item, field.values, f"{where}.{key}" if key.isascii() else where)
+        else:
+            _json_value(value, where)
     return value
 
 
@@ -168,61 +443,283 @@ def _decode_data_url(url: str, where: str) -> tuple[str, bytes]:
     return header.removesuffix(";base64").split(";")[0] or "application/octet-stream", data
 
 
-def _part(part: Any, role: str, where: str) -> tuple[str, Attachment | None]:
-    if not isinstance(part, dict):
+def _string(raw: dict[str, Any], key: str, where: str, *, required: bool = False) -> str | None:
+    """raw[key]: a string (None when absent and not required)."""
+    value = raw.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        word = "is required and must be" if value is None else "must be"
+        raise InvalidChatRequest(f"{where}.{key} {word} a string", f"{where}.{key}")
+    return _text(value, f"{where}.{key}")
+
+
+def _object(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
         raise InvalidChatRequest(f"{where} must be an object", where)
-    kind = part.get("type")
+    return raw
+
+
+def _part(part: Any, role: str, where: str) -> str | Attachment:
+    """One content part: its text, or its attachment."""
+    kind = _object(part, where).get("type")
     if kind == "text":
-        if not isinstance(part.get("text"), str):
-            raise InvalidChatRequest(f"{where}.text must be a string", where)
-        return _text(part["text"], f"{where}.text"), None
-    if kind in ("image_url", "file") and role != "user":
-        raise InvalidChatRequest(f"{where}: {kind} parts are only allowed in user messages", where)
+        return _string(part, "text", where, required=True)  # type: ignore[return-value]
+    if kind == "refusal" and role == "assistant":
+        return _string(part, "refusal", where, required=True)  # type: ignore[return-value]
+    if kind in ("image_url", "file", "input_audio") and role != "user":
+        raise InvalidChatRequest(f"{where}: {kind} parts are only allowed in user messages", f"{where}.type")
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str):
-            raise InvalidChatRequest(f"{where}.image_url.url must be a string", where)
+            raise InvalidChatRequest(f"{where}.image_url.url must be a string", f"{where}.image_url.url")
         mime, data = _decode_data_url(url, f"{where}.image_url.url")
         if not mime.startswith("image/"):
-            raise InvalidChatRequest(f"{where}.image_url.url: expected an image data URL, got {mime}", where)
-        return "", Attachment("image", mime, data)
+            raise InvalidChatRequest(
+                f"{where}.image_url.url: expected an image data URL, got {_shown(mime)}", f"{where}.image_url.url"
+            )
+        detail = image.get("detail") if isinstance(image, dict) else None
+        if detail is not None and detail not in IMAGE_DETAILS:
+            raise InvalidChatRequest(
+                f"{where}.image_url.detail must be one of {', '.join(IMAGE_DETAILS)}, not {_shown(detail)}",
+                f"{where}.image_url.detail",
+            )
+        return Attachment("image", mime, data, detail=detail)
     if kind == "file":
         file = part.get("file")
         if not isinstance(file, dict) or not isinstance(file.get("file_data"), str):
             raise InvalidChatRequest(
-                f"{where}.file: send file_data as a base64 data URL (file ids are not kept)", where
+                f"{where}.file: send file_data as a base64 data URL (file ids are not kept)", f"{where}.file"
             )
         mime, data = _decode_data_url(file["file_data"], f"{where}.file.file_data")
         filename = _text(file["filename"], f"{where}.file.filename") if isinstance(file.get("filename"), str) else ""
-        return "", Attachment(attachment_kind(mime), mime, data, filename)
-    raise InvalidChatRequest(f"{where}: content parts of type {kind!r} are not supported", where)
+        return Attachment(attachment_kind(mime), mime, data, filename)
+    if kind == "input_audio":
+        raise InvalidChatRequest(
+            f"{where}: input_audio parts are not supported: MindRoute carries text, images and files", f"{where}.type"
+        )
+    raise InvalidChatRequest(f"{where}: content parts of type {_shown(kind)} are not supported", f"{where}.type")
+
+
+def _tool_calls(raw: Any, where: str) -> tuple[ToolCall, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidChatRequest(f"{where} must be a non-empty array of tool calls", where)
+    calls = []
+    for j, item in enumerate(raw):
+        at = f"{where}[{j}]"
+        _object(item, at)
+        if item.get("type") != "function":
+            raise InvalidChatRequest(f"{at}.type must be 'function'", f"{at}.type")
+        function = _object(item.get("function"), f"{at}.function")
+        call_id = _string(item, "id", at, required=True)
+        name = _string(function, "name", f"{at}.function", required=True)
+        arguments = _string(function, "arguments", f"{at}.function", required=True)
+        calls.append(ToolCall(call_id, name, arguments))  # type: ignore[arg-type]
+    return tuple(calls)
 
 
 def _message(raw: Any, index: int) -> ChatMessage:
     where = f"messages[{index}]"
-    if not isinstance(raw, dict):
-        raise InvalidChatRequest(f"{where} must be an object", where)
-    role = MESSAGE_ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    role = MESSAGE_ROLES.get(_object(raw, where).get("role"))  # type: ignore[arg-type]
     if role is None:
-        raise InvalidChatRequest(
-            f"{where}.role {raw.get('role')!r} is not supported: use system, developer, user or assistant", where
-        )
+        given = raw.get("role")
+        advice = "use tool messages (with tool_call_id)" if given == "function" else "use " + ", ".join(MESSAGE_ROLES)
+        raise InvalidChatRequest(f"{where}.role {_shown(given)} is not supported: {advice}", f"{where}.role")
+    name = _string(raw, "name", where) if "name" in raw else None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id = None
+    if role == "tool":
+        tool_call_id = _string(raw, "tool_call_id", where, required=True)
+    elif role == "assistant" and raw.get("tool_calls") is not None:
+        tool_calls = _tool_calls(raw["tool_calls"], f"{where}.tool_calls")
     content = raw.get("content")
     if content is None and role == "assistant":
         content = ""
     if isinstance(content, str):
-        return ChatMessage(role, _text(content, f"{where}.content"))  # type: ignore[arg-type]
+        text = _text(content, f"{where}.content")
+        return ChatMessage(role, text, name=name, tool_calls=tool_calls, tool_call_id=tool_call_id)  # type: ignore[arg-type]
     if not isinstance(content, list):
-        raise InvalidChatRequest(f"{where}.content must be a string or a list of content parts", where)
-    texts, attachments = [], []
-    for j, part in enumerate(content):
-        text, attachment = _part(part, role, f"{where}.content[{j}]")
-        if text:
-            texts.append(text)
-        if attachment is not None:
-            attachments.append(attachment)
-    return ChatMessage(role, "\n".join(texts), attachments)  # type: ignore[arg-type]
+        raise InvalidChatRequest(f"{where}.content must be a string or a list of content parts", f"{where}.content")
+    parts = tuple(_part(part, role, f"{where}.content[{j}]") for j, part in enumerate(content))
+    text = "\n".join(part for part in parts if isinstance(part, str) and part)
+    attachments = [part for part in parts if isinstance(part, Attachment)]
+    return ChatMessage(
+        role,  # type: ignore[arg-type]
+        text,
+        attachments,
+        parts=parts,
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id,
+        name=name,
+    )
+
+
+def _messages(raw: list[Any]) -> list[ChatMessage]:
+    """The messages, with OpenAI's rule for tool calls: an assistant message's calls are each answered by
+    the tool messages right after it, and a tool message answers one of them."""
+    messages = [_message(m, i) for i, m in enumerate(raw)]
+    pending: dict[str, str] = {}  # the calls of the last assistant message not answered yet: id -> name
+    for i, message in enumerate(messages):
+        if message.role == "tool":
+            name = pending.pop(message.tool_call_id, None)  # type: ignore[arg-type]
+            if name is None:
+                raise InvalidChatRequest(
+                    f"messages[{i}]: a tool message must answer a tool call of the assistant message before it "
+                    f"(no unanswered call has the id {_shown(message.tool_call_id)})",
+                    f"messages[{i}].tool_call_id",
+                )
+            if message.name is None:  # the function's name, which Gemini's functionResponse needs
+                messages[i] = _with_name(message, name)
+            continue
+        if pending:
+            raise _unanswered(pending, f"messages[{i}]")
+        if message.tool_calls:
+            pending = {call.id: call.name for call in message.tool_calls}
+    if pending:
+        raise _unanswered(pending, "messages")
+    return messages
+
+
+def _with_name(message: ChatMessage, name: str) -> ChatMessage:
+    return ChatMessage(
+        message.role,
+        message.text,
+        message.attachments,
+        message.parts,
+        message.tool_calls,
+        message.tool_call_id,
+        name,
+    )
+
+
+def _unanswered(pending: dict[str, str], param: str) -> InvalidChatRequest:
+    ids = ", ".join(_shown(call_id) for call_id in pending)
+    return InvalidChatRequest(
+        "An assistant message with tool_calls must be followed by tool messages answering each tool_call_id; "
+        f"not answered: {ids}",
+        param,
+    )
+
+
+def _tools(raw: Any) -> tuple[ToolSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidChatRequest("tools must be a non-empty array of tools", "tools")
+    if len(raw) > _TOOLS.max_items:  # type: ignore[operator]
+        raise InvalidChatRequest(
+            f"tools: at most {_TOOLS.max_items} tools are accepted; this one has {len(raw)}", "tools"
+        )
+    specs: list[ToolSpec] = []
+    names: set[str] = set()
+    for i, tool in enumerate(raw):
+        where = f"tools[{i}]"
+        if _object(tool, where).get("type") != "function":
+            raise InvalidChatRequest(
+                f"{where}.type {_shown(tool.get('type'))} is not supported: only function tools", f"{where}.type"
+            )
+        function = _object(tool.get("function"), f"{where}.function")
+        at = f"{where}.function"
+        name = function.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise InvalidChatRequest(
+                f"{at}.name must be 1 to 64 letters, digits, underscores or dashes, not {_shown(name)}", f"{at}.name"
+            )
+        if name in names:
+            raise InvalidChatRequest(f"{at}.name {name!r}: two tools have this name", f"{at}.name")
+        names.add(name)
+        parameters = function.get("parameters")
+        if parameters is not None:
+            _json_value(_object(parameters, f"{at}.parameters"), f"{at}.parameters")
+        strict = function.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise InvalidChatRequest(f"{at}.strict must be a boolean", f"{at}.strict")
+        specs.append(ToolSpec(name, _string(function, "description", at), parameters, strict))
+    return tuple(specs)
+
+
+def _tool_choice(raw: Any, tools: tuple[ToolSpec, ...]) -> ToolChoice | None:
+    if isinstance(raw, str):
+        if raw not in _TOOL_CHOICE.enum:  # type: ignore[operator]
+            raise InvalidChatRequest(
+                f"tool_choice must be none, auto, required or a function, not {_shown(raw)}", "tool_choice"
+            )
+        if not tools:
+            if raw == "required":
+                raise InvalidChatRequest("tool_choice is only allowed when tools are specified", "tool_choice")
+            return None  # none and auto without tools: what the model does anyway
+        return ToolChoice(raw)  # type: ignore[arg-type]
+    if not isinstance(raw, dict):
+        raise InvalidChatRequest("tool_choice must be a string or an object", "tool_choice")
+    if raw.get("type") != "function":
+        raise InvalidChatRequest(
+            f"tool_choice.type {_shown(raw.get('type'))} is not supported: only function", "tool_choice.type"
+        )
+    name = _string(_object(raw.get("function"), "tool_choice.function"), "name", "tool_choice.function", required=True)
+    if not tools:
+        raise InvalidChatRequest("tool_choice is only allowed when tools are specified", "tool_choice")
+    if all(tool.name != name for tool in tools):
+        raise InvalidChatRequest(
+            f"tool_choice.function.name {_shown(name)} is not one of the tools' names", "tool_choice.function.name"
+        )
+    return ToolChoice("function", name)
+
+
+def _response_format(raw: Any) -> ResponseFormat:
+    kind = _object(raw, "response_format").get("type")
+    if kind not in _RESPONSE_TYPES:  # type: ignore[operator]
+        raise InvalidChatRequest(
+            f"response_format.type must be text, json_object or json_schema, not {_shown(kind)}",
+            "response_format.type",
+        )
+    if kind != "json_schema":
+        return ResponseFormat(kind)
+    where = "response_format.json_schema"
+    spec = raw.get("json_schema")
+    if spec is None:
+        raise InvalidChatRequest(f"{where} is required with type json_schema", where)
+    _object(spec, where)
+    name = spec.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidChatRequest(
+            f"{where}.name must be 1 to 64 letters, digits, underscores or dashes, not {_shown(name)}", f"{where}.name"
+        )
+    schema = spec.get("schema")
+    if schema is not None:
+        _json_value(_object(schema, f"{where}.schema"), f"{where}.schema")
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise InvalidChatRequest(f"{where}.strict must be a boolean", f"{where}.strict")
+    return ResponseFormat("json_schema", name, schema, strict, _string(spec, "description", where))
+
+
+def _options(body: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The body's other fields (not null), checked by their table entries; fields the table does not
+    name are kept as sent."""
+    options: dict[str, Any] = {}
+    for name in names:
+        value = body[name]
+        if value is None:
+            continue
+        if name in _REPLACEMENT:
+            raise InvalidChatRequest(
+                f"{name} is deprecated and not supported by MindRoute: use {_REPLACEMENT[name]}", name
+            )
+        field = _OPTIONS.get(name)
+        if field is None:
+            options[_text(name, "the field names")] = _json_value(value, name)
+            continue
+        options[name] = _checked(value, field, name)
+    if "logit_bias" in options:
+        for key in options["logit_bias"]:
+            if not key.isdigit() or not key.isascii():
+                raise InvalidChatRequest(f"logit_bias keys must be token ids (digits), not {_shown(key)}", "logit_bias")
+    if "metadata" in options:
+        for key in options["metadata"]:
+            if len(_text(key, "metadata")) > 64:
+                raise InvalidChatRequest("metadata keys must be at most 64 characters", "metadata")
+    if "top_logprobs" in options and options.get("logprobs") is not True:
+        raise InvalidChatRequest("top_logprobs needs logprobs set to true", "top_logprobs")
+    return options
 
 
 # Bodies parsed in a worker thread rather than on the event loop (parse_off_loop): parsing costs about
@@ -307,8 +804,9 @@ def parse_chat_request(
 
 
 def chat_from_body(body: dict[str, Any], max_messages: int = DEFAULT_API_MAX_MESSAGES) -> ParsedChat:
-    """A decoded request body (a JSON object) as MindRoute's request; the fields it reads are
-    REQUEST_FIELDS and REFUSED_FIELDS, no others."""
+    """A decoded request body (a JSON object) as MindRoute's request: the fields of REQUEST_FIELDS checked
+    and typed (the `option` ones in ChatRequest.options), REFUSED_FIELDS refused, any other kept in
+    options as sent. A null field is the same as an absent one."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidChatRequest("model is required: use an id from GET /v1/models", "model")
@@ -318,23 +816,56 @@ def chat_from_body(body: dict[str, Any], max_messages: int = DEFAULT_API_MAX_MES
         raise InvalidChatRequest("messages must be a non-empty list", "messages")
     if len(messages) > max_messages:
         raise _too_many_messages(max_messages, len(messages))
-    for name in REFUSED_FIELDS:
-        if body.get(name) is not None:
-            raise InvalidChatRequest(f"{name} is not supported by MindRoute", name)
-    n = body.get("n")
-    if n is not None and n != _N.const:
-        raise InvalidChatRequest(f"n must be {_N.const}: MindRoute returns one choice", "n")
-    stream = body.get("stream") is True
-    options = body.get("stream_options")
-    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    user = _text(body["user"], "user") if isinstance(body.get("user"), str) else None
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidChatRequest("stream must be a boolean", "stream")
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice = parallel = response_format = n = None
+    include_usage = False
+    options: dict[str, Any] = {}
+    rest = body.keys() - _CORE  # most bodies: empty or a field or two
+    if rest:
+        if (stream_options := body.get("stream_options")) is not None:
+            if stream is not True:
+                raise InvalidChatRequest(
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+                )
+            usage = _object(stream_options, "stream_options").get("include_usage")
+            if usage is not None and not isinstance(usage, bool):
+                raise InvalidChatRequest(
+                    "stream_options.include_usage must be a boolean", "stream_options.include_usage"
+                )
+            include_usage = usage is True
+        if (raw_tools := body.get("tools")) is not None:
+            tools = _tools(raw_tools)
+        if (raw_choice := body.get("tool_choice")) is not None:
+            tool_choice = _tool_choice(raw_choice, tools)
+        if (parallel := body.get("parallel_tool_calls")) is not None:
+            if not isinstance(parallel, bool):
+                raise InvalidChatRequest("parallel_tool_calls must be a boolean", "parallel_tool_calls")
+            if not tools:
+                parallel = None  # it says nothing without tools (OpenAI refuses it there: not passed on)
+        if (raw_format := body.get("response_format")) is not None:
+            response_format = _response_format(raw_format)
+        if (n := body.get("n")) is not None:
+            _checked(n, _N, "n")
+        rest -= _TYPED
+        if rest:
+            options = _options(body, rest)
+    user = options.get("user")
     request = ChatRequest(
         model=model.strip(),
-        messages=[_message(m, i) for i, m in enumerate(messages)],
+        messages=_messages(messages),
         temperature=_number(body, _TEMPERATURE),
         max_tokens=_max_tokens(body),
         top_p=_number(body, _TOP_P),
         stop=_stop(body),
-        stream=stream,
+        stream=stream is True,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        response_format=response_format,
+        n=n,
+        options=options,
     )
     return ParsedChat(model.strip(), request, include_usage, user)

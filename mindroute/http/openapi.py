@@ -48,18 +48,39 @@ def _typed_schema(field: RequestField, json_type: str) -> dict[str, Any]:
             schema["minimum"] = field.minimum
         if field.maximum is not None:
             schema["maximum"] = field.maximum
+    elif json_type == "string":
+        if field.enum is not None:
+            schema["enum"] = [value for value in field.enum if isinstance(value, str)]
+        if field.pattern is not None:
+            schema["pattern"] = field.pattern
+        if field.max_length is not None:
+            schema["maxLength"] = field.max_length
     elif json_type == "array":
-        if field.items is not None:
+        if isinstance(field.items, RequestField):
+            schema["items"] = field_schema(field.items)
+        elif field.items is not None:
             schema["items"] = {"type": field.items}
         if field.min_items is not None:
             schema["minItems"] = field.min_items
         if field.max_items is not None:
             schema["maxItems"] = field.max_items
-    elif json_type == "object" and field.properties:
-        schema["properties"] = {inner.name: field_schema(inner) for inner in field.properties}
-    if field.const is not None:
+    elif json_type == "object":
+        if field.properties:
+            schema["properties"] = {inner.name: field_schema(inner) for inner in field.properties}
+            required = [inner.name for inner in field.properties if inner.required]
+            if required:
+                schema["required"] = required
+        if field.values is not None:
+            schema["additionalProperties"] = field_schema(field.values)
+        if field.max_properties is not None:
+            schema["maxProperties"] = field.max_properties
+    if field.const is not None and _is_json_type(field.const, json_type):
         schema["const"] = field.const
     return schema
+
+
+def _is_json_type(value: Any, json_type: str) -> bool:
+    return (json_type == "string") == isinstance(value, str)
 
 
 def field_schema(field: RequestField) -> dict[str, Any]:
@@ -78,8 +99,193 @@ def chat_request_schema() -> dict[str, Any]:
         "type": "object",
         "required": [field.name for field in REQUEST_FIELDS if field.required],
         "properties": {field.name: field_schema(field) for field in REQUEST_FIELDS},
-        "description": "Other OpenAI fields are ignored, except " + ", ".join(REFUSED_FIELDS) + ": refused (400)",
+        "additionalProperties": True,
+        "description": "A field not listed here is kept as sent: OpenAI-protocol providers receive it (an "
+        "openai-compatible server's extensions), the other protocols refuse it (400, param naming it), as they "
+        "refuse a listed field they cannot carry. Null is the same as absent. "
+        + ", ".join(REFUSED_FIELDS)
+        + ": refused (400), use tools and tool_choice",
     }
+
+
+_TOOL_CALL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "const": "function"},
+        "function": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "arguments": {"type": "string", "description": "JSON text"}},
+            "required": ["name", "arguments"],
+        },
+    },
+    "required": ["id", "type", "function"],
+}
+_TOOL_CALL_DELTA_SCHEMA = {
+    "type": "object",
+    "description": "A piece of a call: index, id, type and function.name on its first piece, then fragments of "
+    "function.arguments to append",
+    "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "id": {"type": "string"},
+        "type": {"type": "string", "const": "function"},
+        "function": {"type": "object", "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}}},
+    },
+    "required": ["index"],
+}
+_USAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+    },
+}
+_FINISH = {"type": ["string", "null"], "enum": ["stop", "length", "tool_calls", "content_filter", None]}
+_COMPLETION_SCHEMA = {
+    "type": "object",
+    "description": "The whole answer: one choice per n",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "const": "chat.completion"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "message": {
+                        "type": "object",
+                        "properties": {
+                            "role": {"type": "string", "const": "assistant"},
+                            "content": {"type": ["string", "null"]},
+                            "refusal": {"type": ["string", "null"]},
+                            "tool_calls": {"type": "array", "items": {"$ref": "#/components/schemas/ToolCall"}},
+                        },
+                    },
+                    "logprobs": {"type": ["object", "null"]},
+                    "finish_reason": _FINISH,
+                },
+            },
+        },
+        "usage": {"$ref": "#/components/schemas/Usage"},
+    },
+}
+_CHUNK_SCHEMA = {
+    "type": "object",
+    "description": "One server-sent event of a streamed answer",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "const": "chat.completion.chunk"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "delta": {
+                        "type": "object",
+                        "properties": {
+                            "role": {"type": "string"},
+                            "content": {"type": ["string", "null"]},
+                            "tool_calls": {"type": "array", "items": {"$ref": "#/components/schemas/ToolCallDelta"}},
+                        },
+                    },
+                    "logprobs": {"type": ["object", "null"]},
+                    "finish_reason": _FINISH,
+                },
+            },
+        },
+        "usage": {"oneOf": [{"$ref": "#/components/schemas/Usage"}, {"type": "null"}]},
+    },
+}
+_TOKENS = {"type": "array", "items": {"type": "integer"}, "minItems": 1}
+EMBEDDINGS_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": {"type": "string", "description": "<provider name>/<model>, or a bare model"},
+        "input": {
+            "description": "What to embed: a string, strings, a token list or token lists (token lists: "
+            "OpenAI-protocol providers only); not empty, at most 2048 items",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2048},
+                _TOKENS,
+                {"type": "array", "items": _TOKENS, "minItems": 1, "maxItems": 2048},
+            ],
+        },
+        "dimensions": {"type": "integer", "minimum": 1, "description": "The vectors' length, when the model can"},
+        "encoding_format": {
+            "type": "string",
+            "enum": ["float", "base64"],
+            "description": "float (the default): lists of numbers; base64: little-endian float32 bytes",
+        },
+        "user": {"type": "string", "description": "Your own id for the end user"},
+    },
+}
+EMBEDDINGS_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "object": {"type": "string", "const": "list"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "object": {"type": "string", "const": "embedding"},
+                    "index": {"type": "integer"},
+                    "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
+                },
+                "required": ["object", "index", "embedding"],
+            },
+        },
+        "model": {"type": "string"},
+        "usage": {
+            "type": "object",
+            "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+        },
+    },
+}
+COMPLETIONS_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "prompt"],
+    "additionalProperties": True,
+    "description": "OpenAI's legacy completions: OpenAI-protocol providers only (others: 400 naming model, use "
+    "/v1/chat/completions); the body is passed on as sent, with the routed model",
+    "properties": {
+        "model": {"type": "string", "description": "<provider name>/<model>, or a bare model"},
+        "prompt": {
+            "description": "The text to continue: a string, strings, a token list or token lists",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}},
+                _TOKENS,
+                {"type": "array", "items": _TOKENS},
+            ],
+        },
+        "stream": {"type": "boolean", "description": "Answer with text_completion events (SSE) ending with [DONE]"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "max_tokens": {"type": "integer", "minimum": 0},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "n": {"type": "integer", "minimum": 1},
+        "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+        "suffix": {"type": "string"},
+        "echo": {"type": "boolean"},
+        "best_of": {"type": "integer"},
+        "logprobs": {"type": "integer", "minimum": 0, "maximum": 5},
+        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "logit_bias": {"type": "object", "additionalProperties": {"type": "number"}},
+        "seed": {"type": "integer"},
+        "user": {"type": "string"},
+    },
+}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -92,7 +298,14 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "MindRoute OpenAI-compatible API", "version": "1.0.0"},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A MindRoute key (mr-...)"}},
-        "schemas": {"Error": _ERROR_SCHEMA},
+        "schemas": {
+            "Error": _ERROR_SCHEMA,
+            "ToolCall": _TOOL_CALL_SCHEMA,
+            "ToolCallDelta": _TOOL_CALL_DELTA_SCHEMA,
+            "Usage": _USAGE_SCHEMA,
+            "ChatCompletion": _COMPLETION_SCHEMA,
+            "ChatCompletionChunk": _CHUNK_SCHEMA,
+        },
     },
     "security": [{"bearer": []}],
     "paths": {
@@ -107,6 +320,41 @@ OPENAPI: dict[str, Any] = {
                     "200": {
                         "description": "A chat.completion, or chat.completion.chunk events ending with data: [DONE]",
                         "headers": {OVERHEAD_HEADER: {"schema": {"type": "number"}}},
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}},
+                            "text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}},
+                        },
+                    },
+                    **_errors(400, 401, 403, 404, 413, 429, 502, 503, 504),
+                },
+            }
+        },
+        "/v1/embeddings": {
+            "post": {
+                "summary": "Create embeddings (OpenAI's shapes; OpenAI-protocol and Google providers)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": EMBEDDINGS_REQUEST_SCHEMA}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The vectors, in the order of the input",
+                        "content": {"application/json": {"schema": EMBEDDINGS_RESPONSE_SCHEMA}},
+                    },
+                    **_errors(400, 401, 403, 404, 413, 429, 502, 503, 504),
+                },
+            }
+        },
+        "/v1/completions": {
+            "post": {
+                "summary": "Create a legacy text completion (OpenAI-protocol providers only)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": COMPLETIONS_REQUEST_SCHEMA}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "A text_completion, or text_completion events ending with data: [DONE]",
                         "content": {"application/json": {}, "text/event-stream": {}},
                     },
                     **_errors(400, 401, 403, 404, 413, 429, 502, 503, 504),

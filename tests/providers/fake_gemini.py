@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -19,7 +20,9 @@ from tests.providers.fake_base import (
     _is_base64,
     _last_user_text,
     answer_pieces,
+    example_from_schema,
     sse,
+    tool_results_answer,
 )
 
 # --- Google Gemini --------------------------------------------------------------------------
@@ -37,6 +40,17 @@ _GEMINI_CONFIG = {
     "stop_sequences",
     "candidateCount",
     "candidate_count",
+    "responseMimeType",
+    "response_mime_type",
+    "responseSchema",
+    "response_schema",
+    "seed",
+    "presencePenalty",
+    "presence_penalty",
+    "frequencyPenalty",
+    "frequency_penalty",
+    "thinkingConfig",
+    "thinking_config",
 }
 _GEMINI_FIELDS = {
     "contents",
@@ -47,7 +61,221 @@ _GEMINI_FIELDS = {
     "safetySettings",
     "safety_settings",
     "tools",
+    "toolConfig",
+    "tool_config",
 }
+# Gemini's Schema object (camelCase, as MindRoute sends it); anything else is an unknown name.
+_SCHEMA_FIELDS = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+}
+_SCHEMA_TYPES = {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}$")
+_DECLARATION_FIELDS = {"name", "description", "parameters", "behavior", "response"}
+_CALLING_MODES = {"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"}
+_THINKING_FIELDS = {"thinkingBudget", "includeThoughts", "thinkingLevel"}
+
+
+def _unknown(name: str, where: str) -> str:
+    return f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}': Cannot find field."
+
+
+def check_schema(schema: Any, where: str) -> str | None:
+    """What Gemini says about a Schema object it cannot read (`where` as it names fields: snake_case, dots)."""
+    if not isinstance(schema, dict):
+        return f"Invalid value at '{where}' (type.googleapis.com/google.ai.generativelanguage.v1beta.Schema)"
+    for name in schema:
+        if name not in _SCHEMA_FIELDS:
+            return _unknown(name, where)
+    kind = schema.get("type")
+    if kind is not None and kind not in _SCHEMA_TYPES:
+        return f"Invalid value at '{where}.type' (type.googleapis.com/google.ai.generativelanguage.v1beta.Type), {json.dumps(kind)}"  # noqa: E501
+    if kind is None and "anyOf" not in schema:
+        return f"* GenerateContentRequest.{where}.type: must be specified"
+    if "enum" in schema and kind != "STRING":
+        return f"* GenerateContentRequest.{where}.enum: only allowed for STRING type"
+    if kind == "OBJECT" and not schema.get("properties"):
+        return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
+    for name, sub in (schema.get("properties") or {}).items():
+        problem = check_schema(sub, f"{where}.properties[{name}].value")
+        if problem:
+            return problem
+    for name in schema.get("required") or []:
+        if name not in (schema.get("properties") or {}):
+            return f"* GenerateContentRequest.{where}.required[{name}]: property is not defined"
+    for name in schema.get("propertyOrdering") or []:
+        if name not in (schema.get("properties") or {}):
+            return f"* GenerateContentRequest.{where}.property_ordering[{name}]: property is not defined"
+    if "items" in schema:
+        problem = check_schema(schema["items"], f"{where}.items")
+        if problem:
+            return problem
+    if kind == "ARRAY" and "items" not in schema:
+        return f"* GenerateContentRequest.{where}.items: missing field."
+    for i, branch in enumerate(schema.get("anyOf") or []):
+        problem = check_schema(branch, f"{where}.any_of[{i}]")
+        if problem:
+            return problem
+    return None
+
+
+def _check_tools(body: dict[str, Any]) -> str | None:
+    tools = body.get("tools")
+    names: list[str] = []
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "Invalid value at 'tools' (type.googleapis.com/google.ai.generativelanguage.v1beta.Tool)"
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                return f"Invalid value at 'tools[{i}]' (type.googleapis.com/google.ai.generativelanguage.v1beta.Tool)"
+            for name in tool:
+                if name not in ("functionDeclarations", "function_declarations", "googleSearch", "codeExecution"):
+                    return _unknown(name, f"tools[{i}]")
+            for j, declaration in enumerate(tool.get("functionDeclarations") or []):
+                where = f"tools[{i}].function_declarations[{j}]"
+                for name in declaration:
+                    if name not in _DECLARATION_FIELDS:
+                        return _unknown(name, where)
+                if not isinstance(declaration.get("name"), str) or not _FUNCTION_NAME.match(declaration["name"]):
+                    return (
+                        f"* GenerateContentRequest.{where}.name: Invalid function name. Must start with a letter or an "
+                        "underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), dots (.), colons (:), or "
+                        "dashes (-), with a maximum length of 64."
+                    )
+                if "parameters" in declaration:
+                    problem = check_schema(declaration["parameters"], f"{where}.parameters")
+                    if problem:
+                        return problem
+                names.append(declaration["name"])
+    config = body.get("toolConfig")
+    if config is None:
+        return None
+    for name in config:
+        if name != "functionCallingConfig":
+            return _unknown(name, "tool_config")
+    calling = config.get("functionCallingConfig") or {}
+    for name in calling:
+        if name not in ("mode", "allowedFunctionNames"):
+            return _unknown(name, "tool_config.function_calling_config")
+    mode = calling.get("mode", "AUTO")
+    if mode not in _CALLING_MODES:
+        return f"Invalid value at 'tool_config.function_calling_config.mode' (type.googleapis.com/google.ai.generativelanguage.v1beta.FunctionCallingConfig.Mode), {json.dumps(mode)}"  # noqa: E501
+    allowed = calling.get("allowedFunctionNames")
+    if allowed is not None:
+        if mode != "ANY":
+            return (
+                "* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: only allowed "
+                "when the mode is ANY"
+            )
+        for name in allowed:
+            if name not in names:
+                return (
+                    "* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: "
+                    f"function {name} is not declared"
+                )
+    return None
+
+
+def _check_config(config: dict[str, Any]) -> str | None:
+    schema = config.get("responseSchema")
+    if schema is not None:
+        if config.get("responseMimeType") != "application/json":
+            return (
+                "* GenerateContentRequest.generation_config.response_schema: only supported with response_mime_type "
+                "application/json"
+            )
+        problem = check_schema(schema, "generation_config.response_schema")
+        if problem:
+            return problem
+    mime = config.get("responseMimeType")
+    if mime is not None and mime not in ("text/plain", "application/json", "text/x.enum"):
+        return f"* GenerateContentRequest.generation_config.response_mime_type: allowed mimetypes are `text/plain`, `application/json`, `application/xml`, `application/yaml` and `text/x.enum`. Got {mime}"  # noqa: E501
+    count = config.get("candidateCount")
+    if count is not None and (not isinstance(count, int) or not 1 <= count <= 8):
+        return "* GenerateContentRequest.generation_config.candidate_count: must be in range [1, 8]"
+    for name in ("seed", "topK"):
+        if name in config and not isinstance(config[name], int):
+            return f"Invalid value at 'generation_config.{name}' (TYPE_INT32), {json.dumps(config[name])}"
+    for name in ("presencePenalty", "frequencyPenalty"):
+        if name in config and not isinstance(config[name], int | float):
+            return f"Invalid value at 'generation_config.{name}' (TYPE_FLOAT), {json.dumps(config[name])}"
+    thinking = config.get("thinkingConfig")
+    if thinking is not None:
+        for name in thinking:
+            if name not in _THINKING_FIELDS:
+                return _unknown(name, "generation_config.thinking_config")
+    return None
+
+
+def _check_function_part(part: dict[str, Any], where: str) -> str | None:
+    key, fields, value_field = (
+        ("functionCall", ("id", "name", "args"), "args")
+        if "functionCall" in part
+        else ("functionResponse", ("id", "name", "response", "willContinue", "scheduling"), "response")
+    )
+    value = part[key]
+    if not isinstance(value, dict):
+        return f"Invalid value at '{where}.{key}'"
+    for name in value:
+        if name not in fields:
+            return _unknown(name, f"{where}.{key}")
+    if value_field in value and not isinstance(value[value_field], dict):
+        return f"Invalid value at '{where}.{key}.{value_field}' (type.googleapis.com/google.protobuf.Struct)"
+    if key == "functionCall" and not value.get("name"):
+        return f"* GenerateContentRequest.{where}.function_call.name: Name cannot be empty."
+    return None
+
+
+def _check_turns(contents: list[dict[str, Any]]) -> str | None:
+    """functionCall parts only in model turns; a functionResponse turn right after the call turn, one named
+    response per call."""
+    for i, content in enumerate(contents):
+        calls = [p["functionCall"] for p in content["parts"] if "functionCall" in p]
+        responses = [p["functionResponse"] for p in content["parts"] if "functionResponse" in p]
+        if calls and content["role"] != "model":
+            return f"* GenerateContentRequest.contents[{i}]: function calls can only be in a model turn"
+        if not responses:
+            continue
+        previous = contents[i - 1] if i else {"parts": []}
+        called = [p["functionCall"].get("name") for p in previous["parts"] if "functionCall" in p]
+        if content["role"] != "user" or not called:
+            return "Please ensure that function response turn comes immediately after a function call turn."
+        if len(responses) != len(called):
+            return (
+                "Please ensure that the number of function response parts is equal to the number of function call "
+                "parts of the function call turn."
+            )
+        for j, response in enumerate(responses):
+            if not response.get("name"):
+                return (
+                    f"* GenerateContentRequest.contents[{i}].parts[{j}].function_response.name: Name cannot be empty."
+                )
+            if response["name"] not in called:
+                return (
+                    f"* GenerateContentRequest.contents[{i}].parts[{j}].function_response.name: {response['name']} "
+                    "answers no function call of the previous turn"
+                )
+    return None
 
 
 class FakeGemini(FakeProvider):
@@ -96,20 +324,65 @@ class FakeGemini(FakeProvider):
         scenario = self.scenario(model, given, stream)
         if scenario is not None:
             return scenario
-        user_text = _last_user_text(req.body["contents"], self._text_of)
-        pieces = answer_pieces(user_text)
+        answers = self.answers(model, req.body)
         if not stream:
-            return Reply(json_body=self.response(model, "".join(pieces), last=True))
+            whole = [[part for piece in pieces for part in piece] for pieces in answers]
+            return Reply(
+                json_body=self.reply_body(model, [(i, _joined(parts), True) for i, parts in enumerate(whole)], True)
+            )
+        events = []
+        count = max(len(pieces) for pieces in answers)
+        for k in range(count):
+            now = [(i, pieces[k], k == len(pieces) - 1) for i, pieces in enumerate(answers) if k < len(pieces)]
+            events.append(self.reply_body(model, now, k == count - 1))
         if req.query.get("alt") != "sse":
             # Without alt=sse Gemini streams one JSON array; the adapters never ask for that.
-            return Reply(
-                json_body=[self.response(model, piece, last=i == len(pieces) - 1) for i, piece in enumerate(pieces)]
-            )
-        events = [
-            sse(self.response(model, piece, last=i == len(pieces) - 1), newline="\r\n")
-            for i, piece in enumerate(pieces)
-        ]
-        return Reply(events=events)
+            return Reply(json_body=events)
+        return Reply(events=[sse(event, newline="\r\n") for event in events])
+
+    def answers(self, model: str, body: dict[str, Any]) -> list[list[list[dict[str, Any]]]]:
+        """What the model answers: per candidate, the pieces it streams, each a list of parts."""
+        contents = body["contents"]
+        config = body.get("generationConfig") or {}
+        declarations = [d for tool in body.get("tools") or [] for d in tool.get("functionDeclarations") or []]
+        calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+        responses = [p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p]
+        texts: list[str] | None = None
+        if declarations and calling.get("mode", "AUTO") != "NONE" and not responses:
+            allowed = calling.get("allowedFunctionNames")
+            chosen = [d for d in declarations if d["name"] == allowed[0]] if allowed else declarations[:1]
+            if model == "parallel-tools" and not allowed:
+                chosen = declarations[:2]
+            pieces = [
+                [
+                    {
+                        "functionCall": {
+                            "name": d["name"],
+                            "args": example_from_schema(d["parameters"]) if "parameters" in d else {},
+                        }
+                    }
+                ]
+                for d in chosen
+            ]
+            return [pieces for _ in range(config.get("candidateCount", 1))]
+        if responses:
+            results = [
+                r["response"]["result"] if set(r["response"]) == {"result"} else json.dumps(r["response"])
+                for r in responses
+            ]
+            texts = _halves(tool_results_answer(results))
+        elif "responseSchema" in config:
+            texts = _halves(json.dumps(example_from_schema(config["responseSchema"])))
+        elif config.get("responseMimeType") == "application/json":
+            user_text = _last_user_text(contents, self._text_of)
+            texts = _halves(json.dumps({"answer": "".join(answer_pieces(user_text))}))
+        else:
+            texts = answer_pieces(_last_user_text(contents, self._text_of))
+        answers = []
+        for i in range(config.get("candidateCount", 1)):
+            mine = texts if i == 0 or "responseSchema" in config or responses else [f"({i}) ", *texts]
+            answers.append([[{"text": text}] for text in mine])
+        return answers
 
     def scenario(self, model: str, given_key: str, stream: bool) -> Reply | None:
         if model == "error-400":
@@ -184,17 +457,26 @@ class FakeGemini(FakeProvider):
 
     @staticmethod
     def response(model: str, text: str, last: bool) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        return FakeGemini.reply_body(model, [(0, [{"text": text}], last)], last)
+
+    @staticmethod
+    def reply_body(model: str, candidates: list[tuple[int, list[dict[str, Any]], bool]], last: bool) -> dict[str, Any]:
+        """A GenerateContentResponse with (index, parts, finished) candidates; the usage is whole when `last`."""
+        out = []
+        for index, parts, finished in candidates:
+            candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": index}
+            if finished:
+                candidate["finishReason"] = "STOP"
+            out.append(candidate)
         usage: dict[str, Any] = {"promptTokenCount": PROMPT_TOKENS, "totalTokenCount": PROMPT_TOKENS}
         if last:
-            candidate["finishReason"] = "STOP"
             usage = {
                 "promptTokenCount": PROMPT_TOKENS,
                 "candidatesTokenCount": COMPLETION_TOKENS,
                 "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS,
                 "promptTokensDetails": [{"modality": "TEXT", "tokenCount": PROMPT_TOKENS}],
             }
-        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": "fakeResp1"}
+        return {"candidates": out, "usageMetadata": usage, "modelVersion": model, "responseId": "fakeResp1"}
 
     @staticmethod
     def _text_of(content: dict[str, Any]) -> str:
@@ -229,6 +511,11 @@ class FakeGemini(FakeProvider):
                 inline = part.get("inline_data") or part.get("inlineData")
                 if "text" in part and isinstance(part["text"], str):
                     continue
+                if "functionCall" in part or "functionResponse" in part:
+                    problem = _check_function_part(part, f"contents[{i}].parts[{j}]")
+                    if problem:
+                        return problem
+                    continue
                 if isinstance(inline, dict):
                     mime = inline.get("mime_type") or inline.get("mimeType")
                     if not isinstance(mime, str) or not mime:
@@ -237,4 +524,21 @@ class FakeGemini(FakeProvider):
                         return f"Invalid value at 'contents[{i}].parts[{j}].inline_data.data' (TYPE_BYTES), Base64 decoding failed"  # noqa: E501
                     continue
                 return f"* GenerateContentRequest.contents[{i}].parts[{j}].data: required oneof field 'data' must have one initialized field"  # noqa: E501
-        return None
+        return _check_turns(contents) or _check_tools(body) or _check_config(config)
+
+
+def _halves(text: str) -> list[str]:
+    """A text in two streamed pieces."""
+    middle = max(len(text) // 2, 1)
+    return [text[:middle], text[middle:]] if len(text) > 1 else [text]
+
+
+def _joined(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adjacent text parts as one, as a whole (not streamed) answer has them."""
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if "text" in part and out and "text" in out[-1]:
+            out[-1] = {"text": out[-1]["text"] + part["text"]}
+        else:
+            out.append(part)
+    return out

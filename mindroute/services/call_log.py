@@ -166,7 +166,7 @@ def request_body(record: CallRecord, keys: redaction.KeySet | None = None) -> di
         "top_p": request.top_p,
         "stop": stop,
         "stream": request.stream,
-        **_request_options(request),
+        **_request_options(request, keys),
         "messages": messages,
         **extra,
     }
@@ -191,9 +191,10 @@ def _stored_calls(calls: Sequence[ToolCall], keys: redaction.KeySet) -> list[dic
     ]
 
 
-def _request_options(request: ChatRequest) -> dict[str, Any]:
+def _request_options(request: ChatRequest, keys: redaction.KeySet) -> dict[str, Any]:
     """The request's fields besides the sampling ones, when set: the tools' names, the tool choice, the
-    response format, n, and the other Chat Completions fields (each value clipped)."""
+    response format, n, and the other Chat Completions fields (each value key-redacted and clipped;
+    `user` is the row's own field already)."""
     fields: dict[str, Any] = {}
     if request.tools:
         fields["tools"] = [_field(tool.name) for tool in request.tools[:TOOLS_MAX]]
@@ -208,12 +209,16 @@ def _request_options(request: ChatRequest) -> dict[str, Any]:
     if request.n is not None:
         fields["n"] = request.n
     if request.options:
-        fields["options"] = {
-            _field(name): value
-            if isinstance(value, int | float | bool) or value is None
-            else _field(value if isinstance(value, str) else json.dumps(value, default=str))
-            for name, value in list(request.options.items())[:ATTACHMENTS_MAX]
-        }
+        options: dict[str, Any] = {}
+        for name, value in list(request.options.items())[:ATTACHMENTS_MAX]:
+            if name == "user":
+                continue
+            if not (isinstance(value, int | float | bool) or value is None):
+                text = value if isinstance(value, str) else json.dumps(value, default=str)
+                value = _field(redact_secrets(keys.redact(text)))
+            options[_field(redact_secrets(keys.redact(name)))] = value
+        if options:
+            fields["options"] = options
     return fields
 
 

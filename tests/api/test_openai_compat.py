@@ -24,6 +24,13 @@ def test_options_reach_the_chat_request():
     assert not parsed.include_usage
 
 
+def test_tools_and_several_choices_reach_the_chat_request():
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    request = parse(tools=[tool], tool_choice="required", n=2).request
+    assert [t.name for t in request.tools] == ["lookup"] and request.tool_choice.mode == "required"
+    assert request.n == 2
+
+
 def test_developer_messages_are_system_and_text_parts_join():
     parsed = parse(
         messages=[
@@ -37,11 +44,24 @@ def test_developer_messages_are_system_and_text_parts_join():
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ({"tools": [{"type": "function"}]}, "tools is not supported"),
-        ({"n": 2}, "n must be 1"),
+        ({"tools": [{"type": "function"}]}, "tools\\[0\\].function must be an object"),
+        ({"functions": [{"name": "f"}]}, "functions is deprecated .*use tools"),
+        ({"function_call": "auto"}, "function_call is deprecated .*use tool_choice"),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            "'g' is not one of the tools' names",
+        ),
+        ({"tool_choice": "required"}, "only allowed when tools are specified"),
+        ({"n": 129}, "n must be between 1 and 128"),
+        ({"stream_options": {"include_usage": True}}, "only allowed when 'stream' is enabled"),
         ({"temperature": 3}, "between 0 and 2"),
         ({"max_tokens": 0}, "positive integer"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "not supported"),
+        ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "not supported: use tool messages"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id is required"),
+        ({"messages": [{"role": "tool", "tool_call_id": "c1", "content": "x"}]}, "must answer a tool call"),
         (
             {
                 "messages": [

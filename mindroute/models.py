@@ -337,6 +337,7 @@ class _AllDims:
     source: Mapped[str] = mapped_column("source", String(20), nullable=False)
     api_key_id: Mapped[str | None] = mapped_column("apikeyid", String(64))
     status_code: Mapped[int | None] = mapped_column("statuscode", Integer)
+    request_type: Mapped[str] = mapped_column("requesttype", String(50), nullable=False, server_default="chat")
 
 
 class UsageRollup(_AllDims, _RollupSums, Base):
@@ -359,8 +360,9 @@ class UsageDailyRollup(_AllDims, _RollupSums, Base):
 
 
 class UsageModelRollup(_RollupSums, Base):
-    """Addition (migration 0005): calls per UTC hour and (provider, model) only, for the charts of the
-    unfiltered (or provider/model-filtered) Usage page; kept in step with Logs like usagerollups."""
+    """Addition (migration 0005): calls per UTC hour and (provider, model, request type; migration 0006)
+    only, for the charts of the unfiltered (or provider/model/request-type-filtered) Usage page; kept in
+    step with Logs like usagerollups."""
 
     __tablename__ = "usagemodelrollups"
 
@@ -368,3 +370,4 @@ class UsageModelRollup(_RollupSums, Base):
     dim_key: Mapped[str] = mapped_column("dimkey", String(64), primary_key=True)
     provider_id: Mapped[uuid.UUID | None] = mapped_column("providerid", Uuid)
     model_id: Mapped[str | None] = mapped_column("modelid", String(100))
+    request_type: Mapped[str] = mapped_column("requesttype", String(50), nullable=False, server_default="chat")

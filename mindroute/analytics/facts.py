@@ -25,8 +25,8 @@ from mindroute.analytics.pricing import add_cost
 from mindroute.analytics.reads import Parts, work_mem
 
 LATENCY_KEYS = ["bucket", "provider_id", "model"]  # the groups of `Facts.latency`
-USER_LATENCY_KEYS = ["user_id"]  # the groups of `Facts.user_latency`
-WINDOW_COLUMNS = ["user_id", "provider_id", "model", "source", "api_key_id", "status", *SUM_COLUMNS]
+USER_LATENCY_KEYS = ["user_id", "request_type"]  # the groups of `Facts.user_latency`
+WINDOW_COLUMNS = ["user_id", "provider_id", "model", "source", "api_key_id", "status", "request_type", *SUM_COLUMNS]
 SERIES_COLUMNS = ["bucket", "provider_id", "model", *SUM_COLUMNS]
 
 
@@ -34,9 +34,10 @@ SERIES_COLUMNS = ["bucket", "provider_id", "model", *SUM_COLUMNS]
 class Facts:
     """The filtered calls of a range (user and provider ids are text).
 
-    `frame`: sums over the whole range per (user, provider, model, source, API key, status), with
-    their cost; `series`: sums per (display bucket, provider, model), column `bucket` being the
-    bucket's number; `latency`: histograms per (bucket, provider, model); `user_latency`: per user.
+    `frame`: sums over the whole range per (user, provider, model, source, API key, status, request
+    type), with their cost; `series`: sums per (display bucket, provider, model), column `bucket` being
+    the bucket's number; `latency`: histograms per (bucket, provider, model); `user_latency`: per
+    (user, request type), for the per-user and per-request-type breakdowns.
     Without `detail` (the previous period of the tiles), frame and latency are per (provider, model)
     only, and series and user_latency are empty."""
 
@@ -67,7 +68,7 @@ def facts_of(session: Session, plan: Plan, parts: Sequence[Parts]) -> Facts:
             getattr(merged, name).extend(getattr(part, name))
     frame = records_frame(merged.window, WINDOW_COLUMNS)
     add_cost(session, frame)
-    users = [(row[0],) for row in merged.window] if plan.detail else []
+    users = [(row[0], row[6]) for row in merged.window] if plan.detail else []
     return Facts(
         frame,
         records_frame(merged.series, SERIES_COLUMNS),

@@ -34,7 +34,8 @@ class UsageFilter:
     """One filter for tiles, charts, breakdowns, the log explorer and the CSV export.
 
     `start`/`end` are naive UTC (end exclusive); `timezone` is the viewer's IANA zone for buckets.
-    Empty tuples mean "all". `source` is 'playground' or 'api'; `outcome` 'success' or 'error'.
+    Empty tuples mean "all". `source` is 'playground' or 'api'; `outcome` 'success' or 'error';
+    `request_types` Logs.requestType values ('chat', 'completion', 'embedding').
     """
 
     start: datetime
@@ -46,6 +47,7 @@ class UsageFilter:
     source: str | None = None
     api_key_ids: tuple[str, ...] = ()
     outcome: str | None = None
+    request_types: tuple[str, ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -100,10 +102,11 @@ def _conditions(
     flt: UsageFilter, column: Callable[[str], Any], source: Callable[[str], Any]
 ) -> list[ColumnElement[bool]]:
     """The filter as conditions, one of every dimension the filter names: `column(name)` gives the
-    column of 'user', 'provider', 'model', 'api_key' or 'status' (asked only when the filter
+    column of 'user', 'provider', 'model', 'request_type', 'api_key' or 'status' (asked only when the filter
     names that dimension), `source` the condition for a source."""
     conds: list[ColumnElement[bool]] = []
-    for values, name in ((flt.user_ids, "user"), (flt.provider_ids, "provider"), (flt.models, "model")):
+    named = ((flt.user_ids, "user"), (flt.provider_ids, "provider"), (flt.models, "model"))
+    for values, name in (*named, (flt.request_types, "request_type")):
         if values:
             conds.append(column(name).in_(values))
     if flt.source:
@@ -119,11 +122,11 @@ def _conditions(
 
 
 ROLLUP_COLUMNS = {"user": "userid", "provider": "providerid", "model": "modelid", "api_key": "apikeyid"}
-ROLLUP_COLUMNS |= {"status": "statuscode"}
+ROLLUP_COLUMNS |= {"status": "statuscode", "request_type": "requesttype"}
 
 
 def rollup_conditions(flt: UsageFilter, table: Any) -> list[ColumnElement[bool]]:
-    """The filter as conditions on a rollup table (the per-model level has no user, key or status)."""
+    """The filter as conditions on a rollup table (the per-model level has no user, source, key or status)."""
     c = table.c
     return _conditions(flt, lambda name: c[ROLLUP_COLUMNS[name]], lambda value: c.source == value)
 
@@ -141,7 +144,8 @@ def _log_source(value: str) -> ColumnElement[bool]:
 def _log_column(name: str) -> Any:
     if name == "api_key":
         return Log.request_body["api_key_id"].as_string()
-    return {"user": Log.user_id, "provider": Log.provider_id, "model": Log.model_id, "status": Log.status_code}[name]
+    columns = {"user": Log.user_id, "provider": Log.provider_id, "model": Log.model_id, "status": Log.status_code}
+    return Log.request_type if name == "request_type" else columns[name]
 
 
 def log_conditions(flt: UsageFilter) -> list[ColumnElement[bool]]:

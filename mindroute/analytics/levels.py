@@ -1,8 +1,9 @@
 """The three rollup levels, the dimensions of a call they keep, and a call's totals summed to them.
 
-- usagerollups (HOURLY): calls per UTC hour and (user, provider, model, source, API key, status code);
+- usagerollups (HOURLY): calls per UTC hour and (user, provider, model, source, API key, status code,
+  request type);
 - usagedailyrollups (DAILY): the same dimensions per UTC day, for the totals of long ranges;
-- usagemodelrollups (BY_MODEL): calls per UTC hour and (provider, model) only, for the charts.
+- usagemodelrollups (BY_MODEL): calls per UTC hour and (provider, model, request type) only, for the charts.
 
 A rollup row sums its calls: requests, errors (status >= 400), token sums, duration sum and count,
 and a latency histogram (see histograms.py). Every level is derived from the same per-(hour,
@@ -25,6 +26,9 @@ from mindroute.models import Log, UsageDailyRollup, UsageModelRollup, UsageRollu
 ERROR_STATUS_MIN = 400
 SOURCE_PLAYGROUND = "playground"
 SOURCE_API = "api"
+# Logs.requestType of a call: POST /v1/chat/completions (and the playground), /v1/completions, /v1/embeddings.
+REQUEST_TYPE_CHAT = "chat"
+REQUEST_TYPES = ("chat", "completion", "embedding")  # the filter's choices, with any other type seen
 
 
 def source_of(request_body: Any) -> str:
@@ -47,19 +51,29 @@ class Dims:
     source: str
     api_key_id: str | None
     status_code: int | None
+    request_type: str = REQUEST_TYPE_CHAT
 
     def key(self) -> str:
         cached = self.__dict__.get("_key")
         if cached is None:
             parts = (self.user_id, self.provider_id, self.model, self.source, self.api_key_id, self.status_code)
-            cached = _digest(parts)
+            cached = _digest(parts, self.request_type)
             object.__setattr__(self, "_key", cached)  # frozen, but the digest is worth keeping
         return cached
 
 
-def _digest(parts: Sequence[Any]) -> str:
+def _digest(parts: Sequence[Any], request_type: str = REQUEST_TYPE_CHAT) -> str:
+    """The digest of a row's dimensions. The request type (migration 0006) is left out when it is
+    "chat", so the rows written before it keep their keys: they were all chat calls' rows."""
+    if request_type != REQUEST_TYPE_CHAT:
+        parts = (*parts, request_type)
     raw = "\x1f".join("\x00" if p is None else str(p) for p in parts)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def request_type_of(value: Any) -> str:
+    """A Logs row's requestType as the rollups keep it ("chat" when missing)."""
+    return str(value)[:50] if value else REQUEST_TYPE_CHAT
 
 
 @dataclass
@@ -109,7 +123,7 @@ def day_of(moment: datetime) -> datetime:
 
 # --- levels -----------------------------------------------------------------------------------
 
-ALL_DIMS = ("user_id", "provider_id", "model", "source", "api_key_id", "status_code")
+ALL_DIMS = ("user_id", "provider_id", "model", "source", "api_key_id", "status_code", "request_type")
 DIM_ATTRIBUTES = {
     "user_id": "user_id",
     "provider_id": "provider_id",
@@ -117,6 +131,7 @@ DIM_ATTRIBUTES = {
     "source": "source",
     "api_key_id": "api_key_id",
     "status_code": "status_code",
+    "request_type": "request_type",
 }
 
 
@@ -137,7 +152,9 @@ class Level:
         return day_of(hour) if self.daily else hour
 
     def key(self, dims: Dims) -> str:
-        return dims.key() if self.dims == ALL_DIMS else _digest([getattr(dims, d) for d in self.dims])
+        if self.dims == ALL_DIMS:
+            return dims.key()
+        return _digest([getattr(dims, d) for d in self.dims if d != "request_type"], dims.request_type)
 
     @cached_property
     def dim_columns(self) -> tuple[tuple[str, str], ...]:
@@ -165,7 +182,7 @@ SUM_COLUMNS = tuple(column_name(name) for name in SUM_FIELDS)
 
 HOURLY = Level("hourly", UsageRollup, False, ALL_DIMS)
 DAILY = Level("daily", UsageDailyRollup, True, ALL_DIMS)
-BY_MODEL = Level("by_model", UsageModelRollup, False, ("provider_id", "model"))
+BY_MODEL = Level("by_model", UsageModelRollup, False, ("provider_id", "model", "request_type"))
 LEVELS = (HOURLY, DAILY, BY_MODEL)  # also the order writers lock their rows in
 
 
@@ -185,14 +202,15 @@ def call_columns() -> list[Any]:
 
 
 def fact_columns() -> list[Any]:
-    """Columns read from Logs to roll a row up: when, whose, which provider, and call_columns()."""
-    return [Log.created_at, Log.user_id, Log.provider_id, *call_columns()]
+    """Columns read from Logs to roll a row up: when, whose, which provider, call_columns(), and
+    the request type (last)."""
+    return [Log.created_at, Log.user_id, Log.provider_id, *call_columns(), Log.request_type]
 
 
 def accumulate(rows: Iterable[Any]) -> dict[tuple[datetime, Dims], Totals]:
     """Sum rows of fact_columns() per (hour, dims)."""
     out: dict[tuple[datetime, Dims], Totals] = {}
-    for created, user, provider, model, source, api_key, status, tokens, prompt, completion, ms in rows:
+    for created, user, provider, model, source, api_key, status, tokens, prompt, completion, ms, kind in rows:
         dims = Dims(
             user,
             provider,
@@ -200,6 +218,7 @@ def accumulate(rows: Iterable[Any]) -> dict[tuple[datetime, Dims], Totals]:
             SOURCE_PLAYGROUND if source == SOURCE_PLAYGROUND else SOURCE_API,
             str(api_key)[:64] if api_key else None,
             status,
+            request_type_of(kind),
         )
         key = (hour_of(created), dims)
         totals = out.get(key)

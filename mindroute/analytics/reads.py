@@ -32,6 +32,7 @@ from mindroute.analytics.levels import (
     SOURCE_PLAYGROUND,
     Level,
     fact_columns,
+    request_type_of,
 )
 from mindroute.models import Log
 
@@ -99,17 +100,17 @@ def read_window(
     t = level.table
     conds = [t.c.bucket >= low, t.c.bucket < high, *rollup_conditions(flt, t)]
     if detail:
-        dims = [t.c.userid, t.c.providerid, t.c.modelid, t.c.source, t.c.apikeyid, t.c.statuscode]
+        dims = [t.c.userid, t.c.providerid, t.c.modelid, t.c.source, t.c.apikeyid, t.c.statuscode, t.c.requesttype]
     else:
         dims = [t.c.providerid, t.c.modelid]
     stmt = select(*dims, *_sums(t), _histogram_concat(dialect, t)).where(*conds).group_by(*dims)
     for row in _rows(session, stmt):
         if detail:
-            parts.window.append((_text(row[0]), _text(row[1]), *row[2:13]))
-            parts.window_blobs.append(_blob(row[13]))
+            parts.window.append((_text(row[0]), _text(row[1]), *row[2:14]))
+            parts.window_blobs.append(_blob(row[14]))
         else:
             provider = _text(row[0])
-            parts.window.append((None, provider, row[1], None, None, None, *row[2:9]))
+            parts.window.append((None, provider, row[1], None, None, None, None, *row[2:9]))
             parts.latency.append((0, provider, row[1]))
             parts.latency_blobs.append(_blob(row[9]))
 
@@ -165,7 +166,7 @@ def read_raw(
     )
     first_hour, last_hour = whole_hours
     edge_array = np.array(edges, dtype="datetime64[us]")
-    for ts, user_id, provider_id, model, src, key, status, tokens, prompt, completion, ms in _rows(session, stmt):
+    for ts, user_id, provider_id, model, src, key, status, tokens, prompt, completion, ms, kind in _rows(session, stmt):
         user, provider = _text(user_id), _text(provider_id)
         in_window = ts < first_hour or ts >= last_hour
         if not detail and not in_window:
@@ -182,10 +183,11 @@ def read_raw(
             continue
         if detail:
             source = SOURCE_PLAYGROUND if src == SOURCE_PLAYGROUND else SOURCE_API
-            parts.window.append((user, provider, model, source, str(key)[:64] if key else None, status, *sums))
+            key = str(key)[:64] if key else None
+            parts.window.append((user, provider, model, source, key, status, request_type_of(kind), *sums))
             parts.window_blobs.append(blob)
         else:
-            parts.window.append((None, provider, model, None, None, None, *sums))
+            parts.window.append((None, provider, model, None, None, None, None, *sums))
 
 
 def _not_indexed(condition: Any) -> Any:

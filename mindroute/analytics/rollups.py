@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, tuple_
+from sqlalchemy import Column, Connection, Engine, MetaData, Table, delete, func, insert, inspect, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 from tqdm import tqdm
@@ -51,7 +51,8 @@ def _merged_latency(blob: bytes | None, change: Mapping[int, int], sign: int) ->
 
 
 PG_TYPES = {"bucket": "timestamp", "dimkey": "varchar", "userid": "uuid", "providerid": "uuid", "modelid": "varchar"}
-PG_TYPES |= {"source": "varchar", "apikeyid": "varchar", "statuscode": "integer", "latency": "bytea"}
+PG_TYPES |= {"source": "varchar", "apikeyid": "varchar", "statuscode": "integer", "requesttype": "varchar"}
+PG_TYPES |= {"latency": "bytea"}
 PG_TYPES |= dict.fromkeys(SUM_COLUMNS, "bigint")
 
 
@@ -143,14 +144,16 @@ _FACT_ATTRIBUTES = (
     "prompt_tokens",
     "completion_tokens",
     "duration",
+    "request_type",
 )
 
 
 def _facts(logs: Iterable[Log | Mapping[str, Any]]) -> Iterable[tuple[Any, ...]]:
     for log in logs:
-        created, user, provider, model, body, *counts = _fact_of(log)
+        created, user, provider, model, body, *counts, kind = _fact_of(log)
         body = body if isinstance(body, Mapping) else {}
-        yield (created or utcnow(), user, provider, model, body.get("source"), body.get("api_key_id"), *counts)
+        source, key = body.get("source"), body.get("api_key_id")
+        yield (created or utcnow(), user, provider, model, source, key, *counts, kind)
 
 
 def add_logs_to_rollups(session: Session, logs: Iterable[Log | Mapping[str, Any]]) -> None:
@@ -162,7 +165,7 @@ def add_logs_to_rollups(session: Session, logs: Iterable[Log | Mapping[str, Any]
 
 def add_fact_rows_to_rollups(session: Session, rows: Iterable[Sequence[Any]]) -> None:
     """Count just-written Logs rows given as fact_columns() tuples (created, user, provider, model,
-    source, API key, status, tokens, prompt, completion, duration) in the rollups, in the same
+    source, API key, status, tokens, prompt, completion, duration, request type) in the rollups, in the same
     transaction as the rows: for bulk writers that never build Log objects (seed-demo)."""
     apply_totals(session, accumulate(rows))
 
@@ -298,17 +301,32 @@ def prune_logs(
 
 
 def derive_levels_from_hourly(connection: Connection) -> None:
-    """Fill the daily and per-model levels from usagerollups (migration 0005, on existing data)."""
+    """Fill the daily and per-model levels from usagerollups (migration 0005, on existing data).
+
+    Works on the schema of 0005 too, before usagerollups had the request type (migration 0006):
+    every row was then a chat call's, and is written without that column."""
     hourly = HOURLY.table
+    has_type = "requesttype" in {column["name"] for column in inspect(connection).get_columns(hourly.name)}
     derived: dict[Level, Rolled] = {DAILY: {}, BY_MODEL: {}}
-    dims_columns = [hourly.c[column] for _dim, column in HOURLY.dim_columns]
+    dims_columns = [hourly.c[column] for dim, column in HOURLY.dim_columns if has_type or dim != "request_type"]
     stmt = select(hourly.c.bucket, *dims_columns, *(hourly.c[c] for c in SUM_COLUMNS), hourly.c.latency)
+    width = len(dims_columns)
     for row in connection.execute(stmt).yield_per(10_000):
-        dims = Dims(*row[1:7])
-        totals = Totals(*row[7:14], latency=decode_histogram(row[14]))
+        dims = Dims(*row[1 : 1 + width])
+        totals = Totals(*row[1 + width : 8 + width], latency=decode_histogram(row[8 + width]))
         for level, rolled in derived.items():
             add_to(rolled, level, row[0], dims, totals)
     for level, rolled in derived.items():
         values = [level.row(bucket, dims, totals) for (bucket, _key), (dims, totals) in rolled.items()]
+        if not has_type:
+            for value in values:
+                del value["requesttype"]
+        table = level.table if has_type else _without_request_type(level.table)
         for offset in range(0, len(values), 10_000):
-            connection.execute(insert(level.table), values[offset : offset + 10_000])
+            connection.execute(insert(table), values[offset : offset + 10_000])
+
+
+def _without_request_type(table: Any) -> Any:
+    """A rollup table as migration 0005 creates it (no requesttype column), for inserts."""
+    columns = [Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns if c.name != "requesttype"]
+    return Table(table.name, MetaData(), *columns)

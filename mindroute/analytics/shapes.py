@@ -205,10 +205,14 @@ def status_codes(facts: Facts) -> pd.DataFrame:
     return out.sort_values("status").reset_index(drop=True)
 
 
+BREAKDOWN_DIMS = {"provider_model": ["provider", "model_name"], "user": ["user"], "request_type": ["request_type"]}
+
+
 def breakdown(facts: Facts, by: str = "provider_model") -> pd.DataFrame:
-    """One row per provider × model (by='provider_model') or per user (by='user'): requests, tokens,
-    input/output tokens, errors, error_rate, avg_latency_ms, p95_ms (approx.), cost. Needs add_labels()."""
-    dims = ["provider", "model_name"] if by == "provider_model" else ["user"]
+    """One row per provider × model (by='provider_model'), per user (by='user') or per request type
+    (by='request_type'): requests, tokens, input/output tokens, errors, error_rate, avg_latency_ms,
+    p95_ms (approx.), cost. Needs add_labels()."""
+    dims = BREAKDOWN_DIMS[by]
     if not facts.frame.empty:
         return _breakdown(facts, by, dims)
     sums = facts.frame.groupby(dims)[[*SUM_COLUMNS, "cost"]].sum().reset_index()
@@ -217,7 +221,7 @@ def breakdown(facts: Facts, by: str = "provider_model") -> pd.DataFrame:
     hist = facts.latency if by == "provider_model" else facts.user_latency
     p95 = group_percentiles(hist, dims)[[*dims, "p95"]].rename(columns={"p95": "p95_ms"})
     out = sums.merge(p95, on=dims, how="left").rename(columns={"model_name": "model"})
-    dims = ["provider", "model"] if by == "provider_model" else ["user"]
+    dims = ["model" if d == "model_name" else d for d in dims]
     columns = [*dims, "requests", "tokens", "prompt_tokens", "completion_tokens", "errors", "error_rate"]
     return out[[*columns, "avg_latency_ms", "p95_ms", "cost"]].sort_values(dims).reset_index(drop=True)
 
@@ -258,6 +262,7 @@ class UsagePage:
     status_codes: pd.DataFrame
     breakdown_provider_model: pd.DataFrame
     breakdown_user: pd.DataFrame
+    breakdown_request_type: pd.DataFrame
 
     @property
     def empty(self) -> bool:

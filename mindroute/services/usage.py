@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from mindroute.analytics.facts import facts_of
 from mindroute.analytics.filter import UsageFilter, Viewer, pick_granularity, scoped, whole_hours
 from mindroute.analytics.labels import UNKNOWN, add_labels
-from mindroute.analytics.levels import BY_MODEL, HOURLY, Level
+from mindroute.analytics.levels import BY_MODEL, HOURLY, REQUEST_TYPES, Level
 from mindroute.analytics.plan import make_plan, window_pieces
 from mindroute.analytics.reads import run_reads
 from mindroute.analytics.shapes import (
@@ -73,6 +73,7 @@ def usage_page(session: Session, viewer: Viewer, flt: UsageFilter, granularity: 
         status_codes=status_codes(current),
         breakdown_provider_model=breakdown(current, "provider_model"),
         breakdown_user=breakdown(current, "user"),
+        breakdown_request_type=breakdown(current, "request_type"),
     )
 
 
@@ -135,17 +136,21 @@ def rollup_check(session: Session, viewer: Viewer, start: datetime, end: datetim
 
 @unit_of_work
 def filter_options(session: Session, viewer: Viewer) -> dict[str, list[Any]]:
-    """Choices for the filter widgets: providers (id, name), models, users (admins; id, label)."""
+    """Choices for the filter widgets: providers (id, name), models, request types (the known ones and
+    any other seen), users (admins; id, label)."""
     if viewer.role == "admin":
-        stmt = select(UsageModelRollup.provider_id, UsageModelRollup.model_id).distinct()
+        by_model = UsageModelRollup
+        stmt = select(by_model.provider_id, by_model.model_id, by_model.request_type).distinct()
     else:
         daily = UsageDailyRollup
-        stmt = select(daily.provider_id, daily.model_id).where(daily.user_id == viewer.id).distinct()
-    pairs = session.execute(stmt).all()
+        stmt = select(daily.provider_id, daily.model_id, daily.request_type).where(daily.user_id == viewer.id)
+        stmt = stmt.distinct()
+    seen = session.execute(stmt).all()
     providers = dict(session.execute(select(Provider.id, Provider.name)).all())
     options: dict[str, list[Any]] = {
-        "providers": sorted({(p, providers.get(p, UNKNOWN)) for p, _ in pairs if p}, key=lambda x: x[1]),
-        "models": sorted({m for _, m in pairs if m}),
+        "providers": sorted({(p, providers.get(p, UNKNOWN)) for p, _, _ in seen if p}, key=lambda x: x[1]),
+        "models": sorted({m for _, m, _ in seen if m}),
+        "request_types": [*REQUEST_TYPES, *sorted({t for _, _, t in seen if t and t not in REQUEST_TYPES})],
         "users": [],
     }
     if viewer.role == "admin":

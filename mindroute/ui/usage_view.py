@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from mindroute.analytics.filter import PRESETS, UsageFilter, custom_range, preset_range
+from mindroute.analytics.levels import REQUEST_TYPES
 from mindroute.models import utcnow
 from mindroute.timezones import viewer_zone
 
@@ -37,6 +38,14 @@ def _init(key: str, param: str, valid: Any, default: Any) -> None:
         st.session_state[key] = value if value is not None and value in valid else default
 
 
+def _init_many(key: str, param: str, valid: Any) -> None:
+    """A multiselect's first value in this session: the URL query's comma-separated values that are
+    valid (none, that is all, by default)."""
+    if key not in st.session_state:
+        wanted = (st.query_params.get(param) or "").split(",")
+        st.session_state[key] = [value for value in valid if value in wanted]
+
+
 def _zones(browser: str) -> list[str]:
     zones = sorted(available_timezones())
     return zones if browser in zones else [browser, *zones]
@@ -51,6 +60,7 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
     providers = {str(pid): name for pid, name in options["providers"]}
     models = list(options["models"])
     users = {str(uid): label for uid, label in options["users"]} if is_admin else {}
+    request_types = list(options.get("request_types") or REQUEST_TYPES)
     today = utcnow().date()
 
     _init(f"{prefix}_range", "range", RANGE_CHOICES, DEFAULT_RANGE)
@@ -61,6 +71,7 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
         _init(f"{prefix}_user", "user", users, "")
     _init(f"{prefix}_source", "source", SOURCE_CHOICES, "")
     _init(f"{prefix}_outcome", "outcome", OUTCOME_CHOICES, "")
+    _init_many(f"{prefix}_request_type", "type", request_types)
     if f"{prefix}_days" not in st.session_state:
         first = _parse_day(st.query_params.get("from")) or today - timedelta(days=6)
         last = _parse_day(st.query_params.get("to")) or today
@@ -73,7 +84,7 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
     if preset == CUSTOM:
         days = top[1].date_input("Dates", key=f"{prefix}_days", max_value=today)
     timezone = top[2].selectbox("Timezone", zones, key=f"{prefix}_tz")
-    row = st.columns(5 if is_admin else 4)
+    row = st.columns(6 if is_admin else 5)
     provider = row[0].selectbox(
         "Provider", ["", *providers], format_func=lambda p: providers.get(p, "All providers"), key=f"{prefix}_provider"
     )
@@ -82,9 +93,12 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
     outcome = row[3].selectbox(
         "Outcome", list(OUTCOME_CHOICES), format_func=OUTCOME_CHOICES.get, key=f"{prefix}_outcome"
     )
+    kinds = row[4].multiselect(
+        "Request type", request_types, key=f"{prefix}_request_type", placeholder="All request types"
+    )
     who = ""
     if is_admin:
-        who = row[4].selectbox(
+        who = row[5].selectbox(
             "User", ["", *users], format_func=lambda u: users.get(u, "All users"), key=f"{prefix}_user"
         )
 
@@ -99,6 +113,8 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
         start, end = preset_range(preset, timezone)
     params |= {k: v for k, v in {"provider": provider, "model": model, "user": who}.items() if v}
     params |= {k: v for k, v in {"source": source, "outcome": outcome}.items() if v}
+    if kinds:
+        params["type"] = ",".join(kinds)
     flt = UsageFilter(
         start=start,
         end=end,
@@ -108,6 +124,7 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
         user_ids=(uuid.UUID(who),) if who else (),
         source=source or None,
         outcome=outcome or None,
+        request_types=tuple(kinds),
     )
     return flt, params
 

@@ -163,16 +163,12 @@ chart(view.style(px.bar(codes, x="status", y="requests", color="status")), data.
 # --- breakdown and export ---------------------------------------------------------------------
 
 st.subheader("Breakdown")
-by = "provider_model"
-if is_admin:
-    by = st.radio(
-        "Rows",
-        ["provider_model", "user"],
-        format_func={"provider_model": "Provider × model", "user": "User"}.get,
-        horizontal=True,
-        key="usage_breakdown_by",
-    )
-table = data.breakdown_user if by == "user" else data.breakdown_provider_model
+breakdowns = {"provider_model": "Provider × model", "user": "User", "request_type": "Request type"}
+if not is_admin:
+    breakdowns.pop("user")
+by = st.radio("Rows", list(breakdowns), format_func=breakdowns.get, horizontal=True, key="usage_breakdown_by")
+tables = {"user": data.breakdown_user, "request_type": data.breakdown_request_type}
+table = tables.get(by or "provider_model", data.breakdown_provider_model)
 st.dataframe(
     table,
     hide_index=True,

@@ -212,7 +212,10 @@ class FakeOpenAI(FakeProvider):
                 chosen = functions[:2]
             else:
                 chosen = functions[:1]
-            calls = [("", f["name"], json.dumps(example_from_schema(f.get("parameters") or {}))) for f in chosen]
+            calls = [
+                ("", f["name"], json.dumps(example_from_schema(f.get("parameters") or {"type": "object"})))
+                for f in chosen
+            ]
             return _Answer([], calls)
         if results:
             return _Answer(_halves(tool_results_answer(results)))

@@ -44,6 +44,8 @@ class Settings:
     # empty: the request's own (Host header and scheme).
     public_origins: tuple[str, ...] = ()
     api_max_messages: int = DEFAULT_API_MAX_MESSAGES  # messages per API request, MINDROUTE_API_MAX_MESSAGES
+    # The browser origins allowed to call /v1 (CORS), MINDROUTE_API_CORS_ORIGINS; ("*",) any; empty: none.
+    api_cors_origins: tuple[str, ...] = ()
     # Where the secret key came from, so the app can say it once (never the key itself).
     secret_key_source: str = field(default="environment")
 
@@ -113,6 +115,24 @@ def parse_public_origins(raw: str | None) -> tuple[str, ...]:
             raise ConfigError(
                 f"MINDROUTE_PUBLIC_ORIGIN: {part.strip()!r} is not an origin "
                 "(expected e.g. https://console.example.com or http://10.0.0.5:8501, comma-separated)"
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+def parse_cors_origins(raw: str | None) -> tuple[str, ...]:
+    """MINDROUTE_API_CORS_ORIGINS: comma-separated exact origins, or "*" for any; empty or unset: none."""
+    if raw is None:
+        return ()
+    origins = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        origin = "*" if part.strip() == "*" else normalize_origin(part)
+        if origin is None:
+            raise ConfigError(
+                f"MINDROUTE_API_CORS_ORIGINS: {part.strip()!r} is not an origin "
+                "(expected e.g. https://app.example.com, comma-separated, or *)"
             )
         origins.append(origin)
     return tuple(origins)
@@ -207,6 +227,7 @@ def load_settings() -> Settings:
         api_max_messages=parse_positive_int(
             "MINDROUTE_API_MAX_MESSAGES", _lookup("MINDROUTE_API_MAX_MESSAGES", secrets), DEFAULT_API_MAX_MESSAGES
         ),
+        api_cors_origins=parse_cors_origins(_lookup("MINDROUTE_API_CORS_ORIGINS", secrets)),
         secret_key_source=source,
     )
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /v1/models/{id} and /v1/openapi.json.
+"""The OpenAI-compatible HTTP API: /v1/chat/completions, /v1/embeddings, /v1/completions, /v1/models,
+/v1/models/{id} and /v1/openapi.json.
 
 Served beside Streamlit by app.py (`ApiFirst`, its first middleware, hands every /v1 request to
 `v1_app` before the page middleware), or alone with `uvicorn mindroute.http.api:app --workers N`.
@@ -25,6 +26,9 @@ from mindroute.db import get_engine
 from mindroute.http import web
 from mindroute.http.answers import error_response
 from mindroute.http.chat import chat_completions_app
+from mindroute.http.completions import completions_app
+from mindroute.http.cors import Cors
+from mindroute.http.embeddings import embeddings_app
 from mindroute.http.models_routes import model_route, models_route
 from mindroute.http.openapi import openapi_route
 from mindroute.http.runtime import settle_runtime
@@ -65,12 +69,14 @@ async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 _MODEL_PREFIX = "/v1/models/"
+_POST_ROUTES = {"/v1/embeddings": embeddings_app, "/v1/completions": completions_app}
 
 
 class V1App:
     """Every /v1 request as a plain ASGI app, with no framework router or middleware in front:
-    POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id} (ids contain "/"),
-    GET /v1/openapi.json; any other path or method gets OpenAI's JSON 404 (code "unknown_url")."""
+    POST /v1/chat/completions, POST /v1/embeddings, POST /v1/completions, GET /v1/models,
+    GET /v1/models/{id} (ids contain "/"), GET /v1/openapi.json; any other path or method gets OpenAI's
+    JSON 404 (code "unknown_url")."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -94,6 +100,9 @@ class V1App:
         if path == "/v1/chat/completions" and method == "POST":
             await chat_completions_app(scope, receive, send)
             return
+        if method == "POST" and path in _POST_ROUTES:
+            await _POST_ROUTES[path](scope, receive, send)
+            return
         if method in ("GET", "HEAD"):
             if path == "/v1/models":
                 response = await models_route(Request(scope, receive))
@@ -109,7 +118,8 @@ class V1App:
         await _unknown_url(scope, receive, send)
 
 
-v1_app = V1App()
+# CORS (http/cors.py) around it: OPTIONS preflights, and the allow headers for browsers' calls.
+v1_app = Cors(V1App())
 
 
 class ApiFirst:

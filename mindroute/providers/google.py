@@ -90,12 +90,12 @@ _UNSENT_OPTIONS = {
 }
 # Features Gemini's generateContent has no equivalent for: refused whenever set.
 _REFUSED_OPTIONS = {
-    "audio": "audio output",
-    "prediction": "predicted outputs",
+    "audio": "audio (spoken answers)",
+    "prediction": "prediction (predicted outputs)",
     "verbosity": "verbosity",
-    "web_search_options": "OpenAI's web search",
-    "functions": "the legacy functions field (use tools)",
-    "function_call": "the legacy function_call field (use tool_choice)",
+    "web_search_options": "web_search_options (OpenAI's web search)",
+    "functions": "functions (the legacy form of tools)",
+    "function_call": "function_call (the legacy form of tool_choice)",
 }
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 
@@ -130,7 +130,7 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
                 raise _unsupported(name, f"service_tier {value!r}")
         elif name == "modalities":
             if value != ["text"]:
-                raise _unsupported(name, "an output other than text")
+                raise _unsupported(name, f"modalities {value!r} (Gemini answers text only)")
         elif name in _REFUSED_OPTIONS:
             raise _unsupported(name, _REFUSED_OPTIONS[name])
         else:
@@ -229,9 +229,14 @@ def _tool_call(call: dict[str, Any]) -> ToolCall:
     )
 
 
-def _index(candidate: Any, position: int) -> int:
-    index = int_or_none((candidate or {}).get("index"))
-    return position if index is None else index  # proto3 JSON leaves out index 0
+def _indexed(candidates: Any) -> list[tuple[int, dict[str, Any]]]:
+    """(index, candidate) in index order. proto3 JSON leaves out index 0; when the indexes do not tell the
+    candidates apart, their places do."""
+    candidates = [c for c in candidates or [] if isinstance(c, dict)]
+    indexes = [int_or_none(c.get("index")) or 0 for c in candidates]
+    if len(set(indexes)) != len(indexes):
+        indexes = list(range(len(candidates)))
+    return sorted(zip(indexes, candidates, strict=True), key=lambda item: item[0])
 
 
 class GoogleAdapter(ProviderAdapter):
@@ -309,7 +314,7 @@ class GoogleAdapter(ProviderAdapter):
         prompt, completion, total = usage or (None, None, None)
         if usage is not None and total is None:
             total = prompt + completion
-        ordered = sorted(((_index(c, p), c) for p, c in enumerate(candidates)), key=lambda item: item[0])
+        ordered = _indexed(candidates)
         first = ordered[0][1] if ordered else None
         block = (body.get("promptFeedback") or {}).get("blockReason")
         finish = (first or {}).get("finishReason") or (block if isinstance(block, str) else None)
@@ -411,8 +416,7 @@ class GoogleStreamTranslator(StreamTranslator):
         if isinstance(payload.get("modelVersion"), str):
             self.model = payload["modelVersion"]
         items: list[StreamItem] = []
-        for position, candidate in enumerate(payload.get("candidates") or []):
-            choice = _index(candidate, position)
+        for choice, candidate in _indexed(payload.get("candidates")):
             self._open.add(choice)
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if isinstance(part.get("functionCall"), dict):

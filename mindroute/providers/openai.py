@@ -50,7 +50,7 @@ def tool_json(tool: ToolSpec) -> dict[str, Any]:
 
 
 def tool_choice_json(choice: ToolChoice) -> str | dict[str, Any]:
-    """ "auto", "none", "required", or the one function the model must call."""
+    """The tool choice as Chat Completions has it: "auto", "none", "required", or the one function to call."""
     if choice.mode == "function":
         return {"type": "function", "function": {"name": choice.name}}
     return choice.mode
@@ -60,7 +60,9 @@ def response_format_json(response_format: ResponseFormat) -> dict[str, Any]:
     """Chat Completions' `response_format`; a json_schema's unset keys are left out."""
     if response_format.type != "json_schema":
         return {"type": response_format.type}
-    schema: dict[str, Any] = {"name": response_format.name}
+    schema: dict[str, Any] = {}
+    if response_format.name is not None:
+        schema["name"] = response_format.name
     if response_format.description is not None:
         schema["description"] = response_format.description
     if response_format.schema is not None:
@@ -172,7 +174,9 @@ class OpenAIAdapter(ProviderAdapter):
             entry["content"] = [
                 {"type": "text", "text": part} if isinstance(part, str) else self._part(part) for part in content
             ]
-        if message.name is not None:
+        if message.name is not None and message.role != "tool":
+            # A tool message's `name` (the function's, which Gemini needs) is not in Chat Completions' tool
+            # message: the tool_call_id already names the call it answers.
             entry["name"] = message.name
         if message.tool_calls:
             entry["tool_calls"] = [tool_call_json(call) for call in message.tool_calls]

@@ -27,7 +27,7 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
 IMAGE_MIME_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 MODELS_PAGE_SIZE = 1000  # the largest page the model list accepts
-# Structured outputs (output_format) are a beta, switched on per request by this header.
+# Structured outputs (output_format, and strict tools) are a beta, switched on per request by this header.
 STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
 # reasoning_effort -> extended thinking's budget; "minimal" and "none" think not at all.
 THINKING_BUDGETS: dict[str, int | None] = {"none": None, "minimal": None, "low": 1024, "medium": 2048, "high": 4096}
@@ -122,6 +122,7 @@ class AnthropicAdapter(ProviderAdapter):
         output_format = self._output_format(request)
         if output_format is not None:
             body["output_format"] = output_format
+        if output_format is not None or any(tool.get("strict") for tool in body.get("tools", ())):
             headers["anthropic-beta"] = STRUCTURED_OUTPUTS_BETA
         body |= self._options(request, body["max_tokens"])
         if stream:
@@ -147,6 +148,8 @@ class AnthropicAdapter(ProviderAdapter):
         if spec.description:
             tool["description"] = spec.description
         tool["input_schema"] = dict(spec.parameters) if spec.parameters else {"type": "object", "properties": {}}
+        if spec.strict:  # arguments that match the schema: strict tool use, part of the structured-outputs beta
+            tool["strict"] = True
         return tool
 
     @staticmethod

@@ -29,7 +29,7 @@ from tests.providers.fake_base import (
 
 _ANTHROPIC_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
-# The top-level fields of a Messages request; output_format only with the structured-outputs beta.
+# The top-level fields of a Messages request; output_format (and a tool's strict) only with the structured-outputs beta.
 _TOP_LEVEL_FIELDS = frozenset(
     {
         "model",
@@ -322,9 +322,10 @@ class FakeAnthropic(FakeProvider):
         system = body.get("system")
         if system is not None and not isinstance(system, str | list):
             return "system: Input should be a valid string"
+        strict_allowed = "output_format" in allowed
         return (
             cls._check_options(body)
-            or cls._check_tools(body.get("tools"), body.get("tool_choice"))
+            or cls._check_tools(body.get("tools"), body.get("tool_choice"), strict_allowed)
             or cls._check_messages(body.get("messages"))
         )
 
@@ -366,7 +367,7 @@ class FakeAnthropic(FakeProvider):
         return None
 
     @staticmethod
-    def _check_tools(tools: Any, choice: Any) -> str | None:
+    def _check_tools(tools: Any, choice: Any, strict_allowed: bool = False) -> str | None:
         if tools is not None:
             if not isinstance(tools, list):
                 return "tools: Input should be a valid list"
@@ -376,7 +377,7 @@ class FakeAnthropic(FakeProvider):
                 if not isinstance(tool, dict):
                     return f"tools.{i}: Input should be a valid dictionary"
                 for name in tool:
-                    if name not in _TOOL_FIELDS:
+                    if name not in _TOOL_FIELDS and not (name == "strict" and strict_allowed):
                         return f"{where}.{name}: Extra inputs are not permitted"
                 if not isinstance(tool.get("name"), str) or not _TOOL_NAME.match(tool["name"]):
                     return f"{where}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"

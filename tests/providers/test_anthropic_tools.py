@@ -63,6 +63,26 @@ def test_tools_go_as_input_schemas(anthropic: Target, caller: Caller) -> None:
     assert "anthropic-beta" not in anthropic.fake.last.headers
 
 
+def test_a_strict_tool_is_sent_strict_with_the_beta_header(anthropic: Target, caller: Caller) -> None:
+    strict = ToolSpec("get_weather", None, WEATHER_SCHEMA, strict=True)
+    result = caller.complete(anthropic, with_tools(tools=(strict, LOOKUP)))
+    assert anthropic.fake.last.body["tools"][0] == {
+        "name": "get_weather",
+        "input_schema": WEATHER_SCHEMA,
+        "strict": True,
+    }
+    assert "strict" not in anthropic.fake.last.body["tools"][1]
+    assert anthropic.fake.last.headers["anthropic-beta"] == STRUCTURED_OUTPUTS_BETA
+    assert result.tool_calls[0].arguments == WEATHER_ARGS
+
+
+def test_a_strict_tool_without_the_beta_header_is_refused_by_the_server() -> None:
+    tool = {"name": "f", "input_schema": {"type": "object"}, "strict": True}
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    assert FakeAnthropic.check_body(body) == "tools.0.custom.strict: Extra inputs are not permitted"
+    assert FakeAnthropic.check_body(body, STRUCTURED_OUTPUTS_BETA) is None
+
+
 @pytest.mark.parametrize(
     ("choice", "sent", "called"),
     [

@@ -84,11 +84,7 @@ def curl_models_example(base: BaseUrl) -> str:
 
 
 def python_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
-    head = (
-        "import os\n\n"
-        "from openai import OpenAI  # pip install openai\n\n"
-        f"client = OpenAI(base_url={json.dumps(base.url)}, api_key=os.environ[{json.dumps(KEY_ENV)}])\n\n"
-    )
+    head = _python_head(base)
     if not stream:
         return head + (
             "response = client.chat.completions.create(\n"
@@ -111,6 +107,93 @@ def python_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
         "    if chunk.usage:  # the last chunk: no choices, the call's token counts\n"
         "        print()\n"
         "        print(chunk.usage)"
+    )
+
+
+def _python_head(base: BaseUrl) -> str:
+    return (
+        "import os\n\n"
+        "from openai import OpenAI  # pip install openai\n\n"
+        f"client = OpenAI(base_url={json.dumps(base.url)}, api_key=os.environ[{json.dumps(KEY_ENV)}])\n\n"
+    )
+
+
+def python_tools_example(base: BaseUrl, model: str) -> str:
+    """Tool calling: the tools, the model's tool_calls, each result sent back in a tool message, the answer."""
+    return (
+        "import json\n" + _python_head(base) + "tools = [\n"
+        "    {\n"
+        '        "type": "function",\n'
+        '        "function": {\n'
+        '            "name": "get_weather",\n'
+        '            "description": "The current weather in a city",\n'
+        '            "parameters": {\n'
+        '                "type": "object",\n'
+        '                "properties": {"city": {"type": "string"}},\n'
+        '                "required": ["city"],\n'
+        "            },\n"
+        "        },\n"
+        "    }\n"
+        "]\n\n\n"
+        "def get_weather(city: str) -> dict:\n"
+        '    return {"city": city, "forecast": "sunny", "celsius": 21}  # your own code\n\n\n'
+        'messages = [{"role": "user", "content": "What is the weather in Oslo?"}]\n'
+        "response = client.chat.completions.create(\n"
+        f"    model={json.dumps(model)},\n"
+        "    messages=messages,\n"
+        "    tools=tools,\n"
+        ")\n"
+        "message = response.choices[0].message\n"
+        'while message.tool_calls:  # finish_reason is "tool_calls"\n'
+        "    messages.append(message)  # the assistant's calls, with their ids\n"
+        "    for call in message.tool_calls:\n"
+        "        result = get_weather(**json.loads(call.function.arguments))\n"
+        '        messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})\n'
+        "    response = client.chat.completions.create(\n"
+        f"        model={json.dumps(model)},\n"
+        "        messages=messages,\n"
+        "        tools=tools,\n"
+        "    )\n"
+        "    message = response.choices[0].message\n"
+        "print(message.content)"
+    )
+
+
+def python_structured_example(base: BaseUrl, model: str) -> str:
+    """Structured output: response_format json_schema, and the answer read as JSON."""
+    return (
+        "import json\n" + _python_head(base) + "response = client.chat.completions.create(\n"
+        f"    model={json.dumps(model)},\n"
+        '    messages=[{"role": "user", "content": "Name a city and its country."}],\n'
+        "    response_format={\n"
+        '        "type": "json_schema",\n'
+        '        "json_schema": {\n'
+        '            "name": "city",\n'
+        '            "strict": True,\n'
+        '            "schema": {\n'
+        '                "type": "object",\n'
+        '                "properties": {"city": {"type": "string"}, "country": {"type": "string"}},\n'
+        '                "required": ["city", "country"],\n'
+        '                "additionalProperties": False,\n'
+        "            },\n"
+        "        },\n"
+        "    },\n"
+        ")\n"
+        "city = json.loads(response.choices[0].message.content)\n"
+        'print(city["city"], city["country"])'
+    )
+
+
+def python_embeddings_example(base: BaseUrl, model: str) -> str:
+    """Embeddings: client.embeddings.create with an embedding model's id."""
+    return _python_head(base) + (
+        "response = client.embeddings.create(\n"
+        f"    model={json.dumps(model)},  # an embedding model (OpenAI-protocol or Google provider)\n"
+        '    input=["MindRoute routes calls", "to many providers"],\n'
+        ")\n"
+        "for item in response.data:\n"
+        "    print(item.index, len(item.embedding), item.embedding[:3])\n"
+        "print(response.usage)"
     )
 
 

@@ -84,6 +84,25 @@ with node_tab:
     st.caption("Streamed")
     st.code(guide.node_example(base, model, stream=True), language="javascript")
 
+st.subheader("Tools, structured output and embeddings")
+st.caption(
+    "With the Python SDK; the other SDKs take the same fields. Tool calls keep their ids across the round trip, "
+    "and every provider's model answers in OpenAI's shape."
+)
+tools_tab, structured_tab, embeddings_tab = st.tabs(["Tool calling", "Structured output", "Embeddings"])
+with tools_tab:
+    st.caption(
+        "The model answers with tool_calls (finish_reason tool_calls); run each one and send its result back "
+        "in a tool message naming the call's id, until the model answers with text"
+    )
+    st.code(guide.python_tools_example(base, model), language="python")
+with structured_tab:
+    st.caption("An answer that is JSON matching your schema (response_format json_schema)")
+    st.code(guide.python_structured_example(base, model), language="python")
+with embeddings_tab:
+    st.caption("Vectors for one text or several (POST /v1/embeddings): use an embedding model's id")
+    st.code(guide.python_embeddings_example(base, model), language="python")
+
 # --- reference ------------------------------------------------------------------------------------
 
 st.subheader("Reference")

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from mindroute.db import transaction
+from mindroute.http.chat_request import chat_from_body
 from mindroute.http.openapi import OPENAPI
 from mindroute.models import Provider, User, UserProvider
 from mindroute.services import api_keys
@@ -71,6 +72,26 @@ def test_the_guide_shows_my_models_and_examples_for_them(engine: Engine, monkeyp
 
     at.selectbox(key="api_guide_model").set_value("Team OpenAI/gpt-4o").run()
     assert 'model="Team OpenAI/gpt-4o",' in code_blocks(at)
+
+
+def test_the_guide_shows_tools_structured_output_and_embeddings(engine: Engine, monkeypatch, people) -> None:
+    grant(engine, "user@example.com", "Team OpenAI", ["gpt-4o-mini"])
+    at = on_guide(engine, monkeypatch, url="https://mindroute.example.com/api_guide")
+    blocks = [c.value for c in at.code]
+    tools = next(b for b in blocks if "tools=tools" in b)
+    assert '"type": "function"' in tools and "message.tool_calls" in tools
+    assert '{"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}' in tools
+    assert "json.loads(call.function.arguments)" in tools
+    structured = next(b for b in blocks if "response_format=" in b)
+    assert '"type": "json_schema"' in structured and "json.loads(response.choices[0].message.content)" in structured
+    embeddings = next(b for b in blocks if "client.embeddings.create(" in b)
+    assert "response.data" in embeddings and "item.embedding" in embeddings
+    for block in (tools, structured, embeddings):
+        assert 'base_url="https://mindroute.example.com/v1"' in block
+        assert 'model="Team OpenAI/gpt-4o-mini"' in block
+        assert 'os.environ["MINDROUTE_API_KEY"]' in block
+        compile(block, "example", "exec")  # each is a whole Python program
+    assert [t.label for t in at.tabs][-3:] == ["Tool calling", "Structured output", "Embeddings"]
 
 
 def test_the_examples_never_show_a_stored_key(engine: Engine, monkeypatch, people) -> None:
@@ -141,3 +162,30 @@ def test_odd_model_ids_cannot_break_the_snippets() -> None:
         literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
         assert model in literals and "https://mr.example.com/v1" in literals
         assert json.dumps(model) in api_guide.node_example(base, model, stream=stream)
+    for example in (
+        api_guide.python_tools_example,
+        api_guide.python_structured_example,
+        api_guide.python_embeddings_example,
+    ):
+        tree = ast.parse(example(base, model))
+        literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+        assert model in literals and "https://mr.example.com/v1" in literals
+
+
+def test_the_tool_example_sends_what_the_api_accepts() -> None:
+    """The tool example's request, as the SDK sends it, and its tool message round are accepted by the parser."""
+    source = api_guide.python_tools_example(BaseUrl("https://mr.example.com/v1", guessed=False), "P/m")
+    tree = ast.parse(source)
+    tools = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "tools"
+    )
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    messages = [
+        {"role": "user", "content": "What is the weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"forecast": "sunny"}'},
+    ]
+    request = chat_from_body({"model": "P/m", "messages": messages, "tools": tools}).request
+    assert [t.name for t in request.tools] == ["get_weather"] and request.messages[2].tool_call_id == "call_1"

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import httpx
 import pytest
 
 from mindroute.providers.errors import UnsupportedParameter
@@ -24,7 +25,7 @@ from mindroute.providers.shapes import (
 )
 from mindroute.providers.sse import SSEEvent
 from tests.providers.conftest import Caller, Target, ask
-from tests.providers.fake_base import example_from_schema, expected_answer, tool_results_answer
+from tests.providers.fake_base import GOOGLE_KEY, example_from_schema, expected_answer, tool_results_answer
 from tests.providers.media import IMAGE, PNG_BYTES, b64
 
 MADE_ID = re.compile(r"^call_[0-9a-f]{24}$")
@@ -500,3 +501,69 @@ def test_a_stream_is_complete_only_when_every_candidate_has_finished() -> None:
     translator.feed(SSEEvent("message", json.dumps({"candidates": [{"index": 1, "finishReason": "STOP"}]})))
     assert translator.is_complete() is True
     assert [(c.index, c.text) for c in translator.finish().other_choices] == [(1, "B")]
+
+
+# -- the fake refuses what Gemini refuses, so the translations above are checked against something --
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"logitBias": {}}},
+            'Unknown name "logitBias"',
+        ),
+        (
+            {
+                "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                "generationConfig": {
+                    "responseMimeType": "application/json",
+                    "responseSchema": {"type": "object", "properties": {"a": {"type": "STRING"}}},
+                },
+            },
+            "(type.googleapis.com/google.ai.generativelanguage.v1beta.Type)",
+        ),
+        (
+            {
+                "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                "tools": [{"functionDeclarations": [{"name": "f", "parameters": {"$ref": "#/$defs/A"}}]}],
+            },
+            'Unknown name "$ref"',
+        ),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": "hi"}]},
+                    {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+                    {"role": "user", "parts": [{"functionResponse": {"response": {"result": "ok"}}}]},
+                ]
+            },
+            "function_response.name: Name cannot be empty.",
+        ),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": "hi"}]},
+                    {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+                    {"role": "user", "parts": [{"functionResponse": {"name": "g", "response": {}}}]},
+                ]
+            },
+            "g answers no function call",
+        ),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": "hi"}]},
+                    {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]},
+                ]
+            },
+            "function response turn comes immediately after a function call turn",
+        ),
+    ],
+)
+def test_the_fake_refuses_what_gemini_refuses(google: Target, body: dict[str, Any], says: str) -> None:
+    answer = httpx.post(
+        f"{google.endpoint}/v1beta/models/m:generateContent", json=body, headers={"x-goog-api-key": GOOGLE_KEY}
+    )
+    assert answer.status_code == 400
+    assert says in answer.json()["error"]["message"]

@@ -79,6 +79,30 @@ def _refuse_unless(ok: bool, param: str, message: str) -> None:
         raise UnsupportedParameter(message, param)
 
 
+def _continues_tool_use(messages: list[ChatMessage]) -> bool:
+    """True when the last user turn holds tool results: the model is mid-turn, answering them."""
+    for message in reversed(messages):
+        if message.role == "tool":
+            return True
+        if message.role == "assistant":
+            return False
+    return False
+
+
+def _refuse_thinking_conflicts(body: dict[str, Any]) -> None:
+    """What extended thinking cannot be combined with, refused before the call rather than by the API."""
+    why = "cannot be combined with reasoning_effort (extended thinking) on the Anthropic protocol"
+    choice = (body.get("tool_choice") or {}).get("type")
+    if choice in ("any", "tool"):
+        raise UnsupportedParameter(f"a tool_choice that forces a tool call {why}", "tool_choice")
+    if body.get("temperature", 1) != 1:
+        raise UnsupportedParameter(f"temperature other than 1 {why}", "temperature")
+    if "top_k" in body:
+        raise UnsupportedParameter(f"top_k {why}", "top_k")
+    if not 0.95 <= body.get("top_p", 1) <= 1:
+        raise UnsupportedParameter(f"top_p below 0.95 {why}", "top_p")
+
+
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A message's content as a list of blocks, for merging two turns into one."""
     if isinstance(content, list):
@@ -125,6 +149,14 @@ class AnthropicAdapter(ProviderAdapter):
         if output_format is not None or any(tool.get("strict") for tool in body.get("tools", ())):
             headers["anthropic-beta"] = STRUCTURED_OUTPUTS_BETA
         body |= self._options(request, body["max_tokens"])
+        if "thinking" in body:
+            if _continues_tool_use(request.messages):
+                # The turn's thinking block is not in the history (Chat Completions has no place for it), and
+                # the API refuses a thinking request whose tool-use turn lacks it; after tool results the model
+                # thinks no more anyway, so this step goes without.
+                del body["thinking"]
+            else:
+                _refuse_thinking_conflicts(body)
         if stream:
             body["stream"] = True
         return HttpCall(url=messages_url(endpoint), headers=headers, body=body)

@@ -354,6 +354,9 @@ class FakeAnthropic(FakeProvider):
                     return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
                 if budget >= body["max_tokens"]:
                     return "`max_tokens` must be greater than `thinking.budget_tokens`"
+                problem = _thinking_conflict(body)
+                if problem:
+                    return problem
         output_format = body.get("output_format")
         if output_format is not None:
             if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
@@ -492,6 +495,31 @@ class FakeAnthropic(FakeProvider):
         if isinstance(content, str):
             return content
         return "".join(block.get("text", "") for block in content if block.get("type") == "text")
+
+
+def _thinking_conflict(body: dict[str, Any]) -> str | None:
+    """What the API refuses alongside enabled thinking."""
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    if body.get("temperature", 1) != 1:
+        return "`temperature` may only be set to 1 when thinking is enabled."
+    if "top_k" in body:
+        return "`top_k` must be unset when thinking is enabled."
+    if not 0.95 <= body.get("top_p", 1) <= 1:
+        return "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled."
+    messages = body.get("messages") or []
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "assistant":
+            content = messages[i].get("content")
+            first = content[0].get("type") if isinstance(content, list) and content else "text"
+            uses_tools = isinstance(content, list) and any(b.get("type") == "tool_use" for b in content)
+            if uses_tools and i == len(messages) - 2 and first not in ("thinking", "redacted_thinking"):
+                return (
+                    f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
+                    "When `thinking` is enabled, a final `assistant` message must start with a thinking block."
+                )
+            break
+    return None
 
 
 def _tool_results(message: dict[str, Any]) -> list[str]:

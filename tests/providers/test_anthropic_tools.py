@@ -504,3 +504,83 @@ def test_consecutive_user_messages_merge_into_one_turn(anthropic: Target, caller
         {"role": "user", "content": [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}]}
     ]
     assert result.text == expected_answer("One.Two.")
+
+
+_THINKING_CONFLICTS: list[tuple[dict[str, Any], str]] = [
+    ({"tools": TOOLS, "tool_choice": ToolChoice("required")}, "tool_choice"),
+    ({"tools": TOOLS, "tool_choice": ToolChoice("function", "lookup")}, "tool_choice"),
+    ({"temperature": 0.3}, "temperature"),
+    ({"top_p": 0.5}, "top_p"),
+    ({"options": {"reasoning_effort": "low", "top_k": 5}}, "top_k"),
+]
+
+
+@pytest.mark.parametrize(("fields", "param"), _THINKING_CONFLICTS, ids=[p for _, p in _THINKING_CONFLICTS])
+def test_what_thinking_cannot_be_combined_with_is_refused_before_any_call(
+    anthropic: Target, caller: Caller, fields: dict[str, Any], param: str
+) -> None:
+    fields = {"options": {"reasoning_effort": "low"}} | fields
+    with pytest.raises(UnsupportedParameter) as caught:
+        caller.complete(anthropic, ask("hi", **fields))
+    assert caught.value.param == param
+    assert "reasoning_effort" in caught.value.message
+    assert anthropic.fake.requests == []
+    # The fake refuses the same combination, as the API does, were it to reach it.
+    body = AnthropicAdapter().build_call(ask("hi", options={"reasoning_effort": "low"}), "http://x", "k", stream=False)
+    assert FakeAnthropic.check_body(body.body) is None
+    tools = [{"name": "get_weather", "input_schema": WEATHER_SCHEMA}, {"name": "lookup", "input_schema": LOOKUP_SCHEMA}]
+    raw = {
+        "tool_choice": {"tools": tools, "tool_choice": {"type": "any"}},
+        "temperature": {"temperature": 0.3},
+        "top_p": {"top_p": 0.5},
+        "top_k": {"top_k": 5},
+    }[param]
+    assert "thinking" in (FakeAnthropic.check_body(body.body | raw) or "").lower()
+
+
+def test_thinking_allows_temperature_1_top_p_095_and_tool_choice_auto(anthropic: Target, caller: Caller) -> None:
+    request = with_tools(
+        temperature=1, top_p=0.95, tool_choice=ToolChoice("auto"), options={"reasoning_effort": "medium"}
+    )
+    result = caller.complete(anthropic, request)
+    assert anthropic.fake.last.body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert [call.name for call in result.tool_calls] == ["get_weather"]
+
+
+@pytest.mark.parametrize("then_user", [False, True])
+def test_an_agent_loop_with_reasoning_effort_thinks_on_the_first_round_only(
+    anthropic: Target, caller: Caller, then_user: bool
+) -> None:
+    first = with_tools(options={"reasoning_effort": "low"})
+    calls = caller.complete(anthropic, first).tool_calls
+    assert anthropic.fake.last.body["thinking"]["type"] == "enabled"
+    follow = [ChatMessage("user", "And tomorrow?")] if then_user else []
+    second = ChatRequest(
+        model="test-model",
+        messages=[
+            *first.messages,
+            ChatMessage("assistant", "", tool_calls=calls),
+            ChatMessage("tool", "18 C", tool_call_id=calls[0].id),
+            *follow,
+        ],
+        tools=TOOLS,
+        options={"reasoning_effort": "low"},
+    )
+    # The thinking block of round one cannot come back through Chat Completions; the API would refuse it missing.
+    result = caller.complete(anthropic, second)
+    assert "thinking" not in anthropic.fake.last.body
+    assert result.text == tool_results_answer(["18 C"])
+
+
+def test_the_fake_refuses_a_thinking_tool_turn_without_its_thinking_block() -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 3000,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "noon"}]},
+        ],
+    }
+    assert "must start with a thinking block" in (FakeAnthropic.check_body(body) or "")

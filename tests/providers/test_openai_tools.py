@@ -23,6 +23,7 @@ from mindroute.providers.shapes import (
     ToolChoice,
     ToolSpec,
 )
+from mindroute.providers.sse import SSEEvent
 from tests.providers.conftest import Caller, Target, ask
 from tests.providers.fake_base import example_from_schema, tool_results_answer
 from tests.providers.fakes import OPENAI_KEY, expected_answer
@@ -470,3 +471,17 @@ def test_the_fake_takes_a_well_formed_tool_round(openai: Target) -> None:
     )
     assert answer.status_code == 200
     assert [c["message"]["content"] for c in answer.json()["choices"]] == [tool_results_answer(["sunny"])] * 3
+
+
+def test_a_compatible_servers_whole_call_in_one_piece_without_index_is_read() -> None:
+    # Ollama sends each call whole in one delta, with no index; positions are then the list's order.
+    translator = OpenAIAdapter("openai-compatible").stream_translator(ask("hi"))
+    call = {"id": "c1", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    other = {"id": "c2", "function": {"name": "g", "arguments": {"b": 2}}}
+    delta = {"role": "assistant", "content": "", "tool_calls": [call, other]}
+    items = translator.feed(SSEEvent("message", json.dumps({"choices": [{"index": 0, "delta": delta}]})))
+    translator.feed(SSEEvent("message", json.dumps({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
+
+    assert items == [ToolCallDelta(0, "c1", "f", '{"a": 1}'), ToolCallDelta(1, "c2", "g", '{"b": 2}')]
+    end = translator.finish()
+    assert end.tool_calls == (ToolCall("c1", "f", '{"a": 1}'), ToolCall("c2", "g", '{"b": 2}'))

@@ -696,7 +696,7 @@ def _options(body: dict[str, Any], names: set[str]) -> dict[str, Any]:
     """The body's other fields (not null), checked by their table entries; fields the table does not
     name are kept as sent."""
     options: dict[str, Any] = {}
-    for name in names:
+    for name in [name for name in body if name in names]:  # in the body's order
         value = body[name]
         if value is None:
             continue
@@ -706,7 +706,9 @@ def _options(body: dict[str, Any], names: set[str]) -> dict[str, Any]:
             )
         field = _OPTIONS.get(name)
         if field is None:
-            options[_text(name, "the field names")] = _json_value(value, name)
+            if not name.isascii() and not name.isprintable():
+                raise InvalidChatRequest("The request body has a field whose name is not printable text")
+            options[name] = _json_value(value, name)
             continue
         options[name] = _checked(value, field, name)
     if "logit_bias" in options:

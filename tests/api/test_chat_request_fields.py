@@ -536,3 +536,11 @@ def test_a_whole_agent_request_from_json():
     assert request.tool_choice == ToolChoice("function", "get_weather") and request.parallel_tool_calls is False
     assert [m.role for m in request.messages] == ["user", "assistant", "tool"]
     assert dict(request.options) == {"seed": 1, "top_k": 5}
+
+
+def test_unknown_fields_keep_the_body_s_order_and_a_broken_field_name_is_refused():
+    options = parse(zeta=1, seed=2, alpha={"x": [1]}).request.options
+    assert list(options.items()) == [("zeta", 1), ("seed", 2), ("alpha", {"x": [1]})]
+    raw = b'{"model": "P/m", "messages": [{"role": "user", "content": "x"}], "a\\ud800": 1}'
+    with pytest.raises(InvalidChatRequest, match="a field whose name is not printable text"):
+        parse_chat_request(raw)

@@ -584,3 +584,19 @@ def test_the_fake_refuses_a_thinking_tool_turn_without_its_thinking_block() -> N
         ],
     }
     assert "must start with a thinking block" in (FakeAnthropic.check_body(body) or "")
+
+
+def test_a_new_user_turn_after_a_finished_tool_loop_thinks_again(anthropic: Target, caller: Caller) -> None:
+    request = ChatRequest(
+        model="test-model",
+        messages=[
+            ChatMessage("user", "Weather?"),
+            ChatMessage("assistant", "", tool_calls=(ToolCall("toolu_a", "get_weather", '{"city": "Paris"}'),)),
+            ChatMessage("tool", "18 C", tool_call_id="toolu_a"),
+            ChatMessage("assistant", "It is 18 C."),
+            ChatMessage("user", "Thanks. And Rome?"),
+        ],
+        options={"reasoning_effort": "low"},
+    )
+    assert caller.complete(anthropic, request).text == expected_answer("Thanks. And Rome?")
+    assert anthropic.fake.last.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import struct
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mindroute.providers.errors import ProviderError, UnsupportedParameter, UpstreamError
@@ -19,6 +19,7 @@ from mindroute.providers.transport import as_timeout, check_headers
 from mindroute.providers.transport_aiohttp import AIOHTTP
 
 ENCODING_FORMATS = ("float", "base64")
+GEMINI_BATCH_MAX = 100  # the most requests one batchEmbedContents takes
 # The request fields MindRoute itself reads; an OpenAI-protocol provider gets every other field as sent.
 KNOWN_FIELDS = ("model", "input", "dimensions", "encoding_format", "user")
 
@@ -126,6 +127,25 @@ class GoogleEmbedder(Embedder):
     """models/{m}:embedContent for one text, :batchEmbedContents for several; token ids are refused."""
 
     protocol = "google"
+
+    async def aembed(
+        self, request: EmbeddingRequest, endpoint: str, api_key: str | None, *, timeout: float | None = None
+    ) -> EmbeddingResult:
+        """As Embedder.aembed; more texts than one batch takes go in several batches, one after the other."""
+        texts = request.input
+        if isinstance(texts, str) or len(texts) <= GEMINI_BATCH_MAX or request.is_tokens:
+            return await super().aembed(request, endpoint, api_key, timeout=timeout)
+        data: list[dict[str, Any]] = []
+        counts: list[tuple[int | None, int | None]] = []
+        for start in range(0, len(texts), GEMINI_BATCH_MAX):
+            part = replace(request, input=texts[start : start + GEMINI_BATCH_MAX])
+            result = await super().aembed(part, endpoint, api_key, timeout=timeout)
+            data += [{**item, "index": len(data) + i} for i, item in enumerate(result.body["data"])]
+            counts.append((result.prompt_tokens, result.total_tokens))
+        prompt = None if any(p is None for p, _ in counts) else sum(p or 0 for p, _ in counts)
+        total = None if any(t is None for _, t in counts) else sum(t or 0 for _, t in counts)
+        usage = {"prompt_tokens": prompt or 0, "total_tokens": total or 0}  # as parse_response: 0 shown, NULL logged
+        return EmbeddingResult({**result.body, "data": data, "usage": usage}, prompt, total)
 
     def build_call(self, request: EmbeddingRequest, endpoint: str, api_key: str | None) -> HttpCall:
         if request.is_tokens:

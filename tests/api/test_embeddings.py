@@ -219,3 +219,15 @@ def test_a_provider_failure_is_relayed_without_its_key(engine, server, request):
     assert "WrongKey" not in str(failure.body)
     (row,) = logged(engine, 1)
     assert row.status_code == 502 and row.request_type == "embedding"
+
+
+def test_more_texts_than_one_gemini_batch_go_in_several(engine, server, request):
+    account = add_account(engine)
+    fake = provider_for(request, engine, "google", account).fake
+    texts = [f"text {i}" for i in range(250)]
+    answer = client(server, account.key).embeddings.create(model="Emb/embed-small", input=texts)
+    assert [len(r.body["requests"]) for r in fake.requests] == [100, 100, 50]
+    assert [item.index for item in answer.data] == list(range(250))
+    assert [item.embedding for item in answer.data] == [fake_vector(text) for text in texts]
+    (row,) = logged(engine, 1)
+    assert row.prompt_tokens is None and row.request_body["input_count"] == 250

@@ -209,3 +209,56 @@ def test_the_page_says_when_rollups_are_behind_the_logs(engine: Engine, monkeypa
     at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
     assert not warnings(at)
     assert metric(at, "Requests") == "13"
+
+
+@pytest.fixture
+def typed_calls(engine: Engine, people):
+    """In the last day: alice 3 chat calls, 2 embeddings and 1 completion on P1; bob 2 embeddings on P2."""
+    _admin, alice, bob, p1, p2 = people
+    now = utcnow()
+    kinds = [("chat", alice, p1)] * 3 + [("embedding", alice, p1)] * 2 + [("completion", alice, p1)]
+    kinds += [("embedding", bob, p2)] * 2
+    rows = []
+    for number, (kind, who, provider) in enumerate(kinds):
+        row = log_row(now - timedelta(hours=number + 1), who, provider, "m-big" if provider is p1 else "m-free")
+        row["request_type"] = kind
+        rows.append(row)
+    insert_rows(engine, rows)
+    rebuild_rollups(engine, progress=False)
+    return rows
+
+
+def test_the_request_type_filter_and_breakdown(engine: Engine, monkeypatch, typed_calls) -> None:
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    choice = at.multiselect(key="usage_request_type")
+    assert choice.label == "Request type" and choice.value == []  # all by default
+    assert list(choice.options) == ["chat", "completion", "embedding"]
+    assert metric(at, "Requests") == "8"
+    assert at.radio(key="usage_breakdown_by").options == ["Provider × model", "User", "Request type"]
+    at.radio(key="usage_breakdown_by").set_value("request_type").run()
+    shown = at.dataframe[-1].value
+    assert dict(zip(shown["request_type"], shown["requests"], strict=True)) == {
+        "chat": 3,
+        "completion": 1,
+        "embedding": 4,
+    }
+    exported = pd.read_csv(io.BytesIO(usage_view.csv_bytes(shown)))
+    assert list(exported["request_type"]) == ["chat", "completion", "embedding"]
+
+    at.multiselect(key="usage_request_type").set_value(["embedding"]).run()
+    assert metric(at, "Requests") == "4"
+    assert at.query_params["type"] in ("embedding", ["embedding"])
+    shown = at.dataframe[-1].value
+    assert list(shown["request_type"]) == ["embedding"] and shown["requests"].sum() == 4
+
+
+def test_the_request_type_comes_back_from_the_url_and_scopes_to_the_user(
+    engine: Engine, monkeypatch, typed_calls
+) -> None:
+    at = open_page(engine, monkeypatch, "alice@example.com", USAGE, {"type": "embedding,completion,bogus"})
+    assert at.multiselect(key="usage_request_type").value == ["completion", "embedding"]
+    assert metric(at, "Requests") == "3"  # alice's own: 2 embeddings and 1 completion
+    assert at.radio(key="usage_breakdown_by").options == ["Provider × model", "Request type"]  # no per-user rows
+    at.radio(key="usage_breakdown_by").set_value("request_type").run()
+    shown = at.dataframe[-1].value
+    assert dict(zip(shown["request_type"], shown["requests"], strict=True)) == {"completion": 1, "embedding": 2}

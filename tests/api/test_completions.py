@@ -12,7 +12,7 @@ import pytest
 
 from tests.api.conftest import add_account, add_provider, logged
 from tests.providers.fake_base import OPENAI_KEY
-from tests.providers.fake_embeddings import FakeOpenAIEmbeddings, completion_text, token_count
+from tests.providers.fake_embeddings import SLOW_MODEL, FakeOpenAIEmbeddings, completion_text, token_count
 from tests.providers.fakes import FakeServer
 
 MODELS = ["text-model", "other-model"]
@@ -141,3 +141,35 @@ def test_refusals_and_upstream_errors_are_logged(engine, server, world):
         ("completion", 404),
         ("completion", 400),
     ]
+
+
+def test_the_routes_token_limit_applies(engine, server, completions_server):
+    account = add_account(engine)
+    completions_server.fake.reset()
+    add_provider(engine, "Capped", "openai", completions_server, OPENAI_KEY, MODELS, grant_to=account.user_id,
+                 grant={"max_tokens_override": 100})  # fmt: skip
+    api = client(server, account.key)
+    with pytest.raises(openai.BadRequestError) as caught:
+        api.completions.create(model="Capped/text-model", prompt="x", max_tokens=101)
+    assert caught.value.body["param"] == "max_tokens"
+    assert completions_server.fake.requests == []
+    api.completions.create(model="Capped/text-model", prompt="x")
+    assert completions_server.fake.last.body["max_tokens"] == 100  # filled in, as for chat
+    rows = logged(engine, 2)
+    assert [row.status_code for row in rows] == [400, 200]
+
+
+def test_a_client_leaving_a_stream_is_logged_once_and_closes_upstream(engine, server, completions_server):
+    account = add_account(engine)
+    completions_server.fake.reset()
+    add_provider(engine, "Slow", "openai", completions_server, OPENAI_KEY, [SLOW_MODEL], grant_to=account.user_id)
+    stream = client(server, account.key).completions.create(model="Slow/slow-model", prompt="x", stream=True)
+    first = next(iter(stream))
+    assert first.choices[0].text == "Once"
+    stream.close()
+    upstream = completions_server.fake.last
+    assert upstream.disconnected.wait(10), "the provider's stream was not closed"
+    (row,) = logged(engine, 1)
+    assert row.status_code == 499 and row.request_type == "completion"
+    assert row.response_body["stopped_by_user"] is True
+    assert row.response_body["text"].startswith("Once")

@@ -14,6 +14,7 @@ from tests.providers.fake_base import _INVALID, GOOGLE_KEY, OPENAI_KEY, FakeProv
 
 DEFAULT_DIMENSIONS = 4
 COMPLETION_PIECES = ("Once", " upon", " a time: ")
+SLOW_MODEL = "slow-model"  # streams for about ten seconds
 
 
 def fake_vector(item: Any, dimensions: int | None = None) -> list[float]:
@@ -163,6 +164,8 @@ class FakeOpenAIEmbeddings(FakeProvider):
         if with_usage and self.report_usage:
             events.append(sse({**base, "choices": [], "usage": usage}))
         events.append(sse("[DONE]"))
+        if body["model"] == SLOW_MODEL:  # a long answer, slowly: for a client that leaves partway
+            return Reply(events=events[:1] * 200 + events, event_gap_s=0.05)
         return Reply(events=events)
 
 

@@ -4,6 +4,7 @@ MindRoute's API (one process, logging on: `uvicorn mindroute.http.api:app`, or `
 with --entry app) run as child processes; this process sends N non-streamed
 requests at concurrency C through MindRoute and then directly to the upstream, and prints one JSON
 object with the throughput, the latencies both ways, their differences and the Logs rows written.
+With --tools the chat body carries two tools and tool_choice "auto", and the upstream answers a tool call.
 """
 
 from __future__ import annotations
@@ -31,6 +32,50 @@ START_TIMEOUT_S = 30.0
 
 # --- the upstream ---------------------------------------------------------------------------------
 
+TEXT_CHOICE = {"index": 0, "message": {"role": "assistant", "content": "Hello there!"}, "finish_reason": "stop"}
+# The canned answer to a body with tools: one call of the first tool.
+TOOL_CALL_CHOICE = {
+    "index": 0,
+    "message": {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_bench1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
+            }
+        ],
+    },
+    "finish_reason": "tool_calls",
+}
+# The two tools a --tools body offers.
+BENCH_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "The time in a time zone",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
+        },
+    },
+]
+
 
 def _upstream_delay_s() -> float:
     return float(os.environ.get("MINDROUTE_BENCH_DELAY_MS", DEFAULT_DELAY_MS)) / 1000
@@ -52,14 +97,16 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    model = json.loads(body or b"{}").get("model", "bench-model")
+    request = json.loads(body or b"{}")
+    model = request.get("model", "bench-model")
     await asyncio.sleep(_upstream_delay_s())
+    choice = TOOL_CALL_CHOICE if request.get("tools") else TEXT_CHOICE
     answer = {
         "id": "chatcmpl-bench",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there!"}, "finish_reason": "stop"}],
+        "choices": [choice],
         "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
     }
     payload = json.dumps(answer).encode()
@@ -263,11 +310,33 @@ def _per_call_ms(seconds: float, requests: int) -> float | None:
     return round(seconds * 1000 / requests, 3) if seconds == seconds else None  # NaN: no /proc
 
 
+def bench_body(model_id: str, tools: bool) -> dict[str, Any]:
+    """The chat body every bench call sends: one short user message, with two tools and tool_choice auto if `tools`."""
+    body: dict[str, Any] = {"model": model_id, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
+    if tools:
+        body |= {"tools": BENCH_TOOLS, "tool_choice": "auto"}
+    return body
+
+
+def _check_answer(response: httpx.Response, tools: bool) -> None:
+    """One call through MindRoute answers as the bench expects: a text, or with --tools a tool call."""
+    response.raise_for_status()
+    [choice] = response.json()["choices"]
+    expected = "tool_calls" if tools else "stop"
+    if choice["finish_reason"] != expected or bool(choice["message"].get("tool_calls")) != tools:
+        raise RuntimeError(f"MindRoute answered {choice!r}, expected finish_reason {expected!r}")
+
+
 def run_api_bench(
-    requests: int, concurrency: int, delay_ms: float, database_url: str | None, entry: str = "api"
+    requests: int,
+    concurrency: int,
+    delay_ms: float,
+    database_url: str | None,
+    entry: str = "api",
+    tools: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring); `entry` "api" serves
-    `mindroute.http.api:app` alone, "app" serves `streamlit run app.py`."""
+    `mindroute.http.api:app` alone, "app" serves `streamlit run app.py`; `tools` sends bench_body's tools."""
     if entry not in ENTRIES:
         raise ValueError(f"entry must be one of {', '.join(ENTRIES)}")
     with tempfile.TemporaryDirectory(prefix="mindroute-bench-") as tmp:
@@ -290,10 +359,11 @@ def run_api_bench(
             key, model_id = credentials.split("\n")
             api = _serve_entry(entry, api_port, env)
             _wait_until_up(api_url + "/healthz")
-            body = {"model": model_id, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
+            body = bench_body(model_id, tools)
             auth = {"authorization": f"Bearer {key}"}
             through, direct = api_url + "/v1/chat/completions", upstream_url + "/v1/chat/completions"
-            asyncio.run(_load(through, body, auth, WARMUP_REQUESTS, min(concurrency, 8)))
+            _check_answer(httpx.post(through, json=body, headers=auth, timeout=30), tools)
+            asyncio.run(_load(through, body, auth, WARMUP_REQUESTS - 1, min(concurrency, 8)))
             asyncio.run(_load(direct, body, {}, WARMUP_REQUESTS, min(concurrency, 8)))
             # The warm-up's rows are written behind its answers: count from when they are all in.
             deadline = time.monotonic() + START_TIMEOUT_S
@@ -319,6 +389,7 @@ def run_api_bench(
     mr_summary, up_summary = _summary(mr), _summary(up)
     return {
         "entry": entry,
+        "tools": tools,
         "requests": requests,
         "concurrency": concurrency,
         "upstream_delay_ms": delay_ms,
@@ -360,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="api",
         help="api: uvicorn mindroute.http.api:app (the API alone); app: streamlit run app.py (API beside pages)",
     )
+    api.add_argument("--tools", action="store_true", help="two tools and tool_choice auto; the upstream calls one")
     analytics = commands.add_parser("analytics", help="the Usage page's queries (see bench.analytics)")
     analytics.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
     analytics.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
@@ -374,7 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_analytics.main(forwarded)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
-    print(json.dumps(run_api_bench(args.requests, args.concurrency, args.delay_ms, args.database_url, args.entry)))
+    figures = run_api_bench(args.requests, args.concurrency, args.delay_ms, args.database_url, args.entry, args.tools)
+    print(json.dumps(figures))
     return 0
 
 

@@ -75,4 +75,8 @@ def test_usage_page_draws_the_charts_on_demo_data(server, browser_context) -> No
     bars = page.locator(".js-plotly-plot g.trace.bars path")
     lines = page.locator(".js-plotly-plot g.trace.scatter path.js-line")
     assert bars.count() > 20 and lines.count() >= 2  # stacked bars over 7 days, three percentile lines
+    # The request-type filter beside the others, and the breakdown by request type.
+    request_type = page.locator("[data-testid='stMultiSelect']").filter(has_text="Request type")
+    assert request_type.count() == 1 and request_type.is_visible()
+    assert page.get_by_role("radio", name="Request type").count() == 1
     assert "Traceback" not in server.log()

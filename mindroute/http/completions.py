@@ -4,10 +4,9 @@ only, whole or as SSE, with the model renamed to the id the client used, and one
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -34,13 +33,14 @@ from mindroute.http.embeddings import (
 )
 from mindroute.http.openai_compat import error_body
 from mindroute.http.sse import SSE_DONE, EventStreamResponse, sse_data
+from mindroute.providers.adapter import ProviderAdapter
 from mindroute.providers.embeddings import protocol_label
 from mindroute.providers.errors import ProviderError, UpstreamError
 from mindroute.providers.registry import adapter_for
 from mindroute.providers.shapes import HttpCall
 from mindroute.providers.sse import SSEDecoder, int_or_none
 from mindroute.providers.transport import as_timeout, check_headers
-from mindroute.providers.transport_aiohttp import AIOHTTP
+from mindroute.providers.transport_aiohttp import AIOHTTP, AiohttpAnswer
 from mindroute.redaction import redact_secrets
 from mindroute.services.call_log import REQUEST_TYPE_COMPLETION, STOPPED_BY_USER_STATUS
 from mindroute.services.call_tracker import ms_since
@@ -247,6 +247,18 @@ async def _whole(
     return JSONResponse(payload, headers={OVERHEAD_HEADER: overhead_ms(started, clock)})
 
 
+async def _upstream_lines(adapter: ProviderAdapter, call: HttpCall) -> AsyncGenerator[AiohttpAnswer | str, None]:
+    """The provider's answer (its head arrived, a 2xx), then its body's lines: read inside the transport's
+    block, so that its failures come out as ProviderErrors, as in the adapters' own call loop."""
+    check_headers(call.headers)
+    async with AIOHTTP.post(call, as_timeout(None), stream=True) as answer:
+        if not answer.ok:
+            raise adapter.error_from_response(answer.status, answer.headers, await answer.read(), answer.reason)
+        yield answer
+        async for line in answer.lines():
+            yield line
+
+
 async def _stream(
     engine: Engine,
     routed: RoutedCall,
@@ -260,20 +272,18 @@ async def _stream(
 ) -> Response:
     route = routed.route
     adapter = adapter_for(route.protocol)
-    stack = contextlib.AsyncExitStack()
+    lines = _upstream_lines(adapter, call)
     upstream_started = time.perf_counter()
     try:
-        check_headers(call.headers)
-        answer = await stack.enter_async_context(AIOHTTP.post(call, as_timeout(None), stream=True))
-        if not answer.ok:
-            raise adapter.error_from_response(answer.status, answer.headers, await answer.read(), answer.reason)
+        answer = await anext(lines)
     except ProviderError as exc:
-        await stack.aclose()
+        await lines.aclose()
         clock.add_since(upstream_started)
         return await _log_failure(engine, routed, exc, key, started, clock, extra)
     except BaseException:
-        await stack.aclose()
+        await lines.aclose()
         raise
+    assert isinstance(answer, AiohttpAnswer)
     clock.add_since(upstream_started)
     keys = redaction.answer_keys(route.api_key)
     state: dict[str, Any] = {"text": [], "usage": None, "finish": None, "first_ms": None, "logged": False}
@@ -308,7 +318,7 @@ async def _stream(
             return
         state["logged"] = True
         with anyio.CancelScope(shield=True):
-            await stack.aclose()
+            await lines.aclose()  # closes the upstream response: the provider stops generating
             prompt, completion, total = state["usage"] or (None, None, None)
             await log_row(
                 engine, REQUEST_TYPE_COMPLETION, routed.caller, routed.user_id, route.provider_id, route.model,
@@ -322,10 +332,11 @@ async def _stream(
         status, message = STOPPED_BY_USER_STATUS, "The client closed the connection"
         done = False
         try:
-            decoder = SSEDecoder(answer.line_limit, answer.host)  # type: ignore[attr-defined]
+            decoder = SSEDecoder(answer.line_limit, answer.host)
             try:
                 waited = time.perf_counter()
-                async for line in answer.lines():
+                async for line in lines:
+                    assert isinstance(line, str)
                     clock.add_since(waited)
                     event = decoder.feed(line)
                     if event is not None and event.data.strip() == "[DONE]":

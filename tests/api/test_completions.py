@@ -4,6 +4,7 @@ one Logs row each with request_type "completion"."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from tests.api.conftest import add_account, add_provider, logged
 from tests.providers.fake_base import OPENAI_KEY
-from tests.providers.fake_embeddings import SLOW_MODEL, FakeOpenAIEmbeddings, completion_text, token_count
+from tests.providers.fake_embeddings import BROKEN_MODEL, SLOW_MODEL, FakeOpenAIEmbeddings, completion_text, token_count
 from tests.providers.fakes import FakeServer
 
 MODELS = ["text-model", "other-model"]
@@ -173,3 +174,23 @@ def test_a_client_leaving_a_stream_is_logged_once_and_closes_upstream(engine, se
     assert row.status_code == 499 and row.request_type == "completion"
     assert row.response_body["stopped_by_user"] is True
     assert row.response_body["text"].startswith("Once")
+
+
+def test_a_stream_that_breaks_ends_with_an_error_event(engine, server, completions_server):
+    account = add_account(engine)
+    completions_server.fake.reset()
+    add_provider(engine, "Broken", "openai", completions_server, OPENAI_KEY, [BROKEN_MODEL], grant_to=account.user_id)
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/completions",
+        json={"model": "Broken/broken-model", "prompt": "x", "stream": True},
+        headers={"authorization": f"Bearer {account.key}"},
+        timeout=20,
+    ) as answer:
+        assert answer.status_code == 200
+        events = [line.removeprefix("data: ") for line in answer.iter_lines() if line]
+    assert [json.loads(e)["choices"][0]["text"] for e in events[:2]] == ["Once", " upon"]
+    assert json.loads(events[2])["error"]["message"] and events[3] == "[DONE]"
+    (row,) = logged(engine, 1)
+    assert row.status_code == 502 and row.request_type == "completion"
+    assert row.response_body["text"] == "Once upon"

@@ -216,9 +216,23 @@ def test_a_provider_failure_is_relayed_without_its_key(engine, server, request):
         openai.InternalServerError,
     )
     assert failure.status_code == 502
+    assert "Incorrect API key provided" in failure.body["message"]
     assert "WrongKey" not in str(failure.body)
     (row,) = logged(engine, 1)
     assert row.status_code == 502 and row.request_type == "embedding"
+    assert "Incorrect API key provided" in row.error_message and "WrongKey" not in row.error_message
+
+
+def test_a_body_over_the_limit_is_413(engine, server, request, monkeypatch):
+    account = add_account(engine)
+    fake = provider_for(request, engine, "openai", account).fake
+    monkeypatch.setenv("MINDROUTE_API_MAX_BODY_BYTES", "2000")
+    body = {"model": "Emb/embed-small", "input": "x" * 3000}
+    answer = httpx.post(f"{server.url}/v1/embeddings", json=body, headers={"authorization": f"Bearer {account.key}"})
+    assert answer.status_code == 413 and "2,000 bytes" in answer.json()["error"]["message"]
+    assert fake.requests == []
+    (row,) = logged(engine, 1)
+    assert row.status_code == 413 and row.request_type == "embedding"
 
 
 def test_more_texts_than_one_gemini_batch_go_in_several(engine, server, request):

@@ -15,6 +15,7 @@ from tests.providers.fake_base import _INVALID, GOOGLE_KEY, OPENAI_KEY, FakeProv
 DEFAULT_DIMENSIONS = 4
 COMPLETION_PIECES = ("Once", " upon", " a time: ")
 SLOW_MODEL = "slow-model"  # streams for about ten seconds
+BROKEN_MODEL = "broken-model"  # its stream breaks partway
 
 
 def fake_vector(item: Any, dimensions: int | None = None) -> list[float]:
@@ -72,7 +73,9 @@ class FakeOpenAIEmbeddings(FakeProvider):
         if req.method != "POST" or req.path not in ("/v1/embeddings", "/v1/completions"):
             return _openai_error(404, f"Invalid URL ({req.method} {req.path})")
         if self.key is not None and req.headers.get("authorization") != f"Bearer {self.key}":
-            return _openai_error(401, "Incorrect API key provided", kind="invalid_api_key")
+            # Echoing the key it was given, as some compatible servers do: MindRoute must take it out.
+            presented = req.headers.get("authorization", "").removeprefix("Bearer ")
+            return _openai_error(401, f"Incorrect API key provided: {presented}", kind="invalid_api_key")
         body = req.body
         if body is _INVALID or not isinstance(body, dict):
             return _openai_error(400, "We could not parse the JSON body of your request.")
@@ -164,6 +167,8 @@ class FakeOpenAIEmbeddings(FakeProvider):
         if with_usage and self.report_usage:
             events.append(sse({**base, "choices": [], "usage": usage}))
         events.append(sse("[DONE]"))
+        if body["model"] == BROKEN_MODEL:  # the connection drops after two pieces
+            return Reply(events=events[:2], cut_off=True)
         if body["model"] == SLOW_MODEL:  # a long answer, slowly: for a client that leaves partway
             return Reply(events=events[:1] * 200 + events, event_gap_s=0.05)
         return Reply(events=events)

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mindroute.providers.errors import ProviderError, UnsupportedParameter, UpstreamError
+from mindroute.providers.errors import AuthenticationError, ProviderError, UnsupportedParameter, UpstreamError
 from mindroute.providers.google import model_url
 from mindroute.providers.registry import adapter_for
 from mindroute.providers.registry import protocol as protocol_spec
@@ -87,6 +87,8 @@ class Embedder(ABC):
         adapter = adapter_for(self.protocol)
         key = (api_key or "").strip() or None
         try:
+            if key is None and adapter.key_required:
+                raise AuthenticationError("No API key is set for this provider")
             call = self.build_call(request, endpoint, key)
             check_headers(call.headers)
             async with AIOHTTP.post(call, as_timeout(timeout), stream=False) as answer:

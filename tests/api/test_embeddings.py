@@ -245,3 +245,18 @@ def test_more_texts_than_one_gemini_batch_go_in_several(engine, server, request)
     assert [item.embedding for item in answer.data] == [fake_vector(text) for text in texts]
     (row,) = logged(engine, 1)
     assert row.prompt_tokens is None and row.request_body["input_count"] == 250
+
+
+def test_a_provider_without_its_key_is_not_called(engine, server, request):
+    account = add_account(engine)
+    fake_server = request.getfixturevalue("openai_embeddings")
+    fake_server.fake.reset()
+    add_provider(engine, "Keyless", "openai", fake_server, None, MODELS, grant_to=account.user_id)
+    failure = _refused(
+        lambda: client(server, account.key).embeddings.create(model="Keyless/embed-small", input="x"),
+        openai.InternalServerError,
+    )
+    assert "No API key is set" in failure.body["message"]
+    assert fake_server.fake.requests == []
+    (row,) = logged(engine, 1)
+    assert row.status_code == 502

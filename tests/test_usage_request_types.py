@@ -323,3 +323,25 @@ def test_migration_0005_still_derives_its_levels_before_0006(fresh_db_url) -> No
         assert rollup_rows(engine) == migrated
     finally:
         engine.dispose()
+
+
+def test_types_changed_behind_the_rollups_back_are_found_and_rebuilt(engine: Engine, people, mixed) -> None:
+    """Same counts per hour, other types (an UPDATE by hand): the check names that day only, and
+    bringing the rollups in step makes the filter right again."""
+    from sqlalchemy import update
+
+    from mindroute.analytics.in_step import bring_rollups_in_step, days_out_of_step
+    from mindroute.analytics.levels import day_of
+
+    chat = sorted((r for r in mixed if r["request_type"] == "chat"), key=lambda r: r["created_at"])[:3]
+    with transaction(engine) as session:
+        assert days_out_of_step(session) == []
+        session.execute(update(Log).where(Log.id.in_([r["id"] for r in chat])).values(request_type="embedding"))
+    with Session(engine) as session:
+        assert days_out_of_step(session) == sorted({day_of(r["created_at"]) for r in chat})
+    assert bring_rollups_in_step(engine, progress=False) == sorted({day_of(r["created_at"]) for r in chat})
+    want = logs_by_type(engine, T0, T0 + timedelta(days=4), [Log.request_type == "embedding"])
+    with Session(engine) as session:
+        page = usage_page(session, people[0], UsageFilter(T0, T0 + timedelta(days=4), request_types=("embedding",)))
+        assert days_out_of_step(session) == []
+    assert page_numbers(page)["tiles"] == (want["embedding"][0], want["embedding"][2])

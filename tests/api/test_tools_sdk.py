@@ -263,9 +263,10 @@ def test_two_choices(world, engine):
         return
     completion = call()
     assert [c.index for c in completion.choices] == [0, 1]
-    for choice in completion.choices:
-        assert choice.message.content == expected_answer("twice")
+    for choice in completion.choices:  # the fakes may mark which candidate is which: "(1) Hello..."
+        assert choice.message.content.endswith(expected_answer("twice"))
         assert choice.finish_reason == "stop"
+    assert completion.choices[0].message.content == expected_answer("twice")
 
 
 @pytest.mark.parametrize("protocol", ["anthropic", "google"])

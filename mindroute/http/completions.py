@@ -175,6 +175,33 @@ def _redacted_choices(payload: dict[str, Any], keys: redaction.KeySet) -> str:
     return text
 
 
+def _stream_redacted_choices(
+    payload: dict[str, Any], redactors: dict[int, redaction.StreamRedactor], keys: redaction.KeySet
+) -> str:
+    """_redacted_choices for a stream: each choice's text through its own StreamRedactor, so that a key
+    split across two chunks is held back until it can be told apart (flushed by `_held_chunk`)."""
+    text = ""
+    choices = payload.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and isinstance(choice.get("text"), str):
+            index = choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0
+            redactor = redactors.get(index)
+            if redactor is None:
+                redactor = redactors[index] = keys.stream()
+            choice["text"] = redactor.feed(choice["text"])
+            if index == 0:
+                text += choice["text"]
+    return text
+
+
+def _held_chunk(redactors: dict[int, redaction.StreamRedactor]) -> tuple[str, dict[str, Any] | None]:
+    """The text the stream redactors still hold at the end, as one last chunk's choices (None: nothing held),
+    and choice 0's part of it (for the log)."""
+    choices = [{"index": i, "text": held, "finish_reason": None} for i, r in redactors.items() if (held := r.flush())]
+    first = "".join(c["text"] for c in choices if c["index"] == 0)
+    return first, ({"object": "text_completion", "choices": choices} if choices else None)
+
+
 def _finish_reason(payload: dict[str, Any]) -> str | None:
     choices = payload.get("choices")
     for choice in choices if isinstance(choices, list) else ():
@@ -286,6 +313,7 @@ async def _stream(
     assert isinstance(answer, AiohttpAnswer)
     clock.add_since(upstream_started)
     keys = redaction.answer_keys(route.api_key)
+    redactors: dict[int, redaction.StreamRedactor] = {}
     state: dict[str, Any] = {"text": [], "usage": None, "finish": None, "first_ms": None, "logged": False}
 
     def relay(data: str) -> bytes | None:
@@ -298,7 +326,7 @@ async def _stream(
             raise UpstreamError("The provider sent a stream chunk that is not an object")
         if "error" in payload and "choices" not in payload:
             raise adapter.error_from_event(payload, 502)
-        if (text := _redacted_choices(payload, keys)) and state["first_ms"] is None:
+        if (text := _stream_redacted_choices(payload, redactors, keys)) and state["first_ms"] is None:
             state["first_ms"] = ms_since(started)
         state["text"].append(text)
         state["finish"] = _finish_reason(payload) or state["finish"]
@@ -351,6 +379,10 @@ async def _stream(
                     yield out
                 if not done and state["finish"] is None:
                     raise UpstreamError(f"The connection to {answer.host} ended before the answer was complete")
+                held_text, held = _held_chunk(redactors)
+                if held is not None:
+                    state["text"].append(held_text)
+                    yield sse_data({**held, "model": model_id})
             except ProviderError as exc:
                 exc.redact(key)
                 status, message, _ = failure_status(exc, route.api_key)

@@ -93,7 +93,7 @@ UNKNOWN = [
     ("GET", "/v1"),
     ("GET", "/v1/chat/completions"),  # a known path with the wrong method
     ("DELETE", "/v1/models"),
-    ("POST", "/v1/completions"),
+    ("POST", "/v1/completions/x"),
     ("GET", "/v1/embeddings/x/y"),
 ]
 

@@ -13,7 +13,14 @@ import pytest
 
 from tests.api.conftest import add_account, add_provider, logged
 from tests.providers.fake_base import OPENAI_KEY
-from tests.providers.fake_embeddings import BROKEN_MODEL, SLOW_MODEL, FakeOpenAIEmbeddings, completion_text, token_count
+from tests.providers.fake_embeddings import (
+    BROKEN_MODEL,
+    SLOW_MODEL,
+    SPLIT_MODEL,
+    FakeOpenAIEmbeddings,
+    completion_text,
+    token_count,
+)
 from tests.providers.fakes import FakeServer
 
 MODELS = ["text-model", "other-model"]
@@ -194,3 +201,16 @@ def test_a_stream_that_breaks_ends_with_an_error_event(engine, server, completio
     (row,) = logged(engine, 1)
     assert row.status_code == 502 and row.request_type == "completion"
     assert row.response_body["text"] == "Once upon"
+
+
+def test_a_provider_key_split_across_two_streamed_chunks_never_reaches_the_client(engine, server, completions_server):
+    account = add_account(engine)
+    add_provider(engine, "Text", "openai", completions_server, OPENAI_KEY, [SPLIT_MODEL], grant_to=account.user_id)
+    pieces = client(server, account.key).completions.create(
+        model=f"Text/{SPLIT_MODEL}", prompt=f"key {OPENAI_KEY} end", stream=True
+    )
+    text = "".join(c.choices[0].text for c in pieces if c.choices)
+    assert OPENAI_KEY[:12] not in text and OPENAI_KEY[-12:] not in text
+    assert text == completion_text("key [redacted] end")
+    (row,) = logged(engine, 1)
+    assert row.response_body["text"] == text

@@ -16,6 +16,7 @@ DEFAULT_DIMENSIONS = 4
 COMPLETION_PIECES = ("Once", " upon", " a time: ")
 SLOW_MODEL = "slow-model"  # streams for about ten seconds
 BROKEN_MODEL = "broken-model"  # its stream breaks partway
+SPLIT_MODEL = "split-model"  # streams the prompt's echo in two halves
 
 
 def fake_vector(item: Any, dimensions: int | None = None) -> list[float]:
@@ -149,7 +150,8 @@ class FakeOpenAIEmbeddings(FakeProvider):
             return Reply(json_body=answer)
         with_usage = (body.get("stream_options") or {}).get("include_usage") is True
         events = []
-        for piece in [*COMPLETION_PIECES, prompt]:
+        echo = [prompt[: len(prompt) // 2], prompt[len(prompt) // 2 :]] if body["model"] == SPLIT_MODEL else [prompt]
+        for piece in [*COMPLETION_PIECES, *echo]:
             chunk: dict[str, Any] = {
                 **base,
                 "choices": [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}],

@@ -40,6 +40,11 @@ IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/webp", "image/heic", "imag
 DOCUMENT_MIME_TYPES = ("application/pdf", "text/plain")
 MODELS_PAGE_SIZE = 1000  # the largest page the model list accepts
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+# Gemini 3 signs its function calls (thoughtSignature, a base64 string on the functionCall's part) and refuses a
+# next turn that does not bring the signature back on that part. Chat Completions has no field for it, so it
+# travels inside the tool call id the client gets: "<call id>__thought__<signature>". MindRoute's own ids are
+# "call_" + hex and standard base64 has no "_", so the last separator in an id is where the signature starts.
+THOUGHT_SEPARATOR = "__thought__"
 
 
 def model_url(endpoint: str, model: str, method: str) -> str:
@@ -65,7 +70,8 @@ def _usage(metadata: Any) -> tuple[int, int, int | None] | None:
 
 def _candidate_text(candidate: Any) -> str:
     parts = ((candidate or {}).get("content") or {}).get("parts") or []
-    # Thought summaries are not the answer.
+    # Thought summaries are not the answer. A text part's thoughtSignature is dropped: Gemini 3 does not need it
+    # back (only function call parts must carry theirs), and Chat Completions has no place for it.
     return "".join(part["text"] for part in parts if isinstance(part.get("text"), str) and not part.get("thought"))
 
 
@@ -214,16 +220,34 @@ def made_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
+def signed_call_id(call_id: str, signature: Any) -> str:
+    """The id the client gets: the call's id, and its thought signature (if it has one) after the separator."""
+    return call_id + THOUGHT_SEPARATOR + signature if isinstance(signature, str) and signature else call_id
+
+
+def split_call_id(call_id: str) -> tuple[str, str | None]:
+    """(the call's own id, its thought signature or None) from an id made by signed_call_id."""
+    bare, separator, signature = call_id.rpartition(THOUGHT_SEPARATOR)
+    if not separator or not bare or not signature:
+        return call_id, None
+    return bare, signature
+
+
 def _candidate_calls(candidate: Any) -> list[ToolCall]:
     parts = ((candidate or {}).get("content") or {}).get("parts") or []
-    return [_tool_call(part["functionCall"]) for part in parts if isinstance(part.get("functionCall"), dict)]
+    return [_tool_call(part) for part in parts if isinstance(part.get("functionCall"), dict)]
 
 
-def _tool_call(call: dict[str, Any]) -> ToolCall:
+def _tool_call(part: dict[str, Any]) -> ToolCall:
+    """A functionCall part as a ToolCall. Only Gemini 3 signs calls, and only the first of a parallel set: each
+    part keeps whatever signature it came with."""
+    call = part["functionCall"]
     call_id = call.get("id")
     args = call.get("args")
     return ToolCall(
-        id=call_id if isinstance(call_id, str) and call_id else made_call_id(),
+        id=signed_call_id(
+            call_id if isinstance(call_id, str) and call_id else made_call_id(), part.get("thoughtSignature")
+        ),
         name=str(call.get("name") or ""),
         arguments=json.dumps(args if isinstance(args, dict) else {}),
     )
@@ -290,8 +314,16 @@ class GoogleAdapter(ProviderAdapter):
             parts = [{"text": p} if isinstance(p, str) else self._part(p) for p in message.content()]
             if message.role == "assistant":
                 for j, call in enumerate(message.tool_calls):
-                    names[call.id] = call.name
-                    parts.append({"functionCall": {"name": call.name, "args": _arguments(i, j, call.arguments)}})
+                    bare, signature = split_call_id(call.id)
+                    # The tool message answers the full id, signature and all (a client that kept the bare id is
+                    # understood too).
+                    names[call.id] = names[bare] = call.name
+                    call_part: dict[str, Any] = {
+                        "functionCall": {"name": call.name, "args": _arguments(i, j, call.arguments)}
+                    }
+                    if signature is not None:
+                        call_part["thoughtSignature"] = signature  # back on the part it came on, as Gemini 3 requires
+                    parts.append(call_part)
             contents.append({"role": ROLE_NAMES[message.role], "parts": parts or [{"text": ""}]})
         return contents
 
@@ -418,9 +450,11 @@ class GoogleStreamTranslator(StreamTranslator):
         items: list[StreamItem] = []
         for choice, candidate in _indexed(payload.get("candidates")):
             self._open.add(choice)
+            # A text part's thoughtSignature (Gemini 3, answers without calls) is dropped: Gemini does not
+            # require it back, and only a function call's signature has a place to travel (its id).
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if isinstance(part.get("functionCall"), dict):
-                    call = _tool_call(part["functionCall"])
+                    call = _tool_call(part)
                     at = self._positions.get(choice, 0)
                     self._positions[choice] = at + 1
                     items += self.tool_delta(at, call.id, call.name, call.arguments, choice)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import re
 from typing import Any
@@ -94,6 +96,38 @@ _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,63}$")
 _DECLARATION_FIELDS = {"name", "description", "parameters", "behavior", "response"}
 _CALLING_MODES = {"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"}
 _THINKING_FIELDS = {"thinkingBudget", "includeThoughts", "thinkingLevel"}
+# A Part's fields (one data field each, plus these siblings), as Gemini spells them in JSON.
+_PART_FIELDS = {
+    "text",
+    "inlineData",
+    "inline_data",
+    "fileData",
+    "file_data",
+    "functionCall",
+    "function_call",
+    "functionResponse",
+    "function_response",
+    "thought",
+    "thoughtSignature",
+    "thought_signature",
+}
+# The values Google documents for a call Gemini 3 did not make (history from another model, injected calls).
+SKIP_SIGNATURES = {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+MISSING_SIGNATURE = "Function call is missing a thought_signature in functionCall parts."
+
+
+def signs_calls(model: str) -> bool:
+    """Gemini 3 models sign their function calls and want the signature back."""
+    return model.startswith("gemini-3")
+
+
+def _current_turn(contents: list[dict[str, Any]]) -> int:
+    """Where the current turn starts: the last user content that is not only function responses."""
+    for i in range(len(contents) - 1, -1, -1):
+        content = contents[i]
+        if content["role"] == "user" and any("functionResponse" not in part for part in content["parts"]):
+            return i
+    return 0
 
 
 def _unknown(name: str, where: str) -> str:
@@ -283,6 +317,35 @@ class FakeGemini(FakeProvider):
 
     def __init__(self, key: str = GOOGLE_KEY) -> None:
         super().__init__(key)
+        self.signatures: set[str] = set()  # every thought signature handed out (they stay valid, as Gemini's do)
+        self._signed = itertools.count(1)
+
+    def sign(self, what: str) -> str:
+        """A new thought signature: base64 of some opaque bytes (with "+" and "/" in it, as real ones have)."""
+        signature = base64.b64encode(b"\xfb\xef\xff" + f"thought {next(self._signed)} {what}".encode()).decode()
+        self.signatures.add(signature)
+        return signature
+
+    def check_signatures(self, contents: list[dict[str, Any]]) -> str | None:
+        """Gemini 3: in the current turn, the first function call of each model step carries back its signature."""
+        for i in range(_current_turn(contents), len(contents)):
+            content = contents[i]
+            calls = [(j, part) for j, part in enumerate(content["parts"]) if "functionCall" in part]
+            if content["role"] != "model" or not calls:
+                continue
+            j, part = calls[0]
+            signature = part.get("thoughtSignature")
+            if signature is None:
+                name = part["functionCall"].get("name")
+                return (
+                    f"{MISSING_SIGNATURE} This is required for tools to work correctly, and missing thought_signature "
+                    f"may lead to degraded model performance. Additional data, function call `default_api:{name}` , "
+                    f"position {j + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for "
+                    "more details."
+                )
+            if signature not in self.signatures and signature not in SKIP_SIGNATURES:
+                return f"Corrupted thought signature at contents[{i}].parts[{j}]."
+        return None
 
     def error(self, status: int, code_name: str, message: str, details: list[Any] | None = None) -> Reply:
         error: dict[str, Any] = {"code": status, "message": message, "status": code_name}
@@ -319,6 +382,8 @@ class FakeGemini(FakeProvider):
                 ],
             )
         problem = self.check_body(req.body)
+        if problem is None and signs_calls(model):
+            problem = self.check_signatures(req.body["contents"])
         if problem:
             return self.error(400, "INVALID_ARGUMENT", problem)
         scenario = self.scenario(model, given, stream)
@@ -364,6 +429,8 @@ class FakeGemini(FakeProvider):
                 ]
                 for d in chosen
             ]
+            if signs_calls(model):  # only the first call of a parallel set is signed
+                pieces[0][0]["thoughtSignature"] = self.sign(chosen[0]["name"])
             return [pieces for _ in range(config.get("candidateCount", 1))]
         if responses:
             results = [
@@ -382,6 +449,10 @@ class FakeGemini(FakeProvider):
         for i in range(config.get("candidateCount", 1)):
             mine = texts if i == 0 or "responseSchema" in config or responses else [f"({i}) ", *texts]
             answers.append([[{"text": text}] for text in mine])
+        if signs_calls(model):
+            # Gemini 3 signs the last text part of an answer without calls too (optional to send back).
+            for pieces in answers:
+                pieces[-1][-1]["thoughtSignature"] = self.sign("text")
         return answers
 
     def scenario(self, model: str, given_key: str, stream: bool) -> Reply | None:
@@ -508,6 +579,11 @@ class FakeGemini(FakeProvider):
             if not isinstance(parts, list) or not parts:
                 return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
             for j, part in enumerate(parts):
+                for name in part:
+                    if name not in _PART_FIELDS:
+                        return _unknown(name, f"contents[{i}].parts[{j}]")
+                if "thoughtSignature" in part and not _is_bytes(part["thoughtSignature"]):
+                    return f"Invalid value at 'contents[{i}].parts[{j}].thought_signature' (TYPE_BYTES), Base64 decoding failed"  # noqa: E501
                 inline = part.get("inline_data") or part.get("inlineData")
                 if "text" in part and isinstance(part["text"], str):
                     continue
@@ -527,6 +603,11 @@ class FakeGemini(FakeProvider):
         return _check_turns(contents) or _check_tools(body) or _check_config(config)
 
 
+def _is_bytes(value: Any) -> bool:
+    """A proto3 JSON bytes value: standard or URL-safe base64."""
+    return isinstance(value, str) and _is_base64(value.replace("-", "+").replace("_", "/"))
+
+
 def _halves(text: str) -> list[str]:
     """A text in two streamed pieces."""
     middle = max(len(text) // 2, 1)
@@ -538,7 +619,7 @@ def _joined(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for part in parts:
         if "text" in part and out and "text" in out[-1]:
-            out[-1] = {"text": out[-1]["text"] + part["text"]}
+            out[-1] = {**out[-1], **part, "text": out[-1]["text"] + part["text"]}
         else:
             out.append(part)
     return out

@@ -122,6 +122,7 @@ def test_csv_export_streams_every_filtered_call_in_pages(engine: Engine, people_
     assert len({line[0] for line in parsed[1:]}) == 120
     own = list(csv.reader(io.StringIO("".join(export_calls_csv(engine, alice, WINDOW)))))
     assert {line[2] for line in own[1:]} == {"alice@example.com"}
+    assert {line[CSV_COLUMNS.index("request_type")] for line in parsed[1:]} == {"chat"}
 
 
 def test_csv_cells_cannot_become_spreadsheet_formulas(engine: Engine) -> None:

@@ -37,6 +37,7 @@ CSV_COLUMNS = (
     "user_email",
     "provider",
     "model",
+    "request_type",
     "source",
     "api_key_id",
     "status_code",
@@ -75,6 +76,7 @@ class CallRow:
     duration_ms: int | None
     error_message: str | None
     ip: str | None
+    request_type: str = "chat"  # chat, embedding, completion
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def _select_rows() -> Any:
             *call_columns(),
             Log.error_message,
             Log.ip,
+            Log.request_type,
         )
         .outerjoin(User, User.id == Log.user_id)
         .outerjoin(Provider, Provider.id == Log.provider_id)
@@ -143,6 +146,7 @@ def _row(values: Any) -> CallRow:
         ms,
         error,
         ip,
+        request_type,
     ) = values
     return CallRow(
         id=log_id,
@@ -160,6 +164,7 @@ def _row(values: Any) -> CallRow:
         duration_ms=ms,
         error_message=error,
         ip=ip,
+        request_type=request_type,
     )
 
 
@@ -197,15 +202,15 @@ def _pretty(body: Any) -> str:
 @unit_of_work
 def call_detail(session: Session, viewer: Viewer, log_id: uuid.UUID) -> CallDetail:
     """A call's full record; NotFound when it does not exist or is not the viewer's to see."""
-    stmt = _select_rows().add_columns(Log.request_body, Log.response_body, Log.user_agent, Log.request_type)
+    stmt = _select_rows().add_columns(Log.request_body, Log.response_body, Log.user_agent)
     stmt = stmt.where(Log.id == log_id)
     if viewer.role != "admin":
         stmt = stmt.where(Log.user_id == viewer.id)
     found = session.execute(stmt).first()
     if found is None:
         raise NotFound("No such call")
-    row = _row(found[:15])
-    request, response, agent, request_type = found[15:]
+    row = _row(found[:16])
+    request, response, agent = found[16:]
     row = CallRow(**{**row.__dict__, "source": source_of(request), "api_key_id": api_key_of(request)})
     ttft = response.get("time_to_first_token_ms") if isinstance(response, dict) else None
     return CallDetail(
@@ -213,7 +218,7 @@ def call_detail(session: Session, viewer: Viewer, log_id: uuid.UUID) -> CallDeta
         request_body=_pretty(request),
         response_body=_pretty(response),
         user_agent=agent,
-        request_type=request_type,
+        request_type=row.request_type,
         time_to_first_token_ms=ttft if isinstance(ttft, int) else None,
     )
 
@@ -259,6 +264,7 @@ def export_calls_csv(
                         row.user_email,
                         row.provider,
                         row.model,
+                        row.request_type,
                         row.source,
                         row.api_key_id,
                         row.status_code,

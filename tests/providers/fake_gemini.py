@@ -416,7 +416,7 @@ class FakeGemini(FakeProvider):
         if declarations and calling.get("mode", "AUTO") != "NONE" and not responses:
             allowed = calling.get("allowedFunctionNames")
             chosen = [d for d in declarations if d["name"] == allowed[0]] if allowed else declarations[:1]
-            if model == "parallel-tools" and not allowed:
+            if model.endswith("parallel-tools") and not allowed:  # "gemini-3-parallel-tools" too
                 chosen = declarations[:2]
             pieces = [
                 [

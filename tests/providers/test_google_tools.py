@@ -9,8 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
-from mindroute.providers.errors import UnsupportedParameter
-from mindroute.providers.google import GoogleAdapter, GoogleStreamTranslator
+from mindroute.providers.errors import BadRequestError, UnsupportedParameter
+from mindroute.providers.google import (
+    THOUGHT_SEPARATOR,
+    GoogleAdapter,
+    GoogleStreamTranslator,
+    signed_call_id,
+    split_call_id,
+)
 from mindroute.providers.shapes import (
     Attachment,
     ChatMessage,
@@ -26,6 +32,7 @@ from mindroute.providers.shapes import (
 from mindroute.providers.sse import SSEEvent
 from tests.providers.conftest import Caller, Target, ask
 from tests.providers.fake_base import GOOGLE_KEY, example_from_schema, expected_answer, tool_results_answer
+from tests.providers.fake_gemini import MISSING_SIGNATURE
 from tests.providers.media import IMAGE, PNG_BYTES, b64
 
 MADE_ID = re.compile(r"^call_[0-9a-f]{24}$")
@@ -501,6 +508,217 @@ def test_a_stream_is_complete_only_when_every_candidate_has_finished() -> None:
     translator.feed(SSEEvent("message", json.dumps({"candidates": [{"index": 1, "finishReason": "STOP"}]})))
     assert translator.is_complete() is True
     assert [(c.index, c.text) for c in translator.finish().other_choices] == [(1, "B")]
+
+
+# -- Gemini 3's thought signatures: carried in the tool call id, sent back on their functionCall part --
+
+GEMINI_3 = "gemini-3-pro-preview"
+SIGNED_ID = re.compile(r"^(call_[0-9a-f]{24})" + THOUGHT_SEPARATOR + r"([A-Za-z0-9+/]+=*)$")
+
+
+def answer(caller: Caller, google: Target, request: ChatRequest, stream: bool) -> tuple[tuple[ToolCall, ...], str]:
+    """(tool calls, text) of one call, whole or streamed; streamed, the deltas' ids are the calls' ids."""
+    if not stream:
+        result = caller.complete(google, request)
+        return result.tool_calls, result.text
+    items = caller.stream(google, request)
+    end = items[-1]
+    assert isinstance(end, StreamEnd) and end.finished
+    assert [d.id for d in items if isinstance(d, ToolCallDelta)] == [c.id for c in end.tool_calls]
+    assert "".join(c.text for c in items if isinstance(c, StreamChunk)) == end.text
+    return end.tool_calls, end.text
+
+
+def loop_messages(calls: tuple[ToolCall, ...], *results: tuple[str, str]) -> list[ChatMessage]:
+    """Round two: the question, the assistant's calls as the client got them, then (tool_call_id, result)s."""
+    return [
+        ChatMessage("user", "Weather in Paris?"),
+        ChatMessage("assistant", "", tool_calls=calls),
+        *(ChatMessage("tool", text, tool_call_id=call_id) for call_id, text in results),
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_gemini_3_signature_rides_in_the_call_id_and_goes_back_on_its_part(
+    google: Target, caller: Caller, stream: bool
+) -> None:
+    (call,), text = answer(caller, google, tools_request(model=GEMINI_3), stream)
+    match = SIGNED_ID.match(call.id)
+    assert match, call.id
+    signature = match.group(2)
+    assert signature in google.fake.signatures  # the very one the fake handed out
+    assert split_call_id(call.id) == (match.group(1), signature)
+    assert (call.name, call.arguments, text) == ("get_weather", WEATHER_ARGS, "")
+
+    request = ChatRequest(model=GEMINI_3, messages=loop_messages((call,), (call.id, "sunny")), tools=(WEATHER, TIME))
+    calls, text = answer(caller, google, request, stream)
+
+    contents = google.fake.last.body["contents"]
+    # The bare part (no id is sent) with the signature as its sibling; the tool message's full id found the name.
+    assert contents[1:] == [
+        {
+            "role": "model",
+            "parts": [
+                {
+                    "functionCall": {"name": "get_weather", "args": json.loads(WEATHER_ARGS)},
+                    "thoughtSignature": signature,
+                }
+            ],
+        },
+        {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}}]},
+    ]
+    assert (calls, text) == ((), tool_results_answer(["sunny"]))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_only_the_first_of_parallel_calls_is_signed_and_each_part_keeps_its_own(
+    google: Target, caller: Caller, stream: bool
+) -> None:
+    model = "gemini-3-parallel-tools"
+    (weather, time), _ = answer(caller, google, tools_request(model=model), stream)
+    signature = SIGNED_ID.match(weather.id).group(2)  # type: ignore[union-attr]
+    assert MADE_ID.match(time.id)  # Gemini 3 signs only the first call of a parallel set
+    assert split_call_id(time.id) == (time.id, None)
+
+    messages = loop_messages((weather, time), (time.id, "12:00"), (weather.id, "sunny"))
+    _, text = answer(caller, google, ChatRequest(model=model, messages=messages, tools=(WEATHER, TIME)), stream)
+
+    contents = google.fake.last.body["contents"]
+    assert contents[1]["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": json.loads(WEATHER_ARGS)}, "thoughtSignature": signature},
+        {"functionCall": {"name": "get_time", "args": {}}},
+    ]
+    assert [p["functionResponse"]["name"] for p in contents[2]["parts"]] == ["get_time", "get_weather"]
+    assert text == tool_results_answer(["12:00", "sunny"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_gemini_2_5_call_ids_have_no_signature_and_nothing_extra_goes_back(
+    google: Target, caller: Caller, stream: bool
+) -> None:
+    model = "gemini-2.5-flash"
+    (call,), _ = answer(caller, google, tools_request(model=model), stream)
+    assert MADE_ID.match(call.id) and THOUGHT_SEPARATOR not in call.id
+
+    request = ChatRequest(model=model, messages=loop_messages((call,), (call.id, "sunny")), tools=(WEATHER,))
+    _, text = answer(caller, google, request, stream)
+
+    assert google.fake.last.body["contents"][1]["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": json.loads(WEATHER_ARGS)}}
+    ]
+    assert text == tool_results_answer(["sunny"])
+
+
+def test_gemini_3_refuses_a_turn_whose_call_lost_its_signature(google: Target, caller: Caller) -> None:
+    # What happened before the id carried it: the client answers with the call as Chat Completions has it.
+    (call,) = caller.complete(google, tools_request(model=GEMINI_3)).tool_calls
+    bare, _ = split_call_id(call.id)
+    stripped = ToolCall(bare, call.name, call.arguments)
+    request = ChatRequest(model=GEMINI_3, messages=loop_messages((stripped,), (bare, "sunny")), tools=(WEATHER,))
+
+    with pytest.raises(BadRequestError) as refused:
+        caller.complete(google, request)
+    assert refused.value.status_code == 400 and MISSING_SIGNATURE in refused.value.message
+    assert "thoughtSignature" not in google.fake.last.body["contents"][1]["parts"][0]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_text_answers_signature_never_shows_in_the_text(google: Target, caller: Caller, stream: bool) -> None:
+    request = ask("Hello there", model=GEMINI_3)
+    if stream:
+        items = caller.stream(google, request)
+        text = "".join(c.text for c in items if isinstance(c, StreamChunk))
+        end = items[-1]
+        assert isinstance(end, StreamEnd) and end.text == text and end.tool_calls == ()
+    else:
+        result = caller.complete(google, request)
+        text = result.text
+        # The fake did sign the text part: it is dropped, as Gemini allows.
+        assert "thoughtSignature" in result.raw["candidates"][0]["content"]["parts"][-1]
+    assert text == expected_answer("Hello there")
+    assert not any(signature in text for signature in google.fake.signatures)
+
+
+def test_a_signature_on_gemini_s_own_call_id_and_a_tool_message_with_the_bare_id() -> None:
+    body = {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {
+                            "functionCall": {"id": "gem-1", "name": "get_weather", "args": {"city": "Rome"}},
+                            "thoughtSignature": "c2ln+/A=",
+                        },
+                        {"text": "Done.", "thoughtSignature": "dGV4dA=="},
+                    ]
+                },
+                "finishReason": "STOP",
+            }
+        ]
+    }
+    result = GoogleAdapter().parse_response(body, ask("hi"))
+    assert result.tool_calls == (ToolCall("gem-1__thought__c2ln+/A=", "get_weather", '{"city": "Rome"}'),)
+    assert result.text == "Done."
+    assert signed_call_id("gem-1", None) == "gem-1" and split_call_id("gem-1") == ("gem-1", None)
+
+    # A client that answers with the bare id still gets the function's name found.
+    messages = [
+        ChatMessage("user", "Weather?"),
+        ChatMessage("assistant", "", tool_calls=result.tool_calls),
+        ChatMessage("tool", "sunny", tool_call_id="gem-1"),
+    ]
+    call = GoogleAdapter().build_call(ChatRequest(model=GEMINI_3, messages=messages), "http://x", "k", stream=False)
+    assert call.body["contents"][1:] == [
+        {
+            "role": "model",
+            "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}, "thoughtSignature": "c2ln+/A="}
+            ],
+        },
+        {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}}]},
+    ]
+
+
+def test_a_streamed_signature_is_in_the_delta_id_of_its_call_only() -> None:
+    translator = GoogleStreamTranslator(GoogleAdapter(), GEMINI_3)
+    event = {
+        "candidates": [
+            {
+                "content": {
+                    "parts": [
+                        {"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "QUJD"},
+                        {"functionCall": {"name": "b", "args": {}}},
+                    ]
+                },
+                "finishReason": "STOP",
+            }
+        ]
+    }
+    deltas = translator.feed(SSEEvent("message", json.dumps(event)))
+    assert [split_call_id(d.id or "")[1] for d in deltas if isinstance(d, ToolCallDelta)] == ["QUJD", None]
+    assert translator.finish().tool_calls[0].id.endswith("__thought__QUJD")
+
+
+@pytest.mark.parametrize(
+    ("signature", "says"),
+    [
+        ("bm90IG1pbmU=", "Corrupted thought signature"),
+        ("not base64!", "thought_signature' (TYPE_BYTES), Base64 decoding failed"),
+    ],
+)
+def test_the_fake_refuses_a_signature_it_did_not_give(google: Target, signature: str, says: str) -> None:
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "hi"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": signature}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]},
+        ]
+    }
+    answer = httpx.post(
+        f"{google.endpoint}/v1beta/models/{GEMINI_3}:generateContent", json=body, headers={"x-goog-api-key": GOOGLE_KEY}
+    )
+    assert answer.status_code == 400
+    assert says in answer.json()["error"]["message"]
 
 
 # -- the fake refuses what Gemini refuses, so the translations above are checked against something --

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,6 +57,21 @@ ERROR_TYPE_STATUS: dict[str, int] = {
     "api_error": 500,
     "overloaded_error": 529,
 }
+
+
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+TOOL_ID_MAX_CHARS = 64
+_NOT_IN_TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def tool_id(call_id: str) -> str:
+    """A tool call id as Anthropic accepts it ([a-zA-Z0-9_-]+, kept short): an id from another protocol (a
+    Gemini 3 id carries its thought signature, base64 with + / =) becomes its valid start and a digest of the
+    whole, the same in the tool_use block and in the tool_result that answers it, so the two still match."""
+    if len(call_id) <= TOOL_ID_MAX_CHARS and _TOOL_ID.fullmatch(call_id):
+        return call_id
+    start = _NOT_IN_TOOL_ID.sub("_", call_id[:32])
+    return f"{start}_{hashlib.sha256(call_id.encode()).hexdigest()[:24]}"
 
 
 def messages_url(endpoint: str) -> str:
@@ -119,7 +136,7 @@ def _tool_use(call: ToolCall, index: int, position: int) -> dict[str, Any]:
         raise UnsupportedParameter(f"{param} is not valid JSON", param) from None
     if not isinstance(arguments, Mapping):
         raise UnsupportedParameter(f"{param} must be a JSON object for the Anthropic protocol", param)
-    return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
+    return {"type": "tool_use", "id": tool_id(call.id), "name": call.name, "input": arguments}
 
 
 class AnthropicAdapter(ProviderAdapter):
@@ -300,7 +317,7 @@ class AnthropicAdapter(ProviderAdapter):
                 raise UnsupportedParameter(
                     f"messages[{index}] is a tool result without a tool_call_id", f"messages[{index}].tool_call_id"
                 )
-            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(message.tool_call_id)}
             if message.text:
                 result["content"] = message.text
             return [result]

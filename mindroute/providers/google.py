@@ -45,6 +45,8 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 # travels inside the tool call id the client gets: "<call id>__thought__<signature>". MindRoute's own ids are
 # "call_" + hex and standard base64 has no "_", so the last separator in an id is where the signature starts.
 THOUGHT_SEPARATOR = "__thought__"
+# Google's documented stand-in for a signature Gemini 3 never gave (history from another model or protocol).
+SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 
 def model_url(endpoint: str, model: str, method: str) -> str:
@@ -154,12 +156,8 @@ def _declaration(index: int, tool: ToolSpec) -> dict[str, Any]:
 
 
 def _tool_config(request: ChatRequest) -> dict[str, Any]:
-    if request.parallel_tool_calls is False and request.tools:
-        raise UnsupportedParameter(
-            "parallel_tool_calls false is not supported by the Gemini protocol: it cannot be told to call "
-            "one function at a time",
-            "parallel_tool_calls",
-        )
+    # parallel_tool_calls false has no field in Gemini: MindRoute keeps only the first call of each answer
+    # (parse_response, GoogleStreamTranslator), so the client never gets more than one.
     choice = request.tool_choice
     if choice is None or not request.tools:
         if choice is not None and choice.mode in ("required", "function"):
@@ -270,7 +268,7 @@ class GoogleAdapter(ProviderAdapter):
     # -- request in --
 
     def build_call(self, request: ChatRequest, endpoint: str, api_key: str | None, *, stream: bool) -> HttpCall:
-        body: dict[str, Any] = {"contents": self._contents(request.messages)}
+        body: dict[str, Any] = {"contents": self._contents(request.messages, request.model.removeprefix("models/"))}
         system = "\n\n".join(m.text for m in request.messages if m.role == "system" and m.text)
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
@@ -293,7 +291,7 @@ class GoogleAdapter(ProviderAdapter):
             url += "?alt=sse"  # without it the stream is one long JSON array
         return HttpCall(url=url, headers=self.request_headers(api_key, stream=stream), body=body)
 
-    def _contents(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    def _contents(self, messages: list[ChatMessage], model: str = "") -> list[dict[str, Any]]:
         """Gemini's contents: assistant calls as functionCall parts, each run of tool messages as one "user"
         content of functionResponse parts (named from the call they answer)."""
         contents: list[dict[str, Any]] = []
@@ -313,6 +311,7 @@ class GoogleAdapter(ProviderAdapter):
             answering = False
             parts = [{"text": p} if isinstance(p, str) else self._part(p) for p in message.content()]
             if message.role == "assistant":
+                signs = model.startswith("gemini-3")  # Gemini 3 refuses a step whose first call is unsigned
                 for j, call in enumerate(message.tool_calls):
                     bare, signature = split_call_id(call.id)
                     # The tool message answers the full id, signature and all (a client that kept the bare id is
@@ -323,6 +322,8 @@ class GoogleAdapter(ProviderAdapter):
                     }
                     if signature is not None:
                         call_part["thoughtSignature"] = signature  # back on the part it came on, as Gemini 3 requires
+                    elif signs and j == 0:
+                        call_part["thoughtSignature"] = SKIP_SIGNATURE
                     parts.append(call_part)
             contents.append({"role": ROLE_NAMES[message.role], "parts": parts or [{"text": ""}]})
         return contents
@@ -348,6 +349,7 @@ class GoogleAdapter(ProviderAdapter):
             total = prompt + completion
         ordered = _indexed(candidates)
         first = ordered[0][1] if ordered else None
+        most = 1 if request.parallel_tool_calls is False else None  # at most one call per answer, when asked
         block = (body.get("promptFeedback") or {}).get("blockReason")
         finish = (first or {}).get("finishReason") or (block if isinstance(block, str) else None)
         return ChatResult(
@@ -359,9 +361,10 @@ class GoogleAdapter(ProviderAdapter):
             finish_reason=finish,
             model=body.get("modelVersion") or request.model,
             raw=body,
-            tool_calls=tuple(_candidate_calls(first)),
+            tool_calls=tuple(_candidate_calls(first)[:most]),
             other_choices=tuple(
-                Choice(i, _candidate_text(c), tuple(_candidate_calls(c)), c.get("finishReason")) for i, c in ordered[1:]
+                Choice(i, _candidate_text(c), tuple(_candidate_calls(c)[:most]), c.get("finishReason"))
+                for i, c in ordered[1:]
             ),
         )
 
@@ -398,7 +401,7 @@ class GoogleAdapter(ProviderAdapter):
         return names, ({"pageToken": token} if isinstance(token, str) and token else None)
 
     def stream_translator(self, request: ChatRequest) -> StreamTranslator:
-        return GoogleStreamTranslator(self, request.model)
+        return GoogleStreamTranslator(self, request.model, request.parallel_tool_calls is False)
 
     # -- Gemini's error quirks --
 
@@ -434,9 +437,10 @@ class GoogleStreamTranslator(StreamTranslator):
     """Each event is a whole GenerateContentResponse with the next piece of each candidate: text, and function
     calls sent whole (one piece each); the last piece of a candidate has its finishReason."""
 
-    def __init__(self, adapter: GoogleAdapter, model: str) -> None:
+    def __init__(self, adapter: GoogleAdapter, model: str, single_call: bool = False) -> None:
         super().__init__(model)
         self._adapter = adapter
+        self._single_call = single_call  # parallel_tool_calls false
         self._positions: dict[int, int] = {}  # candidate -> how many calls it has made so far
         self._open: set[int] = set()  # candidates seen that have not finished
         self._first_done = False
@@ -454,8 +458,10 @@ class GoogleStreamTranslator(StreamTranslator):
             # require it back, and only a function call's signature has a place to travel (its id).
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if isinstance(part.get("functionCall"), dict):
-                    call = _tool_call(part)
                     at = self._positions.get(choice, 0)
+                    if self._single_call and at >= 1:
+                        continue  # parallel_tool_calls false: only the first call of an answer
+                    call = _tool_call(part)
                     self._positions[choice] = at + 1
                     items += self.tool_delta(at, call.id, call.name, call.arguments, choice)
                 elif isinstance(part.get("text"), str) and not part.get("thought"):

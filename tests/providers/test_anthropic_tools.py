@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -600,3 +601,25 @@ def test_a_new_user_turn_after_a_finished_tool_loop_thinks_again(anthropic: Targ
     )
     assert caller.complete(anthropic, request).text == expected_answer("Thanks. And Rome?")
     assert anthropic.fake.last.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_a_conversation_started_on_gemini_3_continues_with_valid_ids(anthropic: Target, caller: Caller) -> None:
+    # A Gemini 3 call id carries its thought signature (base64: + / =), which Anthropic's ids refuse; the
+    # tool_use block and the tool_result that answers it get the same valid id.
+    signed = "call_0123456789abcdef01234567__thought__c2lnbmF0dXJl+/w=="
+    call = ToolCall(signed, "get_weather", WEATHER_ARGS)
+    request = ChatRequest(
+        model="test-model",
+        messages=[
+            ChatMessage("user", "What is the weather in Paris?"),
+            ChatMessage("assistant", "", tool_calls=(call,)),
+            ChatMessage("tool", "sunny", tool_call_id=signed),
+        ],
+        tools=TOOLS,
+    )
+    answer = caller.complete(anthropic, request)
+    assert answer.text == tool_results_answer(["sunny"])
+    sent = anthropic.fake.last.body["messages"]
+    used = sent[1]["content"][0]["id"]
+    assert used != signed and re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", used)
+    assert sent[2]["content"][0]["tool_use_id"] == used

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from mindroute.providers.errors import BadRequestError, UnsupportedParameter
+from mindroute.providers.errors import UnsupportedParameter
 from mindroute.providers.google import (
+    SKIP_SIGNATURE,
     THOUGHT_SEPARATOR,
     GoogleAdapter,
     GoogleStreamTranslator,
@@ -32,7 +33,6 @@ from mindroute.providers.shapes import (
 from mindroute.providers.sse import SSEEvent
 from tests.providers.conftest import Caller, Target, ask
 from tests.providers.fake_base import GOOGLE_KEY, example_from_schema, expected_answer, tool_results_answer
-from tests.providers.fake_gemini import MISSING_SIGNATURE
 from tests.providers.media import IMAGE, PNG_BYTES, b64
 
 MADE_ID = re.compile(r"^call_[0-9a-f]{24}$")
@@ -110,6 +110,19 @@ def test_tool_choice_is_the_function_calling_mode(
     assert [c.name for c in result.tool_calls] == ([called] if called else [])
     if called is None:
         assert result.text == expected_answer("Weather in Paris?")
+
+
+def test_parallel_tool_calls_false_keeps_only_the_first_call_whole_and_streamed(google: Target, caller: Caller) -> None:
+    # Gemini has no such switch: nothing is sent for it, and MindRoute hands on one call per answer.
+    result = caller.complete(google, tools_request(model="parallel-tools", parallel_tool_calls=False))
+    assert "parallel_tool_calls" not in json.dumps(google.fake.last.body)
+    assert [c.name for c in result.tool_calls] == ["get_weather"]
+    items = caller.stream(google, tools_request(model="parallel-tools", parallel_tool_calls=False))
+    deltas = [item for item in items if isinstance(item, ToolCallDelta)]
+    assert [(d.position, d.name) for d in deltas] == [(0, "get_weather")]
+    assert [c.name for c in items[-1].tool_calls] == ["get_weather"]
+    both = caller.complete(google, tools_request(model="parallel-tools"))
+    assert [c.name for c in both.tool_calls] == ["get_weather", "get_time"]  # the control: two without the switch
 
 
 def test_parallel_calls_get_positions_and_distinct_ids_when_streamed(google: Target, caller: Caller) -> None:
@@ -378,7 +391,6 @@ def test_fields_that_do_not_change_the_answer_are_not_sent(google: Target, calle
         ({"options": {"function_call": "auto"}}, "function_call"),
         ({"options": {"reasoning_effort": "extreme"}}, "reasoning_effort"),
         ({"options": {"min_p": 0.1}}, "min_p"),
-        ({"tools": (WEATHER,), "parallel_tool_calls": False}, "parallel_tool_calls"),
         ({"tool_choice": ToolChoice("required")}, "tool_choice"),
     ],
 )
@@ -609,17 +621,17 @@ def test_gemini_2_5_call_ids_have_no_signature_and_nothing_extra_goes_back(
     assert text == tool_results_answer(["sunny"])
 
 
-def test_gemini_3_refuses_a_turn_whose_call_lost_its_signature(google: Target, caller: Caller) -> None:
-    # What happened before the id carried it: the client answers with the call as Chat Completions has it.
+def test_gemini_3_gets_googles_stand_in_for_a_call_that_lost_its_signature(google: Target, caller: Caller) -> None:
+    # History from elsewhere (another model, a client that kept only a bare id): the first call of the step
+    # goes with Google's documented stand-in, which Gemini 3 accepts, instead of a turn it would refuse.
     (call,) = caller.complete(google, tools_request(model=GEMINI_3)).tool_calls
     bare, _ = split_call_id(call.id)
     stripped = ToolCall(bare, call.name, call.arguments)
     request = ChatRequest(model=GEMINI_3, messages=loop_messages((stripped,), (bare, "sunny")), tools=(WEATHER,))
 
-    with pytest.raises(BadRequestError) as refused:
-        caller.complete(google, request)
-    assert refused.value.status_code == 400 and MISSING_SIGNATURE in refused.value.message
-    assert "thoughtSignature" not in google.fake.last.body["contents"][1]["parts"][0]
+    result = caller.complete(google, request)
+    assert result.text == tool_results_answer(["sunny"])
+    assert google.fake.last.body["contents"][1]["parts"][0]["thoughtSignature"] == SKIP_SIGNATURE
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])

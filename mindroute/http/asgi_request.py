@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.to_thread
-from starlette.types import Receive, Scope
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from mindroute.config import env_number, get_settings
 from mindroute.http.chat_request import (
@@ -21,6 +23,22 @@ from mindroute.http.chat_request import (
 )
 from mindroute.http.origins import client_address
 from mindroute.services.call_tracker import Caller
+
+
+class AnswerApp:
+    """A route's handler, `(scope, receive) -> Response or None` (None: the client left, nobody to answer), as
+    a plain ASGI app: the API's routes skip the framework's request objects and middleware (Starlette's
+    responses are ASGI apps, and are sent as such). An instance, so that a Starlette Route serves it as an
+    ASGI app."""
+
+    def __init__(self, handler: Callable[[Scope, Receive], Awaitable[Response | None]]) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._handler(scope, receive)
+        if response is not None:
+            await response(scope, receive, send)
+
 
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024

@@ -11,14 +11,14 @@ from typing import Any
 import anyio
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from mindroute.db import get_engine
 from mindroute.http.answers import KEY_CODES as _KEY_CODES
 from mindroute.http.answers import OVERHEAD_HEADER, RETRY_AFTER_S
 from mindroute.http.answers import error_response as _error
 from mindroute.http.answers import overhead_ms as _overhead_ms
-from mindroute.http.asgi_request import BodyTooLarge, ClientGone, max_body_bytes
+from mindroute.http.asgi_request import AnswerApp, BodyTooLarge, ClientGone, max_body_bytes
 from mindroute.http.asgi_request import api_caller as _caller
 from mindroute.http.asgi_request import bearer as _bearer
 from mindroute.http.asgi_request import parse_body as _parse
@@ -44,20 +44,6 @@ from mindroute.services.chat_async import AsyncStreamingChat, UpstreamClock, aco
 log = logging.getLogger("mindroute.http.api")
 
 # --- routes -------------------------------------------------------------------------------------
-
-
-class ChatCompletionsApp:
-    """POST /v1/chat/completions as a plain ASGI app: the API's hot path skips the framework's
-    request objects and middleware (Starlette's responses are ASGI apps, and are sent as such). An
-    instance, not a function, so that a Starlette Route serves it as an ASGI app."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await _chat_completions(scope, receive)
-        if response is not None:
-            await response(scope, receive, send)
-
-
-chat_completions_app = ChatCompletionsApp()
 
 
 async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
@@ -171,3 +157,7 @@ async def _stream(
 
     headers = {OVERHEAD_HEADER: _overhead_ms(started, clock), "cache-control": "no-cache", "x-accel-buffering": "no"}
     return EventStreamResponse(events(), headers)
+
+
+# The route as a plain ASGI app (see AnswerApp).
+chat_completions_app = AnswerApp(_chat_completions)

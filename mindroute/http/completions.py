@@ -12,12 +12,12 @@ from typing import Any
 import anyio
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from mindroute import redaction
 from mindroute.db import get_engine
 from mindroute.http.answers import OVERHEAD_HEADER, overhead_ms
-from mindroute.http.asgi_request import ClientGone
+from mindroute.http.asgi_request import AnswerApp, ClientGone
 from mindroute.http.asgi_request import scope_headers as _headers
 from mindroute.http.embeddings import (
     InvalidBody,
@@ -81,18 +81,6 @@ def _summary(body: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(value, int | float | str | bool):
             summary[name] = value
     return summary
-
-
-class CompletionsApp:
-    """POST /v1/completions as a plain ASGI app."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await _completions(scope, receive)
-        if response is not None:
-            await response(scope, receive, send)
-
-
-completions_app = CompletionsApp()
 
 
 async def _completions(scope: Scope, receive: Receive) -> Response | None:
@@ -417,3 +405,7 @@ class _Relay:
     async def aclose(self) -> None:
         await self._events.aclose()  # type: ignore[attr-defined]
         await self._finish(STOPPED_BY_USER_STATUS, "The client closed the connection")
+
+
+# The route as a plain ASGI app (see AnswerApp).
+completions_app = AnswerApp(_completions)

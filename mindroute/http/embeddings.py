@@ -12,12 +12,20 @@ from typing import Any
 
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from mindroute import redaction
 from mindroute.db import get_engine
 from mindroute.http.answers import KEY_CODES, OVERHEAD_HEADER, RETRY_AFTER_S, error_response, overhead_ms
-from mindroute.http.asgi_request import BodyTooLarge, ClientGone, api_caller, bearer, max_body_bytes, read_body
+from mindroute.http.asgi_request import (
+    AnswerApp,
+    BodyTooLarge,
+    ClientGone,
+    api_caller,
+    bearer,
+    max_body_bytes,
+    read_body,
+)
 from mindroute.http.asgi_request import scope_headers as _headers
 from mindroute.providers.embeddings import ENCODING_FORMATS, EmbeddingRequest, embedder_for, protocol_label
 from mindroute.providers.errors import ProviderError, RateLimitedError, UnsupportedParameter
@@ -270,18 +278,6 @@ def embedding_summary(body: dict[str, Any] | None) -> dict[str, Any]:
     return summary
 
 
-class EmbeddingsApp:
-    """POST /v1/embeddings as a plain ASGI app."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await _embeddings(scope, receive)
-        if response is not None:
-            await response(scope, receive, send)
-
-
-embeddings_app = EmbeddingsApp()
-
-
 async def _embeddings(scope: Scope, receive: Receive) -> Response | None:
     started = time.perf_counter()
     engine = get_engine()
@@ -335,3 +331,7 @@ async def _embeddings(scope: Scope, receive: Receive) -> Response | None:
     )  # fmt: skip
     answer = {**result.body, "model": model_id}
     return JSONResponse(answer, headers={OVERHEAD_HEADER: overhead_ms(started, clock)})
+
+
+# The route as a plain ASGI app (see AnswerApp).
+embeddings_app = AnswerApp(_embeddings)

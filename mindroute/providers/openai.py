@@ -208,7 +208,9 @@ class OpenAIAdapter(ProviderAdapter):
     # -- response out --
 
     def parse_response(self, body: Any, request: ChatRequest) -> ChatResult:
-        choices = sorted(body["choices"], key=_choice_index)
+        choices = body["choices"]
+        if len(choices) > 1:  # n > 1: in index order (one choice, the usual case, needs no sort)
+            choices = sorted(choices, key=_choice_index)
         first = choices[0]
         message = first.get("message") or {}
         refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else None
@@ -226,7 +228,9 @@ class OpenAIAdapter(ProviderAdapter):
             model=body.get("model") or request.model,
             raw=body,
             tool_calls=_tool_calls(message),
-            other_choices=tuple(
+            other_choices=()
+            if len(choices) == 1
+            else tuple(
                 Choice(
                     index=_choice_index(choice),
                     text=_message_text(choice.get("message") or {}),

@@ -15,14 +15,37 @@ Prices may name models that are no longer listed: old log rows still need their 
 `validate_settings` is the one check, used by the form widgets and by the raw JSON editor
 (`parse_settings_json`); it reports every problem, each under a field name such as
 "settings.prices.gpt-4o.input".
+
+Built-in prices: `mindroute/data/prices.json` (package data, read with importlib.resources) holds the
+list prices of the well-known OpenAI, Anthropic and Google models, with the date they were read
+(`as_of`) and the pricing pages they come from (`source`), in the same unit as the settings. `price_for`
+is the one lookup every cost uses (the call's cost in the Logs, the Usage and Overview analytics):
+
+1. the provider's own price for the model (its settings: an admin's override), matched as below;
+2. else the built-in table of the provider's protocol: "openai", "anthropic", "google"; an
+   "openai-compatible" provider gets the OpenAI table only when its endpoint is OpenAI's own
+   (https://api.openai.com), since other servers (Ollama, vLLM, OpenRouter…) charge their own prices;
+3. else unpriced: the result's `source` is None and callers count the model apart, never as $0.
+
+Within each table the model id is matched exactly first, then by the snapshot rule: a leading
+"models/" is dropped and one trailing version suffix is removed: a date ("-20250929", "-2024-08-06"),
+a Gemini-style three-digit version ("-001") or "-latest". So "gpt-4o-2024-08-06" is priced as "gpt-4o"
+and "claude-sonnet-4-5-20250929" as "claude-sonnet-4-5"; a snapshot priced differently from its
+family (gpt-4o-2024-05-13) has its own exact entry, which wins.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from mindroute.validation import MODEL_ID_MAX, ValidationError, validate_model_id
 
@@ -189,13 +212,149 @@ def settings_with_models(settings: Mapping[str, Any], models: Iterable[str]) -> 
     return {"models": fresh, "default_model": default, "prices": current["prices"]}
 
 
+# --- built-in prices and the one lookup ----------------------------------------------------
+
+BUILTIN_TABLES = ("openai", "anthropic", "google")
+OPENAI_HOSTS = frozenset({"api.openai.com"})
+BUILTIN_PRICE_KEYS = ("input", "output", "cached_input")
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2}|\d{3}|latest)$")
+
+PriceSource = Literal["provider", "built-in"]
+
+
+@dataclass(frozen=True)
+class BuiltinPrices:
+    """The shipped price table: when it was read, from where, and each protocol's model prices."""
+
+    as_of: date
+    sources: tuple[str, ...]
+    models: dict[str, dict[str, dict[str, float]]]  # table ("openai", ...) -> model id -> {"input", "output", ...}
+
+
+def parse_builtin_prices(raw: object) -> BuiltinPrices:
+    """The price file's content checked: ValueError naming the first bad part."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("the price file must hold a JSON object")
+    try:
+        as_of = date.fromisoformat(str(raw.get("as_of")))
+    except ValueError:
+        raise ValueError(f"as_of must be a date like 2026-12-03, got {raw.get('as_of')!r}") from None
+    sources = raw.get("source")
+    if (
+        not isinstance(sources, list)
+        or not sources
+        or not all(isinstance(u, str) and u.startswith("https://") for u in sources)
+    ):
+        raise ValueError("source must list the https addresses of the pricing pages")
+    tables = raw.get("models")
+    if not isinstance(tables, Mapping) or set(tables) != set(BUILTIN_TABLES):
+        raise ValueError(f"models must hold exactly the tables {', '.join(BUILTIN_TABLES)}")
+    models: dict[str, dict[str, dict[str, float]]] = {}
+    for table, entries in tables.items():
+        if not isinstance(entries, Mapping):
+            raise ValueError(f"models.{table} must map model ids to prices")
+        models[table] = {}
+        for model, entry in entries.items():
+            where = f"models.{table}.{model}"
+            if not isinstance(entry, Mapping) or not {"input", "output"} <= set(entry):
+                raise ValueError(f"{where} needs input and output")
+            if set(entry) - set(BUILTIN_PRICE_KEYS):
+                raise ValueError(f"{where} has keys other than {', '.join(BUILTIN_PRICE_KEYS)}")
+            checked = {kind: _check_price(value) for kind, value in entry.items()}
+            bad = [kind for kind, value in checked.items() if value is None]
+            if bad:
+                raise ValueError(f"{where}.{bad[0]} must be a number of 0 or more")
+            models[table][model] = {kind: float(value) for kind, value in checked.items() if value is not None}
+    return BuiltinPrices(as_of=as_of, sources=tuple(sources), models=models)
+
+
+@functools.cache
+def builtin_prices() -> BuiltinPrices:
+    """The price table shipped in the package (mindroute/data/prices.json), read once per process."""
+    text = resources.files("mindroute").joinpath("data", "prices.json").read_text(encoding="utf-8")
+    return parse_builtin_prices(json.loads(text))
+
+
+def builtin_table(protocol: str | None, endpoint_url: str | None = None) -> str | None:
+    """Which built-in table prices a provider's models: its protocol's, or for an OpenAI-compatible
+    provider the OpenAI one only when the endpoint is OpenAI's own; None when none applies."""
+    if protocol in BUILTIN_TABLES:
+        return protocol
+    if protocol == "openai-compatible" and endpoint_url:
+        host = (urlsplit(endpoint_url.strip()).hostname or "").lower()
+        return "openai" if host in OPENAI_HOSTS else None
+    return None
+
+
+def snapshot_base(model: str) -> str | None:
+    """The family id the snapshot rule prices a model id as, or None when the rule does not apply."""
+    bare = model.removeprefix("models/")
+    base = _SNAPSHOT_SUFFIX.sub("", bare)
+    return base if base != model else None
+
+
+def _match(table: Mapping[str, dict[str, float]], model: str) -> tuple[str, dict[str, float]] | None:
+    if model in table:
+        return model, table[model]
+    base = snapshot_base(model)
+    if base is not None and base in table:
+        return base, table[base]
+    return None
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """A model's price as used, and where it came from: the provider's settings, the built-in table, or
+    nowhere (`source` None: unpriced, never $0). `matched` is the price entry's model id."""
+
+    input: float | None
+    output: float | None
+    source: PriceSource | None
+    matched: str | None = None
+
+    @property
+    def priced(self) -> bool:
+        return self.source is not None
+
+
+UNPRICED = ModelPrice(None, None, None)
+
+
+def price_for(
+    prices: Mapping[str, Mapping[str, float]] | None,
+    model: str,
+    protocol: str | None = None,
+    endpoint_url: str | None = None,
+) -> ModelPrice:
+    """The one price lookup (see the module docstring): the provider's own price, else the built-in
+    table for its protocol, else unpriced."""
+    if not model:
+        return UNPRICED
+    own = _match(dict(prices or {}), model)
+    if own is not None and {"input", "output"} <= set(own[1]):
+        return ModelPrice(float(own[1]["input"]), float(own[1]["output"]), "provider", own[0])
+    table = builtin_table(protocol, endpoint_url)
+    if table is not None:
+        shipped = _match(builtin_prices().models.get(table, {}), model)
+        if shipped is not None:
+            return ModelPrice(shipped[1]["input"], shipped[1]["output"], "built-in", shipped[0])
+    return UNPRICED
+
+
 def estimate_cost(
-    prices: dict[str, dict[str, float]], model: str, prompt_tokens: int | None, completion_tokens: int | None
+    prices: dict[str, dict[str, float]],
+    model: str,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    *,
+    protocol: str | None = None,
+    endpoint_url: str | None = None,
 ) -> float | None:
-    """USD from the provider's per-model prices; None when the model has no price or tokens are unknown."""
-    price = prices.get(model)
-    if not price or (prompt_tokens is None and completion_tokens is None):
+    """USD from the model's price (price_for: the provider's own, else built-in for `protocol`); None
+    when the model has no price or tokens are unknown."""
+    price = price_for(prices, model, protocol, endpoint_url)
+    if not price.priced or (prompt_tokens is None and completion_tokens is None):
         return None
-    return (
-        (prompt_tokens or 0) * price.get("input", 0.0) + (completion_tokens or 0) * price.get("output", 0.0)
-    ) / TOKENS_PER_PRICE_UNIT
+    return ((prompt_tokens or 0) * (price.input or 0.0) + (completion_tokens or 0) * (price.output or 0.0)) / (
+        TOKENS_PER_PRICE_UNIT
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import available_timezones
@@ -134,6 +135,19 @@ def keep_in_url(params: dict[str, str], extra: dict[str, str] | None = None) -> 
     wanted = {**params, **{k: v for k, v in (extra or {}).items() if v}}
     if dict(st.query_params) != wanted:
         st.query_params.from_dict(wanted)
+
+
+# --- cost -----------------------------------------------------------------------------------------
+
+
+def cost_note(unpriced: Sequence[str], shown: int = 5) -> str | None:
+    """What the cost tile leaves out: the models used in the period with no price (neither the provider's
+    own nor a built-in one), counted apart rather than as $0; None when every model had a price."""
+    if not unpriced:
+        return None
+    count = len(unpriced)
+    names = ", ".join(unpriced[:shown]) + (f" and {count - shown} more" if count > shown else "")
+    return f"Cost excludes {count} unpriced model{'s' * (count != 1)}: {names}."
 
 
 # --- CSV ----------------------------------------------------------------------------------------

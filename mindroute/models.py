@@ -371,3 +371,34 @@ class UsageModelRollup(_RollupSums, Base):
     provider_id: Mapped[uuid.UUID | None] = mapped_column("providerid", Uuid)
     model_id: Mapped[str | None] = mapped_column("modelid", String(100))
     request_type: Mapped[str] = mapped_column("requesttype", String(50), nullable=False, server_default="chat")
+
+
+class AuditLog(Base):
+    """Addition (migration 0007): the audit trail, one row per admin action or security event, only ever inserted.
+
+    `seq` orders the hash chain (1, 2, ... given under a lock, see mindroute.services.audit); `hash` is
+    sha256 over `prevhash` and the row's canonical JSON content. `actoruserid` has no foreign key: deleting a
+    user must not rewrite (and so break) the rows that name them.
+    """
+
+    __tablename__ = "auditlog"
+    __table_args__ = (
+        Index("auditlog_createdat_idx", "createdat"),
+        Index("auditlog_actoruserid_createdat_idx", "actoruserid", "createdat"),
+        Index("auditlog_action_createdat_idx", "action", "createdat"),
+        Index("auditlog_targettype_targetid_idx", "targettype", "targetid"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    seq: Mapped[int] = mapped_column("seq", BigInteger, unique=True, nullable=False)
+    created_at: Mapped[datetime] = _created()
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column("actoruserid", Uuid)
+    actor_label: Mapped[str] = mapped_column("actorlabel", String(255), nullable=False)
+    ip: Mapped[str | None] = mapped_column("ip", String(50))
+    user_agent: Mapped[str | None] = mapped_column("useragent", Text)
+    action: Mapped[str] = mapped_column("action", String(50), nullable=False)
+    target_type: Mapped[str | None] = mapped_column("targettype", String(50))
+    target_id: Mapped[str | None] = mapped_column("targetid", String(255))
+    changes: Mapped[Any | None] = mapped_column("changes", JSONType)
+    prev_hash: Mapped[str] = mapped_column("prevhash", String(64), nullable=False)
+    hash: Mapped[str] = mapped_column("hash", String(64), nullable=False)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import ROLES, ApiKey, Log, Ticket, User, UserProvider  # noqa: F401 - ROLES for the pages
+from mindroute.services import audit
 from mindroute.services.auth import revoke_user_sessions
 from mindroute.services.paging import Page
 from mindroute.services.unit_of_work import unit_of_work
@@ -223,6 +224,7 @@ def update_user(
     if new_role == "user":
         _refuse_removing_last_admin(session, user, "role")
     changed = False
+    before = {"name": user.name, "role": user.role}
     if new_name is not None and new_name != user.name:
         user.name, changed = new_name, True
     if new_role is not None and new_role != user.role:
@@ -230,6 +232,9 @@ def update_user(
     if changed:
         _touch(user)
         session.flush()
+        changes = audit.diff(before, {"name": user.name, "role": user.role})
+        action = "user.role" if "role" in changes else "user.update"
+        audit.record(session, action, "user", user.id, changes, actor=actor)
     return _row(user)
 
 
@@ -249,9 +254,11 @@ def set_user_active(session: Session, actor: User | None, user_id: uuid.UUID, ac
         user.is_active = active
         _touch(user)
         session.flush()
+        action = "user.activate" if active else "user.deactivate"
+        audit.record(session, action, "user", user.id, {"is_active": [not active, active]}, actor=actor)
     if not active:
         # A deactivated user's open browser sessions must stop working now, not when they expire.
-        revoke_user_sessions(session, user.id)
+        revoke_user_sessions(session, user.id, record=False)
     return _row(user)
 
 
@@ -264,7 +271,8 @@ def set_user_password(session: Session, actor: User | None, user_id: uuid.UUID, 
     user.password = security.hash_password(password)
     _touch(user)
     session.flush()
-    revoke_user_sessions(session, user.id)
+    revoke_user_sessions(session, user.id, record=False)
+    audit.record(session, "user.password_set", "user", user.id, {"password": "password set"}, actor=actor)
 
 
 @unit_of_work
@@ -291,5 +299,7 @@ def delete_user(session: Session, actor: User | None, user_id: uuid.UUID) -> Non
     user = _load(session, user_id, lock=True)
     _refuse_removing_last_admin(session, user, "user")
     # The database's ON DELETE rules do the cascading, exactly as the schema document defines them.
+    email, role = user.email, user.role
     session.execute(delete(User).where(User.id == user.id).execution_options(synchronize_session=False))
     session.expunge(user)
+    audit.record(session, "user.delete", "user", user_id, {"email": [email, None], "role": [role, None]}, actor=actor)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import ApiKey, User, utcnow
+from mindroute.services import audit
 from mindroute.services.paging import Page
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, require_active, require_active_admin
@@ -276,7 +277,16 @@ def create_key(session: Session, actor: User, owner_id: uuid.UUID, name: str, ex
         raise NotFound("This user no longer exists")
     if not owner.is_active:
         raise ValidationError("owner_id", f"{owner.email} is deactivated: a key for this account would not work")
-    return _issue(session, owner.id, name, expires_at, now)
+    issued = _issue(session, owner.id, name, expires_at, now)
+    audit.record(
+        session,
+        "apikey.create",
+        "apikey",
+        issued.key.id,
+        {"owner": owner.email, "name": name, "prefix": issued.key.prefix, "expires_at": expires_at},
+        actor=actor,
+    )
+    return issued
 
 
 @unit_of_work
@@ -306,6 +316,20 @@ def rotate_key(
     issued = _issue(session, owner.id, old.name, expires_at, now)
     old.revoked_at = now + grace.duration
     session.flush()
+    audit.record(
+        session,
+        "apikey.rotate",
+        "apikey",
+        old.id,
+        {
+            "owner": owner.email,
+            "new_key": str(issued.key.id),
+            "prefix": [old.prefix, issued.key.prefix],
+            "grace": grace.value,
+            "old_revoked_at": old.revoked_at,
+        },
+        actor=actor,
+    )
     return issued
 
 
@@ -382,8 +406,17 @@ def revoke_key(session: Session, actor: User, key_id: uuid.UUID) -> ApiKeyRow:
     key, owner = _load_visible(session, actor, key_id)
     now = utcnow()
     if key.revoked_at is None or key.revoked_at > now:
+        before = key.revoked_at
         key.revoked_at = now
         session.flush()
+        audit.record(
+            session,
+            "apikey.revoke",
+            "apikey",
+            key.id,
+            {"owner": owner.email, "prefix": key.prefix, "revoked_at": [before, now]},
+            actor=actor,
+        )
     return _row(key, owner, now)
 
 
@@ -391,9 +424,11 @@ def revoke_key(session: Session, actor: User, key_id: uuid.UUID) -> ApiKeyRow:
 def delete_key(session: Session, actor: User, key_id: uuid.UUID) -> None:
     """Remove a key for good (one's own; admins any); it stops working at once."""
     actor = _require_active(actor)
-    key, _owner = _load_visible(session, actor, key_id)
+    key, owner = _load_visible(session, actor, key_id)
+    prefix = key.prefix
     session.execute(delete(ApiKey).where(ApiKey.id == key.id).execution_options(synchronize_session=False))
     session.expunge(key)
+    audit.record(session, "apikey.delete", "apikey", key_id, {"owner": owner.email, "prefix": prefix}, actor=actor)
 
 
 # --- use by the API -------------------------------------------------------------------------

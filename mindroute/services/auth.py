@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
+from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import ValidationError, validate_name, validate_password
 
@@ -163,31 +164,45 @@ def throttled_message(wait_seconds: int) -> str:
     return f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
 
-def sign_in(session: Session, email: str, password: str, ip: str | None = None) -> SignInResult:
-    """Check credentials. Every failure says the same thing and costs one bcrypt check."""
+def sign_in(
+    session: Session, email: str, password: str, ip: str | None = None, user_agent: str | None = None
+) -> SignInResult:
+    """Check credentials. Every failure says the same thing and costs one bcrypt check.
+    Each outcome writes one audit row (signin.success / signin.failure / signin.throttled): the
+    browser's user agent is `user_agent`, else the one of the audit actor set for this request."""
     typed = (email or "").strip().lower()[:255]
     ip = ip[:50] if ip else None
+    current = audit.current_actor()
+    agent = user_agent or (current.user_agent if current else None)
     wait = throttle_wait(session, typed, ip)
     if wait:
+        who = audit.AuditActor(None, typed or "(blank)", ip, agent)
+        audit.record(session, "signin.throttled", "user", None, {"email": typed, "wait_seconds": wait}, actor=who)
         return SignInResult(user=None, error=throttled_message(wait), wait_seconds=wait)
     user = session.scalar(select(User).where(User.email == typed)) if typed else None
     ok = security.verify_password(password or "", user.password if user else None)
     if not ok or user is None or not user.is_active:
         session.add(LoginAttempt(email=typed, ip=ip, succeeded=False))
         session.flush()
+        reason = "inactive account" if ok and user is not None else "wrong email or password"
+        who = audit.AuditActor(None, typed or "(blank)", ip, agent)
+        target = user.id if user is not None else None
+        audit.record(session, "signin.failure", "user", target, {"email": typed, "reason": reason}, actor=who)
         return SignInResult(user=None, error=SIGN_IN_FAILED)
     session.add(LoginAttempt(email=typed, ip=ip, succeeded=True))
     user.last_login = utcnow()
     session.flush()
+    who = audit.AuditActor(user.id, user.email, ip, agent)
+    audit.record(session, "signin.success", "user", user.id, None, actor=who)
     return SignInResult(user=user)
 
 
 @unit_of_work
 def sign_in_and_issue(
-    session: Session, email: str, password: str, ip: str | None = None
+    session: Session, email: str, password: str, ip: str | None = None, user_agent: str | None = None
 ) -> tuple[SignInResult, IssuedSession | None]:
     """The sign-in form's one action: check the credentials and, when they pass, open a session."""
-    result = sign_in(session, email, password, ip)
+    result = sign_in(session, email, password, ip, user_agent)
     return result, issue_session(session, result.user) if result.user else None
 
 
@@ -304,12 +319,19 @@ def revoke_token(session: Session, token: str | None) -> None:
 
 
 @unit_of_work
-def revoke_user_sessions(session: Session, user_id: uuid.UUID, except_token: str | None = None) -> int:
-    """Sign a user out everywhere (optionally keeping the session making the change)."""
+def revoke_user_sessions(
+    session: Session, user_id: uuid.UUID, except_token: str | None = None, *, record: bool = True
+) -> int:
+    """Sign a user out everywhere (optionally keeping the session making the change). Audited as
+    session.revoke_all unless `record` is False (a caller whose own audit row covers it)."""
     stmt = update(RefreshToken).where(RefreshToken.user_id == user_id, ~RefreshToken.is_revoked)
     if except_token:
         stmt = stmt.where(RefreshToken.token != security.digest(except_token))
-    return session.execute(stmt.values(is_revoked=True)).rowcount or 0
+    revoked = session.execute(stmt.values(is_revoked=True)).rowcount or 0
+    if record:
+        changes = {"sessions_revoked": revoked, "kept_current": bool(except_token)}
+        audit.record(session, "session.revoke_all", "user", user_id, changes)
+    return revoked
 
 
 def prune(session: Session, now: datetime | None = None) -> tuple[int, int]:
@@ -358,4 +380,7 @@ def change_password(session: Session, user: User, current: str, new: str, keep_t
     user.password = security.hash_password(new)
     session.add(user)
     session.flush()
-    return revoke_user_sessions(session, user.id, except_token=keep_token)
+    revoked = revoke_user_sessions(session, user.id, except_token=keep_token, record=False)
+    changes = {"password": "password changed", "sessions_revoked": revoked}
+    audit.record(session, "user.password_change", "user", user.id, changes, actor=user)
+    return revoked

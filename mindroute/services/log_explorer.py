@@ -23,6 +23,7 @@ from mindroute.analytics.filter import UsageFilter, Viewer, log_conditions, scop
 from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, call_columns, source_of
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import Log, Provider, User, utcnow
+from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import require_admin
 from mindroute.validation import ValidationError
@@ -359,6 +360,19 @@ def prune_calls(
     responsive and the rollups stay in step); `on_progress(deleted so far, total)`. Returns rows deleted."""
     _require_admin(actor)
     days = retention_days(plan.days)
-    return rollups.prune_logs(
+    deleted = rollups.prune_logs(
         engine, days, batch_rows=batch_rows, now=plan.now, progress=False, on_progress=on_progress
     )
+    record_retention_run(engine, actor, days, plan.cutoff, deleted)
+    return deleted
+
+
+def record_retention_run(
+    engine: Engine, actor: User | audit.AuditActor | None, days: int, cutoff: datetime, deleted: int
+) -> None:
+    """One audit row for a finished retention run (its batches commit one by one, so the row follows them)."""
+    from mindroute.db import transaction
+
+    with transaction(engine) as session:
+        changes = {"older_than_days": days, "cutoff": cutoff, "deleted": deleted}
+        audit.record(session, "logs.retention_run", "logs", None, changes, actor=actor)

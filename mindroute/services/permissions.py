@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Provider, User, UserProvider, utcnow
 from mindroute.provider_settings import read_settings
+from mindroute.services import audit
 from mindroute.services.admin_users import (
     DEFAULT_PAGE_SIZE,
     UserDeletionImpact,
@@ -278,6 +279,11 @@ def set_grant(
     )
     if expected_updated_at is not None and (row is None or not same_instant(row.updated_at, expected_updated_at)):
         raise ConflictError(f"This user's access to {provider.name} was changed by someone else; reload and try again")
+    before = (
+        {"allowed": row.allowed, "max_tokens_override": row.max_tokens_override, "models": grant_models(row.settings)}
+        if row is not None
+        else {}
+    )
     if row is None:
         row = UserProvider(user_id=user_id, provider_id=provider_id)
         session.add(row)
@@ -294,6 +300,11 @@ def set_grant(
         raise ConflictError(
             f"This user's access to {provider.name} was changed by someone else; reload and try again"
         ) from None
+    after = {"allowed": allowed, "max_tokens_override": override, "models": list(chosen)}
+    changes = audit.diff({**before, "models": list(before.get("models", ()))} if before else {}, after)
+    audit.record(
+        session, "grant.set", "userprovider", f"{user_id}/{provider_id}", changes or {"unchanged": True}, actor=actor
+    )
     return _grant(user_id, provider, row)
 
 
@@ -372,6 +383,9 @@ def set_provider_access(
     for obj in list(session.identity_map.values()):
         if isinstance(obj, UserProvider) and obj.provider_id == provider_id:
             session.expire(obj)
+    chosen = {"user_ids": [str(u) for u in dict.fromkeys(user_ids)]} if user_ids is not None else {"matching": matching}
+    changes = {"allowed": allowed, "users": covered, **chosen}
+    audit.record(session, "grant.bulk_set", "provider", provider_id, changes, actor=actor)
     return covered
 
 

@@ -37,6 +37,7 @@ from mindroute.providers.models_list import ModelListResult
 from mindroute.providers.registry import DEFAULT_ENDPOINTS, protocols
 from mindroute.providers.registry import protocol as registry_protocol
 from mindroute.security import DecryptionError, SecretBox, mask_secret
+from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (
@@ -239,6 +240,40 @@ def _load_unchanged_since(session: Session, provider_id: uuid.UUID, expected_upd
     return provider
 
 
+_AUDITED = (
+    "name",
+    "protocol",
+    "endpoint_url",
+    "allow_images",
+    "allow_videos",
+    "allow_files",
+    "max_tokens",
+    "is_active",
+)
+
+
+def _audit_fields(provider: Provider) -> dict[str, Any]:
+    """What the audit trail records of a provider: its fields, whether it has a key (never the key)."""
+    fields: dict[str, Any] = {name: getattr(provider, name) for name in _AUDITED}
+    fields["api_key"] = bool(provider.api_key)
+    fields["settings"] = provider.settings
+    return fields
+
+
+def _audit_change(before: dict[str, Any], after: dict[str, Any], key_replaced: bool) -> dict[str, Any]:
+    changes = audit.diff(
+        {k: v for k, v in before.items() if k not in ("api_key", "settings")},
+        {k: v for k, v in after.items() if k not in ("api_key", "settings")},
+    )
+    if before["settings"] != after["settings"]:
+        changes["settings"] = "changed"
+    if key_replaced:
+        changes["api_key"] = audit.KEY_REPLACED
+    elif before["api_key"] != after["api_key"]:
+        changes["api_key"] = "key set" if after["api_key"] else "key removed"
+    return changes
+
+
 def _touch(provider: Provider) -> None:
     provider.updated_at = next_updated_at(provider.updated_at)
 
@@ -337,6 +372,10 @@ def create_provider(
     )
     session.add(provider)
     _flush_or_duplicate(session, form.name)
+    created = _audit_fields(provider)
+    created.pop("settings")
+    created["api_key"] = "key set" if key else "no key"
+    audit.record(session, "provider.create", "provider", provider.id, created, actor=actor)
     return _view(provider)
 
 
@@ -396,6 +435,7 @@ def update_provider(
     already = (provider.is_active, bool(provider.api_key), provider.protocol)
     if (form.is_active, keeps_key, form.protocol) != already:  # a row left so before this rule may stay so
         _refuse_active_without_key(form.protocol, form.is_active, keeps_key)
+    before = _audit_fields(provider)
     provider.name = form.name
     provider.protocol = form.protocol
     provider.endpoint_url = form.endpoint_url
@@ -412,6 +452,10 @@ def update_provider(
         provider.settings = checked_settings
     _touch(provider)
     _flush_or_duplicate(session, form.name)
+    changes = _audit_change(before, _audit_fields(provider), key_replaced=bool(key) and before["api_key"])
+    if changes:
+        action = "provider.key_replaced" if set(changes) == {"api_key"} else "provider.update"
+        audit.record(session, action, "provider", provider.id, changes, actor=actor)
     return _view(provider)
 
 
@@ -428,9 +472,12 @@ def update_provider_settings(
     require_admin(actor)
     checked = validate_settings(settings)
     provider = _load_unchanged_since(session, provider_id, expected_updated_at)
+    changed = provider.settings != checked
     provider.settings = checked
     _touch(provider)
     session.flush()
+    if changed:
+        audit.record(session, "provider.settings", "provider", provider.id, {"settings": "changed"}, actor=actor)
     return _view(provider)
 
 
@@ -457,6 +504,8 @@ def set_provider_active(session: Session, actor: User | None, provider_id: uuid.
         provider.is_active = active
         _touch(provider)
         session.flush()
+        action = "provider.activate" if active else "provider.deactivate"
+        audit.record(session, action, "provider", provider.id, {"is_active": [not active, active]}, actor=actor)
     return _view(provider)
 
 
@@ -475,8 +524,11 @@ def delete_provider(session: Session, actor: User | None, provider_id: uuid.UUID
     provider = _load(session, provider_id, lock=True)
     unlinked = session.scalar(select(func.count()).select_from(Log).where(Log.provider_id == provider_id)) or 0
     # ON DELETE SET NULL (logs) and CASCADE (userproviders) are the database's, as the schema defines.
+    name = provider.name
     session.execute(delete(Provider).where(Provider.id == provider.id).execution_options(synchronize_session=False))
     session.expunge(provider)
+    changes = {"name": [name, None], "logs_unlinked": unlinked}
+    audit.record(session, "provider.delete", "provider", provider_id, changes, actor=actor)
     return unlinked
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import Log, Ticket, TicketMessage, User, utcnow
+from mindroute.services import audit
 from mindroute.services.paging import Page
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_active, require_active_admin, same_instant
@@ -330,6 +331,7 @@ def reopen(session: Session, user: User, ticket_id: uuid.UUID, follow_up: str) -
     ticket.admin_response = None
     _touch(ticket)
     session.flush()
+    audit.record(session, "ticket.reopen", "ticket", ticket.id, {"status": ["resolved", "open"]}, actor=user)
     return _reload_row(session, ticket)
 
 
@@ -384,10 +386,13 @@ def respond(
         raise ConflictError("This ticket changed since you opened it; reload it and try again")
     if ticket.status == "closed":
         raise ValidationError("response", "This ticket is closed, which is final: its response cannot change")
+    answered_before = bool(ticket.admin_response)
     ticket.admin_response = response
     ticket.admin_id = admin.id
     _touch(ticket)
     session.flush()
+    changes = {"admin_response": "edited" if answered_before else "answered", "length": len(response)}
+    audit.record(session, "ticket.answer", "ticket", ticket.id, changes, actor=admin)
     return _reload_row(session, ticket)
 
 
@@ -413,6 +418,7 @@ def set_status(session: Session, admin: User, ticket_id: uuid.UUID, new_status: 
         ticket.resolved_at = None  # reopened: it is no longer resolved
     _touch(ticket)
     session.flush()
+    audit.record(session, "ticket.status", "ticket", ticket.id, {"status": [current, new_status]}, actor=admin)
     return _reload_row(session, ticket)
 
 

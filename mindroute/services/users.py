@@ -96,7 +96,9 @@ def create_user(
 ) -> User:
     """Create an account (admins, or the CLI). Raises ValidationError naming the bad field."""
     require_admin(actor)
-    return _insert_user(session, email=email, name=name, password=password, role=role)
+    user = _insert_user(session, email=email, name=name, password=password, role=role)
+    _record_created(session, "user.create", user, actor)
+    return user
 
 
 @unit_of_work
@@ -104,13 +106,24 @@ def create_first_admin(session: Session, *, email: str, name: str, password: str
     """The first-run form: allowed only while no administrator exists."""
     if admin_exists(session):
         raise PermissionDenied("An administrator already exists; sign in instead")
-    return _insert_user(session, email=email, name=name, password=password, role="admin")
+    user = _insert_user(session, email=email, name=name, password=password, role="admin")
+    _record_created(session, "user.create_first_admin", user, user)
+    return user
 
 
 @unit_of_work
 def sign_up(session: Session, *, email: str, name: str, password: str) -> User:
     """Self sign-up (only when MINDROUTE_ALLOW_SIGNUP is on; the caller checks): always role user."""
-    return _insert_user(session, email=email, name=name, password=password, role="user")
+    user = _insert_user(session, email=email, name=name, password=password, role="user")
+    _record_created(session, "user.sign_up", user, user)
+    return user
+
+
+def _record_created(session: Session, action: str, user: User, actor: User | None) -> None:
+    from mindroute.services import audit  # audit imports the models only; keeps this module's imports light
+
+    changes = {"email": [None, user.email], "name": [None, user.name], "role": [None, user.role]}
+    audit.record(session, action, "user", user.id, changes, actor=actor)
 
 
 def _insert_user(session: Session, *, email: str, name: str, password: str, role: str) -> User:

@@ -196,7 +196,10 @@ REQUEST_FIELDS: tuple[RequestField, ...] = (
         ),
     ),
     _f("n", "integer", "How many choices to generate", minimum=1, maximum=128),
-    _opt("seed", "integer", "Sample deterministically, as far as the provider can"),
+    # A signed 64-bit integer, as OpenAI and vLLM take it: one past either end is their 400 naming seed.
+    _opt(
+        "seed", "integer", "Sample deterministically, as far as the provider can", minimum=-(2**63), maximum=2**63 - 1
+    ),
     _opt("presence_penalty", "number", "Penalise tokens already present", minimum=-2, maximum=2),
     _opt("frequency_penalty", "number", "Penalise tokens by their frequency so far", minimum=-2, maximum=2),
     _opt(
@@ -349,10 +352,15 @@ def _is_type(value: Any, json_type: str) -> bool:
     return isinstance(value, list)
 
 
+def _bound(value: float) -> str:
+    """A range's end as written: an integer exactly (a 64-bit seed's end is not 9.22337e+18), a float short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _range_words(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
-    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+        return f"between {_bound(low)} and {_bound(high)}"
+    return f"at least {_bound(low)}" if low is not None else f"at most {_bound(high)}"
 
 
 def _checked(value: Any, field: RequestField, where: str) -> Any:

@@ -9,12 +9,22 @@ import uuid  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from mindroute.provider_settings import builtin_prices, builtin_table, price_for  # noqa: E402
 from mindroute.services import providers as svc  # noqa: E402
 from mindroute.services.providers import SettingsError, settings_json  # noqa: E402
 from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 CHOICES = svc.protocol_choices()
+PRICE_SOURCES = {"provider": "this provider", "built-in": "built-in", None: "unpriced"}
+PRICE_COLUMNS = (
+    "model",
+    "input USD / 1M tokens",
+    "output USD / 1M tokens",
+    "input in use",
+    "output in use",
+    "price from",
+)
 PROTOCOLS = [c.name for c in CHOICES]
 PROTOCOL_LABELS = {c.name: c.label for c in CHOICES}
 
@@ -234,15 +244,37 @@ with models_tab:
                 saved(refresh.view, f"Found {len(result.models)} models in {result.latency_ms} ms.")
 
     prices = view.prices
-    rows = [
-        {
-            "model": m,
-            "input USD / 1M tokens": prices.get(m, {}).get("input"),
-            "output USD / 1M tokens": prices.get(m, {}).get("output"),
-        }
-        for m in sorted(set(view.models) | set(prices))
-    ]
-    table = pd.DataFrame(rows, columns=["model", "input USD / 1M tokens", "output USD / 1M tokens"])
+    table_name = builtin_table(view.protocol, view.endpoint_url)
+    shipped = builtin_prices()
+    shipped_models = shipped.models.get(table_name, {}) if table_name else {}
+    if table_name:
+        st.caption(
+            escape_markdown(
+                f"Built-in prices ({table_name} list prices as of {shipped.as_of:%Y-%m-%d}, from "
+                f"{', '.join(shipped.sources)}) apply to models without a price of your own. Type a price "
+                "to override it for this provider; clear both to go back to the built-in one. A model with "
+                "neither is unpriced: costs leave it out and say so."
+            )
+        )
+    else:
+        st.caption(
+            "No built-in prices apply: this endpoint is not OpenAI's own, so its models cost what the server "
+            "charges. Type their prices here; a model without one is unpriced, and costs leave it out and say so."
+        )
+    rows = []
+    for m in sorted(set(view.models) | set(prices)):
+        in_use = price_for(prices, m, view.protocol, view.endpoint_url)
+        rows.append(
+            {
+                "model": m,
+                "input USD / 1M tokens": prices.get(m, {}).get("input"),
+                "output USD / 1M tokens": prices.get(m, {}).get("output"),
+                "input in use": in_use.input,
+                "output in use": in_use.output,
+                "price from": PRICE_SOURCES[in_use.source],
+            }
+        )
+    table = pd.DataFrame(rows, columns=[*PRICE_COLUMNS])
     edited = st.data_editor(
         table,
         num_rows="dynamic",
@@ -250,10 +282,35 @@ with models_tab:
         key=f"{wk}_models",
         column_config={
             "model": st.column_config.TextColumn("Model", max_chars=100, required=True),
-            "input USD / 1M tokens": st.column_config.NumberColumn("Input USD / 1M tokens", min_value=0.0),
-            "output USD / 1M tokens": st.column_config.NumberColumn("Output USD / 1M tokens", min_value=0.0),
+            "input USD / 1M tokens": st.column_config.NumberColumn("Your input USD / 1M tokens", min_value=0.0),
+            "output USD / 1M tokens": st.column_config.NumberColumn("Your output USD / 1M tokens", min_value=0.0),
+            "input in use": st.column_config.NumberColumn("Input in use", disabled=True),
+            "output in use": st.column_config.NumberColumn("Output in use", disabled=True),
+            "price from": st.column_config.TextColumn("Price from", disabled=True),
         },
     )
+    if shipped_models:
+        with st.expander(f"Built-in prices for this protocol ({len(shipped_models)} models)"):
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "model": m,
+                            "input USD / 1M tokens": p["input"],
+                            "output USD / 1M tokens": p["output"],
+                            "cached input USD / 1M tokens": p.get("cached_input"),
+                            "overridden here": m in prices,
+                        }
+                        for m, p in sorted(shipped_models.items())
+                    ]
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+            st.caption(
+                "Dated snapshots are priced as their family: gpt-4o-2024-08-06 as gpt-4o, "
+                "claude-sonnet-4-5-20250929 as claude-sonnet-4-5, gemini-2.0-flash-001 as gemini-2.0-flash."
+            )
     model_names = [str(m).strip() for m in edited["model"].dropna() if str(m).strip()]
     default = st.selectbox(
         "Default model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -307,3 +308,72 @@ def test_settings_problems_quoting_model_ids_render_as_text(engine, monkeypatch)
     assert "Input price of ![m](http://evil.example/m.png) must be a number" in texts(at)
     for body in markdown_bodies(at):
         assert_inert(body)
+
+
+# --- prices in use and where they come from (issue 16: the built-in price table) ---------------
+
+
+def prices_shown(at) -> dict[str, tuple]:
+    """The models table: model -> (own input, own output, input in use, output in use, source)."""
+    table = next(d.value for d in at.dataframe if "price from" in d.value.columns)
+
+    def number(value):
+        return None if value is None or value != value else float(value)  # NaN is an empty cell
+
+    return {
+        row["model"]: (
+            number(row["input USD / 1M tokens"]),
+            number(row["output USD / 1M tokens"]),
+            number(row["input in use"]),
+            number(row["output in use"]),
+            row["price from"],
+        )
+        for _, row in table.iterrows()
+    }
+
+
+def captions(at) -> str:
+    """The captions as the reader sees them (Markdown escapes removed)."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(c.value) for c in at.caption))
+
+
+def save_settings_json(at, settings: str):
+    editor = next(t for t in at.text_area if t.label == "Settings JSON")
+    editor.input(settings)
+    next(b for b in at.button if b.label == "Validate and save JSON").click()
+    return at.run()
+
+
+def test_models_show_the_price_in_use_and_its_source(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "OpenAI")
+    at = save_settings_json(
+        at,
+        '{"models": ["gpt-4o", "gpt-4o-mini-2024-07-18", "my-fine-tune"], '
+        '"prices": {"gpt-4o": {"input": 2, "output": 8}}}',
+    )
+    assert "Settings saved." in texts(at)
+    shown = prices_shown(at)
+    assert shown["gpt-4o"] == (2.0, 8.0, 2.0, 8.0, "this provider")  # an override wins
+    assert shown["gpt-4o-mini-2024-07-18"] == (None, None, 0.15, 0.6, "built-in")  # by the snapshot rule
+    assert shown["my-fine-tune"] == (None, None, None, None, "unpriced")
+    page = captions(at)
+    assert "Built-in prices (openai list prices as of" in page
+    assert "https://developers.openai.com/api/docs/pricing" in page
+    built_in = next(d.value for d in at.dataframe if "overridden here" in d.value.columns)
+    assert bool(built_in.set_index("model").loc["gpt-4o", "overridden here"]) is True
+
+    # Clearing the override falls back to the built-in price.
+    at = save_settings_json(at, '{"models": ["gpt-4o", "my-fine-tune"], "prices": {}}')
+    assert prices_shown(at)["gpt-4o"] == (None, None, 2.5, 10.0, "built-in")
+
+
+def test_an_openai_compatible_server_gets_no_built_in_prices(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Local", protocol="openai-compatible", endpoint="http://localhost:11434/v1")
+    at = save_settings_json(at, '{"models": ["gpt-4o", "llama3"], "prices": {"llama3": {"input": 0, "output": 0}}}')
+    shown = prices_shown(at)
+    assert shown["gpt-4o"][2:] == (None, None, "unpriced")  # the same id on someone else's server
+    assert shown["llama3"][2:] == (0.0, 0.0, "this provider")  # free by the admin's word, not by default
+    assert "No built-in prices apply" in captions(at)
+    assert not any("overridden here" in d.value.columns for d in at.dataframe)

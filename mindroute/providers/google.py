@@ -118,6 +118,11 @@ def _options(options: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in options.items():
         if value is None or name in _UNSENT_OPTIONS:
             continue
+        if name == "seed" and not -(2**31) <= value < 2**31:
+            raise UnsupportedParameter(
+                f"seed {value} is out of the Gemini protocol's range (a 32-bit integer: -2147483648 to 2147483647)",
+                "seed",
+            )
         if name in _TRANSLATED_OPTIONS:
             config[_TRANSLATED_OPTIONS[name]] = value
         elif name == "reasoning_effort":

@@ -391,6 +391,7 @@ def test_fields_that_do_not_change_the_answer_are_not_sent(google: Target, calle
         ({"options": {"function_call": "auto"}}, "function_call"),
         ({"options": {"reasoning_effort": "extreme"}}, "reasoning_effort"),
         ({"options": {"min_p": 0.1}}, "min_p"),
+        ({"options": {"seed": 2**31}}, "seed"),
         ({"tool_choice": ToolChoice("required")}, "tool_choice"),
     ],
 )

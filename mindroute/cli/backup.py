@@ -73,13 +73,17 @@ def _table_names() -> list[str]:
     return sorted(t.name for t in Base.metadata.sorted_tables)
 
 
-def row_counts(engine: Engine) -> dict[str, int]:
-    """Rows per MindRoute table that exists (a database may be older, or empty)."""
+AUDIT_TABLE = "auditlog"
+
+
+def row_counts(engine: Engine, *, audit: bool = False) -> dict[str, int]:
+    """Rows per MindRoute table that exists (a database may be older, or empty). The audit trail only with
+    `audit`: a restore appends its own row to it, so it is reported apart from the data that came back."""
     existing = set(inspect(engine).get_table_names())
     counts: dict[str, int] = {}
     with engine.connect() as conn:
         for name in _table_names():
-            if name in existing:
+            if name in existing and (audit or name != AUDIT_TABLE):
                 # Table names come from our own metadata, never from input.
                 counts[name] = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()  # noqa: S608
     return counts
@@ -397,8 +401,14 @@ def cmd_restore(args: argparse.Namespace) -> None:
     # Backups from older versions come back at their schema; bring them to this version's.
     ensure_schema(engine)
     size = path.stat().st_size
+    from mindroute.cli.audit import record_cli
+
+    # The restored chain is the backup's; the restore itself is its next row.
+    record_cli(engine, "backup.restore", "database", None, {"file": path.name, "bytes": size, "forced": bool(busy)})
     print(f"restored {path} ({_format_size(size)}) into the {dialect} database")
     # A backup holds the rollups as they were, which need not match its logs (rows loaded by hand,
     # a load cut short): the days that differ are rebuilt from the logs, with a bar on a terminal.
     print(rollups_summary(bring_rollups_in_step(engine)))
     print(f"rows: {_format_counts(row_counts(engine))}")
+    trail = row_counts(engine, audit=True).get(AUDIT_TABLE, 0)
+    print(f"audit trail: {trail:,} rows, the last one this restore (check it with `python -m mindroute audit verify`)")

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select
@@ -77,6 +78,11 @@ def cmd_rotate_secret(_args: argparse.Namespace) -> None:
         providers = session.scalars(select(Provider).where(Provider.api_key.is_not(None))).all()
         for provider in providers:
             provider.api_key = box.rotate(provider.api_key)
+        session.flush()
+        from mindroute.services import audit
+
+        changes = {"provider_keys": "re-encrypted", "providers": len(providers)}
+        audit.record(session, "secret.rotate", "provider", None, changes, actor=audit.CLI)
     print(f"re-encrypted {len(providers)} provider key(s) under the newest secret key")
     if len(settings.secret_keys) > 1:
         print("older keys can now be removed from MINDROUTE_SECRET_KEY")
@@ -128,7 +134,15 @@ def cmd_prune_logs(args: argparse.Namespace) -> None:
 
     if args.older_than_days < 1:
         raise CommandError("--older-than-days must be at least 1")
-    deleted = prune_logs(_migrated_engine(), args.older_than_days, batch_rows=args.batch_rows)
+    from mindroute.models import utcnow
+    from mindroute.services import audit
+    from mindroute.services.log_explorer import record_retention_run
+
+    engine = _migrated_engine()
+    now = utcnow()
+    deleted = prune_logs(engine, args.older_than_days, batch_rows=args.batch_rows, now=now)
+    cutoff = now - timedelta(days=args.older_than_days)
+    record_retention_run(engine, audit.CLI, args.older_than_days, cutoff, deleted)
     print(f"deleted {deleted:,} log rows older than {args.older_than_days} days")
 
 
@@ -171,19 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than-days", type=int, required=True, metavar="N")
     prune.add_argument("--batch-rows", type=int, default=5000, help="rows per transaction (default %(default)s)")
 
-    from mindroute.cli import backup, seed
+    from mindroute.cli import audit, backup, seed
 
     seed.add_demo_parser(sub)
     backup.add_parsers(sub)
-    COMMANDS.update({"seed-demo": seed.cmd_seed_demo, "backup": backup.cmd_backup, "restore": backup.cmd_restore})
+    audit.add_parsers(sub)
+    COMMANDS.update(
+        {
+            "seed-demo": seed.cmd_seed_demo,
+            "backup": backup.cmd_backup,
+            "restore": backup.cmd_restore,
+            "audit": audit.cmd_audit,
+            "prune-audit": audit.cmd_prune_audit,
+        }
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from mindroute.services.audit import CLI, acting_as
+
     try:
-        COMMANDS[args.command](args)
+        with acting_as(CLI):  # whatever a command changes is recorded as done by "cli"
+            COMMANDS[args.command](args)
+    except SystemExit as exc:  # `audit verify` found a broken row (it printed which)
+        return int(exc.code or 0)
     except ValidationError as exc:
         print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
         return 2

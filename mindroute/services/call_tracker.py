@@ -276,7 +276,9 @@ class CallTracker:
             tool_calls=tool_calls,
             other_choices=others,
         )
-        cost = estimate_cost(route.prices, request.model, prompt, completion)
+        cost = estimate_cost(
+            route.prices, request.model, prompt, completion, protocol=route.protocol, endpoint_url=route.endpoint
+        )
         retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
         param = error.param if isinstance(error, UnsupportedParameter) else None
         # ChatOutcome's fields in their order: the text, status and error, the tokens, the times, the cost, ...

@@ -215,6 +215,7 @@ def test_analytics_cost_with_built_in_prices_equals_the_hand_computed_sum(engine
     assert cost == pytest.approx(by_hand, rel=1e-12)
     assert page.breakdown_provider_model["cost"].sum() == pytest.approx(by_hand, rel=1e-12)
     assert unpriced_models(facts.frame) == ["gpt-4o", "my-fine-tune"]  # Ollama's gpt-4o, and the fine-tune
+    assert page.unpriced_models == ["gpt-4o", "my-fine-tune"]  # what the Usage page's cost note names
     priced = facts.frame.groupby("model")["priced"].all().to_dict()
     assert priced["gpt-4o-2024-08-06"] and priced["claude-sonnet-4-5-20250929"]
     assert not priced["my-fine-tune"]

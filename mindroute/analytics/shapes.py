@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -263,6 +263,7 @@ class UsagePage:
     breakdown_provider_model: pd.DataFrame
     breakdown_user: pd.DataFrame
     breakdown_request_type: pd.DataFrame
+    unpriced_models: list[str] = field(default_factory=list)  # used in the period, with no price: not in the cost
 
     @property
     def empty(self) -> bool:

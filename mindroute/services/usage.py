@@ -19,6 +19,7 @@ from mindroute.analytics.filter import UsageFilter, Viewer, pick_granularity, sc
 from mindroute.analytics.labels import UNKNOWN, add_labels
 from mindroute.analytics.levels import BY_MODEL, HOURLY, REQUEST_TYPES, Level
 from mindroute.analytics.plan import make_plan, window_pieces
+from mindroute.analytics.pricing import unpriced_models
 from mindroute.analytics.reads import run_reads
 from mindroute.analytics.shapes import (
     UsagePage,
@@ -74,6 +75,7 @@ def usage_page(session: Session, viewer: Viewer, flt: UsageFilter, granularity: 
         breakdown_provider_model=breakdown(current, "provider_model"),
         breakdown_user=breakdown(current, "user"),
         breakdown_request_type=breakdown(current, "request_type"),
+        unpriced_models=unpriced_models(current.frame),
     )
 
 

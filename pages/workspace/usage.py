@@ -102,6 +102,8 @@ for start in range(0, len(data.tiles), 5):
             help="Approximate: from latency histograms, within 1% of the exact value." if tile.approximate else None,
             border=True,
         )
+if note := view.cost_note(data.unpriced_models):
+    st.caption(note)
 
 if data.empty:
     st.info("No calls match these filters in this period.")

@@ -83,8 +83,12 @@ def test_tiles_are_scoped_to_the_viewer(engine: Engine, monkeypatch, calls) -> N
     assert metric(at, "Error rate") == "10.0%"
     assert "p95 latency (ms, approx.)" in [m.label for m in at.metric]
 
+    # Neither model has a price (the providers set none and they are not in the built-in table).
+    assert "Cost excludes 2 unpriced models: m-big, m-free." in [c.value for c in at.caption]
+
     at = open_page(engine, monkeypatch, "alice@example.com", USAGE)
     assert metric(at, "Requests") == "6"
+    assert "Cost excludes 1 unpriced model: m-big." in [c.value for c in at.caption]
     assert "usage_user" not in {s.key for s in at.selectbox}  # no user filter for a user
     shown = at.dataframe[-1].value
     assert list(shown["provider"]) == ["P1"]  # bob's provider never appears

@@ -19,6 +19,7 @@ import mindroute.db as db
 from mindroute import config, security
 from mindroute.cli.main import main
 from mindroute.db import make_engine, transaction
+from mindroute.errors import PermissionDenied
 from mindroute.models import AuditLog, Log, Ticket, User
 from mindroute.services import admin_users, api_keys, audit, auth, log_explorer, permissions, providers, tickets
 from mindroute.services.users import create_user, sign_up
@@ -355,22 +356,31 @@ def test_writers_without_the_lock_would_fork(engine) -> None:
 
 
 def test_filters_keyset_pages_and_csv(engine) -> None:
+    with transaction(engine) as session:
+        admin = add_user(session, "admin@example.com", "admin")
+        plain = add_user(session, "plain@example.com")
     _write(engine, 5, "a")
     with transaction(engine) as session:
         audit.record(session, "provider.create", "provider", "=HYPERLINK(1)", {"name": [None, "P"]}, actor=audit.CLI)
     every = audit.AuditFilter()
-    first = audit.list_rows(engine, every, limit=4)
+    first = audit.list_rows(engine, admin, every, limit=4)
     assert [r.seq for r in first] == [6, 5, 4, 3]
-    assert [r.seq for r in audit.list_rows(engine, every, before_seq=first[-1].seq, limit=4)] == [2, 1]
-    assert [r.seq for r in audit.list_rows(engine, audit.AuditFilter(action="provider."))] == [6]
-    assert [r.seq for r in audit.list_rows(engine, audit.AuditFilter(target_type="thing", target_id="a2"))] == [3]
-    assert audit.count_rows(engine, audit.AuditFilter(actor="CL")) == 6
-    assert audit.count_rows(engine, audit.AuditFilter(actor="nobody")) == 0
-    assert audit.actions(engine) == ["provider.create", "test.event"]
-    body = audit.to_csv(engine, every)
+    assert [r.seq for r in audit.list_rows(engine, admin, every, before_seq=first[-1].seq, limit=4)] == [2, 1]
+    assert [r.seq for r in audit.list_rows(engine, admin, audit.AuditFilter(action="provider."))] == [6]
+    by_target = audit.AuditFilter(target_type="thing", target_id="a2")
+    assert [r.seq for r in audit.list_rows(engine, admin, by_target)] == [3]
+    assert audit.count_rows(engine, admin, audit.AuditFilter(actor="CL")) == 6
+    assert audit.count_rows(engine, admin, audit.AuditFilter(actor="nobody")) == 0
+    assert audit.actions(engine, admin) == ["provider.create", "test.event"]
+    body = audit.to_csv(engine, admin, every)
     assert body.splitlines()[0] == ",".join(audit.CSV_COLUMNS)
     assert len(body.splitlines()) == 7
     assert ",'=HYPERLINK(1)," in body  # a spreadsheet shows it as text, never runs it
+    for reader in (plain, None):
+        with pytest.raises(PermissionDenied):
+            audit.list_rows(engine, reader, every)
+        with pytest.raises(PermissionDenied):
+            audit.to_csv(engine, reader, every)
 
 
 # --- the CLI --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
+from mindroute.errors import PermissionDenied
 from mindroute.models import AuditLog, User, utcnow
 
 GENESIS = "0" * 64  # the prev_hash of the very first row
@@ -304,8 +305,19 @@ def _filtered(flt: AuditFilter) -> Any:
     return query
 
 
-def list_rows(engine: Engine, flt: AuditFilter, before_seq: int | None = None, limit: int = 50) -> list[AuditLog]:
-    """Newest first, keyset-paged by `seq`: the next page is `before_seq=<last row's seq>`."""
+def _require_admin(actor: User | None) -> None:
+    from mindroute.services.users import require_admin
+
+    if actor is None:  # the CLI reads the chain with verify, not through these
+        raise PermissionDenied("Only administrators can read the audit trail")
+    require_admin(actor)
+
+
+def list_rows(
+    engine: Engine, actor: User | None, flt: AuditFilter, before_seq: int | None = None, limit: int = 50
+) -> list[AuditLog]:
+    """Administrators: newest first, keyset-paged by `seq`: the next page is `before_seq=<last row's seq>`."""
+    _require_admin(actor)
     query = _filtered(flt)
     if before_seq is not None:
         query = query.where(AuditLog.seq < before_seq)
@@ -315,12 +327,14 @@ def list_rows(engine: Engine, flt: AuditFilter, before_seq: int | None = None, l
         return rows
 
 
-def count_rows(engine: Engine, flt: AuditFilter) -> int:
+def count_rows(engine: Engine, actor: User | None, flt: AuditFilter) -> int:
+    _require_admin(actor)
     with Session(engine) as session:
         return session.scalar(select(func.count()).select_from(_filtered(flt).subquery())) or 0
 
 
-def actions(engine: Engine) -> list[str]:
+def actions(engine: Engine, actor: User | None) -> list[str]:
+    _require_admin(actor)
     with Session(engine) as session:
         return list(session.scalars(select(AuditLog.action).distinct().order_by(AuditLog.action)).all())
 
@@ -333,15 +347,15 @@ def _csv_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def to_csv(engine: Engine, flt: AuditFilter, limit: int = 100_000) -> str:
-    """The filtered rows (newest first) as CSV."""
+def to_csv(engine: Engine, actor: User | None, flt: AuditFilter, limit: int = 100_000) -> str:
+    """Administrators: the filtered rows (newest first) as CSV, cells a spreadsheet would run as formulas quoted."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     before: int | None = None
     written = 0
     while written < limit:
-        rows = list_rows(engine, flt, before, min(2000, limit - written))
+        rows = list_rows(engine, actor, flt, before, min(2000, limit - written))
         if not rows:
             break
         for row in rows:

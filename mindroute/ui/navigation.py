@@ -40,6 +40,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/admin/tickets.py", TICKET_QUEUE, ":material/support_agent:", ADMIN, ADMINS),
     PageSpec("pages/admin/logs.py", "Logs", ":material/receipt_long:", ADMIN, ADMINS),
     PageSpec("pages/admin/retention.py", "Log retention", ":material/delete_sweep:", ADMIN, ADMINS),
+    PageSpec("pages/admin/audit.py", "Audit", ":material/policy:", ADMIN, ADMINS),
 )
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 from mindroute import security
 from mindroute.http import web
 from mindroute.models import User
-from mindroute.services import auth
+from mindroute.services import audit, auth
 from mindroute.ui.runtime import engine
 
 # Where a tab-lived session (no cookie routes: `streamlit run Home.py`, AppTest) keeps its token.
@@ -51,6 +51,7 @@ def resolve_current_user() -> User | None:
     then follows its session to the successor token, until the session is signed out, revoked
     or past its absolute lifetime. A connection opened with an already-dead token never does.
     """
+    _set_audit_actor(None)  # until a user is resolved, anything recorded is anonymous (the sign-in form)
     token = session_token()
     if not token:
         return None
@@ -63,7 +64,14 @@ def resolve_current_user() -> User | None:
         st.session_state.pop(FOLLOW_KEY, None)
         return None
     st.session_state[FOLLOW_KEY] = (digest, resolved.user.id, resolved.created_at)
+    _set_audit_actor(resolved.user)
     return resolved.user
+
+
+def _set_audit_actor(user: User | None) -> None:
+    """Whatever this script run changes is recorded in the audit trail as done by `user`, from this
+    browser's address (the trusted-proxy rules of web.client_address) and user agent."""
+    audit.set_actor(audit.AuditActor.of(user, client_ip(), user_agent()))
 
 
 def require_user(role: str | None = None) -> User:

@@ -1,0 +1,16 @@
+"""Audit: every admin action and security event, filtered by actor, action, target and time, with a CSV."""
+
+from mindroute.ui.session import require_admin
+
+user = require_admin()
+
+import streamlit as st  # noqa: E402
+
+from mindroute.ui.audit_view import audit_explorer  # noqa: E402
+
+st.title("Audit")
+st.caption(
+    "One row per administrator action and security event, written with the change itself. Each row carries a "
+    "hash of the one before: `python -m mindroute audit verify` names the first row that was altered."
+)
+audit_explorer(user)

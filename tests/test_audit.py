@@ -371,6 +371,11 @@ def test_filters_keyset_pages_and_csv(engine) -> None:
     assert [r.seq for r in audit.list_rows(engine, admin, by_target)] == [3]
     assert audit.count_rows(engine, admin, audit.AuditFilter(actor="CL")) == 6
     assert audit.count_rows(engine, admin, audit.AuditFilter(actor="nobody")) == 0
+    now = audit.utcnow()
+    day = timedelta(days=1)
+    assert audit.count_rows(engine, admin, audit.AuditFilter(since=now - day, until=now + day)) == 6
+    assert audit.count_rows(engine, admin, audit.AuditFilter(since=now + day)) == 0
+    assert audit.count_rows(engine, admin, audit.AuditFilter(until=now - day)) == 0
     assert audit.actions(engine, admin) == ["provider.create", "test.event"]
     body = audit.to_csv(engine, admin, every)
     assert body.splitlines()[0] == ",".join(audit.CSV_COLUMNS)

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from mindroute import security
 from mindroute.db import transaction
 from mindroute.http import web
-from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
+from mindroute.models import AuditLog, LoginAttempt, RefreshToken, User, utcnow
 from mindroute.services import auth
 from mindroute.validation import ValidationError
 
@@ -338,6 +338,19 @@ def test_sign_in_route_sets_an_httponly_lax_cookie(client, engine) -> None:
     set_cookie = response.headers["set-cookie"]
     assert set_cookie.startswith(f"{web.SESSION_COOKIE}=") and "HttpOnly" in set_cookie
     assert "SameSite=lax" in set_cookie and "Secure" not in set_cookie and "Max-Age" not in set_cookie
+
+
+def test_the_sign_in_routes_audit_row_has_the_browsers_user_agent(client, engine) -> None:
+    add_user(engine, "a@example.com")
+    headers = {**SAME_ORIGIN, "User-Agent": "Mozilla/5.0 (audit test)"}
+    client.post("/auth/signin", data={"email": "a@example.com", "password": "no"}, headers=headers)
+    client.post("/auth/signin", data={"email": "a@example.com", "password": PASSWORD}, headers=headers)
+    with transaction(engine) as session:
+        rows = session.execute(select(AuditLog.action, AuditLog.user_agent).order_by(AuditLog.seq)).all()
+    assert [tuple(r) for r in rows if r[0].startswith("signin.")] == [
+        ("signin.failure", "Mozilla/5.0 (audit test)"),
+        ("signin.success", "Mozilla/5.0 (audit test)"),
+    ]
 
 
 def test_remember_me_makes_a_30_day_cookie_and_https_makes_it_secure(client, engine, monkeypatch) -> None:

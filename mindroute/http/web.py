@@ -24,6 +24,7 @@ from mindroute.http.cookies import SESSION_COOKIE, SessionCookieMiddleware, clea
 from mindroute.http.guard import BrowserGuardMiddleware
 from mindroute.http.origins import client_address, is_same_origin
 from mindroute.services import auth
+from mindroute.services.call_log import USER_AGENT_MAX_CHARS
 
 log = logging.getLogger("mindroute.http.web")
 
@@ -40,9 +41,11 @@ def _redirect_home(**query: str) -> RedirectResponse:
     return RedirectResponse("/" + (f"?{urlencode(query)}" if query else ""), status_code=303)
 
 
-def _sign_in(email: str, password: str, remember: bool, ip: str | None) -> auth.SignInResult | auth.IssuedSession:
+def _sign_in(
+    email: str, password: str, remember: bool, ip: str | None, user_agent: str | None = None
+) -> auth.SignInResult | auth.IssuedSession:
     with transaction() as session:
-        result = auth.sign_in(session, email, password, ip)
+        result = auth.sign_in(session, email, password, ip, user_agent)
         if result.user is None:
             return result  # the failed attempt commits with this transaction
         auth.prune(session)  # cheap with the expiresAt index; keeps the tables small
@@ -57,7 +60,8 @@ async def sign_in_route(request: Request) -> Response:
     email = str(form.get("email", ""))
     password = str(form.get("password", ""))
     remember = form.get("remember") in ("on", "true", "1")
-    outcome = await run_in_threadpool(_sign_in, email, password, remember, _client_ip(request))
+    agent = (request.headers.get("user-agent") or "")[:USER_AGENT_MAX_CHARS] or None  # for the audit row
+    outcome = await run_in_threadpool(_sign_in, email, password, remember, _client_ip(request), agent)
     if isinstance(outcome, auth.SignInResult):
         if outcome.throttled:
             return _redirect_home(signin="throttled", wait=str(outcome.wait_seconds))

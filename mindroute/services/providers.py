@@ -24,9 +24,12 @@ from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound
 from mindroute.models import Log, Provider, User
-from mindroute.provider_settings import (  # SettingsError and settings_json: for the Providers page
+from mindroute.provider_settings import (  # SettingsError, settings_json and the price lookup: for the Providers page
     SettingsError,  # noqa: F401
+    builtin_prices,  # noqa: F401
+    builtin_table,  # noqa: F401
     parse_settings_json,
+    price_for,  # noqa: F401
     read_settings,
     settings_json,  # noqa: F401
     settings_with_models,

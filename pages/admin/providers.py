@@ -9,9 +9,14 @@ import uuid  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.provider_settings import builtin_prices, builtin_table, price_for  # noqa: E402
 from mindroute.services import providers as svc  # noqa: E402
-from mindroute.services.providers import SettingsError, settings_json  # noqa: E402
+from mindroute.services.providers import (  # noqa: E402
+    SettingsError,
+    builtin_prices,
+    builtin_table,
+    price_for,
+    settings_json,
+)
 from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 

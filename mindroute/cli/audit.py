@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 from tqdm import tqdm
 
+from mindroute.cli.engine import migrated_engine
 from mindroute.db import transaction
 from mindroute.errors import CommandError
 from mindroute.services import audit
@@ -42,19 +43,15 @@ def verify_command(engine: Engine, *, progress: bool | None = None) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from mindroute.cli.main import _migrated_engine
-
-    status = verify_command(_migrated_engine())
+    status = verify_command(migrated_engine())
     if status:
         raise SystemExit(status)
 
 
 def cmd_prune_audit(args: argparse.Namespace) -> None:
-    from mindroute.cli.main import _migrated_engine
-
     if args.older_than_days < 1:
         raise CommandError("--older-than-days must be at least 1")
-    deleted = audit.prune(_migrated_engine(), args.older_than_days)
+    deleted = audit.prune(migrated_engine(), args.older_than_days)
     print(f"deleted {deleted:,} audit rows older than {args.older_than_days} days; the chain is re-anchored")
 
 

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from mindroute.cli.engine import migrated_engine as _migrated_engine
 from mindroute.config import ConfigError, get_settings
 from mindroute.db import SchemaError, current_revision, downgrade, get_engine, head_revision, transaction, upgrade
 from mindroute.errors import CommandError, PermissionDenied
@@ -26,14 +27,6 @@ def _read_password(prompt: str = "Password: ") -> str:
             raise CommandError("the two passwords differ")
         return first
     return sys.stdin.readline().rstrip("\r\n")
-
-
-def _migrated_engine() -> Engine:
-    from mindroute.db import ensure_schema
-
-    engine = get_engine()
-    ensure_schema(engine)
-    return engine
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mindroute.http.answers import OVERHEAD_HEADER
-from mindroute.http.chat_request import REFUSED_FIELDS, REQUEST_FIELDS, RequestField
+from mindroute.http.chat_fields import REFUSED_FIELDS, REQUEST_FIELDS, RequestField
 
 _ERROR_SCHEMA = {
     "type": "object",

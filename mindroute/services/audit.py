@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.errors import PermissionDenied
 from mindroute.models import AuditLog, User, utcnow
+from mindroute.services.roles import require_admin
 
 GENESIS = "0" * 64  # the prev_hash of the very first row
 # pg_advisory_xact_lock key serialising writers of the chain on PostgreSQL ("MRAUDIT" in ASCII).
@@ -306,8 +307,6 @@ def _filtered(flt: AuditFilter) -> Any:
 
 
 def _require_admin(actor: User | None) -> None:
-    from mindroute.services.users import require_admin
-
     if actor is None:  # the CLI reads the chain with verify, not through these
         raise PermissionDenied("Only administrators can read the audit trail")
     require_admin(actor)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.errors import PermissionDenied
 from mindroute.models import User, utcnow
+from mindroute.services.roles import require_active, require_active_admin, require_admin  # noqa: F401 - the services' checks
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import (
     ValidationError,
@@ -21,26 +22,6 @@ from mindroute.validation import (
 )
 
 _Stmt = TypeVar("_Stmt", bound="Select[Any]")
-
-
-def require_admin(actor: User | None) -> None:
-    """The role check every admin-only service starts with. `None` is the trusted CLI."""
-    if actor is not None and (actor.role != "admin" or not actor.is_active):
-        raise PermissionDenied("Only administrators can do this")
-
-
-def require_active(actor: User | None, doing: str) -> User:
-    """`actor` when signed in and active, else PermissionDenied("Sign in to <doing>")."""
-    if actor is None or not actor.is_active:
-        raise PermissionDenied(f"Sign in to {doing}")
-    return actor
-
-
-def require_active_admin(actor: User | None, doing: str) -> User:
-    """`actor` when a signed-in, active administrator (not the CLI's None); PermissionDenied otherwise."""
-    active = require_active(actor, doing)
-    require_admin(active)
-    return active
 
 
 def for_update(session: Session, stmt: _Stmt) -> _Stmt:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -402,3 +403,100 @@ class AuditLog(Base):
     changes: Mapped[Any | None] = mapped_column("changes", JSONType)
     prev_hash: Mapped[str] = mapped_column("prevhash", String(64), nullable=False)
     hash: Mapped[str] = mapped_column("hash", String(64), nullable=False)
+
+
+LIMIT_SCOPES = ("default", "user", "key", "provider")
+LIMIT_SETTERS = ("admin", "owner")
+LIMIT_PERIODS = ("day", "week", "month", "total")
+ALERT_LEVELS = ("warning", "spent")
+
+
+class Limit(Base):
+    """Addition (migration 0008): one rule of requests per minute, tokens per minute and a budget per period.
+
+    `target` names what it applies to, one rule per target: "default" (every user without a rule of their
+    own), "user:<id>", "key:<id>" (set by an admin), "key:<id>:owner" (set by the key's owner, tighter
+    only in effect: the tightest rule wins) and "provider:<id>" (the organisation's use of it). The id
+    columns repeat the target for the foreign keys, so a deleted user, key or provider takes its rules.
+    """
+
+    __tablename__ = "limits"
+    __table_args__ = (
+        CheckConstraint("scope IN ('default', 'user', 'key', 'provider')", name="limits_scope_check"),
+        CheckConstraint("setby IN ('admin', 'owner')", name="limits_setby_check"),
+        CheckConstraint("period IN ('day', 'week', 'month', 'total')", name="limits_period_check"),
+        CheckConstraint("warnpercent BETWEEN 1 AND 100", name="limits_warnpercent_check"),
+        Index("limits_updatedat_idx", "updatedat"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    target: Mapped[str] = mapped_column("target", String(80), unique=True, nullable=False)
+    scope: Mapped[str] = mapped_column("scope", String(20), nullable=False)
+    set_by: Mapped[str] = mapped_column("setby", String(10), nullable=False, default="admin", server_default="admin")
+    user_id: Mapped[uuid.UUID | None] = mapped_column("userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column("apikeyid", Uuid, ForeignKey("apikeys.id", ondelete="CASCADE"))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        "providerid", Uuid, ForeignKey("providers.id", ondelete="CASCADE")
+    )
+    rpm: Mapped[int | None] = mapped_column("rpm", Integer)
+    tpm: Mapped[int | None] = mapped_column("tpm", BigInteger)
+    budget_usd: Mapped[float | None] = mapped_column("budgetusd", Float)
+    budget_tokens: Mapped[int | None] = mapped_column("budgettokens", BigInteger)
+    period: Mapped[str] = mapped_column("period", String(10), nullable=False, default="month", server_default="month")
+    timezone: Mapped[str] = mapped_column("timezone", String(64), nullable=False, default="UTC", server_default="UTC")
+    warn_percent: Mapped[int] = mapped_column("warnpercent", Integer, nullable=False, default=80, server_default="80")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class LimitCounter(Base):
+    """Addition (migration 0008): requests and tokens of the current minute per counted target ("user:<id>",
+    "key:<id>", "provider:<id>"); one row per target, restarted when `windowstart` (minutes since the epoch)
+    moves on. UNLOGGED on PostgreSQL: a crash loses at most the current minute's counts."""
+
+    __tablename__ = "limitcounters"
+
+    counter_key: Mapped[str] = mapped_column("counterkey", String(80), primary_key=True)
+    window_start: Mapped[int] = mapped_column("windowstart", BigInteger, nullable=False)
+    requests: Mapped[int] = mapped_column("requests", Integer, nullable=False, default=0, server_default="0")
+    tokens: Mapped[int] = mapped_column("tokens", BigInteger, nullable=False, default=0, server_default="0")
+
+
+class BudgetSpend(Base):
+    """Addition (migration 0008): what a target ("user:<id>", "key:<id>", "provider:<id>") has spent in one
+    budget period. `periodkey` is "<period>:<time zone>:<local start date>" or "total". Kept up to date with
+    each Logs row (in its transaction) and filled from Logs when a budget is first set mid-period."""
+
+    __tablename__ = "budgetspend"
+
+    target: Mapped[str] = mapped_column("target", String(80), primary_key=True)
+    period_key: Mapped[str] = mapped_column("periodkey", String(120), primary_key=True)
+    spent_usd: Mapped[float] = mapped_column("spentusd", Float, nullable=False, default=0.0, server_default="0")
+    tokens: Mapped[int] = mapped_column("tokens", BigInteger, nullable=False, default=0, server_default="0")
+    unpriced_calls: Mapped[int] = mapped_column("unpricedcalls", Integer, nullable=False, default=0, server_default="0")
+    updated_at: Mapped[datetime] = _updated()
+
+
+class BudgetAlert(Base):
+    """Addition (migration 0008): a budget that crossed its warning threshold or was spent, once per rule,
+    period, level and metric (the unique key is what makes the webhook go once across processes)."""
+
+    __tablename__ = "budgetalerts"
+    __table_args__ = (
+        UniqueConstraint("limittarget", "periodkey", "level", "metric"),
+        CheckConstraint("level IN ('warning', 'spent')", name="budgetalerts_level_check"),
+        CheckConstraint("metric IN ('usd', 'tokens')", name="budgetalerts_metric_check"),
+        Index("budgetalerts_createdat_idx", "createdat"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    limit_target: Mapped[str] = mapped_column("limittarget", String(80), nullable=False)
+    period_key: Mapped[str] = mapped_column("periodkey", String(120), nullable=False)
+    level: Mapped[str] = mapped_column("level", String(10), nullable=False)
+    metric: Mapped[str] = mapped_column("metric", String(10), nullable=False)
+    budget: Mapped[float] = mapped_column("budget", Float, nullable=False)
+    spent: Mapped[float] = mapped_column("spent", Float, nullable=False)
+    created_at: Mapped[datetime] = _created()
+    webhook_status: Mapped[str | None] = mapped_column("webhookstatus", String(20))  # None: no webhook set
+    webhook_at: Mapped[datetime | None] = mapped_column("webhookat", DateTime)
+    webhook_error: Mapped[str | None] = mapped_column("webhookerror", Text)

@@ -49,6 +49,7 @@ from mindroute.db import transaction
 from mindroute.models import Log, utcnow
 from mindroute.providers.shapes import ChatRequest, Choice, ToolCall
 from mindroute.redaction import redact_secrets
+from mindroute.services.limit_charges import Charges
 
 log = logging.getLogger("mindroute.call_log")
 
@@ -98,6 +99,8 @@ class CallRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     ended_at: datetime = field(default_factory=utcnow)  # the row's createdAt, however late it is written
     request_type: str = REQUEST_TYPE_CHAT  # the Logs row's requestType: chat, embedding or completion
+    charges: Charges | None = None  # what the call owes its budgets and minute counters (limit_charges)
+    cost_usd: float | None = None  # the call's estimated cost (None: unpriced or no tokens)
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:

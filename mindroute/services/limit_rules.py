@@ -215,11 +215,21 @@ def validate_budget_usd(value: object, field: str = "budget_usd") -> float | Non
 
 
 def _validate_tokens(value: object, field: str, label: str) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 2_147_483_647:
-        if value > MAX_TOKENS:
-            raise ValidationError(field, f"{label} is too large")
-        return value
-    return validate_optional_positive_int(value, field, label)
+    """A positive whole number of tokens, up to MAX_TOKENS (over the 32-bit range other counts stop at)."""
+    if isinstance(value, str):
+        value = value.strip().replace(",", "").replace("_", "")
+    small = value if not isinstance(value, (int, str)) or isinstance(value, bool) else None
+    if small is not None or value in (None, ""):
+        return validate_optional_positive_int(value, field, label)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValidationError(field, f"{label} must be a whole number") from None
+    if number <= 0:
+        raise ValidationError(field, f"{label} must be greater than 0")
+    if number > MAX_TOKENS:
+        raise ValidationError(field, f"{label} is too large")
+    return number
 
 
 def validate_settings(

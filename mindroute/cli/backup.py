@@ -23,7 +23,7 @@ from mindroute.models import Base
 # Rows in any of these make a database "in use": restore refuses to overwrite it without --force.
 # (The app migrates on start, so the tables may well exist and be empty.) Sign-in attempts are
 # not worth protecting: a fresh app collects them as soon as someone opens the sign-in page.
-NOT_DATA_TABLES = frozenset({"loginattempts"})
+NOT_DATA_TABLES = frozenset({"loginattempts", "limitcounters"})  # this minute's counts are not data either
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = "-- PostgreSQL database dump"
 PG_DUMP_COMPLETE = "-- PostgreSQL database dump complete"

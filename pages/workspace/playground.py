@@ -31,6 +31,7 @@ UPLOAD_LIMIT_MB = st.get_option("server.maxUploadSize")
 STREAM_DONE = "playground_stream_done"
 FINISH_WAIT_S = 10.0
 RENDER_EVERY_S = 0.05  # redraw a streaming answer at most 20 times a second
+LIMITED = 429  # a rate limit or a spent budget refused the call (or the provider's own rate limit)
 POLL_S = 0.1  # while no text arrives, redraw this often: a Stop click takes effect within it
 FILE_TYPES = {
     "images": ["png", "jpg", "jpeg", "gif", "webp"],
@@ -112,7 +113,10 @@ def show_message(entry: dict) -> None:
             if entry.get("text"):
                 st.markdown(safe_markdown(entry["text"]))
             if entry.get("error") and not entry.get("stopped"):  # a stop is the caption's "stopped"
-                st.error(escape_markdown(entry["error"]))
+                if entry.get("status") == LIMITED:  # a limit or budget: which one, and when it resets
+                    st.warning(escape_markdown(entry["error"]), icon=":material/hourglass_top:")
+                else:
+                    st.error(escape_markdown(entry["error"]))
             st.caption(escape_markdown(f"{entry['provider']} · {entry['model']} · " + outcome_caption(entry)))
 
 
@@ -204,6 +208,7 @@ def remember(outcome) -> None:  # noqa: ANN001 - a ChatOutcome
     answer.update(
         text=outcome.text,
         error=outcome.error,
+        status=outcome.status_code,
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
         duration_ms=outcome.duration_ms,

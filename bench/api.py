@@ -5,6 +5,11 @@ with --entry app) run as child processes; this process sends N non-streamed
 requests at concurrency C through MindRoute and then directly to the upstream, and prints one JSON
 object with the throughput, the latencies both ways, their differences and the Logs rows written.
 With --tools the chat body carries two tools and tool_choice "auto", and the upstream answers a tool call.
+With --stream the calls ask for stream=true and the upstream streams its answer as server-sent events
+(its delay before the first event, then STREAM_PIECES apart by --gap-ms): the figures add the
+time to the first byte both ways. With --limits the calling user and its key get rules that never
+refuse (limits_for_bench) and the run is made twice, without and with them, printed side by side;
+--runs N repeats each (alternating) and prints medians.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,7 @@ import httpx
 from cryptography.fernet import Fernet
 
 DEFAULT_DELAY_MS = 20.0
+DEFAULT_GAP_MS = 1.0  # between two streamed events
 WARMUP_REQUESTS = 50
 START_TIMEOUT_S = 30.0
 
@@ -77,12 +85,49 @@ BENCH_TOOLS = [
 ]
 
 
+# A streamed answer's text, one event each (the first also carries the role), then one write of the
+# finish, usage and [DONE] events.
+STREAM_PIECES = ("Hello", " there", "!", " How", " are", " you?")
+STREAM_TEXT = "".join(STREAM_PIECES)
+
+
 def _upstream_delay_s() -> float:
     return float(os.environ.get("MINDROUTE_BENCH_DELAY_MS", DEFAULT_DELAY_MS)) / 1000
 
 
+def _upstream_gap_s() -> float:
+    return float(os.environ.get("MINDROUTE_BENCH_GAP_MS", DEFAULT_GAP_MS)) / 1000
+
+
+def _stream_events(model: str) -> list[bytes]:
+    """The upstream's streamed answer as Chat Completions sends it: one write per element."""
+    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+    def event(choices: list[dict[str, Any]], **more: Any) -> bytes:
+        return b"data: " + json.dumps(base | {"choices": choices} | more, separators=(",", ":")).encode() + b"\n\n"
+
+    writes = [event([{"index": 0, "delta": {"role": "assistant", "content": STREAM_PIECES[0]}}])]
+    writes += [event([{"index": 0, "delta": {"content": piece}}]) for piece in STREAM_PIECES[1:]]
+    writes[-1] += event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    writes[-1] += event([], usage={"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16})
+    writes[-1] += b"data: [DONE]\n\n"
+    return writes
+
+
+async def _send_stream(send: Any, model: str) -> None:
+    head = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    writes = _stream_events(model)
+    for index, data in enumerate(writes):
+        if index:
+            await asyncio.sleep(_upstream_gap_s())
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """An ASGI app answering POST /v1/chat/completions like OpenAI, after MINDROUTE_BENCH_DELAY_MS."""
+    """An ASGI app answering POST /v1/chat/completions like OpenAI, after MINDROUTE_BENCH_DELAY_MS; a
+    stream=true body gets server-sent events, MINDROUTE_BENCH_GAP_MS apart."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -100,6 +145,9 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     request = json.loads(body or b"{}")
     model = request.get("model", "bench-model")
     await asyncio.sleep(_upstream_delay_s())
+    if request.get("stream"):
+        await _send_stream(send, model)
+        return
     choice = TOOL_CALL_CHOICE if request.get("tools") else TEXT_CHOICE
     answer = {
         "id": "chatcmpl-bench",
@@ -192,8 +240,33 @@ def _machine_ticks() -> tuple[int, int]:
 # --- the database ---------------------------------------------------------------------------------
 
 
-def _set_up(database_url: str, upstream_url: str) -> tuple[str, Any]:
-    """Migrate the database and add a user, a provider at the upstream and a key; (key, engine)."""
+# The rules --limits gives the calling user and its key: every limit on, none that refuses during a run.
+BENCH_LIMITS = {
+    "rpm": 10**8,
+    "tpm": 10**12,
+    "budget_usd": 10**6,
+    "budget_tokens": 10**12,
+    "period": "month",
+    "timezone": "Asia/Kolkata",  # a half-hour zone (UTC+05:30)
+}
+# The bench model's price (USD per million tokens), so USD budgets count spend.
+BENCH_PRICES = {"bench-model": {"input": 1.0, "output": 2.0}}
+
+
+def limits_for_bench(session: Any, user_id: Any, key_id: Any) -> int:
+    """Set BENCH_LIMITS on the user and on the key (as the CLI, no actor); the number of rules set."""
+    from mindroute.services import limit_rules
+
+    settings = limit_rules.validate_settings(**BENCH_LIMITS)
+    targets = (limit_rules.user_target(user_id), limit_rules.key_target(key_id))
+    for target in targets:
+        limit_rules.set_limit(session, None, target, settings)
+    return len(targets)
+
+
+def _set_up(database_url: str, upstream_url: str, limits: bool = False) -> tuple[str, Any, int]:
+    """Migrate the database and add a user, a provider at the upstream and a key, and with `limits`
+    their rules; (key and model id, engine, rules set)."""
     from mindroute import config, security
     from mindroute.db import ensure_schema, make_engine, transaction
     from mindroute.models import Provider, User, UserProvider
@@ -216,14 +289,16 @@ def _set_up(database_url: str, upstream_url: str) -> tuple[str, Any]:
             protocol="openai",
             endpoint_url=upstream_url + "/v1",
             api_key=box.encrypt("sk-bench-upstream-key-0123456789"),
-            settings={"models": ["bench-model"], "default_model": "bench-model", "prices": {}},
+            settings={"models": ["bench-model"], "default_model": "bench-model", "prices": BENCH_PRICES},
         )
         session.add_all([user, provider])
         session.flush()
         session.add(UserProvider(user_id=user.id, provider_id=provider.id, allowed=True))
         issued = api_keys.create_key(session, user, user.id, "bench", None)
+        session.flush()
+        rules = limits_for_bench(session, user.id, issued.key.id) if limits else 0
         model_id = f"{provider.name}/bench-model"
-    return issued.plaintext + "\n" + model_id, engine
+    return issued.plaintext + "\n" + model_id, engine, rules
 
 
 def _log_rows(engine: Any) -> int:
@@ -241,8 +316,9 @@ def _log_rows(engine: Any) -> int:
 
 async def _call(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 request on a kept-alive connection: (status, headers, body)."""
+) -> tuple[int, dict[str, str], bytes, float]:
+    """One HTTP/1.1 request on a kept-alive connection: (status, headers, body, perf_counter() when the
+    body's first bytes came). The body is framed by its content-length or chunked (a stream)."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -252,14 +328,35 @@ async def _call(
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return status, headers, body
+    if headers.get("transfer-encoding", "").lower() != "chunked":
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body, time.perf_counter()
+    parts: list[bytes] = []
+    first = 0.0
+    while size := int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+        parts.append((await reader.readexactly(size + 2))[:-2])
+        first = first or time.perf_counter()
+    await reader.readuntil(b"\r\n")  # the end of the last chunk (no trailers)
+    return status, headers, b"".join(parts), first or time.perf_counter()
 
 
-async def _load(
-    url: str, body: dict[str, Any], headers: dict[str, str], requests: int, concurrency: int
-) -> tuple[list[float], list[float], int, float]:
-    """(latencies ms, MindRoute's overhead headers ms, failures, seconds) for `requests` calls.
+STREAM_END = b"data: [DONE]\n\n"
+
+
+@dataclass
+class Load:
+    """What one load run measured: per call its latency and time to the first body byte (ms), MindRoute's
+    overhead header, and the calls that failed (not 200, or a stream that did not end with [DONE])."""
+
+    latencies: list[float] = field(default_factory=list)
+    ttfb: list[float] = field(default_factory=list)
+    overheads: list[float] = field(default_factory=list)
+    failures: int = 0
+    seconds: float = 0.0
+
+
+async def _load(url: str, body: dict[str, Any], headers: dict[str, str], requests: int, concurrency: int) -> Load:
+    """`requests` calls at concurrency `concurrency`.
 
     A minimal HTTP/1.1 client on raw kept-alive connections, one per worker: a general-purpose
     client costs more CPU per request than the server under test, on the same two cores."""
@@ -269,30 +366,31 @@ async def _load(
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     head += f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
     request = head.encode() + payload
-    latencies: list[float] = []
-    overheads: list[float] = []
-    failures = 0
+    stream = bool(body.get("stream"))
+    load = Load()
     remaining = requests
 
     async def worker() -> None:
-        nonlocal remaining, failures
+        nonlocal remaining
         reader, writer = await asyncio.open_connection(parts.host, parts.port)
         try:
             while remaining > 0:
                 remaining -= 1
                 started = time.perf_counter()
-                status, answer_headers, _ = await _call(reader, writer, request)
-                latencies.append((time.perf_counter() - started) * 1000)
-                if status != 200:
-                    failures += 1
+                status, answer_headers, answer, first = await _call(reader, writer, request)
+                load.latencies.append((time.perf_counter() - started) * 1000)
+                load.ttfb.append((first - started) * 1000)
+                if status != 200 or (stream and not answer.endswith(STREAM_END)):
+                    load.failures += 1
                 if "x-mindroute-overhead-ms" in answer_headers:
-                    overheads.append(float(answer_headers["x-mindroute-overhead-ms"]))
+                    load.overheads.append(float(answer_headers["x-mindroute-overhead-ms"]))
         finally:
             writer.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, overheads, failures, time.perf_counter() - started
+    load.seconds = time.perf_counter() - started
+    return load
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -310,21 +408,48 @@ def _per_call_ms(seconds: float, requests: int) -> float | None:
     return round(seconds * 1000 / requests, 3) if seconds == seconds else None  # NaN: no /proc
 
 
-def bench_body(model_id: str, tools: bool) -> dict[str, Any]:
-    """The chat body every bench call sends: one short user message, with two tools and tool_choice auto if `tools`."""
+def bench_body(model_id: str, tools: bool, stream: bool = False) -> dict[str, Any]:
+    """The chat body every bench call sends: one short user message, with two tools and tool_choice auto if
+    `tools`, asking for a stream if `stream`."""
     body: dict[str, Any] = {"model": model_id, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
     if tools:
         body |= {"tools": BENCH_TOOLS, "tool_choice": "auto"}
+    if stream:
+        body["stream"] = True
     return body
 
 
-def _check_answer(response: httpx.Response, tools: bool) -> None:
-    """One call through MindRoute answers as the bench expects: a text, or with --tools a tool call."""
+def _check_answer(response: httpx.Response, tools: bool, stream: bool = False) -> None:
+    """One call through MindRoute answers as the bench expects: a text, or with --tools a tool call; with
+    --stream the streamed text, its finish reason and [DONE]."""
     response.raise_for_status()
+    if stream:
+        events = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
+        chunks = [json.loads(event) for event in events[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        reasons = [c["choices"][0].get("finish_reason") for c in chunks if c["choices"]]
+        if events[-1:] != ["[DONE]"] or text != STREAM_TEXT or reasons[-1] != "stop":
+            raise RuntimeError(f"MindRoute streamed {response.text!r}, expected {STREAM_TEXT!r} and [DONE]")
+        return
     [choice] = response.json()["choices"]
     expected = "tool_calls" if tools else "stop"
     if choice["finish_reason"] != expected or bool(choice["message"].get("tool_calls")) != tools:
         raise RuntimeError(f"MindRoute answered {choice!r}, expected finish_reason {expected!r}")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What one run sends and how: the switches of `python -m bench api`."""
+
+    requests: int
+    concurrency: int
+    delay_ms: float = DEFAULT_DELAY_MS
+    database_url: str | None = None
+    entry: str = "api"
+    tools: bool = False
+    stream: bool = False
+    limits: bool = False
+    gap_ms: float = DEFAULT_GAP_MS
 
 
 def run_api_bench(
@@ -334,19 +459,31 @@ def run_api_bench(
     database_url: str | None,
     entry: str = "api",
     tools: bool = False,
+    *,
+    stream: bool = False,
+    limits: bool = False,
+    gap_ms: float = DEFAULT_GAP_MS,
 ) -> dict[str, Any]:
-    """Run the benchmark and return its figures (see the module docstring); `entry` "api" serves
-    `mindroute.http.api:app` alone, "app" serves `streamlit run app.py`; `tools` sends bench_body's tools."""
-    if entry not in ENTRIES:
+    """Run the benchmark once and return its figures (see the module docstring); `entry` "api" serves
+    `mindroute.http.api:app` alone, "app" serves `streamlit run app.py`; `tools` sends bench_body's tools,
+    `stream` asks for streams, `limits` sets limits_for_bench's rules first."""
+    options = BenchOptions(requests, concurrency, delay_ms, database_url, entry, tools, stream, limits, gap_ms)
+    return _run(options)
+
+
+def _run(options: BenchOptions) -> dict[str, Any]:
+    if options.entry not in ENTRIES:
         raise ValueError(f"entry must be one of {', '.join(ENTRIES)}")
+    requests, concurrency, stream = options.requests, options.concurrency, options.stream
     with tempfile.TemporaryDirectory(prefix="mindroute-bench-") as tmp:
-        url = database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        url = options.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         env = {
             **os.environ,
             "MINDROUTE_DATABASE_URL": url,
             "MINDROUTE_DATA_DIR": str(Path(tmp) / "data"),
             "MINDROUTE_SECRET_KEY": os.environ.get("MINDROUTE_SECRET_KEY") or Fernet.generate_key().decode(),
-            "MINDROUTE_BENCH_DELAY_MS": str(delay_ms),
+            "MINDROUTE_BENCH_DELAY_MS": str(options.delay_ms),
+            "MINDROUTE_BENCH_GAP_MS": str(options.gap_ms),
         }
         os.environ.update({k: env[k] for k in ("MINDROUTE_DATABASE_URL", "MINDROUTE_DATA_DIR", "MINDROUTE_SECRET_KEY")})
         upstream_port, api_port = _free_port(), _free_port()
@@ -355,14 +492,14 @@ def run_api_bench(
         api = None
         try:
             _wait_until_up(upstream_url)
-            credentials, engine = _set_up(url, upstream_url)
+            credentials, engine, rules = _set_up(url, upstream_url, options.limits)
             key, model_id = credentials.split("\n")
-            api = _serve_entry(entry, api_port, env)
+            api = _serve_entry(options.entry, api_port, env)
             _wait_until_up(api_url + "/healthz")
-            body = bench_body(model_id, tools)
+            body = bench_body(model_id, options.tools, stream)
             auth = {"authorization": f"Bearer {key}"}
             through, direct = api_url + "/v1/chat/completions", upstream_url + "/v1/chat/completions"
-            _check_answer(httpx.post(through, json=body, headers=auth, timeout=30), tools)
+            _check_answer(httpx.post(through, json=body, headers=auth, timeout=30), options.tools, stream)
             asyncio.run(_load(through, body, auth, WARMUP_REQUESTS - 1, min(concurrency, 8)))
             asyncio.run(_load(direct, body, {}, WARMUP_REQUESTS, min(concurrency, 8)))
             # The warm-up's rows are written behind its answers: count from when they are all in.
@@ -372,7 +509,7 @@ def run_api_bench(
             rows_before = _log_rows(engine)
             cpu_before, upstream_before = _cpu_seconds(api.pid), _cpu_seconds(upstream.pid)
             load_before, ticks_before = time.process_time(), _machine_ticks()
-            mr, overheads, failures, mr_s = asyncio.run(_load(through, body, auth, requests, concurrency))
+            mr = asyncio.run(_load(through, body, auth, requests, concurrency))
             cpu_used = _cpu_seconds(api.pid) - cpu_before
             upstream_used = _cpu_seconds(upstream.pid) - upstream_before
             load_used, ticks = time.process_time() - load_before, _machine_ticks()
@@ -380,30 +517,33 @@ def run_api_bench(
             _stop(api)  # a graceful stop: whatever is pending is written before the count
             api = None
             log_rows = _log_rows(engine) - rows_before
-            up, _, direct_failures, up_s = asyncio.run(_load(direct, body, {}, requests, concurrency))
+            up = asyncio.run(_load(direct, body, {}, requests, concurrency))
             engine.dispose()
         finally:
             if api is not None:
                 _stop(api)
             _stop(upstream)
-    mr_summary, up_summary = _summary(mr), _summary(up)
-    return {
-        "entry": entry,
-        "tools": tools,
+    mr_summary, up_summary = _summary(mr.latencies), _summary(up.latencies)
+    figures: dict[str, Any] = {
+        "entry": options.entry,
+        "tools": options.tools,
+        "stream": stream,
+        "limits": options.limits,
+        "limit_rules": rules,
         "requests": requests,
         "concurrency": concurrency,
-        "upstream_delay_ms": delay_ms,
-        "database": url.split(":", 1)[0],
-        "rps": round(requests / mr_s, 1),
-        "direct_rps": round(requests / up_s, 1),
+        "upstream_delay_ms": options.delay_ms,
+        "database": url.split(":", 1)[0].split("+", 1)[0],  # postgresql+psycopg: postgresql
+        "rps": round(requests / mr.seconds, 1),
+        "direct_rps": round(requests / up.seconds, 1),
         "mindroute": mr_summary,
         "direct": up_summary,
         "p50_overhead_ms": round(mr_summary["p50_ms"] - up_summary["p50_ms"], 2),
         "p95_overhead_ms": round(mr_summary["p95_ms"] - up_summary["p95_ms"], 2),
         "p99_overhead_ms": round(mr_summary["p99_ms"] - up_summary["p99_ms"], 2),
         "header_overhead_ms": {
-            "p50": round(_percentile(overheads, 0.5), 2),
-            "p99": round(_percentile(overheads, 0.99), 2),
+            "p50": round(_percentile(mr.overheads, 0.5), 2),
+            "p99": round(_percentile(mr.overheads, 0.99), 2),
         },
         # CPU time of the MindRoute process per call (all its threads): what bounds its throughput.
         "cpu_ms_per_request": _per_call_ms(cpu_used, requests),
@@ -412,9 +552,58 @@ def run_api_bench(
         "upstream_cpu_ms_per_request": _per_call_ms(upstream_used, requests),
         "load_cpu_ms_per_request": _per_call_ms(load_used, requests),
         "machine_busy_cores": round(busy / total * (os.cpu_count() or 1), 2) if total else None,
-        "failures": failures + direct_failures,
+        "failures": mr.failures + up.failures,
         "log_rows": log_rows,
     }
+    if stream:
+        # Time to the first byte of the answer's body (MindRoute answers once the upstream's first event is in).
+        mr_first, up_first = _summary(mr.ttfb), _summary(up.ttfb)
+        figures["ttfb"] = {"mindroute": mr_first, "direct": up_first}
+        figures["ttfb_p50_overhead_ms"] = round(mr_first["p50_ms"] - up_first["p50_ms"], 2)
+        figures["ttfb_p99_overhead_ms"] = round(mr_first["p99_ms"] - up_first["p99_ms"], 2)
+        figures["upstream_gap_ms"] = options.gap_ms
+    return figures
+
+
+def _median(runs: Sequence[Any]) -> Any:
+    """The runs' figures with every number their median (the first run's value for the rest)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: _median([run[k] for run in runs]) for k in first}
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in runs):
+        return round(statistics.median(runs), 3)
+    return first
+
+
+# What --limits prints side by side: [without, with].
+SIDE_BY_SIDE = (
+    "rps",
+    "p50_overhead_ms",
+    "p99_overhead_ms",
+    "ttfb_p50_overhead_ms",
+    "ttfb_p99_overhead_ms",
+    "cpu_ms_per_request",
+    "failures",
+    "log_rows",
+)
+
+
+def run_compared(options: BenchOptions, runs: int) -> dict[str, Any]:
+    """`runs` runs (with options.limits: that many without limits and with, alternating which goes first),
+    as their medians; each configuration's rps over its runs; with limits, the key figures side by side."""
+    settings = (False, True) if options.limits else (options.limits,)
+    results: dict[bool, list[dict[str, Any]]] = {setting: [] for setting in settings}
+    for index in range(runs):
+        for setting in settings if index % 2 == 0 else settings[::-1]:
+            results[setting].append(_run(replace(options, limits=setting)))
+    medians = {setting: _median(found) | {"runs": runs} for setting, found in results.items()}
+    for setting, found in results.items():
+        medians[setting]["rps_runs"] = [run["rps"] for run in found]
+    if not options.limits:
+        return medians[False]
+    without, with_ = medians[False], medians[True]
+    both = {name: [without[name], with_[name]] for name in SIDE_BY_SIDE if name in without}
+    return {"side_by_side": both, "without_limits": without, "with_limits": with_}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,6 +621,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="api: uvicorn mindroute.http.api:app (the API alone); app: streamlit run app.py (API beside pages)",
     )
     api.add_argument("--tools", action="store_true", help="two tools and tool_choice auto; the upstream calls one")
+    api.add_argument("--stream", action="store_true", help="stream=true; the upstream streams server-sent events")
+    api.add_argument("--gap-ms", type=float, default=DEFAULT_GAP_MS, help="with --stream: between two events")
+    api.add_argument(
+        "--limits", action="store_true", help="run without and with never-refusing limits on the user and key"
+    )
+    api.add_argument("--runs", type=int, default=1, help="runs of each configuration (alternating); medians")
     analytics = commands.add_parser("analytics", help="the Usage page's queries (see bench.analytics)")
     analytics.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
     analytics.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
@@ -444,9 +639,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         forwarded += ["--database-url", args.database_url] if args.database_url else []
         forwarded += ["--runs", str(args.runs)] if args.runs else []
         return bench_analytics.main(forwarded)
-    if args.requests < 1 or args.concurrency < 1:
-        parser.error("--requests and --concurrency must be at least 1")
-    figures = run_api_bench(args.requests, args.concurrency, args.delay_ms, args.database_url, args.entry, args.tools)
+    if args.requests < 1 or args.concurrency < 1 or args.runs < 1:
+        parser.error("--requests, --concurrency and --runs must be at least 1")
+    options = BenchOptions(
+        args.requests,
+        args.concurrency,
+        args.delay_ms,
+        args.database_url,
+        args.entry,
+        args.tools,
+        args.stream,
+        args.limits,
+        args.gap_ms,
+    )
+    figures = _run(options) if args.runs == 1 and not args.limits else run_compared(options, args.runs)
     print(json.dumps(figures))
     return 0
 

@@ -1,0 +1,338 @@
+"""The limit check that runs before every upstream call: budgets, then requests and tokens per minute.
+
+`acheck` (the API's event loop) and `check` (the playground) take the rules a call meets
+(limit_rules.rules_for_call) and answer a LimitCheck: a refusal naming the rule and when it resets, or the
+call's Charges (what the Logs writer adds its tokens and cost to), and OpenAI's x-ratelimit-* headers.
+No rule: NO_LIMITS at once, with no I/O.
+
+1. Budgets (rules with budget_usd / budget_tokens): the spend of each rule's counted target in the rule's
+   current period (budgetspend, one query for all; no row is nothing spent). A budget whose USD or tokens
+   reached the limit refuses (429 insufficient_quota) before anything is counted, so a spent budget uses no
+   request.
+2. Requests and tokens per minute: per counted target (several rules may share one, e.g. a key's admin and
+   owner rules) the tightest RPM and TPM apply; the call is admitted only if every counter has requests < RPM
+   and tokens < TPM in this minute (fixed one-minute windows, limit_rules.minute_window), and then counts one
+   request on all of them, atomically across processes (limit_counters: the database, or Redis with
+   MINDROUTE_REDIS_URL; a Redis that is down falls back to the database for that call and a warning is
+   logged at most once a minute).
+
+Bounds. RPM: exact, never more than RPM calls admitted per minute per counter (0 over), on one process or
+many. TPM: a call's tokens are known only when it ends (record_tokens, in the Logs writer's transaction), so
+the call after the minute's tokens reached TPM is refused, and the overshoot is at most the tokens of the
+calls in flight (admitted, not yet logged) when the limit is reached. Budgets: the same, with spend. The
+headers' reset is the end of the current minute.
+
+Which rule is named when several refuse: a budget before a rate limit (budgets are checked first); among
+budgets, the one that resets last (a total budget never resets, so it wins; then the period that ends
+last; ties: the first rule in the call's order: user, key (admin, owner), provider); among rate limits
+(which all reset at the minute's end), requests before tokens, and the smallest limit, then the first rule.
+The headers come from the tightest counter: the one with the fewest requests (tokens) remaining.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from mindroute.models import utcnow
+from mindroute.services.limit_charges import BudgetCharge, Charges
+from mindroute.services.limit_counters import (
+    CounterLimit,
+    CounterOutcome,
+    CounterStore,
+    DatabaseStore,
+    RedisStore,
+    Spend,
+    aread_spend,
+    read_spend,
+    refused_by,
+)
+from mindroute.services.limit_rules import LimitRule, PeriodWindow, minute_window
+
+REDIS_URL_ENV = "MINDROUTE_REDIS_URL"
+PERIOD_WORDS = {"day": "today", "week": "this week", "month": "this month", "total": "in total"}
+
+
+@dataclass(frozen=True)
+class LimitRefusal:
+    status: int  # 429
+    code: str  # "rate_limit_exceeded" (RPM/TPM) or "insufficient_quota" (a spent budget)
+    type: str  # OpenAI's error type: "requests", "tokens" or "insufficient_quota"
+    message: str  # names the rule (LimitRule.label) and when it resets
+    retry_after_s: int | None  # seconds to the reset (None for a "total" budget: it never resets)
+    rule_target: str  # LimitRule.target of the rule that refused
+
+
+@dataclass(frozen=True)
+class LimitCheck:
+    refusal: LimitRefusal | None
+    headers: dict[str, str]  # OpenAI's x-ratelimit-* headers; {} when no RPM/TPM rule applies
+    charges: Charges | None  # for an admitted call (None when no rule or refused)
+
+
+NO_LIMITS = LimitCheck(None, {}, None)
+
+
+# --- the store -----------------------------------------------------------------------------------------
+
+_stores: dict[tuple[str, str], CounterStore] = {}
+_databases: dict[str, DatabaseStore] = {}
+_stores_lock = threading.Lock()
+
+
+def _database_store(engine: Engine) -> DatabaseStore:
+    url = engine.url.render_as_string(hide_password=False)
+    store = _databases.get(url)
+    if store is None:
+        with _stores_lock:
+            store = _databases.setdefault(url, DatabaseStore(engine))
+    return store
+
+
+def counter_store(engine: Engine) -> CounterStore:
+    """Redis when MINDROUTE_REDIS_URL is set, else the database; one per database (and Redis) per process."""
+    redis_url = os.environ.get(REDIS_URL_ENV, "").strip()
+    url = engine.url.render_as_string(hide_password=False)
+    store = _stores.get((url, redis_url))
+    if store is None:
+        database = _database_store(engine)
+        with _stores_lock:
+            store = _stores.get((url, redis_url))
+            if store is None:
+                store = _stores[(url, redis_url)] = RedisStore(redis_url, database) if redis_url else database
+    return store
+
+
+def close_stores() -> None:
+    """Close every store's connections in this process (tests; shutdown)."""
+    with _stores_lock:
+        for store in _stores.values():
+            if isinstance(store, RedisStore):
+                store.close()
+        for database in _databases.values():
+            database.close()
+        _stores.clear()
+        _databases.clear()
+
+
+# --- formats ------------------------------------------------------------------------------------------
+
+
+def reset_text(seconds: float) -> str:
+    """A duration as OpenAI writes its reset headers (Go's style): "120ms", "1s", "59.5s", "6m0s"."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(round(seconds, 3), 60)
+    rest_text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    if minutes >= 60:
+        hours, minutes = divmod(int(minutes), 60)
+        return f"{hours}h{minutes}m{rest_text}"
+    return f"{int(minutes)}m{rest_text}" if minutes else rest_text
+
+
+def _seconds_left(window: int, now: datetime) -> float:
+    return (window + 1) * 60 - now.replace(tzinfo=UTC).timestamp()
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds - 1e-9))
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}"
+
+
+def _reset_moment(window: PeriodWindow, timezone: str) -> str:
+    assert window.end is not None
+    local = window.end.replace(tzinfo=UTC).astimezone(ZoneInfo(timezone))
+    return f"{local:%Y-%m-%d %H:%M} {timezone}"
+
+
+# --- budgets -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Budget:
+    rule: LimitRule
+    window: PeriodWindow
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.rule.counter_key, self.window.key)
+
+
+def _budgets(rules: Sequence[LimitRule], now: datetime) -> list[_Budget]:
+    return [_Budget(rule, rule.window(now)) for rule in rules if rule.has_budget]
+
+
+def _budget_refusal(budgets: Sequence[_Budget], spend: Spend, now: datetime) -> LimitRefusal | None:
+    spent: list[tuple[_Budget, str]] = []
+    for budget in budgets:
+        usd, tokens = spend.get(budget.pair, (0.0, 0))
+        rule = budget.rule
+        if rule.budget_usd is not None and usd >= rule.budget_usd:
+            spent.append((budget, f"{_usd(usd)} of {_usd(rule.budget_usd)}"))
+        elif rule.budget_tokens is not None and tokens >= rule.budget_tokens:
+            spent.append((budget, f"{tokens:,} of {rule.budget_tokens:,} tokens"))
+    if not spent:
+        return None
+    # The one that resets last: a total (no end) first, then the latest end; the first rule on a tie.
+    budget, amounts = min(
+        spent, key=lambda item: (item[0].window.end is not None, -(item[0].window.end or now).timestamp())
+    )
+    rule, window = budget.rule, budget.window
+    period = PERIOD_WORDS[rule.period] + ("" if rule.period == "total" else f" ({rule.timezone})")
+    if window.end is None:
+        when, retry = "a total budget does not reset", None
+    else:
+        when = f"it resets on {_reset_moment(window, rule.timezone)}"
+        retry = _whole_seconds((window.end - now).total_seconds())
+    message = f"Budget spent: {amounts} {period} ({rule.label}); {when}"
+    return LimitRefusal(429, "insufficient_quota", "insufficient_quota", message, retry, rule.target)
+
+
+def _budget_charges(budgets: Sequence[_Budget]) -> tuple[BudgetCharge, ...]:
+    return tuple(BudgetCharge(budget.rule, budget.window.key) for budget in budgets)
+
+
+# --- rates ---------------------------------------------------------------------------------------------
+
+
+def _counter_limits(rules: Sequence[LimitRule]) -> list[CounterLimit]:
+    """One CounterLimit per counted target with an RPM or TPM rule: the tightest of its rules."""
+    tightest: dict[str, tuple[int | None, int | None]] = {}
+    for rule in rules:
+        if not rule.has_rate:
+            continue
+        rpm, tpm = tightest.get(rule.counter_key, (None, None))
+        if rule.rpm is not None:
+            rpm = rule.rpm if rpm is None else min(rpm, rule.rpm)
+        if rule.tpm is not None:
+            tpm = rule.tpm if tpm is None else min(tpm, rule.tpm)
+        tightest[rule.counter_key] = (rpm, tpm)
+    return [CounterLimit(key, rpm, tpm) for key, (rpm, tpm) in tightest.items()]
+
+
+def _headers(limits: Sequence[CounterLimit], counts: dict[str, tuple[int, int]], seconds: float) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    reset = reset_text(seconds)
+    with_rpm = [(limit.rpm - counts.get(limit.key, (0, 0))[0], limit.rpm) for limit in limits if limit.rpm]
+    if with_rpm:
+        remaining, limit = min(with_rpm)
+        headers["x-ratelimit-limit-requests"] = str(limit)
+        headers["x-ratelimit-remaining-requests"] = str(max(0, remaining))
+        headers["x-ratelimit-reset-requests"] = reset
+    with_tpm = [(limit.tpm - counts.get(limit.key, (0, 0))[1], limit.tpm) for limit in limits if limit.tpm]
+    if with_tpm:
+        remaining, limit = min(with_tpm)
+        headers["x-ratelimit-limit-tokens"] = str(limit)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, remaining))
+        headers["x-ratelimit-reset-tokens"] = reset
+    return headers
+
+
+def _rate_refusal(
+    rules: Sequence[LimitRule], limits: Sequence[CounterLimit], counts: dict[str, tuple[int, int]], seconds: float
+) -> LimitRefusal:
+    refusing = {limit.key for limit in limits if refused_by(limit, counts.get(limit.key, (0, 0)))}
+    candidates: list[tuple[int, int, int, str, LimitRule]] = []
+    for order, rule in enumerate(rules):
+        if rule.counter_key not in refusing:
+            continue
+        requests, tokens = counts.get(rule.counter_key, (0, 0))
+        if rule.rpm is not None and requests >= rule.rpm:
+            candidates.append((0, rule.rpm, order, "requests", rule))
+        elif rule.tpm is not None and tokens >= rule.tpm:
+            candidates.append((1, rule.tpm, order, "tokens", rule))
+    _, limit, _, kind, rule = min(candidates, key=lambda item: item[:3])
+    retry = _whole_seconds(seconds)
+    what = f"{limit:,} {kind} per minute"
+    message = f"Rate limit reached: {what} ({rule.label}); try again in {retry} s"
+    return LimitRefusal(429, "rate_limit_exceeded", kind, message, retry, rule.target)
+
+
+# --- the check -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    now: datetime
+    budgets: list[_Budget]
+    limits: list[CounterLimit]
+    window: int
+
+
+def _plan(rules: Sequence[LimitRule], now: datetime | None) -> _Plan:
+    moment = now or utcnow()
+    return _Plan(moment, _budgets(rules, moment), _counter_limits(rules), minute_window(moment))
+
+
+def _refused_by_budget(plan: _Plan, spend: Spend) -> LimitCheck | None:
+    refusal = _budget_refusal(plan.budgets, spend, plan.now)
+    if refusal is None:
+        return None
+    headers = {"retry-after": str(refusal.retry_after_s)} if refusal.retry_after_s is not None else {}
+    return LimitCheck(refusal, headers, None)
+
+
+def _verdict(rules: Sequence[LimitRule], plan: _Plan, outcome: CounterOutcome | None) -> LimitCheck:
+    charges = Charges(
+        rate_keys=tuple(limit.key for limit in plan.limits if limit.tpm is not None),
+        window=plan.window,
+        budgets=_budget_charges(plan.budgets),
+    )
+    if outcome is None:
+        return LimitCheck(None, {}, charges)
+    seconds = _seconds_left(plan.window, plan.now)
+    headers = _headers(plan.limits, outcome.counts, seconds)
+    if outcome.admitted:
+        return LimitCheck(None, headers, charges)
+    refusal = _rate_refusal(rules, plan.limits, outcome.counts, seconds)
+    headers["retry-after"] = str(refusal.retry_after_s)
+    return LimitCheck(refusal, headers, None)
+
+
+async def acheck(engine: Engine, rules: tuple[LimitRule, ...], now: datetime | None = None) -> LimitCheck:
+    """The check from the event loop (the API). `now` is naive UTC (tests); default now."""
+    if not rules:
+        return NO_LIMITS
+    plan = _plan(rules, now)
+    if plan.budgets:
+        refused = _refused_by_budget(plan, await aread_spend(_database_store(engine), [b.pair for b in plan.budgets]))
+        if refused is not None:
+            return refused
+    outcome = await counter_store(engine).atake(plan.limits, plan.window) if plan.limits else None
+    return _verdict(rules, plan, outcome)
+
+
+def check(engine: Engine, rules: tuple[LimitRule, ...], now: datetime | None = None) -> LimitCheck:
+    """The check, blocking (the playground)."""
+    if not rules:
+        return NO_LIMITS
+    plan = _plan(rules, now)
+    if plan.budgets:
+        refused = _refused_by_budget(plan, read_spend(_database_store(engine), [b.pair for b in plan.budgets]))
+        if refused is not None:
+            return refused
+    outcome = counter_store(engine).take(plan.limits, plan.window) if plan.limits else None
+    return _verdict(rules, plan, outcome)
+
+
+def record_tokens(session: Session, charges: Charges, tokens: int, now: datetime | None = None) -> None:
+    """Add a finished call's tokens to its minute counters: in the caller's transaction (`session`, the Logs
+    writer's) for the database store, in Redis with Redis. No-op without a TPM counter, without tokens, or
+    once the call's minute has passed (the counters have moved on)."""
+    if not charges.rate_keys or tokens <= 0 or minute_window(now) != charges.window:
+        return
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    counter_store(engine).add_tokens(session, charges.rate_keys, charges.window, tokens)

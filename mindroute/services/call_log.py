@@ -49,6 +49,7 @@ from mindroute.db import transaction
 from mindroute.models import Log, utcnow
 from mindroute.providers.shapes import ChatRequest, Choice, ToolCall
 from mindroute.redaction import redact_secrets
+from mindroute.services import budget_alerts, budget_spend
 from mindroute.services.limit_charges import Charges
 
 log = logging.getLogger("mindroute.call_log")
@@ -394,9 +395,11 @@ class DatabaseOutage(Exception):  # noqa: N818 - reads better at the raise site
 def write_call_logs(
     engine: Engine, records: Sequence[CallRecord], *, defer_on_outage: bool = False
 ) -> list[uuid.UUID | None]:
-    """Write the calls' Logs rows, and count them in the rollups, in one transaction; the ids, in
-    order (None for a row that could not be written). If the batch fails, each row is tried alone,
-    so one bad row does not cost the others; a failure is logged on the server. Never raises, unless
+    """Write the calls' Logs rows, count them in the rollups and charge them to their budgets
+    (budget_spend.apply_charges), in one transaction; the ids, in order (None for a row that could
+    not be written). The budget alerts the batch raised are posted to the webhook after the commit,
+    in a daemon thread. If the batch fails, each row is tried alone, so one bad row does not cost the
+    others; a failure is logged on the server. Never raises, unless
     `defer_on_outage`: then a database that is away (is_database_outage) raises DatabaseOutage
     instead of costing the rows, for the caller to try them again later."""
     if not records:
@@ -411,6 +414,9 @@ def write_call_logs(
                 columns = _log_columns()
                 session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
             add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
+            charged = [record for record in records if record.charges is not None]
+            alert_ids = budget_spend.apply_charges(session, charged) if charged else []
+        budget_alerts.deliver_in_background(engine, alert_ids)  # committed: post the new alerts, never waiting
         return [row["id"] for row in rows]
     except Exception as error:  # logging must never break the user's answer
         if defer_on_outage and is_database_outage(error):

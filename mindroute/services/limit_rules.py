@@ -320,7 +320,23 @@ def set_limit(session: Session, actor: User | None, target: str, settings: Limit
     row.updated_at = utcnow()
     changes = audit.diff(before, _settings_of_obj(settings))
     audit.record(session, "limit.set", "limit", target, changes, actor=actor)
+    if _starts_a_budget(before, settings):
+        # A budget set mid-period starts from what the period's Logs rows spent. budget_spend imports this
+        # module, so it is imported here, when a budget is set, not when this module loads.
+        from mindroute.services import budget_spend
+
+        budget_spend.backfill_limit(session, row)
     return row
+
+
+def _starts_a_budget(before: dict[str, Any], settings: LimitSettings) -> bool:
+    """Whether the change starts counting a budget in a period not counted for this rule before: a budget
+    newly set, or its period or time zone changed (a new amount alone keeps the running count)."""
+    if settings.budget_usd is None and settings.budget_tokens is None:
+        return False
+    if before.get("budget_usd") is None and before.get("budget_tokens") is None:
+        return True
+    return (before.get("period"), before.get("timezone")) != (settings.period, settings.timezone)
 
 
 def _settings_of_obj(settings: LimitSettings) -> dict[str, Any]:

@@ -37,6 +37,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/workspace/account.py", "Account", ":material/person:", WORKSPACE, EVERYONE),
     PageSpec("pages/admin/providers.py", "Providers", ":material/hub:", ADMIN, ADMINS),
     PageSpec("pages/admin/users.py", "Users and permissions", ":material/group:", ADMIN, ADMINS),
+    PageSpec("pages/admin/limits.py", "Limits and budgets", ":material/speed:", ADMIN, ADMINS),
     PageSpec("pages/admin/tickets.py", TICKET_QUEUE, ":material/support_agent:", ADMIN, ADMINS),
     PageSpec("pages/admin/logs.py", "Logs", ":material/receipt_long:", ADMIN, ADMINS),
     PageSpec("pages/admin/retention.py", "Log retention", ":material/delete_sweep:", ADMIN, ADMINS),

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from mindroute.services.admin_users import UserFilter, UserRow
+from mindroute.services.api_keys import ApiKeyRow
 from mindroute.services.permissions import MatrixCell, PermissionMatrix
 from mindroute.ui.format import timestamp, tokens
 
@@ -25,6 +26,7 @@ PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
 ROLE_CHOICES = {"any": "Any role", "admin": "Administrators", "user": "Users"}
 STATUS_CHOICES = {"any": "Active or not", "active": "Active only", "inactive": "Deactivated only"}
+KEYS_SHOWN_MAX = 500  # a user's keys offered on their limits tab
 CONFLICT_MESSAGE = (
     "This user was changed by someone else since you opened it. "
     "Reload to see the current values, then make your change again."
@@ -42,6 +44,11 @@ def user_filter(search: str, role: str, status: str) -> UserFilter:
 def user_label(row: UserRow) -> str:
     """A user in a select box: option texts are drawn as plain text, never Markdown."""
     return f"{row.email} — {row.name}" + ("" if row.is_active else " (deactivated)")
+
+
+def key_label(row: ApiKeyRow) -> str:
+    """A user's API key in a select box (plain text): its name, prefix and state."""
+    return f"{row.name} · {row.prefix}… · {'rotating out' if row.rotating_out else row.state.value}"
 
 
 def user_table(rows: list[UserRow]) -> pd.DataFrame:

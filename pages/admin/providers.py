@@ -10,6 +10,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.services import providers as svc  # noqa: E402
+from mindroute.services.limit_rules import provider_target  # noqa: E402
 from mindroute.services.providers import (  # noqa: E402
     SettingsError,
     builtin_prices,
@@ -17,6 +18,7 @@ from mindroute.services.providers import (  # noqa: E402
     price_for,
     settings_json,
 )
+from mindroute.ui import limits_view  # noqa: E402
 from mindroute.ui.render import escape_markdown, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
@@ -184,8 +186,8 @@ if st.session_state[loaded_key] != view.updated_at:
 if view.key_problem:
     st.error(escape_markdown(f"The stored API key cannot be used: {view.key_problem}"))
 
-settings_tab, models_tab, connection_tab, danger_tab = st.tabs(
-    ["Settings", "Models and prices", "Test connection", "Deactivate or delete"]
+settings_tab, models_tab, limits_tab, connection_tab, danger_tab = st.tabs(
+    ["Settings", "Models and prices", "Limits and spend", "Test connection", "Deactivate or delete"]
 )
 
 with settings_tab, st.form(f"{wk}_edit"):
@@ -363,6 +365,16 @@ with models_tab:
                     raw_err.error(settings_problems(exc))
                 else:
                     saved(new_view, "Settings saved.")
+
+
+with limits_tab:
+    limits_view.limit_editor(
+        user,
+        provider_target(pid),
+        key=f"provider_limits_{pid}",
+        title="The organisation's limits on this provider",
+        help_text="Counts every call through this provider, by everyone (API and playground alike).",
+    )
 
 
 with connection_tab:

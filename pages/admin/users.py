@@ -8,8 +8,10 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from mindroute.services import admin_users, permissions, users  # noqa: E402
+from mindroute.services import admin_users, api_keys, permissions, users  # noqa: E402
 from mindroute.services.admin_users import ROLES, SORT_COLUMNS, ConflictError  # noqa: E402
+from mindroute.services.limit_rules import key_target, user_target  # noqa: E402
+from mindroute.ui import limits_view  # noqa: E402
 from mindroute.ui import users_view as view  # noqa: E402
 from mindroute.ui.format import timestamp, tokens  # noqa: E402
 from mindroute.ui.render import Flash, form_errors, paged_table, requested_page  # noqa: E402
@@ -107,8 +109,8 @@ st.text(
     + (" · this is you" if is_me else "")
 )
 
-profile_tab, access_tab, password_tab, danger_tab = st.tabs(
-    ["Name and role", "Provider access", "Password", "Deactivate or delete"]
+profile_tab, access_tab, limits_tab, password_tab, danger_tab = st.tabs(
+    ["Name and role", "Provider access", "Limits and budgets", "Password", "Deactivate or delete"]
 )
 
 with profile_tab:
@@ -192,6 +194,41 @@ with access_tab:
                         )
                         view.reload_form(form)
                         done("Access saved.")
+
+
+with limits_tab:
+    limits_view.limit_editor(
+        user,
+        user_target(uid),
+        key=f"user_limits_{uid}",
+        title="This user's limits",
+        help_text="Instead of the default, which applies while this user has no rule of their own "
+        f"(now: {limits_view.default_summary()}).",
+    )
+    user_keys = api_keys.list_all_keys(engine(), user, user_id=uid, page_size=view.KEYS_SHOWN_MAX).rows
+    if not user_keys:
+        st.info("This user has no API keys.")
+    else:
+        keys_by_id = {str(k.id): k for k in user_keys}
+        if st.session_state.get("user_limits_key") not in keys_by_id:
+            st.session_state["user_limits_key"] = next(iter(keys_by_id))
+        chosen_key = keys_by_id[
+            st.selectbox(
+                "API key",
+                list(keys_by_id),
+                format_func=lambda i: view.key_label(keys_by_id[i]),
+                key="user_limits_key",
+                help="Each key may have a rule of its own, on top of the user's",
+            )
+        ]
+        limits_view.limit_editor(
+            user,
+            key_target(chosen_key.id),
+            key=f"key_limits_{chosen_key.id}",
+            title="This API key's limits",
+            help_text="Calls through this key meet this rule as well as the user's: the tightest wins.",
+            related=[("Set by the key's owner", limits_view.stored_settings(key_target(chosen_key.id, owner=True)))],
+        )
 
 
 with password_tab, st.form("user_password", clear_on_submit=True):

@@ -13,7 +13,9 @@ import streamlit as st  # noqa: E402
 from mindroute.services import admin_users, api_keys  # noqa: E402
 from mindroute.services.admin_users import UserFilter  # noqa: E402
 from mindroute.services.api_keys import API_KEY_NAME_MAX, EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
+from mindroute.services.limit_rules import key_target  # noqa: E402
 from mindroute.services.overview import viewer_zone  # noqa: E402
+from mindroute.ui import limits_view  # noqa: E402
 from mindroute.ui.format import timestamp  # noqa: E402
 from mindroute.ui.render import form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
@@ -186,6 +188,18 @@ with mine_area:
                 if st.button("Cancel", key="my_key_delete_cancel"):
                     st.session_state.pop("my_key_delete_pending", None)
                     st.rerun()
+
+        admin_rule = limits_view.stored_settings(key_target(kid))
+        limits_view.limit_editor(
+            user,
+            key_target(kid, owner=True),
+            key=f"own_key_limits_{kid}",
+            title="Your limits on this key",
+            help_text="Calls through this key must pass these as well as every other rule on it, so you can "
+            "only make it stricter: e.g. a small budget for a key used by a script.",
+            related=[("Set by an administrator", admin_rule)],
+            ceiling=admin_rule,
+        )
 
 
 # --- every key (administrators) -------------------------------------------------------------

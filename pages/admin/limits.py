@@ -1,0 +1,33 @@
+"""Limits and budgets: the default rule for every user, and every rule there is, its target named."""
+
+from mindroute.ui.session import require_admin
+
+user = require_admin()
+
+import streamlit as st  # noqa: E402
+
+from mindroute.services.limit_rules import DEFAULT_TARGET  # noqa: E402
+from mindroute.ui import limits_view as view  # noqa: E402
+from mindroute.ui.runtime import engine  # noqa: E402
+
+st.title("Limits and budgets")
+st.caption(
+    "A call must pass every rule it meets: its user's rule (or, without one, the default), its API key's rules "
+    "(an administrator's and its owner's) and its provider's rule. So the tightest wins, and a refusal names the "
+    "rule and when it resets. Set a user's or a key's rule on Users and permissions, a provider's on Providers."
+)
+
+view.limit_editor(
+    user,
+    DEFAULT_TARGET,
+    key="default_limits",
+    title="Default for every user",
+    help_text="Applies to each user without a rule of their own, counted for each user apart.",
+)
+
+st.header("Every rule")
+rows = view.rule_rows(engine(), user)
+if rows:
+    st.dataframe(view.rule_table(rows), hide_index=True, width="stretch", key="limits_table")
+else:
+    st.info("No limits are set: calls are limited only by each provider's tokens per call.")

@@ -32,8 +32,8 @@ def _user(session: Session, email: str, role: str = "user") -> User:
     return user
 
 
-@pytest.fixture
-def world(engine: Engine) -> dict[str, uuid.UUID]:
+def make_world(engine: Engine) -> dict[str, uuid.UUID]:
+    """An admin, Ann (with API key 'ci') and Bob, and a provider with a price for house-model."""
     with transaction(engine) as session:
         admin = _user(session, "admin@example.com", "admin")
         ann = _user(session, "ann@example.com")
@@ -47,6 +47,11 @@ def world(engine: Engine) -> dict[str, uuid.UUID]:
         session.flush()
         key = api_keys.create_key(session, ann, ann.id, "ci", None).key
         return {"admin": admin.id, "ann": ann.id, "bob": bob.id, "provider": provider.id, "key": key.id}
+
+
+@pytest.fixture
+def world(engine: Engine) -> dict[str, uuid.UUID]:
+    return make_world(engine)
 
 
 def _get(session: Session, user_id: uuid.UUID) -> User:

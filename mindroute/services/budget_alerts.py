@@ -84,14 +84,10 @@ def _names(session: Session, targets: Sequence[str]) -> dict[str, str]:
     for named in parsed.values():
         if named is not None and named.counted is not None:
             ids["user" if named.rule.scope == "default" else named.rule.scope].add(named.counted)
-    keys = {k.id: k for k in session.scalars(select(ApiKey).where(ApiKey.id.in_(ids["key"])))} if ids["key"] else {}
+    keys = {k.id: k for k in session.scalars(select(ApiKey).where(ApiKey.id.in_(ids["key"])))}
     ids["user"] |= {k.user_id for k in keys.values()}
-    users = dict(session.execute(select(User.id, User.name).where(User.id.in_(ids["user"])))) if ids["user"] else {}
-    providers = (
-        dict(session.execute(select(Provider.id, Provider.name).where(Provider.id.in_(ids["provider"]))))
-        if ids["provider"]
-        else {}
-    )
+    users = dict(session.execute(select(User.id, User.name).where(User.id.in_(ids["user"]))).all())
+    providers = dict(session.execute(select(Provider.id, Provider.name).where(Provider.id.in_(ids["provider"]))).all())
     labels: dict[str, str] = {}
     for target, named in parsed.items():
         if named is None:
@@ -380,3 +376,20 @@ def pending_ids(engine: Engine, limit: int = 1_000) -> list[uuid.UUID]:
                 .limit(limit)
             )
         )
+
+
+def resume_pending(engine: Engine) -> threading.Thread | None:
+    """Post, in a daemon thread, the alerts a process left 'pending' (it ended between its commit and its
+    claim); the claim keeps each to one post, whichever process gets there first. None without a webhook."""
+    if webhook_url() is None:
+        return None
+
+    def run() -> None:
+        try:
+            deliver_pending(engine, pending_ids(engine))
+        except Exception:
+            log.exception("could not read the budget alerts still waiting for the webhook")
+
+    thread = threading.Thread(target=run, name="mindroute-budget-webhook-resume", daemon=True)
+    thread.start()
+    return thread

@@ -1,5 +1,10 @@
 """The API's Logs rows written behind the answers: one thread batches them into write_call_logs and
-keeps them through a database outage; alog_call hands a row to it (or writes it now, in a thread)."""
+keeps them through a database outage; alog_call hands a row to it (or writes it now, in a thread).
+
+A committed batch's budget alerts go to the webhook (budget_alerts) in a daemon thread of their own,
+started by write_call_logs after its commit: the writer never waits for a webhook. Starting the writer
+also posts the alerts an earlier process left 'pending'; stopping it waits (a few seconds at most) for
+the posts under way."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import uuid
 from sqlalchemy import Engine
 
 from mindroute.config import env_number
+from mindroute.services import budget_alerts
 from mindroute.services.call_log import CallRecord, DatabaseOutage, write_call_log, write_call_logs
 from mindroute.services.db_threads import in_db_thread
 
@@ -161,6 +167,7 @@ def start_log_writer(engine: Engine) -> LogWriter:
     """Route this process's API Logs rows through a write-behind LogWriter (the API's lifespan)."""
     global _log_writer
     _log_writer = LogWriter(engine)
+    budget_alerts.resume_pending(engine)
     return _log_writer
 
 
@@ -170,6 +177,7 @@ def stop_log_writer() -> None:
     writer, _log_writer = _log_writer, None
     if writer is not None:
         writer.stop()
+        budget_alerts.wait_for_deliveries()
 
 
 async def alog_call(engine: Engine, record: CallRecord) -> uuid.UUID | None:

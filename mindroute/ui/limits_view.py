@@ -3,6 +3,7 @@ summed up in ("10 requests/min, $25.00 a month (Asia/Seoul), warn at 80 %")."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -13,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from mindroute.errors import NotFound
 from mindroute.models import User
-from mindroute.services import admin_users, api_keys, limit_rules, providers
+from mindroute.services import admin_users, api_keys, budget_spend, limit_rules, providers
+from mindroute.services.budget_spend import BudgetStatus
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.timezones import viewer_zone
+from mindroute.ui.budget_view import render_statuses
 from mindroute.ui.format import timestamp, tokens
 from mindroute.ui.render import Flash, form_errors
 from mindroute.ui.runtime import engine
@@ -30,6 +33,9 @@ SCOPE_LABELS = {"default": "Default", "user": "User", "key": "API key", "provide
 # One transaction per action: the rule services take a session, pages hold the engine.
 save_limit = unit_of_work(limit_rules.set_limit)
 _stored = unit_of_work(limit_rules.settings_for)
+user_budgets = unit_of_work(budget_spend.budget_statuses)
+key_budgets = unit_of_work(budget_spend.key_statuses)
+_provider_budgets = unit_of_work(budget_spend.provider_statuses)
 
 
 def usd(amount: float) -> str:
@@ -74,6 +80,21 @@ def looser_than(mine: LimitSettings | None, theirs: LimitSettings | None) -> lis
 def stored_settings(target: str) -> LimitSettings | None:
     """The rule on `target` now (None: none)."""
     return _stored(engine(), target)
+
+
+def provider_budgets(actor: User, provider_id: uuid.UUID) -> list[BudgetStatus]:
+    """The organisation's budget on one provider, in its current period (admins)."""
+    target = limit_rules.provider_target(provider_id)
+    return [status for status in _provider_budgets(engine(), actor) if status.rule.target == target]
+
+
+def show_budgets(title: str, statuses: list[BudgetStatus], empty: str) -> None:
+    """What has been used of each budget this period, with its forecast (budget_view), or `empty` (fixed text)."""
+    st.subheader(title)
+    if statuses:
+        render_statuses(statuses)
+    else:
+        st.caption(empty)
 
 
 def show_rule(label: str, settings: LimitSettings | None) -> None:

@@ -375,6 +375,12 @@ with limits_tab:
         title="The organisation's limits on this provider",
         help_text="Counts every call through this provider, by everyone (API and playground alike).",
     )
+    limits_view.show_budgets(
+        "The organisation's spend on it",
+        limits_view.provider_budgets(user, pid),
+        "No budget is set on this provider: set one above to follow its spend per period here "
+        "(the Usage page shows its cost at any time).",
+    )
 
 
 with connection_tab:

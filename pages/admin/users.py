@@ -205,6 +205,11 @@ with limits_tab:
         help_text="Instead of the default, which applies while this user has no rule of their own "
         f"(now: {limits_view.default_summary()}).",
     )
+    limits_view.show_budgets(
+        "Used this period",
+        limits_view.user_budgets(engine(), user, uid),
+        "No budget applies to this user or their keys.",
+    )
     user_keys = api_keys.list_all_keys(engine(), user, user_id=uid, page_size=view.KEYS_SHOWN_MAX).rows
     if not user_keys:
         st.info("This user has no API keys.")

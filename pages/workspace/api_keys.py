@@ -200,6 +200,11 @@ with mine_area:
             related=[("Set by an administrator", admin_rule)],
             ceiling=admin_rule,
         )
+        limits_view.show_budgets(
+            "This key's budgets",
+            limits_view.key_budgets(engine(), user, kid),
+            "No budget is set on this key.",
+        )
 
 
 # --- every key (administrators) -------------------------------------------------------------

@@ -4,6 +4,7 @@ rows and the audit row after each action, a bad field's message at the field, an
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from mindroute.db import transaction
 from mindroute.errors import PermissionDenied
-from mindroute.models import AuditLog, Limit, User
+from mindroute.models import AuditLog, BudgetSpend, Limit, User
 from mindroute.services import api_keys, auth, limit_rules
 from mindroute.services import providers as provider_svc
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings, key_target, provider_target, user_target
@@ -68,6 +69,26 @@ def add_provider(engine, name: str) -> uuid.UUID:
         return provider_svc.create_provider(
             session, None, name=name, protocol="openai-compatible", endpoint_url="http://127.0.0.1:9/v1"
         ).id
+
+
+def spend(engine, counter_key: str, target: str, usd: float = 0.0, tokens: int = 0) -> None:
+    """This period's spend on `counter_key`, as the Logs writer leaves it, for the rule on `target`."""
+    with transaction(engine) as session:
+        window = limit_rules.settings_for(session, target)
+        period_key = limit_rules.period_window(window.period, window.timezone).key
+        session.merge(BudgetSpend(target=counter_key, period_key=period_key, spent_usd=usd, tokens=tokens))
+
+
+def _walk(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _walk(child)
+
+
+def bars(at: AppTest) -> list[str]:
+    """The sentences of the progress bars (what is used of each budget)."""
+    found = [el.proto.text for el in _walk(at.main) if getattr(el, "type", None) == "progress"]
+    return [re.sub(r"\\(.)", r"\1", text) for text in found]  # Markdown with every special escaped
 
 
 def fill(at: AppTest, editor: str, **values: str) -> AppTest:
@@ -373,3 +394,42 @@ def test_a_user_can_set_owner_limits_on_their_own_keys_only(engine, monkeypatch)
     with pytest.raises(PermissionDenied):
         set_rule(engine, eve, key_target(eves), rpm=1)  # nor on her own key
     assert rule(engine, key_target(bobs, owner=True)) is None and rule(engine, key_target(bobs)) is None
+
+
+# --- what has been spent, beside each rule --------------------------------------------------------
+
+
+def test_each_page_shows_what_has_been_spent_of_its_budgets(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "bob@example.com")
+    bob = load(engine, "bob@example.com")
+    kid = add_key(engine, "bob@example.com", "ci")
+    pid = add_provider(engine, "Acme AI")
+    set_rule(engine, None, key_target(kid), budget_usd=10.0, period="total")
+    set_rule(engine, None, provider_target(pid), budget_tokens=1_000_000, period="total")
+    spend(engine, key_target(kid), key_target(kid), usd=3.2, tokens=900)
+    spend(engine, provider_target(pid), provider_target(pid), tokens=250_000)
+
+    at = on_page(engine, monkeypatch, "bob@example.com", KEYS_PAGE)
+    assert bars(at) == ["$3.20 of $10.00 in total"]
+
+    at = on_page(engine, monkeypatch, "admin@example.com", PROVIDERS_PAGE)
+    assert bars(at) == ["250.0 k of 1.00 M tokens in total"]
+
+    at.switch_page(USERS_PAGE).run()
+    at.selectbox(key="users_selected").set_value(str(bob.id))
+    at.run()
+    assert not at.exception, at.exception
+    assert bars(at) == ["$3.20 of $10.00 in total"]
+
+
+def test_without_a_budget_the_pages_say_so(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "bob@example.com")
+    add_key(engine, "bob@example.com", "ci")
+    add_provider(engine, "Acme AI")
+    at = on_page(engine, monkeypatch, "bob@example.com", KEYS_PAGE)
+    assert bars(at) == []
+    assert "No budget is set on this key." in [c.value for c in at.caption]
+    at = on_page(engine, monkeypatch, "admin@example.com", PROVIDERS_PAGE)
+    assert any(c.value.startswith("No budget is set on this provider") for c in at.caption)

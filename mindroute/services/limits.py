@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session
 
 from mindroute.models import utcnow
@@ -83,13 +83,13 @@ NO_LIMITS = LimitCheck(None, {}, None)
 
 # --- the store -----------------------------------------------------------------------------------------
 
-_stores: dict[tuple[str, str], CounterStore] = {}
-_databases: dict[str, DatabaseStore] = {}
+_stores: dict[tuple[URL, str], CounterStore] = {}
+_databases: dict[URL, DatabaseStore] = {}
 _stores_lock = threading.Lock()
 
 
 def _database_store(engine: Engine) -> DatabaseStore:
-    url = engine.url.render_as_string(hide_password=False)
+    url = engine.url  # immutable and hashable: equal URLs share a store
     store = _databases.get(url)
     if store is None:
         with _stores_lock:
@@ -100,7 +100,7 @@ def _database_store(engine: Engine) -> DatabaseStore:
 def counter_store(engine: Engine) -> CounterStore:
     """Redis when MINDROUTE_REDIS_URL is set, else the database; one per database (and Redis) per process."""
     redis_url = os.environ.get(REDIS_URL_ENV, "").strip()
-    url = engine.url.render_as_string(hide_password=False)
+    url = engine.url
     store = _stores.get((url, redis_url))
     if store is None:
         database = _database_store(engine)

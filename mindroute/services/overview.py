@@ -1,4 +1,4 @@
-"""The overview page's figures: a user's (or the organisation's) calls today and over 7 days."""
+"""The overview page's figures: a user's (or the organisation's) calls today and over 7 days, and the budgets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mindroute.models import Log, Provider, User, utcnow
+from mindroute.services.budget_alerts import AlertRow, list_alerts
+from mindroute.services.budget_spend import BudgetStatus, budget_statuses, provider_statuses
 from mindroute.services.tickets import open_count
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.timezones import start_of_viewer_day, viewer_zone  # noqa: F401 - the pages' days, in the viewer's zone
@@ -92,4 +94,29 @@ def overview_figures(session: Session, viewer: User, today: datetime, week: date
         mine_today=usage_since(session, today, viewer.id),
         mine_week=usage_since(session, week, viewer.id),
         organisation=organisation,
+    )
+
+
+ALERTS_SHOWN = 50  # the overview lists at most this many of the current periods' alerts, newest first
+
+
+@dataclass(frozen=True)
+class BudgetFigures:
+    """The budgets a viewer sees this period: their own (their rule or the default, and their keys');
+    for administrators also each provider's (the organisation's spend on it) and the alerts of the current
+    periods (budgets past their warning threshold or spent)."""
+
+    mine: list[BudgetStatus]
+    providers: list[BudgetStatus] | None  # None for a user who is not an administrator
+    alerts: list[AlertRow] | None  # newest first; None for a user who is not an administrator
+
+
+@unit_of_work
+def budget_figures(session: Session, viewer: User, now: datetime | None = None) -> BudgetFigures:
+    """The viewer's budgets (and, for administrators, the providers' and the current alerts), in one transaction."""
+    admin = viewer.role == "admin"
+    return BudgetFigures(
+        mine=budget_statuses(session, viewer, viewer.id, now),
+        providers=provider_statuses(session, viewer, now) if admin else None,
+        alerts=list_alerts(session, viewer, limit=ALERTS_SHOWN) if admin else None,
     )

@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from mindroute.ui.format import tokens
+from mindroute.ui.format import timestamp, tokens
 from mindroute.ui.render import escape_markdown
 
-if TYPE_CHECKING:  # the shape is H2's (services/budget_spend.py); only read here
+if TYPE_CHECKING:  # the shapes are the services'; only read here
+    from mindroute.services.budget_alerts import AlertRow
     from mindroute.services.budget_spend import BudgetStatus
 
 THIS_PERIOD = {"day": "today", "week": "this week", "month": "this month", "total": "in total"}
@@ -136,3 +137,30 @@ def render_statuses(statuses: list[BudgetStatus]) -> None:
     for status in statuses:
         if status.rule.has_budget:
             render_status(status)
+
+
+def alert_rows(alerts: list[AlertRow]) -> list[dict[str, str]]:
+    """The alerts as table rows: when, which budget, how far it went, in which period, and the webhook."""
+    return [
+        {
+            "When": timestamp(alert.created_at),
+            "Level": "Spent" if alert.level == "spent" else "Warning",
+            "Budget": capitalised(alert.label),
+            "Reached": (
+                f"{money(alert.spent)} of {money(alert.budget)}"
+                if alert.metric == "usd"
+                else f"{tokens(int(alert.spent))} of {tokens(int(alert.budget))} tokens"
+            ),
+            "Period": alert.period,
+            "Webhook": alert.webhook_status or "not set",
+        }
+        for alert in alerts
+    ]
+
+
+def render_alerts(alerts: list[AlertRow]) -> None:
+    """The budget alerts of the current periods, newest first, as a table (which renders no Markdown)."""
+    if alerts:
+        st.dataframe(alert_rows(alerts), hide_index=True, width="stretch", key="budget_alerts")
+    else:
+        st.text("None: no budget has reached its warning threshold in its current period.")

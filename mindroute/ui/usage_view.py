@@ -5,16 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import available_timezones
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from mindroute.analytics.filter import PRESETS, UsageFilter, custom_range, preset_range
 from mindroute.analytics.levels import REQUEST_TYPES
 from mindroute.models import utcnow
 from mindroute.timezones import viewer_zone
+from mindroute.ui import budget_view
+
+if TYPE_CHECKING:  # the shape is services/budget_spend.py's; only read here
+    from mindroute.services.budget_spend import BudgetStatus
 
 CUSTOM = "custom"
 RANGE_CHOICES = {**PRESETS, CUSTOM: "Custom dates"}
@@ -193,4 +198,65 @@ def style(fig: Any, *, y_title: str | None = None, x_title: str | None = None) -
     )
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title, rangemode="tozero")
+    return fig
+
+
+# --- spend against budget -----------------------------------------------------------------------
+
+
+def budget_frame(statuses: Sequence[BudgetStatus]) -> pd.DataFrame:
+    """One row per budget metric (a rule with both a USD and a token budget gives two): what is used this
+    period and the forecast to its end, in the metric's units and as a percentage of the budget."""
+    rows = []
+    for status in statuses:
+        rule = status.rule
+        metrics = []
+        if rule.budget_usd is not None:
+            metrics.append(("USD", status.spent_usd, rule.budget_usd, status.forecast_usd))
+        if rule.budget_tokens is not None:
+            metrics.append(("tokens", status.spent_tokens, rule.budget_tokens, status.forecast_tokens))
+        for unit, spent, budget, forecast in metrics:
+            rows.append(
+                {
+                    "budget": budget_view.capitalised(rule.label),
+                    "unit": unit,
+                    "period": budget_view.period_text(status),
+                    "used": spent,
+                    "limit": budget,
+                    "used_percent": 100.0 * spent / budget if budget else None,
+                    "forecast": forecast,
+                    "forecast_percent": 100.0 * forecast / budget if budget and forecast is not None else None,
+                    "resets": budget_view.resets_text(status.resets_at, rule.timezone) or "never",
+                    "unpriced_calls": status.unpriced_calls if unit == "USD" else None,
+                }
+            )
+    columns = ["budget", "unit", "period", "used", "limit", "used_percent", "forecast", "forecast_percent"]
+    return pd.DataFrame(rows, columns=[*columns, "resets", "unpriced_calls"])
+
+
+def _amount(unit: str, value: float | None) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return budget_view.money(value) if unit == "USD" else f"{int(value):,} tokens"
+
+
+def budget_figure(frame: pd.DataFrame) -> go.Figure:
+    """Each budget's use this period as a bar in percent of the budget, its forecast to the period's end beside
+    it, and the budget itself as the horizontal line at 100 %: budgets in USD and in tokens on one scale."""
+    names = [chart_text(f"{row.budget} ({row.unit})") for row in frame.itertuples()]
+    used_text = [f"{_amount(r.unit, r.used)} of {_amount(r.unit, r.limit)}" for r in frame.itertuples()]
+    forecast_text = [f"{_amount(r.unit, r.forecast)} by the period's end" for r in frame.itertuples()]
+    fig = go.Figure(
+        [
+            go.Bar(name="used this period", x=names, y=frame["used_percent"], hovertext=used_text),
+            go.Bar(name="forecast at this rate", x=names, y=frame["forecast_percent"], hovertext=forecast_text),
+        ]
+    )
+    fig.add_hline(
+        y=100, line_dash="dash", line_color="#E45756", annotation_text="budget", annotation_position="top left"
+    )
+    fig.update_layout(barmode="group")
+    style(fig, y_title="% of the budget")
+    fig.update_layout(hovermode="closest")
+    fig.update_yaxes(ticksuffix=" %")
     return fig

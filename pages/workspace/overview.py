@@ -1,4 +1,4 @@
-"""Overview: your calls today and this week; for administrators, the organisation's too."""
+"""Overview: your calls and budgets; for administrators also the organisation's calls, alerts and budgets."""
 
 from mindroute.ui.session import require_user
 
@@ -7,6 +7,7 @@ user = require_user()
 import streamlit as st  # noqa: E402
 
 from mindroute.services import overview  # noqa: E402
+from mindroute.ui.budget_view import render_alerts, render_statuses  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.render import escape_markdown  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
@@ -17,6 +18,7 @@ today, week = overview.start_of_viewer_day(zone), overview.start_of_viewer_day(z
 
 figures = overview.overview_figures(engine(), user, today, week)
 org = figures.organisation
+budgets = overview.budget_figures(engine(), user)
 
 
 def usage_row(title: str, day: overview.UsageSummary, seven: overview.UsageSummary) -> None:
@@ -29,6 +31,9 @@ def usage_row(title: str, day: overview.UsageSummary, seven: overview.UsageSumma
 
 
 usage_row("Your usage", figures.mine_today, figures.mine_week)
+if budgets.mine:
+    st.subheader("Your budgets")
+    render_statuses(budgets.mine)
 if org is not None:
     usage_row("Whole organisation", org.today, org.week)
     st.metric("Open support tickets", org.open_tickets)
@@ -42,4 +47,9 @@ if org is not None:
         st.text("No calls in the last hour.")
     else:
         st.text(f"None: all {org.calls_last_hour:,} call(s) in the last hour succeeded.")
+    st.subheader("Budget alerts")
+    render_alerts(budgets.alerts or [])
+    if budgets.providers:
+        st.subheader("Provider budgets")
+        render_statuses(budgets.providers)
 st.caption(escape_markdown(f"Days start at midnight in {zone.key}."))

@@ -13,7 +13,7 @@ import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.services import usage  # noqa: E402
+from mindroute.services import overview, usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
 from mindroute.ui import usage_view as view  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
@@ -104,6 +104,31 @@ for start in range(0, len(data.tiles), 5):
         )
 if note := view.cost_note(data.unpriced_models):
     st.caption(note)
+
+
+# --- spend against budget -----------------------------------------------------------------------
+
+budgets = overview.budget_figures(engine(), user)
+budget_table = view.budget_frame(budgets.mine + (budgets.providers or []))
+if not budget_table.empty:
+    st.subheader("Spend against budget")
+    whose = "Your budgets and the providers'" if is_admin else "Your budgets"
+    st.caption(
+        f"{whose}, each in its current period (whatever the time range above); the forecast is what the "
+        "period's end will show at the rate so far."
+    )
+    st.plotly_chart(view.budget_figure(budget_table), key="usage_chart_budgets")
+    st.dataframe(
+        budget_table,
+        hide_index=True,
+        width="stretch",
+        key="usage_budgets",
+        column_config={
+            "used_percent": st.column_config.NumberColumn("used (%)", format="%.1f"),
+            "forecast_percent": st.column_config.NumberColumn("forecast (%)", format="%.1f"),
+            "unpriced_calls": st.column_config.NumberColumn("unpriced calls", help="Not counted in USD"),
+        },
+    )
 
 if data.empty:
     st.info("No calls match these filters in this period.")

@@ -264,6 +264,16 @@ def test_smallest_rpm_is_named_when_several_refuse(engine: Engine) -> None:
     assert refusal is not None and refusal.rule_target == narrow.target
 
 
+def test_a_refusal_whose_counts_moved_names_the_nearest_limit() -> None:
+    user = make_rule(rpm=10, label="the limit on Ann")
+    key = make_rule("key:77777777-7777-7777-7777-777777777777", rpm=5, tpm=1000, label="the key")
+    limits_ = limits._counter_limits((user, key))
+    counts = {user.counter_key: (7, 0), key.counter_key: (4, 990)}  # read after an undo: under every limit
+    refusal = limits._rate_refusal((user, key), limits_, counts, 23.0)
+    assert (refusal.type, refusal.rule_target) == ("tokens", key.target)
+    assert refusal.message == "Rate limit reached: 1,000 tokens per minute (the key); try again in 23 s"
+
+
 # --- budgets -------------------------------------------------------------------------------------------
 
 

@@ -244,7 +244,7 @@ def _rate_refusal(
     rules: Sequence[LimitRule], limits: Sequence[CounterLimit], counts: dict[str, tuple[int, int]], seconds: float
 ) -> LimitRefusal:
     refusing = {limit.key for limit in limits if refused_by(limit, counts.get(limit.key, (0, 0)))}
-    candidates: list[tuple[int, int, int, str, LimitRule]] = []
+    candidates: list[tuple[float, int, int, str, LimitRule]] = []
     for order, rule in enumerate(rules):
         if rule.counter_key not in refusing:
             continue
@@ -253,6 +253,14 @@ def _rate_refusal(
             candidates.append((0, rule.rpm, order, "requests", rule))
         elif rule.tpm is not None and tokens >= rule.tpm:
             candidates.append((1, rule.tpm, order, "tokens", rule))
+    if not candidates:
+        # The counts moved between the refusal and their read (another call's undo on PostgreSQL, a new
+        # minute): name the limit with the least room left, as a share of the limit.
+        for order, rule in enumerate(rules):
+            requests, tokens = counts.get(rule.counter_key, (0, 0))
+            for rank, kind, limit, used in ((0, "requests", rule.rpm, requests), (1, "tokens", rule.tpm, tokens)):
+                if limit is not None:
+                    candidates.append(((limit - used) / limit, limit, order * 2 + rank, kind, rule))
     _, limit, _, kind, rule = min(candidates, key=lambda item: item[:3])
     retry = _whole_seconds(seconds)
     what = f"{limit:,} {kind} per minute"

@@ -240,6 +240,10 @@ def _amount(unit: str, value: float | None) -> str:
     return budget_view.money(value) if unit == "USD" else f"{int(value):,} tokens"
 
 
+def _percent_labels(values: pd.Series) -> list[str]:
+    return ["" if value is None or pd.isna(value) else f"{value:,.0f} %" for value in values]
+
+
 def budget_figure(frame: pd.DataFrame) -> go.Figure:
     """Each budget's use this period as a bar in percent of the budget, its forecast to the period's end beside
     it, and the budget itself as the horizontal line at 100 %: budgets in USD and in tokens on one scale."""
@@ -248,14 +252,27 @@ def budget_figure(frame: pd.DataFrame) -> go.Figure:
     forecast_text = [f"{_amount(r.unit, r.forecast)} by the period's end" for r in frame.itertuples()]
     fig = go.Figure(
         [
-            go.Bar(name="used this period", x=names, y=frame["used_percent"], hovertext=used_text),
-            go.Bar(name="forecast at this rate", x=names, y=frame["forecast_percent"], hovertext=forecast_text),
+            go.Bar(
+                name="used this period",
+                x=names,
+                y=frame["used_percent"],
+                hovertext=used_text,
+                text=_percent_labels(frame["used_percent"]),
+            ),
+            go.Bar(
+                name="forecast at this rate",
+                x=names,
+                y=frame["forecast_percent"],
+                hovertext=forecast_text,
+                text=_percent_labels(frame["forecast_percent"]),
+            ),
         ]
     )
     fig.add_hline(
         y=100, line_dash="dash", line_color="#E45756", annotation_text="budget", annotation_position="top left"
     )
     fig.update_layout(barmode="group")
+    fig.update_traces(textposition="outside", cliponaxis=False)
     style(fig, y_title="% of the budget")
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(ticksuffix=" %")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.db import make_engine, transaction
 from mindroute.errors import PermissionDenied
-from mindroute.models import BudgetAlert, BudgetSpend, Log
+from mindroute.models import BudgetAlert, BudgetSpend, Log, utcnow
 from mindroute.services import budget_alerts, log_writer
 from mindroute.services import limit_rules as lr
 from mindroute.services.call_log import write_call_log, write_call_logs
@@ -279,7 +279,7 @@ def test_a_bad_webhook_url_is_logged_once_and_not_used(
 
 
 def test_admins_list_the_current_alerts_with_names(engine: Engine, world: dict[str, uuid.UUID]) -> None:
-    now = datetime.now().replace(microsecond=0)
+    now = utcnow().replace(microsecond=0)
     set_budget(engine, lr.key_target(world["key"]), budget_usd=1, period="day", timezone="Asia/Kolkata")
     set_budget(engine, lr.provider_target(world["provider"]), budget_tokens=100, period="total")
     write_call_log(engine, a_call(engine, world, now, key=True, cost=0.9))

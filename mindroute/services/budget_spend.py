@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import ApiKey, BudgetAlert, BudgetSpend, Limit, Log, Provider, User, utcnow
 from mindroute.provider_settings import price_for, read_settings
-from mindroute.services import budget_alerts, limit_rules
+from mindroute.services import budget_alerts, limit_rules, limits
 from mindroute.services.limit_rules import LimitRule, PeriodWindow
 from mindroute.services.roles import require_active, require_admin
 
@@ -407,7 +407,7 @@ def apply_charges(session: Session, records: Sequence[CallRecord]) -> list[uuid.
             continue
         tokens = _tokens_of(record)
         if charges.rate_keys and tokens:
-            _record_tokens(session, record, tokens)
+            limits.record_tokens(session, charges, tokens)
         cost = record.cost_usd
         if not tokens and not cost:
             continue
@@ -452,14 +452,3 @@ def apply_charges(session: Session, records: Sequence[CallRecord]) -> list[uuid.
                 if inserted is not None:
                     alert_ids.append(inserted)
     return alert_ids
-
-
-def _record_tokens(session: Session, record: CallRecord, tokens: int) -> None:
-    """The call's tokens to its minute counters: limits.record_tokens (H1a's services/limits.py)."""
-    try:
-        from mindroute.services import limits
-    except ImportError:  # TODO(H1a): limits.py not in yet; the minute counters then get no tokens
-        return
-    record_tokens = getattr(limits, "record_tokens", None)
-    if record_tokens is not None and record.charges is not None:
-        record_tokens(session, record.charges, tokens)

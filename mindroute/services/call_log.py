@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -431,6 +431,9 @@ def write_call_logs(
                     raise DatabaseOutage(index) from None
             return ids
         record = records[0]
+        if record.charges is not None:  # the row matters more than its spend: written without its charges
+            log.exception("could not charge a %s call to its budgets; writing its log row alone", record.source)
+            return write_call_logs(engine, [replace(record, charges=None)], defer_on_outage=defer_on_outage)
         log.exception("could not write the log row of a %s call (status %s)", record.source, record.status_code)
         return [None]
 

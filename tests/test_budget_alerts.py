@@ -302,3 +302,12 @@ def test_admins_list_the_current_alerts_with_names(engine: Engine, world: dict[s
         assert len(budget_alerts.list_alerts(session, None, limit=1)) == 1  # the CLI
         with pytest.raises(PermissionDenied):
             budget_alerts.list_alerts(session, _get(session, world["ann"]))
+
+
+def test_a_budget_lowered_under_its_spend_warns_at_the_next_call(engine: Engine, world: dict[str, uuid.UUID]) -> None:
+    set_budget(engine, lr.user_target(world["ann"]), budget_usd=10, period="day")
+    write_call_log(engine, a_call(engine, world, NOON, cost=5.0))
+    set_budget(engine, lr.user_target(world["ann"]), budget_usd=6, period="day")  # 83 % already, no call yet
+    assert crossings(engine) == []
+    write_call_log(engine, a_call(engine, world, NOON, cost=0.01))
+    assert crossings(engine) == [("warning", "usd", DAY)]

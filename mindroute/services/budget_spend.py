@@ -4,17 +4,25 @@ Every Logs row of a call admitted under budgets (CallRecord.charges) adds its to
 `budgetspend` row of each (counted target, period) it was charged to, in the Logs row's transaction
 (apply_charges, called by call_log.write_call_logs). A call whose model has no price adds its tokens
 and one to `unpricedcalls`, never $0. A budget set mid-period starts from what the period's Logs rows
-already spent (backfill). When a rule's spend reaches its warning threshold or its budget, one
-`budgetalerts` row is inserted per (rule, period, level, metric): the unique key makes that once across
-every process, and the webhook (budget_alerts.deliver_pending) goes once per row.
+already spent (backfill, from limit_rules.set_limit when a budget starts counting in a period). When
+a rule's spend reaches its warning threshold or its budget, one `budgetalerts` row is inserted per
+(rule, period, level, metric): the unique key makes that once across every process, and the webhook
+(budget_alerts.deliver_pending) goes once per row.
 
 Statuses (budget_statuses, key_statuses, provider_statuses) read the current period of each budget
 rule with its spend, percent used, level and a forecast to the period's end at the rate so far.
+
+Bounds. A call is charged to the budgets it met when it was admitted (its Charges), in the period it was
+admitted in; its spend lands when its Logs row commits, so the calls under way when a budget is spent
+still finish and count (the check refuses the next). A budget set while calls are under way misses those
+that were admitted before it and end after the backfill read the Logs rows. Backfill recomputes the row
+from Logs; when another rule already counts on the same (target, period), an increment committed while
+the backfill runs may be overwritten by it (set_limit backfills only when a budget starts counting in a
+period, which makes that rare).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,8 +43,6 @@ from mindroute.services.roles import require_active, require_admin
 
 if TYPE_CHECKING:
     from mindroute.services.call_log import CallRecord
-
-log = logging.getLogger("mindroute.budget_spend")
 
 LEVEL_OK = "ok"
 LEVEL_WARNING = "warning"

@@ -13,7 +13,7 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from mindroute.errors import NotFound
-from mindroute.models import User
+from mindroute.models import Limit, User
 from mindroute.services import admin_users, api_keys, budget_spend, limit_rules, providers
 from mindroute.services.budget_spend import BudgetStatus
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings
@@ -28,11 +28,13 @@ from mindroute.ui.users_view import load_form, reload_form
 PERIODS = tuple(limit_rules.PERIOD_LABELS)
 PERIOD_CHOICES = {"day": "Day", "week": "Week (from Monday)", "month": "Month", "total": "In total (never resets)"}
 NO_LIMITS = "No limits"
+CHANGED_ELSEWHERE = "These limits were changed by someone else since you opened them."
 SCOPE_LABELS = {"default": "Default", "user": "User", "key": "API key", "provider": "Provider"}
 
 # One transaction per action: the rule services take a session, pages hold the engine.
 save_limit = unit_of_work(limit_rules.set_limit)
 _stored = unit_of_work(limit_rules.settings_for)
+_stored_row = unit_of_work(limit_rules.get_limit)
 user_budgets = unit_of_work(budget_spend.budget_statuses)
 key_budgets = unit_of_work(budget_spend.key_statuses)
 _provider_budgets = unit_of_work(budget_spend.provider_statuses)
@@ -80,6 +82,10 @@ def looser_than(mine: LimitSettings | None, theirs: LimitSettings | None) -> lis
 def stored_settings(target: str) -> LimitSettings | None:
     """The rule on `target` now (None: none)."""
     return _stored(engine(), target)
+
+
+def _settings_of(row: Limit | None) -> LimitSettings | None:
+    return None if row is None else LimitSettings(**{f.name: getattr(row, f.name) for f in fields(LimitSettings)})
 
 
 def provider_budgets(actor: User, provider_id: uuid.UUID) -> list[BudgetStatus]:
@@ -135,7 +141,10 @@ def limit_editor(
     `related` rules are shown read-only beside it (label, settings); with a `ceiling` (the administrator's rule
     over an owner's), the limits set above it are named, since the tighter rule applies."""
     flash = Flash(f"{key}_flash")
-    current = stored_settings(target)
+    row = _stored_row(engine(), target)
+    current = _settings_of(row)
+    version = row.updated_at if row is not None else None
+    form = f"{key}_form"
     with st.container(border=True):
         st.subheader(title)
         if help_text:
@@ -148,7 +157,11 @@ def limit_editor(
             st.info(f"Above the administrator's limit, so theirs applies: {', '.join(above)}.")
         # A new rule's period starts in the viewer's time zone when the browser says it, else UTC.
         shown = current or LimitSettings(timezone=viewer_zone(st.context.timezone).key)
-        load_form(f"{key}_form", (target, current), None, _form_values(key, shown))
+        loaded = load_form(form, target, version, _form_values(key, shown))
+        stale = loaded != version
+        if stale:
+            st.warning(CHANGED_ELSEWHERE)
+            st.button("Reload the current values", on_click=reload_form, args=(form,), key=f"{key}_reload")
         with st.form(f"{key}_form", border=False):
             rate, budget = st.columns(2)
             rate.text_input("Requests per minute", key=f"{key}_rpm", help="Blank: no limit")
@@ -174,6 +187,10 @@ def limit_editor(
             remove = remove_col.form_submit_button("Remove limits", key=f"{key}_remove", disabled=current is None)
         failed = st.empty()
     slots["target"] = failed
+    if (save or remove) and stale:
+        # Saving now would silently undo the other change: the form shows what was there before it.
+        failed.error(f"{CHANGED_ELSEWHERE} Reload to see the current values, then make your change again.")
+        return
     if save:
         state = st.session_state
         with form_errors(slots):
@@ -187,12 +204,12 @@ def limit_editor(
                 warn_percent=state[f"{key}_warn_percent"],
             )
             save_limit(engine(), actor, target, settings)
-            reload_form(f"{key}_form")
+            reload_form(form)
             flash.done("Limits removed: every field was blank." if settings.empty else "Limits saved.")
     if remove:
         with form_errors({"target": failed}):
             save_limit(engine(), actor, target, LimitSettings())
-            reload_form(f"{key}_form")
+            reload_form(form)
             flash.done("Limits removed.")
 
 
@@ -232,7 +249,7 @@ def rule_rows(session: Session, actor: User) -> list[RuleRow]:
     rows = []
     for row in limit_rules.list_limits(session, actor):
         parsed = limit_rules.parse_target(row.target)
-        settings = LimitSettings(**{f.name: getattr(row, f.name) for f in fields(LimitSettings)})
+        settings = _settings_of(row) or LimitSettings()
         rows.append(
             RuleRow(row.target, row.scope, row.set_by, _applies_to(session, actor, parsed), settings, row.updated_at)
         )

@@ -268,3 +268,11 @@ with all_area:
             with form_errors({"key": all_err}):
                 api_keys.revoke_key(engine(), user, chosen.id)
                 done("Key revoked: it no longer works.")
+        limits_view.limit_editor(
+            user,
+            key_target(chosen.id),
+            key=f"key_limits_{chosen.id}",
+            title="This key's limits",
+            help_text="Set by an administrator; calls through the key meet it as well as its owner's rules.",
+            related=[("Set by its owner", limits_view.stored_settings(key_target(chosen.id, owner=True)))],
+        )

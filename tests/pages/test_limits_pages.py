@@ -161,6 +161,17 @@ def test_admin_sets_the_default_limit_with_its_audit_row(engine, monkeypatch) ->
     assert list(table["Applies to"]) == ["every user without a rule of their own"]
 
 
+def test_a_new_rule_starts_in_the_viewers_time_zone(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    at = app_for(engine, monkeypatch)
+    at.context = {"timezone": "Australia/Adelaide"}
+    at = sign_in(at.run(), "admin@example.com")
+    at.switch_page(LIMITS_PAGE).run()
+    assert at.text_input(key="default_limits_timezone").value == "Australia/Adelaide"
+    at = save(fill(at, "default_limits", budget_usd="10", period="day"), "default_limits")
+    assert rule(engine, DEFAULT_TARGET).timezone == "Australia/Adelaide"
+
+
 def test_the_form_is_filled_from_the_stored_rule_and_a_change_is_audited_as_before_and_after(
     engine, monkeypatch
 ) -> None:
@@ -178,6 +189,24 @@ def test_the_form_is_filled_from_the_stored_rule_and_a_change_is_audited_as_befo
     assert (row.rpm, row.warn_percent) == (None, 90)
     last = audit_rows(engine, DEFAULT_TARGET)[-1]
     assert last.changes == {"rpm": [10, None], "warn_percent": [80, 90]}
+
+
+def test_a_save_after_someone_elses_change_is_refused_until_reloaded(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    set_rule(engine, None, DEFAULT_TARGET, rpm=10)
+    at = on_page(engine, monkeypatch, "admin@example.com", LIMITS_PAGE)
+    set_rule(engine, None, DEFAULT_TARGET, rpm=30)  # another administrator, meanwhile
+
+    at = save(fill(at, "default_limits", tpm="5000"), "default_limits")
+    assert "These limits were changed by someone else since you opened them." in texts(at)
+    assert "Limits saved." not in texts(at)
+    assert (rule(engine, DEFAULT_TARGET).rpm, rule(engine, DEFAULT_TARGET).tpm) == (30, None)  # theirs stays
+
+    at = click(at, "default_limits_reload")
+    assert at.text_input(key="default_limits_rpm").value == "30"
+    at = save(fill(at, "default_limits", tpm="5000"), "default_limits")
+    assert "Limits saved." in texts(at)
+    assert (rule(engine, DEFAULT_TARGET).rpm, rule(engine, DEFAULT_TARGET).tpm) == (30, 5000)
 
 
 @pytest.mark.parametrize(
@@ -433,3 +462,19 @@ def test_without_a_budget_the_pages_say_so(engine, monkeypatch) -> None:
     assert "No budget is set on this key." in [c.value for c in at.caption]
     at = on_page(engine, monkeypatch, "admin@example.com", PROVIDERS_PAGE)
     assert any(c.value.startswith("No budget is set on this provider") for c in at.caption)
+
+
+def test_admin_sets_a_keys_limit_from_the_all_keys_tab(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "bob@example.com")
+    bob = load(engine, "bob@example.com")
+    kid = add_key(engine, "bob@example.com", "ci")
+    set_rule(engine, bob, key_target(kid, owner=True), rpm=3)
+    at = on_page(engine, monkeypatch, "admin@example.com", KEYS_PAGE)
+    assert "Set by its owner: 3 requests/min" in texts(at)
+    editor = f"key_limits_{kid}"
+    at = save(fill(at, editor, rpm="100", budget_usd="50", period="week"), editor)
+    assert "Now: 100 requests/min, $50.00 a week (UTC), warn at 80 %" in texts(at)
+    row = rule(engine, key_target(kid))
+    assert (row.set_by, row.rpm, row.budget_usd, row.period) == ("admin", 100, 50.0, "week")
+    assert rule(engine, key_target(kid, owner=True)).rpm == 3

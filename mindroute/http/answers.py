@@ -12,6 +12,7 @@ from mindroute.http.openai_compat import error_body
 from mindroute.services import api_keys
 from mindroute.services.call_log import DATABASE_UNAVAILABLE
 from mindroute.services.chat_async import UpstreamClock
+from mindroute.services.limits import LimitRefusal
 
 log = logging.getLogger("mindroute.http.api")
 
@@ -40,10 +41,22 @@ def error_response(
     *,
     headers: dict[str, str] | None = None,
     param: str | None = None,
+    error_type: str | None = None,
 ) -> JSONResponse:
-    """OpenAI's error body as a JSON answer; `code` defaults to MindRoute's code for the status."""
-    body = error_body(status, message, code or _CODES.get(status), param)
+    """OpenAI's error body as a JSON answer; `code` defaults to MindRoute's code for the status, `error_type` to
+    OpenAI's type for it."""
+    body = error_body(status, message, code or _CODES.get(status), param, error_type=error_type)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def limit_refusal_response(limit: LimitRefusal, headers: dict[str, str]) -> JSONResponse:
+    """A budget's or rate limit's 429 as OpenAI answers it: its type ("requests", "tokens",
+    "insufficient_quota") and code ("rate_limit_exceeded", "insufficient_quota"), no param, and `headers`
+    (the x-ratelimit-* set and retry-after)."""
+    answer_headers = dict(headers)
+    if limit.retry_after_s is not None:
+        answer_headers.setdefault("retry-after", str(limit.retry_after_s))
+    return error_response(limit.status, limit.message, limit.code, headers=answer_headers, error_type=limit.type)
 
 
 def database_unavailable(error: BaseException) -> JSONResponse:

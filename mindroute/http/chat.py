@@ -1,5 +1,6 @@
-"""POST /v1/chat/completions: the body read and parsed, admission (services/api_admission.py), then the
-answer whole or as SSE."""
+"""POST /v1/chat/completions: the body read and parsed, admission (services/api_admission.py: the key, the
+model, the policy, the budgets and rate limits), then the answer whole or as SSE; every answer of an admitted
+call carries its x-ratelimit-* headers, a limit's refusal is OpenAI's 429."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from starlette.types import Receive, Scope
 
 from mindroute.db import get_engine
 from mindroute.http.answers import KEY_CODES as _KEY_CODES
-from mindroute.http.answers import OVERHEAD_HEADER, RETRY_AFTER_S
+from mindroute.http.answers import OVERHEAD_HEADER, RETRY_AFTER_S, limit_refusal_response
 from mindroute.http.answers import error_response as _error
 from mindroute.http.answers import overhead_ms as _overhead_ms
 from mindroute.http.asgi_request import AnswerApp, BodyTooLarge, ClientGone, max_body_bytes
@@ -69,6 +70,8 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
     admitted = await admit_call(engine, presented, model_id, request, problem, caller, started, extra)
     if isinstance(admitted, CallRefusal):
         answer_headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
+        if admitted.limit is not None:
+            return limit_refusal_response(admitted.limit, {**admitted.headers, **answer_headers})
         if admitted.status == 401:
             answer_headers["www-authenticate"] = "Bearer"
         elif admitted.status == 503:
@@ -77,8 +80,9 @@ async def _chat_completions(scope: Scope, receive: Receive) -> Response | None:
         return _error(admitted.status, admitted.message, code, headers=answer_headers, param=admitted.param)
     assert parsed is not None
     if not parsed.request.stream:
-        result = await acomplete_call(engine, CallTracker(admitted.prepared, admitted.caller, started, extra), clock)
-        answer_headers = {OVERHEAD_HEADER: _overhead_ms(started, clock)}
+        tracker = CallTracker(admitted.prepared, admitted.caller, started, extra, admitted.limits.charges)
+        result = await acomplete_call(engine, tracker, clock)
+        answer_headers = {**admitted.limits.headers, OVERHEAD_HEADER: _overhead_ms(started, clock)}
         if not result.outcome.ok:
             return _failure_response(result, answer_headers)
         return JSONResponse(completion_json(result, admitted.model_id), headers=answer_headers)
@@ -104,7 +108,8 @@ async def _stream(
     clock: UpstreamClock,
     extra: dict[str, Any] | None,
 ) -> Response:
-    chat = AsyncStreamingChat(engine, CallTracker(admitted.prepared, admitted.caller, started, extra), clock)
+    tracker = CallTracker(admitted.prepared, admitted.caller, started, extra, admitted.limits.charges)
+    chat = AsyncStreamingChat(engine, tracker, clock)
     texts = chat.chunks()
     try:
         # Wait for the first text before answering, so an upstream refusal gets its own status.
@@ -114,7 +119,7 @@ async def _stream(
         raise
     if first is None and chat.error is not None:
         result = await chat.finish()
-        return _failure_response(result, {OVERHEAD_HEADER: _overhead_ms(started, clock)})
+        return _failure_response(result, {**admitted.limits.headers, OVERHEAD_HEADER: _overhead_ms(started, clock)})
     cid, created, model_id = completion_id(), int(time.time()), admitted.model_id
     include_usage = parsed.include_usage
     choices = parsed.request.n or 1
@@ -155,7 +160,12 @@ async def _stream(
                 await texts.aclose()
                 await chat.finish()
 
-    headers = {OVERHEAD_HEADER: _overhead_ms(started, clock), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    headers = {
+        **admitted.limits.headers,
+        OVERHEAD_HEADER: _overhead_ms(started, clock),
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
     return EventStreamResponse(events(), headers)
 
 

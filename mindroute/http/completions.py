@@ -1,6 +1,7 @@
 """POST /v1/completions (OpenAI's legacy text completions): passed through to OpenAI-protocol providers
-only, whole or as SSE, with the model renamed to the id the client used, and one Logs row
-(request_type "completion") with the provider's token counts."""
+only, whole or as SSE, with the model renamed to the id the client used, under the budgets and rate limits
+(services/limits.py, checked last before the upstream call; every answer sends their x-ratelimit-* headers),
+and one Logs row (request_type "completion") with the provider's token counts, the cost and the charges."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from mindroute.http.embeddings import (
     InvalidBody,
     Refused,
     RoutedCall,
+    admit_limits,
     admit_route,
     failure_response,
     failure_status,
@@ -123,6 +125,10 @@ async def _completions(scope: Scope, receive: Receive) -> Response | None:
             return await refuse_routed(engine, routed, REQUEST_TYPE_COMPLETION, started, extra, refusal)
         if asked is None:
             upstream["max_tokens"] = limit
+    checked = await admit_limits(engine, routed, REQUEST_TYPE_COMPLETION, started, extra)
+    if isinstance(checked, Response):
+        return checked
+    routed = checked
     stream = body.get("stream") is True
     include_usage = False
     if stream:
@@ -212,9 +218,9 @@ async def _log_failure(
     route = routed.route
     await log_row(
         engine, REQUEST_TYPE_COMPLETION, routed.caller, routed.user_id, route.provider_id, route.model,
-        status, started, message, extra,
+        status, started, message, extra, charges=routed.limits.charges,
     )  # fmt: skip
-    headers[OVERHEAD_HEADER] = overhead_ms(started, clock)
+    headers = {**routed.headers, **headers, OVERHEAD_HEADER: overhead_ms(started, clock)}
     return failure_response(status, message, headers)
 
 
@@ -256,10 +262,10 @@ async def _whole(
         engine, REQUEST_TYPE_COMPLETION, routed.caller, routed.user_id, route.provider_id, route.model,
         200, started, None, extra,
         text=answer_text, finish_reason=_finish_reason(payload), prompt_tokens=prompt, completion_tokens=completion,
-        total_tokens=total, usage_reported=usage is not None,
+        total_tokens=total, usage_reported=usage is not None, **routed.accounted(prompt, completion),
     )  # fmt: skip
     payload["model"] = model_id
-    return JSONResponse(payload, headers={OVERHEAD_HEADER: overhead_ms(started, clock)})
+    return JSONResponse(payload, headers={**routed.headers, OVERHEAD_HEADER: overhead_ms(started, clock)})
 
 
 async def _upstream_lines(adapter: ProviderAdapter, call: HttpCall) -> AsyncGenerator[AiohttpAnswer | str, None]:
@@ -342,6 +348,7 @@ async def _stream(
                 text="".join(state["text"]), finish_reason=state["finish"], prompt_tokens=prompt,
                 completion_tokens=completion, total_tokens=total, usage_reported=state["usage"] is not None,
                 time_to_first_token_ms=state["first_ms"], stopped_by_user=status == STOPPED_BY_USER_STATUS,
+                **routed.accounted(prompt, completion),
             )  # fmt: skip
 
     async def events() -> AsyncIterator[bytes]:
@@ -383,7 +390,12 @@ async def _stream(
             await finish(status, message)
 
     body = _Relay(events(), finish)
-    headers = {OVERHEAD_HEADER: overhead_ms(started, clock), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    headers = {
+        **routed.headers,
+        OVERHEAD_HEADER: overhead_ms(started, clock),
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
     return EventStreamResponse(body, headers)
 
 

@@ -1,6 +1,7 @@
-"""POST /v1/embeddings: the body checked, the key and the model's permission (admission), the provider's
-embeddings in OpenAI's shape, and one Logs row (request_type "embedding"); also the admission and the
-logging that the API's non-chat routes (this one and /v1/completions) share."""
+"""POST /v1/embeddings: the body checked, the key and the model's permission (admission), the budgets and
+rate limits (their tokens are the prompt's), the provider's embeddings in OpenAI's shape, and one Logs row
+(request_type "embedding"); also the admission, the limits check and the logging that the API's non-chat
+routes (this one and /v1/completions) share."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from starlette.types import Receive, Scope
 
 from mindroute import redaction
 from mindroute.db import get_engine
-from mindroute.http.answers import KEY_CODES, OVERHEAD_HEADER, RETRY_AFTER_S, error_response, overhead_ms
+from mindroute.http.answers import (
+    KEY_CODES,
+    OVERHEAD_HEADER,
+    RETRY_AFTER_S,
+    error_response,
+    limit_refusal_response,
+    overhead_ms,
+)
 from mindroute.http.asgi_request import (
     AnswerApp,
     BodyTooLarge,
@@ -27,13 +35,17 @@ from mindroute.http.asgi_request import (
     read_body,
 )
 from mindroute.http.asgi_request import scope_headers as _headers
+from mindroute.provider_settings import estimate_cost
 from mindroute.providers.embeddings import ENCODING_FORMATS, EmbeddingRequest, embedder_for, protocol_label
 from mindroute.providers.errors import ProviderError, RateLimitedError, UnsupportedParameter
 from mindroute.redaction import redact_secrets
 from mindroute.services import admission
+from mindroute.services.api_admission import CallRefusal, check_limits
 from mindroute.services.call_log import DATABASE_UNAVAILABLE, REQUEST_TYPE_EMBEDDING, CallRecord, is_database_outage
 from mindroute.services.call_tracker import Caller, call_record, ms_since, status_for_error
 from mindroute.services.chat_async import UpstreamClock
+from mindroute.services.limit_rules import LimitRule
+from mindroute.services.limits import NO_LIMITS, LimitCheck
 from mindroute.services.log_writer import alog_call
 from mindroute.services.routing import Route
 
@@ -63,11 +75,32 @@ class Refused:
 
 @dataclass(frozen=True)
 class RoutedCall:
-    """A non-chat call the key, the model and the access policy allow."""
+    """A non-chat call the key, the model and the access policy allow; once `admit_limits` let it go
+    upstream, `limits` holds its x-ratelimit-* headers (every answer sends them) and its charges (its row
+    carries them, with its cost)."""
 
     route: Route
     caller: Caller
     user_id: uuid.UUID
+    rules: tuple[LimitRule, ...] = ()
+    limits: LimitCheck = NO_LIMITS
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.limits.headers)
+
+    def accounted(self, prompt_tokens: int | None, completion_tokens: int | None) -> dict[str, Any]:
+        """The Logs row's charges and cost, for log_row: what the call owes its budgets and counters."""
+        route = self.route
+        cost = estimate_cost(
+            route.prices,
+            route.model,
+            prompt_tokens,
+            completion_tokens,
+            protocol=route.protocol,
+            endpoint_url=route.endpoint,
+        )
+        return {"charges": self.limits.charges, "cost_usd": cost}
 
 
 # --- what the non-chat routes share ----------------------------------------------------------
@@ -150,7 +183,7 @@ async def admit_route(
             provider_id = admitted.route.provider_id
         else:
             assert admitted.user_id is not None
-            return RoutedCall(admitted.route, caller, admitted.user_id)
+            return RoutedCall(admitted.route, caller, admitted.user_id, admitted.rules)
     await log_row(
         engine, request_type, caller, user_id, provider_id, model_id, refusal.status, started, refusal.message, extra
     )
@@ -162,6 +195,24 @@ async def admit_route(
     return error_response(refusal.status, refusal.message, refusal.code, headers=answer_headers, param=refusal.param)
 
 
+async def admit_limits(
+    engine: Engine, call: RoutedCall, request_type: str, started: float, extra: dict[str, Any] | None
+) -> RoutedCall | Response:
+    """The budgets and rate limits of a routed call, the last thing before it goes upstream: the call
+    with its check, or the refusal (OpenAI's 429, or a 503 for a database that is away) answered and logged."""
+    checked = await check_limits(engine, call.rules)
+    if not isinstance(checked, CallRefusal):
+        return replace(call, limits=checked) if checked is not NO_LIMITS else call
+    route = call.route
+    await log_row(
+        engine, request_type, call.caller, call.user_id, route.provider_id, route.model,
+        checked.status, started, checked.message, extra,
+    )  # fmt: skip
+    if checked.limit is not None:
+        return limit_refusal_response(checked.limit, checked.headers)
+    return error_response(checked.status, checked.message, headers={"retry-after": RETRY_AFTER_S})
+
+
 async def refuse_routed(
     engine: Engine,
     call: RoutedCall,
@@ -170,7 +221,8 @@ async def refuse_routed(
     extra: dict[str, Any] | None,
     refusal: Refused,
 ) -> Response:
-    """A routed call refused before going upstream (a field the protocol cannot carry): answered and logged."""
+    """A routed call refused before going upstream (a field the protocol cannot carry): answered and logged
+    (after the limits check, with its headers and charges)."""
     route = call.route
     await log_row(
         engine,
@@ -183,8 +235,9 @@ async def refuse_routed(
         started,
         refusal.message,
         extra,
+        charges=call.limits.charges,
     )
-    return error_response(refusal.status, refusal.message, refusal.code, param=refusal.param)
+    return error_response(refusal.status, refusal.message, refusal.code, headers=call.headers, param=refusal.param)
 
 
 def failure_status(error: ProviderError, api_key: str | None) -> tuple[int, str, dict[str, str]]:
@@ -307,6 +360,10 @@ async def _embeddings(scope: Scope, receive: Receive) -> Response | None:
         return await refuse_routed(
             engine, routed, REQUEST_TYPE_EMBEDDING, started, extra, Refused(400, message, "model")
         )
+    checked = await admit_limits(engine, routed, REQUEST_TYPE_EMBEDDING, started, extra)
+    if isinstance(checked, Response):
+        return checked
+    routed = checked
     clock = UpstreamClock()
     upstream_started = time.perf_counter()
     try:
@@ -319,18 +376,19 @@ async def _embeddings(scope: Scope, receive: Receive) -> Response | None:
         status, message, answer_headers = failure_status(exc, route.api_key)
         await log_row(
             engine, REQUEST_TYPE_EMBEDDING, routed.caller, routed.user_id, route.provider_id, route.model,
-            status, started, message, extra,
+            status, started, message, extra, charges=routed.limits.charges,
         )  # fmt: skip
-        answer_headers[OVERHEAD_HEADER] = overhead_ms(started, clock)
+        answer_headers = {**routed.headers, **answer_headers, OVERHEAD_HEADER: overhead_ms(started, clock)}
         return failure_response(status, message, answer_headers)
     clock.add_since(upstream_started)
     await log_row(
         engine, REQUEST_TYPE_EMBEDDING, routed.caller, routed.user_id, route.provider_id, route.model,
         200, started, None, extra,
         prompt_tokens=result.prompt_tokens, total_tokens=result.total_tokens, usage_reported=result.usage_reported,
+        **routed.accounted(result.prompt_tokens, None),
     )  # fmt: skip
     answer = {**result.body, "model": model_id}
-    return JSONResponse(answer, headers={OVERHEAD_HEADER: overhead_ms(started, clock)})
+    return JSONResponse(answer, headers={**routed.headers, OVERHEAD_HEADER: overhead_ms(started, clock)})
 
 
 # The route as a plain ASGI app (see AnswerApp).

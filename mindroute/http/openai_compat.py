@@ -47,12 +47,15 @@ _FINISH_REASONS = {
 }
 
 
-def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    """{"error": {"message", "type", "code", "param"}} with anything key-shaped redacted."""
+def error_body(
+    status: int, message: str, code: str | None = None, param: str | None = None, *, error_type: str | None = None
+) -> dict[str, Any]:
+    """{"error": {"message", "type", "code", "param"}} with anything key-shaped redacted; `error_type` defaults to
+    OpenAI's type for the status (a limit refusal names its own: "requests", "tokens", "insufficient_quota")."""
     return {
         "error": {
             "message": redact_secrets(message),
-            "type": _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+            "type": error_type or _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
             "code": code,
             "param": param,
         }

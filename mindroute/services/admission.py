@@ -9,6 +9,11 @@ decryption) is remembered per (key, model id) in this process while the fingerpr
 same, and for at most `MINDROUTE_API_ROUTE_CACHE_S` seconds (default 60; 0 turns the memory off)
 as a bound against clocks that disagree between processes. An admin's change to a provider or a
 grant changes the fingerprint, so the next call routes afresh.
+
+The budgets and rate limits a call meets (limit_rules.rules_for_call: its owner's or the default
+rule, its key's, its provider's) are found with the route and remembered with it; the fingerprint
+holds the `limits` table's count and latest updatedAt, so an admin's change to any rule re-routes
+at the next call in every process. Counting against them is services/limits.py's, after admission.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from sqlalchemy.orm import Session
 
 from mindroute.config import env_number
 from mindroute.db import make_engine, transaction
-from mindroute.models import ApiKey, Provider, User, UserProvider, utcnow
+from mindroute.models import ApiKey, Limit, Provider, User, UserProvider, utcnow
 from mindroute.services import api_keys
 from mindroute.services.db_threads import in_db_thread
+from mindroute.services.limit_rules import LimitRule, rules_for_call
 from mindroute.services.model_ids import resolve_model_id
 from mindroute.services.routing import ChatRefused, Route, route_call
 
@@ -68,6 +74,15 @@ class Admitted:
     key_id: uuid.UUID
     user_id: uuid.UUID
     route: Route | RouteRefusal
+    rules: tuple[LimitRule, ...] = ()  # the limits a routed call meets (none for a refusal)
+
+
+@dataclass(frozen=True)
+class _Routed:
+    """What the route cache keeps per (key, model id): the route or its refusal, and the rules it meets."""
+
+    route: Route | RouteRefusal
+    rules: tuple[LimitRule, ...]
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,8 @@ def _fingerprint_query() -> Any:
             select(func.max(Provider.updated_at)).scalar_subquery(),
             select(func.count()).where(UserProvider.user_id == User.id).scalar_subquery(),
             select(func.max(UserProvider.updated_at)).where(UserProvider.user_id == User.id).scalar_subquery(),
+            select(func.count()).select_from(Limit).scalar_subquery(),
+            select(func.max(Limit.updated_at)).scalar_subquery(),
         )
         .join(User, User.id == ApiKey.user_id)
         .where(ApiKey.key == bindparam("digest"))
@@ -105,15 +122,15 @@ _QUERY = _fingerprint_query()
 class _RouteCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], float, Route | RouteRefusal]] = {}
+        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], float, _Routed]] = {}
 
-    def get(self, digest: str, model_id: str, fingerprint: tuple[Any, ...]) -> Route | RouteRefusal | None:
+    def get(self, digest: str, model_id: str, fingerprint: tuple[Any, ...]) -> _Routed | None:
         entry = self._entries.get((digest, model_id))
         if entry is None or entry[0] != fingerprint or entry[1] < time.monotonic():
             return None
         return entry[2]
 
-    def put(self, digest: str, model_id: str, fingerprint: tuple[Any, ...], value: Route | RouteRefusal) -> None:
+    def put(self, digest: str, model_id: str, fingerprint: tuple[Any, ...], value: _Routed) -> None:
         ttl = route_cache_seconds()
         if ttl <= 0:
             return
@@ -184,6 +201,8 @@ class KeyRow(NamedTuple):
     providers_changed: datetime | None
     grants: int
     grants_changed: datetime | None
+    limits: int
+    limits_changed: datetime | None
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:
@@ -339,15 +358,19 @@ async def aclose_async_readers() -> None:
         await reader.aclose()
 
 
-def _resolve(session: Session, user_id: uuid.UUID, model_id: str) -> Route | RouteRefusal:
+def _resolve(session: Session, user_id: uuid.UUID, key_id: uuid.UUID, model_id: str, limits: int) -> _Routed:
+    """The route for `model_id` and, when it is allowed and any rule exists (`limits`: the fingerprint's
+    count of them), the rules the call meets."""
     user = session.get(User, user_id)
     assert user is not None
     provider_id = None
     try:
         provider_id, model = resolve_model_id(session, user, model_id)
-        return route_call(session, user, provider_id, model)
+        route = route_call(session, user, provider_id, model)
     except ChatRefused as refused:
-        return RouteRefusal(refused.status_code, refused.message, provider_id)
+        return _Routed(RouteRefusal(refused.status_code, refused.message, provider_id), ())
+    rules = rules_for_call(session, user_id, key_id, route.provider_id) if limits else ()
+    return _Routed(route, rules)
 
 
 TOUCH_WARN_EVERY_S = 60.0
@@ -408,11 +431,11 @@ def _verdict(row: KeyRow | None, digest: str, now: datetime) -> KeyRefused | Non
     return KeyRefused(refusal, row.id, row.user_id) if refusal is not None else None
 
 
-def _route_now(engine: Engine, row: KeyRow, digest: str, model_id: str) -> Route | RouteRefusal:
+def _route_now(engine: Engine, row: KeyRow, digest: str, model_id: str) -> _Routed:
     with transaction(engine) as session:
-        route = _resolve(session, row.user_id, model_id)
-    _routes.put(digest, model_id, row.fingerprint, route)
-    return route
+        routed = _resolve(session, row.user_id, row.id, model_id, row.limits)
+    _routes.put(digest, model_id, row.fingerprint, routed)
+    return routed
 
 
 def _touch_due(row: KeyRow, now: datetime) -> bool:
@@ -438,7 +461,7 @@ async def aadmit(engine: Engine, presented_key: str | None, model_id: str | None
         _touch_later(engine, row.id, now)
     if model_id is None:
         return Admitted(row.id, row.user_id, RouteRefusal(400, "no model", None))
-    route = _routes.get(digest, model_id, row.fingerprint)
-    if route is None:
-        route = await in_db_thread(_route_now, engine, row, digest, model_id)
-    return Admitted(row.id, row.user_id, route)
+    routed = _routes.get(digest, model_id, row.fingerprint)
+    if routed is None:
+        routed = await in_db_thread(_route_now, engine, row, digest, model_id)
+    return Admitted(row.id, row.user_id, routed.route, routed.rules)

@@ -37,6 +37,7 @@ from mindroute.providers.shapes import (
     ToolCallDelta,
 )
 from mindroute.services.call_log import STOPPED_BY_USER_STATUS, CallRecord
+from mindroute.services.limit_charges import Charges
 
 if TYPE_CHECKING:
     from mindroute.providers.adapter import AsyncChatStream, ChatStream
@@ -147,17 +148,37 @@ class CallTracker:
     """One call that went upstream, as events: `chunk()` for each item of a stream (text or its
     end), `answered()` for a whole answer, `failed()` for a provider error, `ending()` when a stream
     is closed (before its end, that is a stop by the reader), then `finished()` for the record and
-    the outcome. No I/O, no locks: the drivers own the threads and the writing of the row."""
+    the outcome. No I/O, no locks: the drivers own the threads and the writing of the row.
 
-    __slots__ = ("_redactors", "caller", "end", "error", "extra", "first_token_ms", "prepared", "started", "stopped")
+    `charges` (from the limits check that admitted the call) go on the record with the call's cost, so
+    that writing its row counts its tokens and spend against its budgets and minute counters."""
+
+    __slots__ = (
+        "_redactors",
+        "caller",
+        "charges",
+        "end",
+        "error",
+        "extra",
+        "first_token_ms",
+        "prepared",
+        "started",
+        "stopped",
+    )
 
     def __init__(
-        self, prepared: PreparedCall, caller: Caller, started: float, extra: dict[str, Any] | None = None
+        self,
+        prepared: PreparedCall,
+        caller: Caller,
+        started: float,
+        extra: dict[str, Any] | None = None,
+        charges: Charges | None = None,
     ) -> None:
         self.prepared = prepared
         self.caller = caller
         self.started = started
         self.extra = extra
+        self.charges = charges
         self.first_token_ms: int | None = None
         self.end: StreamEnd | ChatResult | None = None
         self.error: ProviderError | None = None
@@ -255,6 +276,9 @@ class CallTracker:
         total = end.total_tokens if end else None
         reported = bool(end and end.usage_reported)
         duration_ms = ms_since(self.started)
+        cost = estimate_cost(
+            route.prices, request.model, prompt, completion, protocol=route.protocol, endpoint_url=route.endpoint
+        )
         record = call_record(
             caller,
             route.user_id,
@@ -275,9 +299,8 @@ class CallTracker:
             stopped_by_user=stopped,
             tool_calls=tool_calls,
             other_choices=others,
-        )
-        cost = estimate_cost(
-            route.prices, request.model, prompt, completion, protocol=route.protocol, endpoint_url=route.endpoint
+            charges=self.charges,
+            cost_usd=cost,
         )
         retry_after = error.retry_after if isinstance(error, RateLimitedError) else None
         param = error.param if isinstance(error, UnsupportedParameter) else None

@@ -1,6 +1,7 @@
 """The playground's chat calls, sync: thin drivers over the call tracker (services/call_tracker.py)
-that add only the I/O: the routing rules in one transaction, the upstream call (in a worker thread
-where it must be stoppable) and the one Logs row, written before the outcome is returned."""
+that add only the I/O: the routing rules in one transaction, the budgets and rate limits (services/limits.py,
+counted as for the API), the upstream call (in a worker thread where it must be stoppable) and the one Logs
+row, written before the outcome is returned."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ from mindroute.providers.registry import adapter_for
 
 # The playground builds its requests from these shapes; it reaches them here, through the chat service.
 from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest, StreamChunk, attachment_kind  # noqa: F401
+from mindroute.services import limits
 from mindroute.services.call_log import write_call_log
 from mindroute.services.call_tracker import Caller, CallTracker, ChatOutcome, call_record, ms_since
+from mindroute.services.limit_rules import LimitRule, rules_for_call
 from mindroute.services.routing import ChatRefused, PreparedCall, prepare_call
 
 STREAM_WORKER_JOIN_S = 2.0  # finish() waits this long at most for a stopped stream's reading thread
@@ -35,19 +38,28 @@ log = logging.getLogger("mindroute.chat")
 
 def _prepare_or_refuse(
     engine: Engine, user: User, provider_id: uuid.UUID, request: ChatRequest, caller: Caller, started: float
-) -> PreparedCall | ChatOutcome:
-    """The routing rules in one transaction; a refusal is logged here and returned as the outcome."""
+) -> CallTracker | ChatOutcome:
+    """The routing rules and the rules of the limits the call meets in one transaction, then the limits
+    counted for it: the call's tracker (with what it owes them), or its refusal, logged here and returned
+    as the outcome (a limit's: status 429 and the message naming the limit and when it resets)."""
+    prepared: PreparedCall | None = None
+    rules: tuple[LimitRule, ...] = ()
     with transaction(engine) as session:
         try:
-            return prepare_call(session, user, provider_id, request)
+            prepared = prepare_call(session, user, provider_id, request)
         except ChatRefused as refused:
-            refusal = refused
-    status, message = refusal.status_code, refusal.message
+            status, message, retry_after = refused.status_code, refused.message, None
+        else:
+            rules = rules_for_call(session, user.id, None, provider_id)
+    if prepared is not None:
+        check = limits.check(engine, rules) if rules else limits.NO_LIMITS
+        if check.refusal is None:
+            return CallTracker(prepared, caller, started, charges=check.charges)
+        status, message, retry_after = check.refusal.status, check.refusal.message, check.refusal.retry_after_s
     record = call_record(caller, user.id, provider_id, request.model, request, status, ms_since(started), message, None)
     log_id = write_call_log(engine, record)
-    return ChatOutcome(
-        "", refusal.status_code, refusal.message, None, None, None, False, record.duration_ms, None, None, log_id=log_id
-    )
+    outcome = ChatOutcome("", status, message, None, None, None, False, record.duration_ms, None, None, log_id=log_id)
+    return replace(outcome, retry_after=retry_after) if retry_after is not None else outcome
 
 
 def _logged(engine: Engine, tracker: CallTracker, stop_message: str = "Stopped by the user") -> ChatOutcome:
@@ -60,10 +72,11 @@ def complete_chat(
 ) -> ChatOutcome:
     """A whole answer at once; always exactly one Logs row."""
     started = time.perf_counter()
-    prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
-    if isinstance(prepared, ChatOutcome):
-        return prepared
-    tracker, route = CallTracker(prepared, caller, started), prepared.route
+    tracker = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
+    if isinstance(tracker, ChatOutcome):
+        return tracker
+    prepared = tracker.prepared
+    route = prepared.route
     try:
         tracker.answered(adapter_for(route.protocol).complete(prepared.request, route.endpoint, route.api_key))
     except ProviderError as exc:
@@ -85,11 +98,11 @@ class _StoppableChat:
         self._finish_lock = threading.Lock()
         self._tracker: CallTracker | None = None
         self.outcome: ChatOutcome | None = None
-        prepared = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
-        if isinstance(prepared, ChatOutcome):
-            self.outcome = prepared  # refused and logged already
+        tracker = _prepare_or_refuse(engine, user, provider_id, request, caller, started)
+        if isinstance(tracker, ChatOutcome):
+            self.outcome = tracker  # refused and logged already
         else:
-            self._tracker = CallTracker(prepared, caller, started)
+            self._tracker = tracker
 
     @property
     def prepared(self) -> PreparedCall | None:

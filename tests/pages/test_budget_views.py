@@ -49,6 +49,24 @@ def test_a_providers_rate_limit_is_a_warning_not_an_error(engine, monkeypatch, o
     assert "hello" in texts(at)
 
 
+def test_a_spent_budget_refuses_the_playgrounds_call_with_a_warning_naming_it(engine, monkeypatch, openai_fake) -> None:
+    at = user_on_playground(engine, monkeypatch)
+    grant_provider(engine, "user@example.com", openai_fake)
+    with transaction(engine) as session:
+        user = session.scalar(select(User).where(User.email == "user@example.com"))
+    target = limit_rules.user_target(user.id)
+    set_budget(engine, target, budget_usd=1, period="day", timezone="Asia/Kolkata")
+    spend(engine, target, "day", "Asia/Kolkata", 1.5)
+    requests_before = len(openai_fake.fake.requests)
+    at = send(at.run(), "one more")
+    assert not at.exception and not at.error
+    [warning] = at.warning
+    shown = re.sub(r"\\(.)", r"\1", warning.value)
+    assert shown.startswith("Budget spent: $1.50 of $1.00 today") and "(the limit on user)" in shown
+    assert "it resets on " in shown
+    assert len(openai_fake.fake.requests) == requests_before  # nothing went upstream
+
+
 # --- the shared component ------------------------------------------------------------------------
 
 SEOUL_DEC_10 = datetime(2026, 12, 10, 3)  # naive UTC: noon on 10 December in Seoul

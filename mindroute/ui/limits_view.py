@@ -11,6 +11,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session
+from streamlit.delta_generator import DeltaGenerator
 
 from mindroute.errors import NotFound
 from mindroute.models import Limit, User
@@ -163,25 +164,29 @@ def limit_editor(
             st.warning(CHANGED_ELSEWHERE)
             st.button("Reload the current values", on_click=reload_form, args=(form,), key=f"{key}_reload")
         with st.form(f"{key}_form", border=False):
-            rate, budget = st.columns(2)
-            rate.text_input("Requests per minute", key=f"{key}_rpm", help="Blank: no limit")
-            slots = {"rpm": rate.empty()}
-            rate.text_input("Tokens per minute", key=f"{key}_tpm", help="Prompt and answer tokens; blank: no limit")
-            slots["tpm"] = rate.empty()
-            rate.text_input("Warning at (% of a budget)", key=f"{key}_warn_percent", help="1 to 100")
-            slots["warn_percent"] = rate.empty()
-            budget.text_input("Budget (USD)", key=f"{key}_budget_usd", help="e.g. 25 or 12.50; blank: none")
-            slots["budget_usd"] = budget.empty()
-            budget.text_input("Budget (tokens)", key=f"{key}_budget_tokens", help="Blank: none")
-            slots["budget_tokens"] = budget.empty()
-            budget.selectbox("Budget period", PERIODS, format_func=PERIOD_CHOICES.get, key=f"{key}_period")
-            slots["period"] = budget.empty()
-            budget.text_input(
+            # Rates on one row, budgets on the next, their period under them; each message under its field.
+            slots: dict[str, DeltaGenerator] = {}
+            rpm_col, tpm_col = st.columns(2)
+            rpm_col.text_input("Requests per minute", key=f"{key}_rpm", help="Blank: no limit")
+            slots["rpm"] = rpm_col.empty()
+            tpm_col.text_input("Tokens per minute", key=f"{key}_tpm", help="Prompt and answer tokens; blank: no limit")
+            slots["tpm"] = tpm_col.empty()
+            usd_col, tokens_col = st.columns(2)
+            usd_col.text_input("Budget (USD)", key=f"{key}_budget_usd", help="e.g. 25 or 12.50; blank: none")
+            slots["budget_usd"] = usd_col.empty()
+            tokens_col.text_input("Budget (tokens)", key=f"{key}_budget_tokens", help="Blank: none")
+            slots["budget_tokens"] = tokens_col.empty()
+            period_col, zone_col, warn_col = st.columns(3)
+            period_col.selectbox("Budget period", PERIODS, format_func=PERIOD_CHOICES.get, key=f"{key}_period")
+            slots["period"] = period_col.empty()
+            zone_col.text_input(
                 "Time zone of the period",
                 key=f"{key}_timezone",
                 help="An IANA name such as Asia/Seoul or UTC: days, weeks and months start at its midnight",
             )
-            slots["timezone"] = budget.empty()
+            slots["timezone"] = zone_col.empty()
+            warn_col.text_input("Warn at (% of the budget)", key=f"{key}_warn_percent", help="1 to 100")
+            slots["warn_percent"] = warn_col.empty()
             save_col, remove_col = st.columns(2)
             save = save_col.form_submit_button("Save limits", type="primary", key=f"{key}_save")
             remove = remove_col.form_submit_button("Remove limits", key=f"{key}_remove", disabled=current is None)

@@ -148,10 +148,14 @@ def test_concurrent_writers_make_one_row(engine: Engine, world: dict[str, uuid.U
         assert row is not None and row.spent_usd == pytest.approx(0.7 + 0.2 * writers)  # no lost update
 
 
-def test_the_webhook_is_posted_once_with_its_json(engine: Engine, world: dict[str, uuid.UUID], hook: Hook) -> None:
+def test_the_webhook_is_posted_once_with_its_json(
+    engine: Engine, world: dict[str, uuid.UUID], hook: Hook, caplog: pytest.LogCaptureFixture
+) -> None:
     set_budget(engine, lr.user_target(world["ann"]), budget_usd=1, period="day")
-    write_call_log(engine, a_call(engine, world, NOON, cost=0.85))
-    budget_alerts.wait_for_deliveries()
+    with caplog.at_level(logging.DEBUG):
+        write_call_log(engine, a_call(engine, world, NOON, cost=0.85))
+        budget_alerts.wait_for_deliveries()
+    assert not [r for r in caplog.records if TOKEN in r.getMessage()]  # httpx logs URLs at INFO: not this one
     [alert] = alerts(engine)
     assert (alert.webhook_status, alert.webhook_error) == ("sent", None) and alert.webhook_at is not None
     assert hook.bodies == [

@@ -294,12 +294,32 @@ def _finish(engine: Engine, alert_id: uuid.UUID, error: str | None) -> None:
         )
 
 
+class _HideWebhookUrl(logging.Filter):
+    """Drops httpx's own log records that name the webhook URL (its path or query often is the secret, as
+    in Slack's webhooks): httpx logs every request's URL at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        url = webhook_url()
+        return url is None or url not in record.getMessage()
+
+
+_url_filter = _HideWebhookUrl()
+
+
+def _hide_url_from_httpx() -> None:
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _url_filter not in logger.filters:
+            logger.addFilter(_url_filter)
+
+
 def deliver_pending(engine: Engine, alert_ids: Sequence[uuid.UUID]) -> None:
     """Post each alert once to the webhook (when set): claim it, POST its JSON (timeout 5 s, no retry),
     mark it 'sent' or 'failed'. Never raises; a failure is logged and stored on the row."""
     url = webhook_url()
     if url is None or not alert_ids:
         return
+    _hide_url_from_httpx()
     with httpx.Client(timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False) as client:
         for alert_id in alert_ids:
             try:

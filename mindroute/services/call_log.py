@@ -405,7 +405,10 @@ def write_call_logs(
     if not records:
         return []
     redaction.refresh_stored_keys(engine)  # the providers' keys as they are now, for log_values; never raises
+    charged = [record for record in records if record.charges is not None]
     try:
+        if charged:
+            budget_alerts.webhook_url()  # checked once per process (a DNS lookup), before any lock is held
         rows = [log_values(record) for record in records]
         with transaction(engine) as session:
             if engine.dialect.name == "postgresql":
@@ -414,7 +417,6 @@ def write_call_logs(
                 columns = _log_columns()
                 session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
             add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
-            charged = [record for record in records if record.charges is not None]
             alert_ids = budget_spend.apply_charges(session, charged) if charged else []
         budget_alerts.deliver_in_background(engine, alert_ids)  # committed: post the new alerts, never waiting
         return [row["id"] for row in rows]

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from mindroute.db import transaction
 from mindroute.models import BudgetSpend, User
-from mindroute.services import limit_rules
+from mindroute.services import admission, limit_rules
 from mindroute.services.limit_rules import LimitSettings, key_target, period_window, user_target
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import chat, post
@@ -243,3 +243,26 @@ def test_tokens_per_minute_count_at_the_calls_end(engine, server, world):
     assert (first.headers["x-ratelimit-limit-tokens"], first.headers["x-ratelimit-remaining-tokens"]) == ("10", "10")
     logged(engine, 1)  # its tokens are counted with its Logs row
     assert_limited(post(server, account.key, chat("Fake/test-model")), "rate_limit_exceeded", "tokens")
+
+
+def test_a_route_with_rules_is_remembered_until_a_rule_changes(engine, server, world, monkeypatch):
+    account, _, admin_id = world
+    set_rule(engine, admin_id, key_target(account.key_id), rpm=1000, budget_usd=100.0)
+    set_rule(engine, admin_id, user_target(account.user_id), tpm=1_000_000)
+    routed: list[str] = []
+    resolve = admission._resolve
+
+    def counted(*args: object) -> object:
+        routed.append("route")
+        return resolve(*args)  # the real routing, counted
+
+    monkeypatch.setattr(admission, "_resolve", counted)
+    for _ in range(3):
+        assert post(server, account.key, chat("Fake/test-model")).status_code == 200
+    assert routed == ["route"]  # the rules came with the route, once; the per-call read stays one query
+    logged(engine, 3)  # the Logs writer's spend and token counts change no rule
+    assert post(server, account.key, chat("Fake/test-model")).status_code == 200
+    assert routed == ["route"]
+    set_rule(engine, admin_id, user_target(account.user_id), tpm=2_000_000)
+    assert post(server, account.key, chat("Fake/test-model")).headers["x-ratelimit-limit-tokens"] == "2000000"
+    assert routed == ["route", "route"]

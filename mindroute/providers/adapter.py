@@ -281,11 +281,12 @@ class ProviderAdapter(ABC):
                     content = await answer.read()
                 else:
                     decoder = SSEDecoder(answer.line_limit, answer.host)
-                    async for line in answer.lines():
-                        event = decoder.feed(line)
-                        if event is not None:
-                            for chunk in self._feed(translator, event):
-                                yield chunk
+                    async for lines in answer.line_batches():
+                        for line in lines:
+                            event = decoder.feed(line)
+                            if event is not None:
+                                for chunk in self._feed(translator, event):
+                                    yield chunk
                     event = decoder.flush()
                     if event is not None:
                         for chunk in self._feed(translator, event):

@@ -189,10 +189,14 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[str]:
         pending = self._pending + self._decoder.decode(data)
-        # A \r at the very end may be the first half of a \r\n: keep it until the next piece tells.
-        carry = "\r" if pending.endswith("\r") else ""
-        parts = self._BREAK.split(pending[: len(pending) - len(carry)])
-        self._pending = parts.pop() + carry  # the part after the last break: not a whole line yet
+        if "\r" not in pending:  # the usual stream: \n only, split without the regular expression
+            parts = pending.split("\n")
+            self._pending = parts.pop()
+        else:
+            # A \r at the very end may be the first half of a \r\n: keep it until the next piece tells.
+            carry = "\r" if pending.endswith("\r") else ""
+            parts = self._BREAK.split(pending[: len(pending) - len(carry)])
+            self._pending = parts.pop() + carry  # the part after the last break: not a whole line yet
         limit = self._limit
         if limit is not None and (len(self._pending) > limit or any(len(line) > limit for line in parts)):
             raise line_too_long(self._host, limit)

@@ -81,6 +81,10 @@ class AsyncAnswer(Answer, Protocol):
 
     def lines(self) -> AsyncIterator[str]: ...
 
+    def line_batches(self) -> AsyncIterator[list[str]]:
+        """The same lines, a list per piece of the body as it arrives (never an empty list)."""
+        ...
+
 
 class SyncTransport(Protocol):
     def post(self, call: HttpCall, timeout: httpx.Timeout, *, stream: bool) -> AbstractContextManager[SyncAnswer]:

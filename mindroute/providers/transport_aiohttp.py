@@ -28,7 +28,7 @@ from mindroute.config import UpstreamLimits, get_upstream_limits
 from mindroute.providers import transport
 from mindroute.providers.errors import BadRequestError, ProviderError, body_too_large
 from mindroute.providers.shapes import HttpCall
-from mindroute.providers.sse import aiter_lines
+from mindroute.providers.sse import LineSplitter, aiter_lines
 from mindroute.providers.transport import ACCEPT_ENCODING, DEFAULT_TIMEOUT, USER_AGENT, host_of, text_of
 
 POOL_KEEPALIVE_EXPIRY_S = 30.0  # the sync path keeps no idle connections (see transport_httpx.shared_client)
@@ -184,8 +184,12 @@ def _read_within(timeout: httpx.Timeout) -> str:
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, UnicodeEncodeError, ValueError)
 
 
+# One encoder for every request body: json.dumps with non-default arguments builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _json_bytes(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODE(body).encode()
 
 
 async def _aread(response: aiohttp.ClientResponse, limit: int, host: str) -> bytes:
@@ -254,6 +258,24 @@ class AiohttpAnswer:
     def lines(self) -> AsyncIterator[str]:
         limits = self._limits
         return aiter_lines(_apieces(self._response, limits.max_body_bytes, self.host), limits.max_line_bytes, self.host)
+
+    async def line_batches(self) -> AsyncIterator[list[str]]:
+        """The lines of each piece of the body as it arrives (what `lines` yields one by one), in one step
+        per piece: a stream's hot loop, one async hop per network read rather than two per event."""
+        limits = self._limits
+        limit, host = limits.max_body_bytes, self.host
+        splitter = LineSplitter(limits.max_line_bytes, host)
+        size = 0
+        async for piece in self._response.content.iter_any():
+            size += len(piece)
+            if size > limit:
+                raise body_too_large(host, limit)
+            lines = splitter.feed(piece)
+            if lines:
+                yield lines
+        rest = splitter.finish()
+        if rest:
+            yield rest
 
 
 class AiohttpTransport:

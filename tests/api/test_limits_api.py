@@ -59,7 +59,7 @@ def world(engine, server, request):
     target = make_target(request, "openai")
     account = add_account(engine)
     provider_id = add_provider(
-        engine, "Fake", "openai", target.server, target.key, ["test-model"], grant_to=account.user_id
+        engine, "Fake", "openai", target.server, target.key, ["test-model", "error-500"], grant_to=account.user_id
     )
     admin = add_user(engine, "admin@example.com", role="admin")
     return account, provider_id, admin.id
@@ -266,3 +266,16 @@ def test_a_route_with_rules_is_remembered_until_a_rule_changes(engine, server, w
     set_rule(engine, admin_id, user_target(account.user_id), tpm=2_000_000)
     assert post(server, account.key, chat("Fake/test-model")).headers["x-ratelimit-limit-tokens"] == "2000000"
     assert routed == ["route", "route"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_failure_of_an_admitted_call_carries_the_headers(engine, server, world, stream):
+    account, _, admin_id = world
+    set_rule(engine, admin_id, key_target(account.key_id), rpm=10)
+    fresh_minute()
+    failed = post(server, account.key, chat("Fake/error-500", stream=stream))
+    assert failed.status_code == 502, failed.text
+    assert failed.json()["error"]["code"] == "upstream_error"
+    assert failed.headers["x-ratelimit-limit-requests"] == "10"
+    assert failed.headers["x-ratelimit-remaining-requests"] == "9"
+    assert [row.status_code for row in logged(engine, 1)] == [502]

@@ -23,26 +23,31 @@ period, which makes that rare).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Engine, Select, and_, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from mindroute.db import transaction
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import ApiKey, BudgetAlert, BudgetSpend, Limit, Log, Provider, User, utcnow
 from mindroute.provider_settings import price_for, read_settings
 from mindroute.services import budget_alerts, limit_rules, limits
+from mindroute.services.limit_charges import Charges
 from mindroute.services.limit_rules import LimitRule, PeriodWindow
 from mindroute.services.roles import require_active, require_admin
 
 if TYPE_CHECKING:
     from mindroute.services.call_log import CallRecord
+
+log = logging.getLogger("mindroute.budget_spend")
 
 LEVEL_OK = "ok"
 LEVEL_WARNING = "warning"
@@ -333,7 +338,8 @@ def _insert(session: Session, model: Any) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
-def _tokens_of(record: CallRecord) -> int:
+def tokens_of(record: CallRecord) -> int:
+    """The tokens a call is charged: its total, else prompt + completion."""
     if record.total_tokens is not None:
         return max(0, record.total_tokens)
     return max(0, (record.prompt_tokens or 0) + (record.completion_tokens or 0))
@@ -402,18 +408,17 @@ def _insert_alert(session: Session, crossing: _Crossing, webhook_status: str | N
 def apply_charges(session: Session, records: Sequence[CallRecord]) -> list[uuid.UUID]:
     """Count a batch of calls against their budgets, in the caller's (the Logs rows') transaction: each
     record's tokens and cost go to budgetspend once per (counted target, period) it is charged to, even when
-    two of its rules share one; a cost of None with tokens counts as an unpriced call. Its tokens go to the
-    minute counters (limits.record_tokens). An alert row is inserted for each rule whose spend reached its
-    warning threshold or budget (once per rule, period, level and metric). Returns the inserted alerts' ids."""
+    two of its rules share one; a cost of None with tokens counts as an unpriced call (its tokens go to the
+    minute counters after the commit: count_minute_tokens). An alert row is inserted for each rule whose
+    spend reached its warning threshold or budget (once per rule, period, level and metric). Returns the
+    inserted alerts' ids."""
     deltas: dict[tuple[str, str], _Sums] = {}
     rules: dict[tuple[str, str], dict[str, LimitRule]] = {}
     for record in records:
         charges = record.charges
         if charges is None or charges.empty:
             continue
-        tokens = _tokens_of(record)
-        if charges.rate_keys and tokens:
-            limits.record_tokens(session, charges, tokens)
+        tokens = tokens_of(record)
         cost = record.cost_usd
         if not tokens and not cost:
             continue
@@ -458,3 +463,25 @@ def apply_charges(session: Session, records: Sequence[CallRecord]) -> list[uuid.
                 if inserted is not None:
                     alert_ids.append(inserted)
     return alert_ids
+
+
+def count_minute_tokens(engine: Engine, records: Sequence[CallRecord]) -> None:
+    """Add a committed batch's tokens to its calls' minute counters (limits.record_tokens), summed per set of
+    counters, in a short transaction of its own: inside the batch's transaction the counters' rows would stay
+    locked until it commits, and every admission's counter upsert on them would wait that long. Never raises
+    (a failure is a warning: the Logs rows are written already)."""
+    sums: dict[tuple[tuple[str, ...], int], int] = {}
+    for record in records:
+        charges = record.charges
+        tokens = tokens_of(record)
+        if charges is not None and charges.rate_keys and tokens:
+            key = (tuple(sorted(charges.rate_keys)), charges.window)
+            sums[key] = sums.get(key, 0) + tokens
+    if not sums:
+        return
+    try:
+        with transaction(engine) as session:
+            for (keys, window), tokens in sorted(sums.items()):  # one order in every writer: no deadlock
+                limits.record_tokens(session, Charges(keys, window, ()), tokens)
+    except Exception as error:  # noqa: BLE001 - the rows are in; only this minute's token counts are short
+        log.warning("could not add %d calls' tokens to the minute counters (%s)", len(records), type(error).__name__)

@@ -418,6 +418,8 @@ def write_call_logs(
                 session.execute(insert(Log.__table__), [{c: row[a] for a, c in columns} for row in rows])
             add_logs_to_rollups(session, rows)  # the usage rollups stay in step with Logs
             alert_ids = budget_spend.apply_charges(session, charged) if charged else []
+        if charged:
+            budget_spend.count_minute_tokens(engine, charged)
         budget_alerts.deliver_in_background(engine, alert_ids)  # committed: post the new alerts, never waiting
         return [row["id"] for row in rows]
     except Exception as error:  # logging must never break the user's answer

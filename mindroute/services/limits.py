@@ -17,7 +17,7 @@ No rule: NO_LIMITS at once, with no I/O.
    logged at most once a minute).
 
 Bounds. RPM: exact, never more than RPM calls admitted per minute per counter (0 over), on one process or
-many. TPM: a call's tokens are known only when it ends (record_tokens, in the Logs writer's transaction), so
+many. TPM: a call's tokens are known only when it ends (record_tokens, just after its Logs row commits), so
 the call after the minute's tokens reached TPM is refused, and the overshoot is at most the tokens of the
 calls in flight (admitted, not yet logged) when the limit is reached. Budgets: the same, with spend. The
 headers' reset is the end of the current minute.

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.db import transaction
-from mindroute.errors import NotFound, PermissionDenied
+from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import AuditLog, Limit, Provider, User
 from mindroute.services import api_keys
 from mindroute.services import limit_rules as lr
@@ -214,3 +214,25 @@ def test_month_across_a_dst_change_and_total() -> None:
 def test_minute_windows() -> None:
     assert lr.minute_window(datetime(1970, 1, 1, 0, 1, 59)) == 1
     assert lr.minute_window(datetime(2026, 12, 3, 0, 0, 0)) + 1 == lr.minute_window(datetime(2026, 12, 3, 0, 1, 0))
+
+
+def test_a_save_from_a_stale_form_is_refused(engine: Engine, world: dict[str, uuid.UUID]) -> None:
+    target = lr.user_target(world["ann"])
+    with transaction(engine) as session:
+        with pytest.raises(ConflictError):  # the form saw a rule that is not there
+            lr.set_limit(
+                session, _get(session, world["admin"]), target, lr.validate_settings(rpm=1), datetime(2026, 1, 1)
+            )
+        row = lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=1), None)
+        assert row is not None
+        opened = row.updated_at
+    with transaction(engine) as session:  # someone else saves meanwhile
+        lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=2), opened)
+    with transaction(engine) as session:
+        with pytest.raises(ConflictError):
+            lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=3), opened)
+        with pytest.raises(ConflictError):
+            lr.set_limit(session, _get(session, world["admin"]), target, lr.LimitSettings(), opened)
+    with Session(engine) as session:
+        stored = lr.get_limit(session, target)
+        assert stored is not None and stored.rpm == 2

@@ -22,16 +22,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from mindroute.errors import NotFound, PermissionDenied
+from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import LIMIT_PERIODS, ApiKey, Limit, Provider, User, utcnow
 from mindroute.services import audit
 from mindroute.services.roles import require_active, require_admin
+from mindroute.services.users import for_update, next_updated_at, same_instant
 from mindroute.validation import ValidationError, validate_optional_positive_int
 
 DEFAULT_TARGET = "default"
@@ -294,12 +295,32 @@ def _authorise(session: Session, actor: User | None, parsed: Target) -> None:
         raise NotFound(f"No such {parsed.scope}")
 
 
-def set_limit(session: Session, actor: User | None, target: str, settings: LimitSettings) -> Limit | None:
+ANY_VERSION = "any"
+CHANGED_ELSEWHERE = "These limits were changed by someone else since you opened them."
+
+
+def set_limit(
+    session: Session,
+    actor: User | None,
+    target: str,
+    settings: LimitSettings,
+    expected_updated_at: datetime | Literal["any"] | None = ANY_VERSION,
+) -> Limit | None:
     """Create, change or (all limits empty) remove the rule on `target`, with its audit row, in the caller's
-    transaction. Returns the rule, or None when it was removed."""
+    transaction. Returns the rule, or None when it was removed. With `expected_updated_at` (the rule's
+    updatedAt the form was filled from; None: there was no rule) a rule changed since is not overwritten:
+    ConflictError, checked under the row's lock."""
     parsed = parse_target(target)
     _authorise(session, actor, parsed)
-    row = get_limit(session, target)
+    row = session.scalars(for_update(session, select(Limit).where(Limit.target == target))).first()
+    if expected_updated_at != ANY_VERSION:
+        now_version = row.updated_at if row is not None else None
+        if (now_version is None) != (expected_updated_at is None) or (
+            now_version is not None
+            and isinstance(expected_updated_at, datetime)
+            and not same_instant(now_version, expected_updated_at)
+        ):
+            raise ConflictError(CHANGED_ELSEWHERE)
     before = _settings_of(row)
     if settings.empty:
         if row is not None:
@@ -317,7 +338,7 @@ def set_limit(session: Session, actor: User | None, target: str, settings: Limit
         session.add(row)
     for name, value in _settings_of_obj(settings).items():
         setattr(row, name, value)
-    row.updated_at = utcnow()
+    row.updated_at = next_updated_at(row.updated_at) if row.updated_at is not None else utcnow()
     changes = audit.diff(before, _settings_of_obj(settings))
     audit.record(session, "limit.set", "limit", target, changes, actor=actor)
     if _starts_a_budget(before, settings):

@@ -29,7 +29,7 @@ from mindroute.ui.users_view import load_form, reload_form
 PERIODS = tuple(limit_rules.PERIOD_LABELS)
 PERIOD_CHOICES = {"day": "Day", "week": "Week (from Monday)", "month": "Month", "total": "In total (never resets)"}
 NO_LIMITS = "No limits"
-CHANGED_ELSEWHERE = "These limits were changed by someone else since you opened them."
+CHANGED_ELSEWHERE = limit_rules.CHANGED_ELSEWHERE
 SCOPE_LABELS = {"default": "Default", "user": "User", "key": "API key", "provider": "Provider"}
 
 # One transaction per action: the rule services take a session, pages hold the engine.
@@ -208,12 +208,12 @@ def limit_editor(
                 timezone=state[f"{key}_timezone"],
                 warn_percent=state[f"{key}_warn_percent"],
             )
-            save_limit(engine(), actor, target, settings)
+            save_limit(engine(), actor, target, settings, loaded)
             reload_form(form)
             flash.done("Limits removed: every field was blank." if settings.empty else "Limits saved.")
     if remove:
         with form_errors({"target": failed}):
-            save_limit(engine(), actor, target, LimitSettings())
+            save_limit(engine(), actor, target, LimitSettings(), loaded)
             reload_form(form)
             flash.done("Limits removed.")
 

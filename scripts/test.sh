@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (a virtualenv from requirements-dev.txt, Debian's chromium for the
-# browser tests) and runs the linters and the whole test suite. Extra arguments go to pytest.
+# browser tests, redis-server for the counter tests) and runs the linters and the whole test suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,16 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "note: chromium is not installed, so browser tests will be skipped (apt-get install chromium)"
+  fi
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's redis-server for the rate-limit counter tests…"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "note: redis-server is not installed, so the Redis counter tests will be skipped (apt-get install redis-server)"
   fi
 fi
 

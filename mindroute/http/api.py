@@ -33,7 +33,7 @@ from mindroute.http.models_routes import model_route, models_route
 from mindroute.http.openapi import openapi_route
 from mindroute.http.runtime import settle_runtime
 from mindroute.providers.transport_aiohttp import aclose_shared_async_client
-from mindroute.services import admission
+from mindroute.services import admission, limit_counters
 from mindroute.services.log_writer import start_log_writer, stop_log_writer
 
 log = logging.getLogger("mindroute.http.api")
@@ -51,6 +51,7 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
         finally:
             await aclose_shared_async_client()
             await admission.aclose_async_readers()
+            await limit_counters.aclose_pools()  # the limit counters' PostgreSQL and Redis connections
             # After uvicorn has finished every request: the queued Logs rows are written before exit.
             await run_in_threadpool(stop_log_writer)
             admission.dispose_read_engines()

@@ -19,8 +19,10 @@ def test_the_api_bench_prints_its_figures_and_every_call_is_logged(capsys) -> No
         assert 5 <= p50 <= p95 <= p99  # the upstream's delay is in every call
     assert figures["p50_overhead_ms"] == round(figures["mindroute"]["p50_ms"] - figures["direct"]["p50_ms"], 2)
     assert 0 <= figures["header_overhead_ms"]["p50"] <= figures["header_overhead_ms"]["p99"]
-    for name in ("cpu_ms_per_request", "upstream_cpu_ms_per_request", "load_cpu_ms_per_request"):
+    for name in ("cpu_ms_per_request", "load_cpu_ms_per_request"):
         assert figures[name] > 0, name
+    # /proc counts in 10 ms ticks: 60 calls to the upstream (~0.06 ms each) may not reach one.
+    assert figures["upstream_cpu_ms_per_request"] >= 0
     assert 0 < figures["machine_busy_cores"] <= 64
 
 

@@ -255,12 +255,12 @@ BENCH_PRICES = {"bench-model": {"input": 1.0, "output": 2.0}}
 
 def limits_for_bench(session: Any, user_id: Any, key_id: Any) -> int:
     """Set BENCH_LIMITS on the user and on the key (as the CLI, no actor); the number of rules set."""
-    from mindroute.services import limit_rules
+    from mindroute.services import limit_admin, limit_rules
 
     settings = limit_rules.validate_settings(**BENCH_LIMITS)
     targets = (limit_rules.user_target(user_id), limit_rules.key_target(key_id))
     for target in targets:
-        limit_rules.set_limit(session, None, target, settings)
+        limit_admin.set_limit(session, None, target, settings)
     return len(targets)
 
 

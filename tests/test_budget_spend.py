@@ -17,7 +17,7 @@ from mindroute.db import transaction
 from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import BudgetSpend, LimitCounter, Log, Provider, User, utcnow
 from mindroute.provider_settings import price_for
-from mindroute.services import api_keys, budget_spend, limits
+from mindroute.services import api_keys, budget_spend, limit_admin, limits
 from mindroute.services import limit_rules as lr
 from mindroute.services.call_log import CallRecord, write_call_log, write_call_logs
 from mindroute.services.limit_charges import BudgetCharge, Charges
@@ -63,7 +63,7 @@ def _get(session: Session, user_id: uuid.UUID) -> User:
 
 def set_budget(engine: Engine, target: str, **settings: object) -> None:
     with transaction(engine) as session:
-        lr.set_limit(session, None, target, lr.validate_settings(**settings))
+        limit_admin.set_limit(session, None, target, lr.validate_settings(**settings))
 
 
 def a_call(
@@ -145,7 +145,9 @@ def test_two_rules_on_one_key_count_once(engine: Engine, world: dict[str, uuid.U
     set_budget(engine, lr.key_target(key), budget_usd=5, period="month")
     with transaction(engine) as session:
         owner = _get(session, world["ann"])
-        lr.set_limit(session, owner, lr.key_target(key, owner=True), lr.validate_settings(budget_usd=1, period="month"))
+        limit_admin.set_limit(
+            session, owner, lr.key_target(key, owner=True), lr.validate_settings(budget_usd=1, period="month")
+        )
     set_budget(engine, lr.DEFAULT_TARGET, budget_tokens=10_000, period="month")
     when = datetime(2026, 12, 3, 9)
     write_call_log(engine, a_call(engine, world, when, key=True, cost=0.3))
@@ -298,7 +300,7 @@ def test_statuses_list_the_users_and_their_keys_budgets(engine: Engine, world: d
     with transaction(engine) as session:
         ann = _get(session, world["ann"])
         owner_rule = lr.validate_settings(budget_usd=2, period="day")
-        lr.set_limit(session, ann, lr.key_target(world["key"], owner=True), owner_rule)
+        limit_admin.set_limit(session, ann, lr.key_target(world["key"], owner=True), owner_rule)
     with transaction(engine) as session:
         ann = _get(session, world["ann"])
         statuses = budget_spend.budget_statuses(session, ann, world["ann"])

@@ -14,7 +14,7 @@ from mindroute import security
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.models import AuditLog, Limit, Provider, User
-from mindroute.services import api_keys
+from mindroute.services import api_keys, limit_admin
 from mindroute.services import limit_rules as lr
 from mindroute.validation import ValidationError
 
@@ -91,11 +91,15 @@ def test_validation_reads_form_text() -> None:
 def test_admin_sets_changes_and_clears_with_audit_rows(engine: Engine, world: dict[str, uuid.UUID]) -> None:
     target = lr.user_target(world["ann"])
     with transaction(engine) as session:
-        lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=10, budget_usd=5))
+        limit_admin.set_limit(
+            session, _get(session, world["admin"]), target, lr.validate_settings(rpm=10, budget_usd=5)
+        )
     with transaction(engine) as session:
-        lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=20, budget_usd=5))
+        limit_admin.set_limit(
+            session, _get(session, world["admin"]), target, lr.validate_settings(rpm=20, budget_usd=5)
+        )
     with Session(engine) as session:
-        row = lr.get_limit(session, target)
+        row = limit_admin.get_limit(session, target)
         assert row is not None and (row.rpm, row.budget_usd, row.scope, row.user_id) == (20, 5.0, "user", world["ann"])
         audit_rows = list(
             session.scalars(select(AuditLog).where(AuditLog.action == "limit.set").order_by(AuditLog.seq))
@@ -104,9 +108,9 @@ def test_admin_sets_changes_and_clears_with_audit_rows(engine: Engine, world: di
         assert audit_rows[-1].changes == {"rpm": [10, 20]}
         assert audit_rows[-1].actor_user_id == world["admin"]
     with transaction(engine) as session:
-        assert lr.set_limit(session, _get(session, world["admin"]), target, lr.LimitSettings()) is None
+        assert limit_admin.set_limit(session, _get(session, world["admin"]), target, lr.LimitSettings()) is None
     with Session(engine) as session:
-        assert lr.get_limit(session, target) is None
+        assert limit_admin.get_limit(session, target) is None
         assert session.scalar(select(func.count()).where(AuditLog.action == "limit.clear")) == 1
 
 
@@ -116,16 +120,18 @@ def test_who_may_set_which_rule(engine: Engine, world: dict[str, uuid.UUID]) -> 
         ann, bob = _get(session, world["ann"]), _get(session, world["bob"])
         for target in (lr.DEFAULT_TARGET, lr.user_target(ann.id), lr.key_target(world["key"])):
             with pytest.raises(PermissionDenied):
-                lr.set_limit(session, ann, target, tight)
+                limit_admin.set_limit(session, ann, target, tight)
         with pytest.raises(PermissionDenied):
-            lr.set_limit(session, bob, lr.key_target(world["key"], owner=True), tight)
+            limit_admin.set_limit(session, bob, lr.key_target(world["key"], owner=True), tight)
         with pytest.raises(PermissionDenied):
-            lr.list_limits(session, ann)
+            limit_admin.list_limits(session, ann)
         with pytest.raises(NotFound):
-            lr.set_limit(session, _get(session, world["admin"]), lr.user_target(uuid.uuid4()), tight)
+            limit_admin.set_limit(session, _get(session, world["admin"]), lr.user_target(uuid.uuid4()), tight)
         assert session.scalar(select(func.count()).select_from(Limit)) == 0
     with transaction(engine) as session:
-        row = lr.set_limit(session, _get(session, world["ann"]), lr.key_target(world["key"], owner=True), tight)
+        row = limit_admin.set_limit(
+            session, _get(session, world["ann"]), lr.key_target(world["key"], owner=True), tight
+        )
         assert row is not None and (row.set_by, row.user_id, row.api_key_id) == ("owner", world["ann"], world["key"])
 
 
@@ -135,11 +141,11 @@ def test_rules_for_call_default_gives_way_and_tightest_are_all_there(
     ann, bob, key, provider = world["ann"], world["bob"], world["key"], world["provider"]
     with transaction(engine) as session:
         admin = _get(session, world["admin"])
-        lr.set_limit(session, admin, lr.DEFAULT_TARGET, lr.validate_settings(rpm=100))
-        lr.set_limit(session, admin, lr.user_target(ann), lr.validate_settings(rpm=500))
-        lr.set_limit(session, admin, lr.key_target(key), lr.validate_settings(rpm=50))
-        lr.set_limit(session, _get(session, ann), lr.key_target(key, owner=True), lr.validate_settings(rpm=5))
-        lr.set_limit(session, admin, lr.provider_target(provider), lr.validate_settings(budget_usd=1000))
+        limit_admin.set_limit(session, admin, lr.DEFAULT_TARGET, lr.validate_settings(rpm=100))
+        limit_admin.set_limit(session, admin, lr.user_target(ann), lr.validate_settings(rpm=500))
+        limit_admin.set_limit(session, admin, lr.key_target(key), lr.validate_settings(rpm=50))
+        limit_admin.set_limit(session, _get(session, ann), lr.key_target(key, owner=True), lr.validate_settings(rpm=5))
+        limit_admin.set_limit(session, admin, lr.provider_target(provider), lr.validate_settings(budget_usd=1000))
     with Session(engine) as session:
         rules = lr.rules_for_call(session, ann, key, provider)
         assert [(r.target, r.counter_key, r.rpm) for r in rules] == [
@@ -169,7 +175,9 @@ def test_no_rules_means_nothing_to_meet(engine: Engine, world: dict[str, uuid.UU
 
 def test_deleting_the_key_takes_its_rules(engine: Engine, world: dict[str, uuid.UUID]) -> None:
     with transaction(engine) as session:
-        lr.set_limit(session, _get(session, world["admin"]), lr.key_target(world["key"]), lr.validate_settings(rpm=3))
+        limit_admin.set_limit(
+            session, _get(session, world["admin"]), lr.key_target(world["key"]), lr.validate_settings(rpm=3)
+        )
     with transaction(engine) as session:
         api_keys.delete_key(session, _get(session, world["ann"]), world["key"])
     with Session(engine) as session:
@@ -220,19 +228,19 @@ def test_a_save_from_a_stale_form_is_refused(engine: Engine, world: dict[str, uu
     target = lr.user_target(world["ann"])
     with transaction(engine) as session:
         with pytest.raises(ConflictError):  # the form saw a rule that is not there
-            lr.set_limit(
+            limit_admin.set_limit(
                 session, _get(session, world["admin"]), target, lr.validate_settings(rpm=1), datetime(2026, 1, 1)
             )
-        row = lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=1), None)
+        row = limit_admin.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=1), None)
         assert row is not None
         opened = row.updated_at
     with transaction(engine) as session:  # someone else saves meanwhile
-        lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=2), opened)
+        limit_admin.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=2), opened)
     with transaction(engine) as session:
         with pytest.raises(ConflictError):
-            lr.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=3), opened)
+            limit_admin.set_limit(session, _get(session, world["admin"]), target, lr.validate_settings(rpm=3), opened)
         with pytest.raises(ConflictError):
-            lr.set_limit(session, _get(session, world["admin"]), target, lr.LimitSettings(), opened)
+            limit_admin.set_limit(session, _get(session, world["admin"]), target, lr.LimitSettings(), opened)
     with Session(engine) as session:
-        stored = lr.get_limit(session, target)
+        stored = limit_admin.get_limit(session, target)
         assert stored is not None and stored.rpm == 2

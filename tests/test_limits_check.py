@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.db import transaction
 from mindroute.models import BudgetSpend, LimitCounter, Provider, User
-from mindroute.services import api_keys, limits
+from mindroute.services import api_keys, limit_admin, limits
 from mindroute.services import limit_rules as lr
 from mindroute.services.limit_charges import Charges
 from mindroute.services.limit_counters import aclose_pools
@@ -210,7 +210,7 @@ def _user(session: Session, email: str, name: str) -> User:
 
 
 def _set(session: Session, admin: User, target: str, **values: object) -> None:
-    lr.set_limit(session, admin, target, lr.validate_settings(**values))
+    limit_admin.set_limit(session, admin, target, lr.validate_settings(**values))
 
 
 def test_tightest_wins_across_user_default_key_and_provider(engine: Engine) -> None:
@@ -226,7 +226,7 @@ def test_tightest_wins_across_user_default_key_and_provider(engine: Engine) -> N
         _set(session, admin, lr.DEFAULT_TARGET, rpm=2)
         _set(session, admin, lr.user_target(ann.id), rpm=6)
         _set(session, admin, lr.key_target(key.id), rpm=5)
-        lr.set_limit(session, ann, lr.key_target(key.id, owner=True), lr.validate_settings(rpm=3))
+        limit_admin.set_limit(session, ann, lr.key_target(key.id, owner=True), lr.validate_settings(rpm=3))
         _set(session, admin, lr.provider_target(provider.id), rpm=4)
         ids = (ann.id, bob.id, key.id, provider.id)
     ann_id, bob_id, key_id, provider_id = ids

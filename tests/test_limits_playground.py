@@ -14,7 +14,7 @@ from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.models import BudgetSpend, Log, Provider, User, UserProvider
 from mindroute.providers.shapes import ChatMessage, ChatRequest, ChatResult
-from mindroute.services import limit_rules
+from mindroute.services import limit_admin
 from mindroute.services.call_tracker import Caller, CallTracker
 from mindroute.services.chat import StreamingChat, WholeChat, complete_chat
 from mindroute.services.limit_charges import Charges
@@ -57,7 +57,7 @@ def setup(engine: Engine, openai_server):  # noqa: F811 - the fixture imported a
 
 def set_rule(engine: Engine, admin: User, target: str, **settings: object) -> None:
     with transaction(engine) as session:
-        limit_rules.set_limit(session, session.get(User, admin.id), target, LimitSettings(**settings))
+        limit_admin.set_limit(session, session.get(User, admin.id), target, LimitSettings(**settings))
 
 
 def ask(text: str = "ping", **options: object) -> ChatRequest:

@@ -4,7 +4,7 @@ Every Logs row of a call admitted under budgets (CallRecord.charges) adds its to
 `budgetspend` row of each (counted target, period) it was charged to, in the Logs row's transaction
 (apply_charges, called by call_log.write_call_logs). A call whose model has no price adds its tokens
 and one to `unpricedcalls`, never $0. A budget set mid-period starts from what the period's Logs rows
-already spent (backfill, from limit_rules.set_limit when a budget starts counting in a period). When
+already spent (backfill, from limit_admin.set_limit when a budget starts counting in a period). When
 a rule's spend reaches its warning threshold or its budget, one `budgetalerts` row is inserted per
 (rule, period, level, metric): the unique key makes that once across every process, and the webhook
 (budget_alerts.deliver_pending) goes once per row.
@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, Select, and_, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,12 +40,9 @@ from mindroute.errors import NotFound, PermissionDenied
 from mindroute.models import ApiKey, BudgetAlert, BudgetSpend, Limit, Log, Provider, User, utcnow
 from mindroute.provider_settings import price_for, read_settings
 from mindroute.services import budget_alerts, limit_rules, limits
-from mindroute.services.limit_charges import Charges
+from mindroute.services.limit_charges import Charged, Charges
 from mindroute.services.limit_rules import LimitRule, PeriodWindow
 from mindroute.services.roles import require_active, require_admin
-
-if TYPE_CHECKING:
-    from mindroute.services.call_log import CallRecord
 
 log = logging.getLogger("mindroute.budget_spend")
 
@@ -338,7 +335,7 @@ def _insert(session: Session, model: Any) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
-def tokens_of(record: CallRecord) -> int:
+def tokens_of(record: Charged) -> int:
     """The tokens a call is charged: its total, else prompt + completion."""
     if record.total_tokens is not None:
         return max(0, record.total_tokens)
@@ -405,7 +402,7 @@ def _insert_alert(session: Session, crossing: _Crossing, webhook_status: str | N
     return inserted
 
 
-def apply_charges(session: Session, records: Sequence[CallRecord]) -> list[uuid.UUID]:
+def apply_charges(session: Session, records: Sequence[Charged]) -> list[uuid.UUID]:
     """Count a batch of calls against their budgets, in the caller's (the Logs rows') transaction: each
     record's tokens and cost go to budgetspend once per (counted target, period) it is charged to, even when
     two of its rules share one; a cost of None with tokens counts as an unpriced call (its tokens go to the
@@ -465,7 +462,7 @@ def apply_charges(session: Session, records: Sequence[CallRecord]) -> list[uuid.
     return alert_ids
 
 
-def count_minute_tokens(engine: Engine, records: Sequence[CallRecord]) -> None:
+def count_minute_tokens(engine: Engine, records: Sequence[Charged]) -> None:
     """Add a committed batch's tokens to its calls' minute counters (limits.record_tokens), summed per set of
     counters, in a short transaction of its own: inside the batch's transaction the counters' rows would stay
     locked until it commits, and every admission's counter upsert on them would wait that long. Never raises

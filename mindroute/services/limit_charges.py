@@ -8,6 +8,7 @@ A CallRecord carries its Charges; writing its Logs row adds its tokens to the mi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from mindroute.services.limit_rules import LimitRule
 
@@ -29,3 +30,18 @@ class Charges:
     @property
     def empty(self) -> bool:
         return not self.rate_keys and not self.budgets
+
+
+class Charged(Protocol):
+    """What the accounting reads of a finished call (call_log.CallRecord is one)."""
+
+    @property
+    def charges(self) -> Charges | None: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def total_tokens(self) -> int | None: ...
+    @property
+    def prompt_tokens(self) -> int | None: ...
+    @property
+    def completion_tokens(self) -> int | None: ...

@@ -15,7 +15,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from mindroute.errors import NotFound
 from mindroute.models import Limit, User
-from mindroute.services import admin_users, api_keys, budget_spend, limit_rules, providers
+from mindroute.services import admin_users, api_keys, budget_spend, limit_admin, limit_rules, providers
 from mindroute.services.budget_spend import BudgetStatus
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings
 from mindroute.services.unit_of_work import unit_of_work
@@ -29,13 +29,13 @@ from mindroute.ui.users_view import load_form, reload_form
 PERIODS = tuple(limit_rules.PERIOD_LABELS)
 PERIOD_CHOICES = {"day": "Day", "week": "Week (from Monday)", "month": "Month", "total": "In total (never resets)"}
 NO_LIMITS = "No limits"
-CHANGED_ELSEWHERE = limit_rules.CHANGED_ELSEWHERE
+CHANGED_ELSEWHERE = limit_admin.CHANGED_ELSEWHERE
 SCOPE_LABELS = {"default": "Default", "user": "User", "key": "API key", "provider": "Provider"}
 
 # One transaction per action: the rule services take a session, pages hold the engine.
-save_limit = unit_of_work(limit_rules.set_limit)
-_stored = unit_of_work(limit_rules.settings_for)
-_stored_row = unit_of_work(limit_rules.get_limit)
+save_limit = unit_of_work(limit_admin.set_limit)
+_stored = unit_of_work(limit_admin.settings_for)
+_stored_row = unit_of_work(limit_admin.get_limit)
 user_budgets = unit_of_work(budget_spend.budget_statuses)
 key_budgets = unit_of_work(budget_spend.key_statuses)
 _provider_budgets = unit_of_work(budget_spend.provider_statuses)
@@ -136,7 +136,7 @@ def limit_editor(
 ) -> None:
     """The form for the rule on `target`: its summary now, requests and tokens per minute, a budget in USD and/or
     tokens per period in a time zone, the warning threshold, Save and Remove limits. A bad field shows its message
-    under that field and nothing is saved; a save is one transaction with its audit row (limit_rules.set_limit,
+    under that field and nothing is saved; a save is one transaction with its audit row (limit_admin.set_limit,
     which also checks that `actor` may set it). `key` keeps this editor's widgets apart from any other's.
 
     `related` rules are shown read-only beside it (label, settings); with a `ceiling` (the administrator's rule
@@ -252,7 +252,7 @@ def _applies_to(session: Session, actor: User, parsed: limit_rules.Target) -> st
 def rule_rows(session: Session, actor: User) -> list[RuleRow]:
     """Every rule (admins), its target named: the default first, then users, keys and providers."""
     rows = []
-    for row in limit_rules.list_limits(session, actor):
+    for row in limit_admin.list_limits(session, actor):
         parsed = limit_rules.parse_target(row.target)
         settings = _settings_of(row) or LimitSettings()
         rows.append(

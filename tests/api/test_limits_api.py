@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from mindroute.db import transaction
 from mindroute.models import BudgetSpend, User
-from mindroute.services import admission, limit_rules
+from mindroute.services import admission, limit_admin
 from mindroute.services.limit_rules import LimitSettings, key_target, period_window, user_target
 from tests.api.conftest import add_account, add_provider, logged
 from tests.api.test_refusals import chat, post
@@ -37,7 +37,7 @@ HEADERS = (
 
 def set_rule(engine: Engine, admin_id: uuid.UUID, target: str, **settings: object) -> None:
     with transaction(engine) as session:
-        limit_rules.set_limit(session, session.get(User, admin_id), target, LimitSettings(**settings))
+        limit_admin.set_limit(session, session.get(User, admin_id), target, LimitSettings(**settings))
 
 
 def spent(engine: Engine, target: str, *, usd: float = 0.0, tokens: int = 0, period: str = "month") -> None:
@@ -179,7 +179,7 @@ def test_a_key_owners_tighter_rule_wins(engine, server, world):
     set_rule(engine, admin_id, key_target(account.key_id), rpm=10)
     with transaction(engine) as session:
         owner = session.get(User, account.user_id)
-        limit_rules.set_limit(session, owner, key_target(account.key_id, owner=True), LimitSettings(rpm=1))
+        limit_admin.set_limit(session, owner, key_target(account.key_id, owner=True), LimitSettings(rpm=1))
     fresh_minute()
     first = post(server, account.key, chat("Fake/test-model"))
     assert first.status_code == 200

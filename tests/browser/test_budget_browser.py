@@ -11,7 +11,7 @@ from sqlalchemy import select
 from mindroute import security
 from mindroute.db import transaction
 from mindroute.models import BudgetSpend, Log, Provider, User, UserProvider
-from mindroute.services import limit_rules
+from mindroute.services import limit_admin, limit_rules
 from mindroute.services.users import create_user
 from tests.browser.test_auth_browser import ADMIN_EMAIL, ADMIN_PASSWORD, USER_EMAIL, USER_PASSWORD, settle, sign_in
 from tests.conftest import TEST_SECRET_KEY
@@ -44,7 +44,7 @@ def user_with_a_spent_budget(engine, fake: FakeServer) -> None:
         session.add(UserProvider(user_id=user.id, provider_id=provider.id, allowed=True))
         target = limit_rules.user_target(user.id)
         settings = limit_rules.validate_settings(budget_usd=1, period="month", timezone="UTC")
-        limit_rules.set_limit(session, admin, target, settings)
+        limit_admin.set_limit(session, admin, target, settings)
     with transaction(engine) as session:
         key = limit_rules.period_window("month", "UTC").key
         session.merge(BudgetSpend(target=target, period_key=key, spent_usd=1.25, tokens=4_000, unpriced_calls=0))

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import BudgetAlert, BudgetSpend, Log, Provider, User, utcnow
-from mindroute.services import budget_spend, limit_rules
+from mindroute.services import budget_spend, limit_admin, limit_rules
 from mindroute.services.limit_rules import LimitRule
 from mindroute.ui import budget_view, usage_view
 from tests.pages.helpers import add_user, app_for, markdown_texts, sign_in, texts
@@ -151,7 +151,7 @@ def test_the_component_escapes_names_and_marks_an_over_forecast() -> None:
 def set_budget(engine, target: str, **settings) -> None:
     with transaction(engine) as session:
         admin = session.scalar(select(User).where(User.role == "admin"))
-        limit_rules.set_limit(session, admin, target, limit_rules.validate_settings(**settings))
+        limit_admin.set_limit(session, admin, target, limit_rules.validate_settings(**settings))
 
 
 def spend(engine, target: str, period: str, timezone: str, usd: float, tokens: int = 0, unpriced: int = 0) -> None:

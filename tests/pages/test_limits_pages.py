@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from mindroute.db import transaction
 from mindroute.errors import PermissionDenied
 from mindroute.models import AuditLog, BudgetSpend, Limit, User
-from mindroute.services import api_keys, auth, limit_rules
+from mindroute.services import api_keys, auth, limit_admin, limit_rules
 from mindroute.services import providers as provider_svc
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings, key_target, provider_target, user_target
 from mindroute.ui.limits_view import looser_than, summary
@@ -55,7 +55,7 @@ def audit_rows(engine, target: str) -> list[AuditLog]:
 
 def set_rule(engine, actor: User | None, target: str, **values) -> None:
     with transaction(engine) as session:
-        limit_rules.set_limit(session, actor, target, LimitSettings(**values))
+        limit_admin.set_limit(session, actor, target, LimitSettings(**values))
 
 
 def add_key(engine, email: str, name: str) -> uuid.UUID:
@@ -74,7 +74,7 @@ def add_provider(engine, name: str) -> uuid.UUID:
 def spend(engine, counter_key: str, target: str, usd: float = 0.0, tokens: int = 0) -> None:
     """This period's spend on `counter_key`, as the Logs writer leaves it, for the rule on `target`."""
     with transaction(engine) as session:
-        window = limit_rules.settings_for(session, target)
+        window = limit_admin.settings_for(session, target)
         period_key = limit_rules.period_window(window.period, window.timezone).key
         session.merge(BudgetSpend(target=counter_key, period_key=period_key, spent_usd=usd, tokens=tokens))
 

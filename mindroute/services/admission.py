@@ -19,7 +19,7 @@ at the next call in every process. Counting against them is services/limits.py's
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -32,7 +32,6 @@ from typing import Any, NamedTuple
 
 import anyio
 import anyio.to_thread
-import psycopg
 from sqlalchemy import URL, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -44,6 +43,7 @@ from mindroute.services import api_keys
 from mindroute.services.db_threads import in_db_thread
 from mindroute.services.limit_rules import LimitRule, rules_for_call
 from mindroute.services.model_ids import resolve_model_id
+from mindroute.services.pg_async import aclose_pg_pools, pg_pool
 from mindroute.services.routing import ChatRefused, Route, route_call
 
 log = logging.getLogger("mindroute.admission")
@@ -52,7 +52,6 @@ ROUTE_CACHE_ENV = "MINDROUTE_API_ROUTE_CACHE_S"
 DEFAULT_ROUTE_CACHE_S = 60.0
 ROUTE_CACHE_MAX_ENTRIES = 10_000
 READ_POOL_SIZE = 8  # the API's database threads (db_threads.DB_THREADS)
-CONNECT_TIMEOUT_S = 5  # a read connection to a database that does not answer fails (503) instead of hanging
 TOUCH_THREADS = 2  # lastUsedAt writes at once: a locked database never ties up the threads routing needs
 
 
@@ -223,60 +222,6 @@ def read_key(engine: Engine, digest: str) -> KeyRow | None:
     return None
 
 
-class _AsyncReader:
-    """The per-call read on PostgreSQL without a worker thread: at most READ_POOL_SIZE autocommit
-    psycopg async connections of one event loop, kept open (a call waits for a free one rather than
-    opening more); one dropped by the server is replaced, and the read retried once."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._sql = str(_QUERY.compile(dialect=engine.dialect))
-        self._idle: asyncio.LifoQueue[psycopg.AsyncConnection[Any] | None] = asyncio.LifoQueue()
-        for _ in range(READ_POOL_SIZE):
-            self._idle.put_nowait(None)  # a slot with no connection yet
-        self._all: set[psycopg.AsyncConnection[Any]] = set()
-
-    async def read(self, digest: str) -> KeyRow | None:
-        connection = await self._idle.get()
-        try:
-            for attempt in (1, 2):
-                if connection is None or connection.closed:
-                    connection = await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True, options="-c timezone=UTC", connect_timeout=CONNECT_TIMEOUT_S
-                    )
-                    self._all.add(connection)
-                try:
-                    cursor = await connection.execute(self._sql, {"digest": digest}, prepare=True)
-                    row = await cursor.fetchone()
-                    return KeyRow(*row) if row is not None else None
-                except psycopg.OperationalError:
-                    await self._drop(connection)
-                    connection = None
-                    if attempt == 2:
-                        raise
-                except BaseException:  # cancelled midway: the connection's state is unknown
-                    await self._drop(connection)
-                    connection = None
-                    raise
-            return None
-        finally:
-            self._idle.put_nowait(connection)
-
-    async def _drop(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        self._all.discard(connection)
-        with contextlib.suppress(Exception):
-            await connection.close()
-
-    async def aclose(self) -> None:
-        for connection in list(self._all):
-            await self._drop(connection)
-
-
-_async_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[URL, _AsyncReader]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 class _SqliteReader:
     """The per-call read on SQLite, on the calling thread itself: one indexed read of a WAL database
     takes tens of microseconds and never waits for the writer, so a hop to a worker thread would
@@ -344,18 +289,22 @@ async def aread_key(engine: Engine, digest: str) -> KeyRow | None:
         return _sqlite_reader(engine).read(digest)
     if engine.dialect.name != "postgresql":
         return await in_db_thread(read_key, engine, digest)
-    readers = _async_readers.setdefault(asyncio.get_running_loop(), {})
-    url = engine.url
-    reader = readers.get(url)
-    if reader is None:
-        reader = readers[url] = _AsyncReader(engine)
-    return await reader.read(digest)
+    rows = await pg_pool(engine).fetch(_pg_sql(engine), {"digest": digest})
+    return KeyRow(*rows[0]) if rows else None
+
+
+@functools.cache
+def _compiled(dialect: Any) -> str:
+    return str(_QUERY.compile(dialect=dialect))
+
+
+def _pg_sql(engine: Engine) -> str:
+    return _compiled(engine.dialect)
 
 
 async def aclose_async_readers() -> None:
     """Close the running loop's async read connections (the API's shutdown)."""
-    for reader in _async_readers.pop(asyncio.get_running_loop(), {}).values():
-        await reader.aclose()
+    await aclose_pg_pools()
 
 
 def _resolve(session: Session, user_id: uuid.UUID, key_id: uuid.UUID, model_id: str, limits: int) -> _Routed:

@@ -377,3 +377,29 @@ def test_counter_rows_are_one_per_key(engine: Engine) -> None:
 def test_unknown_user_ids_are_fine(engine: Engine) -> None:
     rule = make_rule(f"user:{uuid.uuid4()}", rpm=1)
     assert limits.check(engine, (rule,), NOW).refusal is None
+
+
+def test_budgets_and_rates_together_admit_exactly_rpm_and_count_nothing_once_spent(engine: Engine) -> None:
+    """On PostgreSQL the spend and the counters go in one statement (limit_counters.aspend_and_take): the same
+    verdicts as two, under concurrency too."""
+    rule = make_rule(rpm=10, budget_usd=5.0, budget_tokens=10_000)
+    key = make_rule("key:77777777-7777-7777-7777-777777777777", rpm=1000, budget_tokens=50_000, period="day")
+    now = datetime(2026, 12, 3, 10, 0, 1)
+    _spent(engine, rule.counter_key, rule.window(now).key, usd=4.0)
+
+    async def many() -> list[limits.LimitCheck]:
+        return await asyncio.gather(*(limits.acheck(engine, (rule, key), now) for _ in range(100)))
+
+    results = run(many())
+    assert sum(r.refusal is None for r in results) == 10
+    assert {r.refusal.code for r in results if r.refusal is not None} == {"rate_limit_exceeded"}
+    assert requests_counted(engine, rule.counter_key) == requests_counted(engine, key.counter_key) == 10
+    admitted = next(r for r in results if r.refusal is None)
+    assert admitted.charges is not None and len(admitted.charges.budgets) == 2
+    _spent(engine, key.counter_key, key.window(now).key, tokens=50_000)  # the key's daily tokens are spent
+    later = now + timedelta(minutes=1)  # a new minute: the RPM has room again
+    refused = run(limits.acheck(engine, (rule, key), later))
+    assert refused.refusal is not None and refused.refusal.code == "insufficient_quota"
+    assert refused.refusal.rule_target == key.target
+    with transaction(engine) as session:  # the spent budget counted no request in the new minute
+        assert {row.window_start for row in session.scalars(select(LimitCounter))} == {lr.minute_window(now)}

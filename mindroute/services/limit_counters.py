@@ -397,6 +397,88 @@ async def aread_spend(store: DatabaseStore, pairs: Sequence[tuple[str, str]]) ->
     return await in_db_thread(read_spend, store, pairs)
 
 
+# --- budgets and counters in one statement (PostgreSQL) -------------------------------------------------
+
+BudgetLimit = tuple[str, str, float | None, int | None]  # (target, periodkey, budget USD, budget tokens)
+
+
+@functools.lru_cache(maxsize=256)
+def spend_and_take_sql(counters: int, targets: int, periods: int, budgets: int) -> str:
+    """One round trip for a call under budgets and rates on PostgreSQL: the spend of its budgets' periods
+    and, only when none of them is spent, upsert_sql's check-and-count (parameters as spend_sql's, then
+    bt<i>, bp<i>, bu<i>, bk<i> per budget, then upsert_sql's). Rows: ('s', target, periodkey, USD,
+    tokens) per spend row, then ('c', counterkey, windowstart, requests, tokens) per counter counted."""
+    p = _pyformat
+    budget_rows = ", ".join(
+        f"({p(f'bt{i}')}::text, {p(f'bp{i}')}::text, {p(f'bu{i}')}::float8, {p(f'bk{i}')}::bigint)"
+        for i in range(budgets)
+    )
+    values = ", ".join(f"({p(f'k{i}')}::text, {p('w')}::bigint, 1, 0::bigint)" for i in range(counters))
+    rpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f'r{i}')}::bigint" for i in range(counters))
+    tpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f't{i}')}::bigint" for i in range(counters))
+    newer = "limitcounters.windowstart < excluded.windowstart"
+    return (
+        f"WITH spend AS ({spend_sql(targets, periods, p)}), "  # noqa: S608 - placeholders only
+        "spent AS (SELECT 1 FROM spend JOIN (VALUES "
+        f"{budget_rows}) AS b (target, periodkey, usd, tok) "
+        "ON spend.target = b.target AND spend.periodkey = b.periodkey "
+        "WHERE spend.spentusd >= b.usd OR spend.tokens >= b.tok), "
+        "take AS (INSERT INTO limitcounters (counterkey, windowstart, requests, tokens) "
+        f"SELECT * FROM (VALUES {values}) AS v (counterkey, windowstart, requests, tokens) "
+        "WHERE NOT EXISTS (SELECT 1 FROM spent) "
+        "ON CONFLICT (counterkey) DO UPDATE SET "
+        f"requests = CASE WHEN {newer} THEN 1 ELSE limitcounters.requests + 1 END, "
+        f"tokens = CASE WHEN {newer} THEN 0 ELSE limitcounters.tokens END, "
+        f"windowstart = CASE WHEN {newer} THEN excluded.windowstart ELSE limitcounters.windowstart END "
+        f"WHERE {newer} OR (limitcounters.requests < CASE excluded.counterkey {rpm} END "
+        f"AND limitcounters.tokens < CASE excluded.counterkey {tpm} END) "
+        "RETURNING counterkey, windowstart, requests, tokens) "
+        "SELECT 's', target, periodkey, spentusd, tokens FROM spend "
+        "UNION ALL SELECT 'c', counterkey, windowstart::text, requests::float8, tokens FROM take"
+    )
+
+
+async def aspend_and_take(
+    store: DatabaseStore, budgets: Sequence[BudgetLimit], limits: Sequence[CounterLimit], window: int
+) -> tuple[Spend, CounterOutcome | None]:
+    """On PostgreSQL, the spend of `budgets` and, when none is spent, the counters taken, in one statement;
+    the outcome is None when a budget is spent (nothing was counted). Refused by a counter: undone and read
+    again, as DatabaseStore.atake does."""
+    ordered = _sorted(limits)
+    pairs = [(target, period) for target, period, _, _ in budgets]
+    targets, periods, params = _spend_params(pairs)
+    for i, (target, period, usd, tokens) in enumerate(budgets):
+        params.update({f"bt{i}": target, f"bp{i}": period, f"bu{i}": usd, f"bk{i}": tokens})
+    params.update(_params(ordered, window))
+    sql = spend_and_take_sql(len(ordered), len(targets), len(periods), len(budgets))
+
+    async def statements(connection: psycopg.AsyncConnection[Any]) -> tuple[Spend, CounterOutcome | None]:
+        cursor = await connection.execute(sql, params, prepare=True)
+        rows = await cursor.fetchall()
+        spend = _spend_of([row[1:] for row in rows if row[0] == "s"], pairs)
+        returned = [(row[1], int(row[2]), int(row[3]), int(row[4])) for row in rows if row[0] == "c"]
+        spent = _any_spent(budgets, spend)
+        if len(returned) == len(ordered) and not spent:
+            return spend, CounterOutcome(True, _counts_of(returned, window))
+        if returned:  # a counter refused (or a budget is spent after all): the others count nothing either
+            await connection.execute(undo_sql(len(returned), _pyformat), _undo_params(returned))
+        if spent:
+            return spend, None
+        keys = {f"k{i}": limit.key for i, limit in enumerate(ordered)}
+        cursor = await connection.execute(read_sql(len(ordered), _pyformat), keys)
+        return spend, _outcome(ordered, window, returned, await cursor.fetchall())
+
+    return await pg_pool(store.engine).run(statements)
+
+
+def _any_spent(budgets: Sequence[BudgetLimit], spend: Spend) -> bool:
+    for target, period, usd, tokens in budgets:
+        spent_usd, spent_tokens = spend.get((target, period), (0.0, 0))
+        if (usd is not None and spent_usd >= usd) or (tokens is not None and spent_tokens >= tokens):
+            return True
+    return False
+
+
 # --- Redis -----------------------------------------------------------------------------------------------
 
 # KEYS: the counters' keys of this minute; ARGV: rpm, tpm per key, then the expiry in seconds.

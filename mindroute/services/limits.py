@@ -52,6 +52,7 @@ from mindroute.services.limit_counters import (
     RedisStore,
     Spend,
     aread_spend,
+    aspend_and_take,
     read_spend,
     refused_by,
 )
@@ -314,11 +315,25 @@ async def acheck(engine: Engine, rules: tuple[LimitRule, ...], now: datetime | N
     if not rules:
         return NO_LIMITS
     plan = _plan(rules, now)
+    store = counter_store(engine)
+    if plan.budgets and plan.limits and isinstance(store, DatabaseStore) and store.dialect == "postgresql":
+        return await _acheck_in_one_statement(rules, plan, store)
     if plan.budgets:
         refused = _refused_by_budget(plan, await aread_spend(_database_store(engine), [b.pair for b in plan.budgets]))
         if refused is not None:
             return refused
-    outcome = await counter_store(engine).atake(plan.limits, plan.window) if plan.limits else None
+    outcome = await store.atake(plan.limits, plan.window) if plan.limits else None
+    return _verdict(rules, plan, outcome)
+
+
+async def _acheck_in_one_statement(rules: Sequence[LimitRule], plan: _Plan, store: DatabaseStore) -> LimitCheck:
+    """Budgets and rates on PostgreSQL's counters in one round trip (limit_counters.aspend_and_take): the
+    same verdicts, in the same order, as reading the spend and then taking the counters."""
+    budgets = [(*b.pair, b.rule.budget_usd, b.rule.budget_tokens) for b in plan.budgets]
+    spend, outcome = await aspend_and_take(store, budgets, plan.limits, plan.window)
+    refused = _refused_by_budget(plan, spend)
+    if refused is not None:
+        return refused
     return _verdict(rules, plan, outcome)
 
 

@@ -114,15 +114,13 @@ def _pyformat(name: str) -> str:
     return f"%({name})s"
 
 
-@functools.lru_cache(maxsize=256)
-def upsert_sql(count: int, p: Placeholder) -> str:
-    """The check-and-count statement for `count` counters (parameters w, k<i>, r<i>, t<i>)."""
-    values = ", ".join(f"({p(f'k{i}')}, {p('w')}, 1, 0)" for i in range(count))
-    rpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f'r{i}')}" for i in range(count))
-    tpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f't{i}')}" for i in range(count))
+def _count_clause(count: int, p: Placeholder, cast: str = "") -> str:
+    """upsert_sql's ON CONFLICT part: a counter of an older minute restarts at this call; one of this minute
+    counts it only while under its RPM and TPM (parameters k<i>, r<i>, t<i>; `cast` e.g. "::bigint")."""
+    rpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f'r{i}')}{cast}" for i in range(count))
+    tpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f't{i}')}{cast}" for i in range(count))
     newer = "limitcounters.windowstart < excluded.windowstart"
     return (
-        f"INSERT INTO limitcounters (counterkey, windowstart, requests, tokens) VALUES {values} "  # noqa: S608
         "ON CONFLICT (counterkey) DO UPDATE SET "
         f"requests = CASE WHEN {newer} THEN 1 ELSE limitcounters.requests + 1 END, "
         f"tokens = CASE WHEN {newer} THEN 0 ELSE limitcounters.tokens END, "
@@ -130,6 +128,16 @@ def upsert_sql(count: int, p: Placeholder) -> str:
         f"WHERE {newer} OR (limitcounters.requests < CASE excluded.counterkey {rpm} END "
         f"AND limitcounters.tokens < CASE excluded.counterkey {tpm} END) "
         "RETURNING counterkey, windowstart, requests, tokens"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def upsert_sql(count: int, p: Placeholder) -> str:
+    """The check-and-count statement for `count` counters (parameters w, k<i>, r<i>, t<i>)."""
+    values = ", ".join(f"({p(f'k{i}')}, {p('w')}, 1, 0)" for i in range(count))
+    return (
+        f"INSERT INTO limitcounters (counterkey, windowstart, requests, tokens) VALUES {values} "  # noqa: S608
+        + _count_clause(count, p)
     )
 
 
@@ -414,9 +422,6 @@ def spend_and_take_sql(counters: int, targets: int, periods: int, budgets: int) 
         for i in range(budgets)
     )
     values = ", ".join(f"({p(f'k{i}')}::text, {p('w')}::bigint, 1, 0::bigint)" for i in range(counters))
-    rpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f'r{i}')}::bigint" for i in range(counters))
-    tpm = " ".join(f"WHEN {p(f'k{i}')} THEN {p(f't{i}')}::bigint" for i in range(counters))
-    newer = "limitcounters.windowstart < excluded.windowstart"
     return (
         f"WITH spend AS ({spend_sql(targets, periods, p)}), "  # noqa: S608 - placeholders only
         "spent AS (SELECT 1 FROM spend JOIN (VALUES "
@@ -426,13 +431,7 @@ def spend_and_take_sql(counters: int, targets: int, periods: int, budgets: int) 
         "take AS (INSERT INTO limitcounters (counterkey, windowstart, requests, tokens) "
         f"SELECT * FROM (VALUES {values}) AS v (counterkey, windowstart, requests, tokens) "
         "WHERE NOT EXISTS (SELECT 1 FROM spent) "
-        "ON CONFLICT (counterkey) DO UPDATE SET "
-        f"requests = CASE WHEN {newer} THEN 1 ELSE limitcounters.requests + 1 END, "
-        f"tokens = CASE WHEN {newer} THEN 0 ELSE limitcounters.tokens END, "
-        f"windowstart = CASE WHEN {newer} THEN excluded.windowstart ELSE limitcounters.windowstart END "
-        f"WHERE {newer} OR (limitcounters.requests < CASE excluded.counterkey {rpm} END "
-        f"AND limitcounters.tokens < CASE excluded.counterkey {tpm} END) "
-        "RETURNING counterkey, windowstart, requests, tokens) "
+        f"{_count_clause(counters, p, '::bigint')}) "
         "SELECT 's', target, periodkey, spentusd, tokens FROM spend "
         "UNION ALL SELECT 'c', counterkey, windowstart::text, requests::float8, tokens FROM take"
     )

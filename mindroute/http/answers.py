@@ -53,10 +53,7 @@ def limit_refusal_response(limit: LimitRefusal, headers: dict[str, str]) -> JSON
     """A budget's or rate limit's 429 as OpenAI answers it: its type ("requests", "tokens",
     "insufficient_quota") and code ("rate_limit_exceeded", "insufficient_quota"), no param, and `headers`
     (the x-ratelimit-* set and retry-after)."""
-    answer_headers = dict(headers)
-    if limit.retry_after_s is not None:
-        answer_headers.setdefault("retry-after", str(limit.retry_after_s))
-    return error_response(limit.status, limit.message, limit.code, headers=answer_headers, error_type=limit.type)
+    return error_response(limit.status, limit.message, limit.code, headers=dict(headers), error_type=limit.type)
 
 
 def database_unavailable(error: BaseException) -> JSONResponse:

@@ -60,11 +60,8 @@ async def check_limits(engine: Engine, rules: tuple[LimitRule, ...]) -> LimitChe
         return CallRefusal(503, DATABASE_UNAVAILABLE)
     if check.refusal is None:
         return check
-    refused = check.refusal
-    headers = dict(check.headers)
-    if refused.retry_after_s is not None:
-        headers.setdefault("retry-after", str(refused.retry_after_s))
-    return CallRefusal(refused.status, refused.message, limit=refused, headers=headers)
+    refused = check.refusal  # its headers carry retry-after already (limits.acheck)
+    return CallRefusal(refused.status, refused.message, limit=refused, headers=dict(check.headers))
 
 
 async def admit_call(

@@ -71,30 +71,20 @@ def meters(status: BudgetStatus) -> list[Meter]:
     tail = f"{period_text(status)}, resets on {when}" if when else period_text(status)
     end = PERIOD_END.get(rule.period)
     found: list[Meter] = []
-    if rule.budget_usd is not None:
-        over = status.forecast_usd is not None and status.forecast_usd > rule.budget_usd
+    metrics = (
+        ("usd", rule.budget_usd, status.spent_usd, status.forecast_usd, money, ""),
+        ("tokens", rule.budget_tokens, status.spent_tokens, status.forecast_tokens, tokens, " tokens"),
+    )
+    for metric, budget, spent, forecast, amount, unit in metrics:
+        if budget is None:
+            continue
         found.append(
             Meter(
-                metric="usd",
-                fraction=_fraction(status.spent_usd, rule.budget_usd),
-                used=f"{money(status.spent_usd)} of {money(rule.budget_usd)} {tail}",
-                forecast=f"at this rate: {money(status.forecast_usd)} by {end}"
-                if status.forecast_usd is not None and end
-                else None,
-                forecast_over=over,
-            )
-        )
-    if rule.budget_tokens is not None:
-        over = status.forecast_tokens is not None and status.forecast_tokens > rule.budget_tokens
-        found.append(
-            Meter(
-                metric="tokens",
-                fraction=_fraction(status.spent_tokens, rule.budget_tokens),
-                used=f"{tokens(status.spent_tokens)} of {tokens(rule.budget_tokens)} tokens {tail}",
-                forecast=f"at this rate: {tokens(status.forecast_tokens)} tokens by {end}"
-                if status.forecast_tokens is not None and end
-                else None,
-                forecast_over=over,
+                metric=metric,
+                fraction=_fraction(spent, budget),
+                used=f"{amount(spent)} of {amount(budget)}{unit} {tail}",
+                forecast=f"at this rate: {amount(forecast)}{unit} by {end}" if forecast is not None and end else None,
+                forecast_over=forecast is not None and forecast > budget,
             )
         )
     return found

@@ -112,7 +112,10 @@ def _updated() -> Mapped[datetime]:
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('admin', 'user')", name="users_role_check"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'user')", name="users_role_check"),
+        CheckConstraint("theme IS NULL OR theme IN ('light', 'dark')", name="users_theme_check"),
+    )
 
     id: Mapped[uuid.UUID] = _pk()
     email: Mapped[str] = mapped_column("email", String(255), unique=True, nullable=False)
@@ -123,6 +126,9 @@ class User(Base):
     last_login: Mapped[datetime | None] = mapped_column("lastlogin", DateTime)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+    # Display preferences (migration 0009): an IANA zone (None: the browser's) and 'light' / 'dark' (None: the browser's).
+    timezone: Mapped[str | None] = mapped_column("timezone", String(64))
+    theme: Mapped[str | None] = mapped_column("theme", String(10))
 
     def __repr__(self) -> str:  # never the password hash
         return f"User(id={self.id}, email={self.email!r}, role={self.role!r})"

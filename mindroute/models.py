@@ -126,7 +126,7 @@ class User(Base):
     last_login: Mapped[datetime | None] = mapped_column("lastlogin", DateTime)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
-    # Display preferences (migration 0009): an IANA zone (None: the browser's) and 'light' / 'dark' (None: the browser's).
+    # Display preferences (migration 0009): an IANA zone and 'light' / 'dark'; None follows the browser.
     timezone: Mapped[str | None] = mapped_column("timezone", String(64))
     theme: Mapped[str | None] = mapped_column("theme", String(10))
 

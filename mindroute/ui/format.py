@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from mindroute.ui import viewer
+
 
 def tokens(count: int | None) -> str:
     if count is None:
@@ -16,4 +18,5 @@ def tokens(count: int | None) -> str:
 
 
 def timestamp(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+    """A stored time in the viewer's zone (see viewer.when); the page names the zone once (viewer.zone_note)."""
+    return viewer.when(value)

@@ -8,6 +8,7 @@ from mindroute import security
 from mindroute.http import web
 from mindroute.models import User
 from mindroute.services import audit, auth
+from mindroute.ui import viewer
 from mindroute.ui.runtime import engine
 
 # Where a tab-lived session (no cookie routes: `streamlit run Home.py`, AppTest) keeps its token.
@@ -52,6 +53,7 @@ def resolve_current_user() -> User | None:
     or past its absolute lifetime. A connection opened with an already-dead token never does.
     """
     _set_audit_actor(None)  # until a user is resolved, anything recorded is anonymous (the sign-in form)
+    viewer.remember_choice(None)  # signed out, times follow the browser
     token = session_token()
     if not token:
         return None
@@ -65,6 +67,7 @@ def resolve_current_user() -> User | None:
         return None
     st.session_state[FOLLOW_KEY] = (digest, resolved.user.id, resolved.created_at)
     _set_audit_actor(resolved.user)
+    viewer.remember_choice(resolved.user.timezone)
     return resolved.user
 
 

@@ -506,3 +506,51 @@ class BudgetAlert(Base):
     webhook_status: Mapped[str | None] = mapped_column("webhookstatus", String(20))  # None: no webhook set
     webhook_at: Mapped[datetime | None] = mapped_column("webhookat", DateTime)
     webhook_error: Mapped[str | None] = mapped_column("webhookerror", Text)
+
+
+class Conversation(Base):
+    """Addition (migration 0010): a saved Playground conversation, its owner's only.
+
+    `settings` holds what the page needs to carry on (temperature, max tokens, system prompt, stream), never a
+    secret; `providerid` is set NULL when the provider is deleted, the conversation stays readable.
+    """
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("conversations_userid_updatedat_idx", "userid", "updatedat"),)
+
+    id: Mapped[uuid.UUID] = _pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        "userid", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    title: Mapped[str] = mapped_column("title", String(200), nullable=False)
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        "providerid", Uuid, ForeignKey("providers.id", ondelete="SET NULL")
+    )
+    model_id: Mapped[str | None] = mapped_column("modelid", String(255))
+    settings: Mapped[Any | None] = mapped_column("settings", JSONType)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class ConversationMessage(Base):
+    """Addition (migration 0010): one message of a saved conversation, in `position` order (0, 1, ...).
+
+    `meta` is what the page shows under an answer (model, tokens, duration, status, the Logs row's id, the
+    attachments' names): never attachment bytes, never a secret.
+    """
+
+    __tablename__ = "conversationmessages"
+    __table_args__ = (
+        UniqueConstraint("conversationid", "position"),
+        CheckConstraint("role IN ('user', 'assistant')", name="conversationmessages_role_check"),
+    )
+
+    id: Mapped[uuid.UUID] = _pk()
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        "conversationid", Uuid, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    position: Mapped[int] = mapped_column("position", Integer, nullable=False)
+    role: Mapped[str] = mapped_column("role", String(20), nullable=False)
+    content: Mapped[str] = mapped_column("content", Text, nullable=False, default="", server_default="")
+    meta: Mapped[Any | None] = mapped_column("meta", JSONType)
+    created_at: Mapped[datetime] = _created()

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import bcrypt
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -16,9 +17,13 @@ API_KEY_SECRET_BYTES = 32
 API_KEY_DISPLAY_CHARS = 10  # "mr-" and the first 7 characters of the secret part
 SESSION_TOKEN_BYTES = 32
 
-# A valid bcrypt hash of a random password: checked against when an email is unknown, so a
-# failed sign-in costs the same time whether or not the account exists.
-_DUMMY_HASH = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(BCRYPT_COST))
+
+@cache
+def _dummy_hash() -> bytes:
+    """A valid bcrypt hash of a random password: checked against when an email is unknown, so a
+    failed sign-in costs the same time whether or not the account exists. Made on first use, not at
+    import (a bcrypt at cost 12 is ~0.25 s that every CLI command would pay)."""
+    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(BCRYPT_COST))
 
 
 # --- passwords ------------------------------------------------------------------------------
@@ -36,12 +41,12 @@ def verify_password(password: str, password_hash: str | None) -> bool:
     """True if `password` matches; takes a bcrypt's time even when there is no hash."""
     encoded = password.encode("utf-8")
     if password_hash is None or len(encoded) > 72:
-        bcrypt.checkpw(b"x", _DUMMY_HASH)
+        bcrypt.checkpw(b"x", _dummy_hash())
         return False
     try:
         return bcrypt.checkpw(encoded, password_hash.encode("ascii"))
     except ValueError:  # not a bcrypt hash
-        bcrypt.checkpw(b"x", _DUMMY_HASH)
+        bcrypt.checkpw(b"x", _dummy_hash())
         return False
 
 

@@ -53,12 +53,3 @@ def cmd_prune_audit(args: argparse.Namespace) -> None:
         raise CommandError("--older-than-days must be at least 1")
     deleted = audit.prune(migrated_engine(), args.older_than_days)
     print(f"deleted {deleted:,} audit rows older than {args.older_than_days} days; the chain is re-anchored")
-
-
-def add_parsers(sub: Any) -> None:
-    check = sub.add_parser("audit", help="check the audit trail: `audit verify` walks the hash chain")
-    check.add_argument("action", choices=["verify"])
-    prune = sub.add_parser(
-        "prune-audit", help="delete audit rows older than N days (kept by default), re-anchoring the chain"
-    )
-    prune.add_argument("--older-than-days", type=int, required=True, metavar="N")

@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -27,36 +27,12 @@ NOT_DATA_TABLES = frozenset({"loginattempts", "limitcounters"})  # this minute's
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = "-- PostgreSQL database dump"
 PG_DUMP_COMPLETE = "-- PostgreSQL database dump complete"
+PG_CUSTOM_MAGIC = b"PGDMP"  # pg_dump --format=custom
 PG_TOOL_TIMEOUT_S = 6 * 3600  # a hung server should not hang the command forever
 
 
 def _fail(message: str) -> CommandError:
     return CommandError(message)
-
-
-# --- parsers --------------------------------------------------------------------------------
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    backup = sub.add_parser(
-        "backup",
-        help="write the whole database to FILE (PostgreSQL: SQL via pg_dump; SQLite: a database file)",
-        description="Writes FILE owner-only: it holds password hashes and encrypted provider keys.",
-    )
-    backup.add_argument("file", metavar="FILE", type=Path)
-    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-
-    restore = sub.add_parser(
-        "restore",
-        help="replace the database with a backup made by `backup` (refuses a non-empty database)",
-        description=(
-            "Restores FILE into MINDROUTE_DATABASE_URL, then migrates it to this version's schema. "
-            "Stop the app first. The database must hold no users, providers, logs, tickets or keys, "
-            "unless --force, which replaces them."
-        ),
-    )
-    restore.add_argument("file", metavar="FILE", type=Path)
-    restore.add_argument("--force", action="store_true", help="replace a database that already holds data")
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -141,11 +117,13 @@ def _check_readable(path: Path) -> None:
 
 
 def _sniff(path: Path) -> str:
-    """'sqlite', 'pg_dump' or 'unknown', from the file's first bytes."""
+    """'sqlite', 'pg_dump', 'pg_custom' or 'unknown', from the file's first bytes."""
     with path.open("rb") as fh:
         head = fh.read(512)
     if head.startswith(SQLITE_MAGIC):
         return "sqlite"
+    if head.startswith(PG_CUSTOM_MAGIC):
+        return "pg_custom"
     if PG_DUMP_MAGIC.encode() in head:
         return "pg_dump"
     return "unknown"
@@ -207,27 +185,59 @@ def _run_pg_tool(argv: list[str], env: dict[str, str], what: str) -> None:
         raise _fail(f"{what}: {tool} failed: {_first_error_line(result.stderr)}")
 
 
-def _dump_counts(path: Path) -> dict[str, int]:
-    """Rows per table in a plain pg_dump file, counted from its COPY blocks; checks the dump is complete."""
+def _count_copy_rows(lines: Iterable[str], source: Path) -> dict[str, int]:
+    """Rows per table in pg_dump's SQL, counted from its COPY blocks; checks the dump is complete."""
     counts: dict[str, int] = {}
     current: str | None = None
     complete = False
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if current is not None:
-                if line == "\\.\n":
-                    current = None
-                else:
-                    counts[current] += 1
-            elif line.startswith("COPY "):
-                name = line.split()[1].split(".")[-1].strip('"')
-                current = name
-                counts.setdefault(name, 0)
-            elif line.startswith(PG_DUMP_COMPLETE):
-                complete = True
+    for line in lines:
+        if current is not None:
+            if line == "\\.\n":
+                current = None
+            else:
+                counts[current] += 1
+        elif line.startswith("COPY "):
+            name = line.split()[1].split(".")[-1].strip('"')
+            current = name
+            counts.setdefault(name, 0)
+        elif line.startswith(PG_DUMP_COMPLETE):
+            complete = True
     if not complete:
-        raise _fail(f"{path} is incomplete (no end-of-dump marker); the dump was cut short")
+        raise _fail(f"{source} is incomplete (no end-of-dump marker); the dump was cut short")
     return {name: counts[name] for name in _table_names() if name in counts}
+
+
+def _dump_counts(path: Path) -> dict[str, int]:
+    """Rows per table of a plain pg_dump file."""
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        return _count_copy_rows(fh, path)
+
+
+def _custom_dump_counts(path: Path) -> dict[str, int]:
+    """Rows per table of a custom-format dump, read through pg_restore's SQL output: reading every data block
+    also proves the file whole (pg_restore fails on a cut one) before a restore drops anything."""
+    if shutil.which("pg_restore") is None:
+        raise _fail(
+            "pg_restore not found on PATH; install the PostgreSQL client tools (same major version as the server)"
+        )
+    with subprocess.Popen(
+        ["pg_restore", "--data-only", "--file=-", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            counts = _count_copy_rows(proc.stdout, path)
+        finally:
+            proc.stdout.close()
+            stderr = proc.stderr.read()
+            proc.wait(timeout=PG_TOOL_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise _fail(f"{path} cannot be read: pg_restore failed: {_first_error_line(stderr)}")
+    return counts
 
 
 def _check_dump_complete(path: Path) -> None:
@@ -239,24 +249,41 @@ def _check_dump_complete(path: Path) -> None:
         raise _fail(f"{path} is incomplete (no end-of-dump marker); the dump was cut short, nothing was restored")
 
 
-def _backup_postgresql(engine: Engine, path: Path, force: bool) -> dict[str, int]:
+def _backup_postgresql(engine: Engine, path: Path, force: bool, custom: bool = False) -> dict[str, int]:
     conninfo, env = _libpq(engine.url)
     with _atomic_output(path, force) as tmp:
+        # The custom format has no --clean: restore drops MindRoute's tables itself before pg_restore.
+        layout = ["--format=custom"] if custom else ["--format=plain", "--clean", "--if-exists"]
         _run_pg_tool(
-            [
-                "pg_dump",
-                "--format=plain",
-                "--no-owner",
-                "--no-privileges",
-                "--clean",
-                "--if-exists",
-                f"--file={tmp}",
-                f"--dbname={conninfo}",
-            ],
+            ["pg_dump", *layout, "--no-owner", "--no-privileges", f"--file={tmp}", f"--dbname={conninfo}"],
             env,
             "backup",
         )
-        return _dump_counts(tmp)
+        return _custom_dump_counts(tmp) if custom else _dump_counts(tmp)
+
+
+def _restore_postgresql_custom(engine: Engine, path: Path, jobs: int) -> None:
+    """pg_restore in `jobs` parallel connections. Not one transaction (pg_restore --jobs cannot be), so the
+    file is read whole first (`_custom_dump_counts`): a cut or corrupt dump is refused before anything is dropped."""
+    _custom_dump_counts(path)
+    conninfo, env = _libpq(engine.url)
+    engine.dispose()
+    names = ", ".join([*_table_names(), "alembic_version"])
+    drop = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--command=DROP TABLE IF EXISTS {names} CASCADE"]
+    _run_pg_tool([*drop, f"--dbname={conninfo}"], env, "restore")
+    _run_pg_tool(
+        [
+            "pg_restore",
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            f"--jobs={jobs}",
+            f"--dbname={conninfo}",
+            str(path),
+        ],
+        env,
+        "restore",
+    )
 
 
 def _restore_postgresql(engine: Engine, path: Path) -> None:
@@ -360,9 +387,12 @@ def cmd_backup(args: argparse.Namespace) -> None:
     # No migration first: a backup is of the database as it is (often taken before upgrading).
     engine = _engine()
     path: Path = args.file
+    custom = getattr(args, "format", "plain") == "custom"
     if engine.dialect.name == "postgresql":
-        counts = _backup_postgresql(engine, path, args.force)
+        counts = _backup_postgresql(engine, path, args.force, custom=custom)
     else:
+        if custom:
+            raise _fail("--format custom is pg_dump's format: a SQLite database is backed up as a database file")
         counts = _backup_sqlite(engine, path, args.force)
     size = path.stat().st_size
     print(f"backed up the {engine.dialect.name} database to {path} ({_format_size(size)}, owner-only)")
@@ -377,11 +407,11 @@ def cmd_restore(args: argparse.Namespace) -> None:
     _check_readable(path)
     kind = _sniff(path)
     dialect = engine.dialect.name
-    if dialect == "postgresql" and kind != "pg_dump":
+    if dialect == "postgresql" and kind not in ("pg_dump", "pg_custom"):
         hint = " (it is a SQLite backup)" if kind == "sqlite" else ""
         raise _fail(f"{path} is not a PostgreSQL backup made by `python -m mindroute backup`{hint}")
     if dialect == "sqlite" and kind != "sqlite":
-        hint = " (it is a PostgreSQL dump)" if kind == "pg_dump" else ""
+        hint = " (it is a PostgreSQL dump)" if kind in ("pg_dump", "pg_custom") else ""
         raise _fail(f"{path} is not a SQLite backup made by `python -m mindroute backup`{hint}")
     if kind == "pg_dump":
         _check_dump_complete(path)
@@ -394,7 +424,9 @@ def cmd_restore(args: argparse.Namespace) -> None:
             f"the database is not empty (rows in {', '.join(busy)}); restore into an empty database, "
             "or pass --force to replace everything in it"
         )
-    if dialect == "postgresql":
+    if kind == "pg_custom":
+        _restore_postgresql_custom(engine, path, getattr(args, "jobs", 2))
+    elif dialect == "postgresql":
         _restore_postgresql(engine, path)
     else:
         _restore_sqlite(engine, path)

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,9 +71,6 @@ def seed_providers(session: Session) -> list[str]:
 
 # --- demo data: what it is lives in mindroute/cli/demo_data.py ---------------------------------
 
-DEFAULT_DEMO_ROWS = 10_000
-DEFAULT_DEMO_DAYS = 30
-MAX_DEMO_DAYS = 3_650
 # PostgreSQL: one COPY and commit per batch; SQLite: one executemany and commit per batch.
 PG_BATCH_ROWS = 50_000
 SQLITE_BATCH_ROWS = 10_000
@@ -460,45 +457,6 @@ def seed_demo(
 
 
 # --- the `seed-demo` command ----------------------------------------------------------------
-
-
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value:,}")
-        return value
-
-    return parse
-
-
-def add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "seed-demo",
-        help="add synthetic demo users, providers and request logs (all labelled demo)",
-        description=(
-            "Adds ~40 demo users (@demo.mindroute.invalid), 4 'Demo …' providers without keys, their grants "
-            "(once; re-runs reuse them) and ROWS synthetic request logs spread over the last DAYS days."
-        ),
-    )
-    parser.add_argument(
-        "--rows",
-        type=_bounded_int(0, 100_000_000),
-        default=DEFAULT_DEMO_ROWS,
-        help="log rows to add (default %(default)s)",
-    )
-    parser.add_argument(
-        "--days",
-        type=_bounded_int(1, MAX_DEMO_DAYS),
-        default=DEFAULT_DEMO_DAYS,
-        help="spread over the last DAYS days (default %(default)s)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="random seed: the same data (relative to now) every time"
-    )
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> None:

@@ -98,7 +98,7 @@ def test_streamed_answer_is_shown_with_its_numbers_and_logged(engine, monkeypatc
     assert [m["role"] for m in logs(engine)[1].request_body["messages"]] == ["user", "assistant", "user"]
 
 
-def test_non_streamed_answer_and_clear(engine, monkeypatch, openai_fake) -> None:
+def test_non_streamed_answer_and_a_new_conversation(engine, monkeypatch, openai_fake) -> None:
     at = user_on_playground(engine, monkeypatch)
     grant_provider(engine, "user@example.com", openai_fake)
     at.run()
@@ -107,7 +107,7 @@ def test_non_streamed_answer_and_clear(engine, monkeypatch, openai_fake) -> None
     assert expected_answer("no stream") in [m.value for m in at.markdown]
     assert logs(engine)[0].request_body["stream"] is False
     assert len(at.get("download_button")) == 2
-    at.button(key="pg_clear").click().run()
+    at.button(key="pg_new").click().run()
     assert expected_answer("no stream") not in [m.value for m in at.markdown]
 
 

@@ -1,4 +1,4 @@
-"""The log explorer: keyset pages, filters and search, scoping, a call's detail, streamed CSV."""
+"""The log explorer: keyset pages, filters and search, the total, key names, scoping, a call's detail, streamed CSV."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import io
 import uuid
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,12 +14,14 @@ from sqlalchemy.orm import Session
 
 from mindroute.analytics.filter import UsageFilter
 from mindroute.analytics.rollups import rebuild_rollups
+from mindroute.db import transaction
 from mindroute.errors import NotFound, PermissionDenied
-from mindroute.models import Log, UsageRollup
+from mindroute.models import ApiKey, Log, UsageRollup
 from mindroute.services.log_explorer import (
     CSV_COLUMNS,
     RETENTION_DAYS_MAX,
     call_detail,
+    count_calls,
     export_calls_csv,
     list_calls,
     oldest_call_at,
@@ -123,6 +126,48 @@ def test_csv_export_streams_every_filtered_call_in_pages(engine: Engine, people_
     own = list(csv.reader(io.StringIO("".join(export_calls_csv(engine, alice, WINDOW)))))
     assert {line[2] for line in own[1:]} == {"alice@example.com"}
     assert {line[CSV_COLUMNS.index("request_type")] for line in parsed[1:]} == {"chat"}
+
+
+def test_the_total_counts_what_the_pages_list(engine: Engine, people_and_rows) -> None:
+    admin, alice, bob, _rows = people_and_rows
+    with Session(engine) as session:
+        assert count_calls(session, admin, WINDOW) == len(all_pages(session, admin, WINDOW)) == 120
+        assert count_calls(session, alice, WINDOW) == len(all_pages(session, alice, WINDOW)) == 80
+        assert count_calls(session, bob, WINDOW, search="100%_sure") == len(
+            all_pages(session, bob, WINDOW, search="100%_sure")
+        )
+        assert count_calls(session, admin, WINDOW, search="100%_sure") == 12
+        assert count_calls(session, admin, WINDOW, search="100x_sure") == 0  # % and _ are literal
+
+
+def test_rows_carry_their_keys_name_or_say_it_was_deleted(engine: Engine) -> None:
+    admin, alice, _bob, p1, _p2 = make_people(engine)
+    with transaction(engine) as session:
+        key = ApiKey(user_id=alice.id, name="laptop", key="1" * 64, prefix="mr-x")
+        session.add(key)
+    gone = str(uuid.uuid4())
+    rows = [
+        log_row(T0 + timedelta(minutes=3), alice, p1, "m-big", api_key=str(key.id)),
+        log_row(T0 + timedelta(minutes=2), alice, p1, "m-big", api_key=gone),
+        log_row(T0 + timedelta(minutes=1), alice, p1, "m-big", api_key="not-a-uuid"),
+        log_row(T0, alice, p1, "m-big", source="playground"),
+    ]
+    insert_rows(engine, rows)
+    with Session(engine) as session:
+        page = list_calls(session, admin, WINDOW)
+        assert [r.api_key_label for r in page.rows] == ["laptop", "deleted key", "deleted key", ""]
+        assert call_detail(session, alice, rows[0]["id"]).row.api_key_label == "laptop"
+        assert call_detail(session, alice, rows[1]["id"]).row.api_key_label == "deleted key"
+
+
+def test_csv_times_are_iso_with_the_zones_offset(engine: Engine, people_and_rows) -> None:
+    admin, _alice, _bob, rows = people_and_rows
+    parsed = list(csv.reader(io.StringIO("".join(export_calls_csv(engine, admin, WINDOW)))))
+    at = CSV_COLUMNS.index("created_at")
+    assert all(line[at].endswith("+00:00") and "T" in line[at] for line in parsed[1:])
+    seoul = list(csv.reader(io.StringIO("".join(export_calls_csv(engine, admin, WINDOW, zone=ZoneInfo("Asia/Seoul"))))))
+    newest = max(r["created_at"] for r in rows if r["created_at"] < WINDOW.end)
+    assert seoul[1][at] == (newest + timedelta(hours=9)).replace(microsecond=0).isoformat() + "+09:00"
 
 
 def test_csv_cells_cannot_become_spreadsheet_formulas(engine: Engine) -> None:

@@ -11,8 +11,8 @@ import io
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
@@ -22,7 +22,7 @@ from mindroute.analytics import rollups
 from mindroute.analytics.filter import UsageFilter, Viewer, log_conditions, scoped
 from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, call_columns, source_of
 from mindroute.errors import NotFound, PermissionDenied
-from mindroute.models import Log, Provider, User, utcnow
+from mindroute.models import ApiKey, Log, Provider, User, utcnow
 from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import require_admin
@@ -78,6 +78,14 @@ class CallRow:
     error_message: str | None
     ip: str | None
     request_type: str = "chat"  # chat, embedding, completion
+    api_key_name: str | None = None  # None when no key was used, or the key has been deleted since
+
+    @property
+    def api_key_label(self) -> str:
+        """The key's name, "deleted key" for a key that no longer exists, "" for a call without a key."""
+        if self.api_key_id is None:
+            return ""
+        return self.api_key_name if self.api_key_name is not None else "deleted key"
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,30 @@ def _row(values: Any) -> CallRow:
     )
 
 
+def _key_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:  # an imported row's key id that is not a UUID: no key of ours has it
+        return None
+
+
+def _with_key_names(session: Session, rows: list[CallRow]) -> list[CallRow]:
+    """The rows with their API keys' names, read in one query for the page (the key id lives in the
+    request body's JSON, so a join would have to cast it on every row of the range)."""
+    ids = {key_id for key_id in (_key_uuid(row.api_key_id) for row in rows) if key_id is not None}
+    if not ids:
+        return rows
+    names = {key_id: name for key_id, name in session.execute(select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(ids)))}
+    return [replace(row, api_key_name=names.get(_key_uuid(row.api_key_id))) if row.api_key_id else row for row in rows]
+
+
+@unit_of_work
+def count_calls(session: Session, viewer: Viewer, flt: UsageFilter, *, search: str | None = None) -> int:
+    """How many calls match the filters and the search (the viewer's own unless an admin)."""
+    stmt = select(func.count()).select_from(Log).where(*_conditions(flt, viewer, search))
+    return session.scalar(stmt) or 0
+
+
 @unit_of_work
 def list_calls(
     session: Session,
@@ -189,7 +221,7 @@ def list_calls(
     stmt = stmt.order_by(Log.created_at.desc(), Log.id.desc()).limit(page_size + 1)
     rows = [_row(r) for r in session.execute(stmt)]
     more = len(rows) > page_size
-    rows = rows[:page_size]
+    rows = _with_key_names(session, rows[:page_size])
     cursor = Cursor(rows[-1].created_at, rows[-1].id) if more else None
     return CallPage(rows, cursor)
 
@@ -212,7 +244,7 @@ def call_detail(session: Session, viewer: Viewer, log_id: uuid.UUID) -> CallDeta
         raise NotFound("No such call")
     row = _row(found[:16])
     request, response, agent = found[16:]
-    row = CallRow(**{**row.__dict__, "source": source_of(request), "api_key_id": api_key_of(request)})
+    row = _with_key_names(session, [replace(row, source=source_of(request), api_key_id=api_key_of(request))])[0]
     ttft = response.get("time_to_first_token_ms") if isinstance(response, dict) else None
     return CallDetail(
         row=row,
@@ -238,6 +270,32 @@ def _csv_safe(value: Any) -> Any:
     return value
 
 
+def call_pages(
+    engine: Engine,
+    viewer: Viewer,
+    flt: UsageFilter,
+    *,
+    search: str | None = None,
+    page_rows: int = EXPORT_PAGE_ROWS,
+) -> Iterator[list[CallRow]]:
+    """Every filtered call, newest first, a keyset page at a time, each page read in its own short
+    session: memory stays at one page whatever the number of rows."""
+    after: Cursor | None = None
+    while True:
+        with Session(engine) as session:
+            page = list_calls(session, viewer, flt, search=search, after=after, page_size=page_rows)
+        if page.rows:
+            yield page.rows
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
+
+
+def iso_time(value: datetime, zone: tzinfo = UTC) -> str:
+    """A naive-UTC time from the database as ISO-8601 with its offset in `zone`: 2026-12-04T10:31:05+09:00."""
+    return value.replace(tzinfo=UTC).astimezone(zone).isoformat(timespec="seconds")
+
+
 def export_calls_csv(
     engine: Engine,
     viewer: Viewer,
@@ -245,42 +303,36 @@ def export_calls_csv(
     *,
     search: str | None = None,
     page_rows: int = EXPORT_PAGE_ROWS,
+    zone: tzinfo = UTC,
 ) -> Iterator[str]:
-    """The filtered calls as CSV text chunks (header first), read a keyset page at a time, each page in
-    its own short session: memory stays at one page whatever the number of rows."""
+    """The filtered calls as CSV text chunks (header first, then one chunk per page of `call_pages`);
+    times in ISO-8601 with their offset in `zone`."""
     yield _csv_line(CSV_COLUMNS)
-    after: Cursor | None = None
-    while True:
-        with Session(engine) as session:
-            page = list_calls(session, viewer, flt, search=search, after=after, page_size=page_rows)
-        if page.rows:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            for row in page.rows:
-                writer.writerow(
-                    _csv_safe(v)
-                    for v in (
-                        row.id,
-                        row.created_at.isoformat(" "),
-                        row.user_email,
-                        row.provider,
-                        row.model,
-                        row.request_type,
-                        row.source,
-                        row.api_key_id,
-                        row.status_code,
-                        row.tokens_used,
-                        row.prompt_tokens,
-                        row.completion_tokens,
-                        row.duration_ms,
-                        row.error_message,
-                        row.ip,
-                    )
+    for rows in call_pages(engine, viewer, flt, search=search, page_rows=page_rows):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for row in rows:
+            writer.writerow(
+                _csv_safe(v)
+                for v in (
+                    row.id,
+                    iso_time(row.created_at, zone),
+                    row.user_email,
+                    row.provider,
+                    row.model,
+                    row.request_type,
+                    row.source,
+                    row.api_key_id,
+                    row.status_code,
+                    row.tokens_used,
+                    row.prompt_tokens,
+                    row.completion_tokens,
+                    row.duration_ms,
+                    row.error_message,
+                    row.ip,
                 )
-            yield buffer.getvalue()
-        if page.next_cursor is None:
-            return
-        after = page.next_cursor
+            )
+        yield buffer.getvalue()
 
 
 # --- retention (administrators) -----------------------------------------------------------------

@@ -7,67 +7,112 @@ their own. What a call holds (bodies, errors, names) is untrusted text: drawn wi
 from __future__ import annotations
 
 import uuid
+from datetime import tzinfo
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy import Engine
 
+from mindroute.analytics.filter import UsageFilter
+from mindroute.errors import NotFound
 from mindroute.models import User
 from mindroute.services import log_explorer, usage
 from mindroute.services.log_explorer import CallDetail, CallRow, Cursor
-from mindroute.ui import usage_view
-from mindroute.ui.format import timestamp
-from mindroute.ui.render import form_errors
+from mindroute.ui import usage_view, viewer
 from mindroute.ui.runtime import engine
 
 PAGE_SIZES = (25, 50, 100)
 SUPPORT_PAGE = "pages/workspace/support.py"
 SUPPORT_CALL_PARAM = "call"  # ?call=<log id> on the Support page: the call a new ticket is about
+CALL_PARAM = "call"  # ?call=<log id> on Logs and Calls: the call whose detail is open
+DASH = "—"
+SOURCE_LABELS = {"playground": "Playground", "api": "API"}
 
 
 def _shown(value: object) -> str:
-    return "—" if value is None else str(value)
+    return DASH if value is None else str(value)
+
+
+def _number(value: int | float | None) -> str:
+    """A count or a duration in ms: whole, with thousands separators; a dash when there is none."""
+    return DASH if value is None else f"{round(value):,}"
+
+
+def calls_noun(count: int) -> str:
+    return f"{count:,} call" if count == 1 else f"{count:,} calls"
+
+
+def call_columns(rows: list[CallRow], *, with_user: bool, csv_zone: tzinfo | None = None) -> dict[str, list[object]]:
+    """The table's columns by their headers. On the page: times zone-aware in the viewer's zone, numbers as
+    text with thousands separators. For the CSV (`csv_zone` given) the same columns, times ISO-8601 with
+    their offset in that zone, plain numbers (the download runs outside the page's run, so the zone is passed)."""
+    if csv_zone is not None:
+        times: list[object] = [log_explorer.iso_time(r.created_at, csv_zone) for r in rows]
+    else:
+        times = list(viewer.localize(r.created_at for r in rows))
+
+    def number(value: int | float | None) -> object:
+        if csv_zone is not None:
+            return "" if value is None else round(value)
+        return _number(value)
+
+    def text(value: str | None) -> str:
+        return value or ("" if csv_zone is not None else DASH)
+
+    columns: dict[str, list[object]] = {"Time": times}
+    if with_user:
+        columns["User"] = [r.user_email or "deleted user" for r in rows]
+    columns |= {
+        "Provider": [text(r.provider) for r in rows],
+        "Model": [text(r.model) for r in rows],
+        "Type": [r.request_type for r in rows],
+        "Source": [SOURCE_LABELS.get(r.source, r.source) for r in rows],
+        "API key": [r.api_key_label for r in rows],
+        "Status": [number(r.status_code) for r in rows],
+        "Tokens": [number(r.tokens_used) for r in rows],
+        "Duration (ms)": [number(r.duration_ms) for r in rows],
+        "Error": [r.error_message or "" for r in rows],
+    }
+    return columns
 
 
 def call_table(rows: list[CallRow], *, with_user: bool) -> pd.DataFrame:
-    columns: dict[str, list[object]] = {"time (UTC)": [r.created_at for r in rows]}
-    if with_user:
-        columns["user"] = [r.user_email for r in rows]
-    columns |= {
-        "provider": [r.provider for r in rows],
-        "model": [r.model for r in rows],
-        "source": [r.source for r in rows],
-        "status": [r.status_code for r in rows],
-        "tokens": [r.tokens_used for r in rows],
-        "duration (ms)": [r.duration_ms for r in rows],
-        "error": [r.error_message for r in rows],
-    }
-    return pd.DataFrame(columns)
+    return pd.DataFrame(call_columns(rows, with_user=with_user))
+
+
+def calls_csv(
+    engine_: Engine, viewer_user: User, flt: UsageFilter, search: str, *, with_user: bool, zone: tzinfo
+) -> bytes:
+    """Every matching call (not only the page shown) with the table's columns, read a page at a time."""
+    rows = [row for page in log_explorer.call_pages(engine_, viewer_user, flt, search=search) for row in page]
+    return usage_view.csv_bytes(pd.DataFrame(call_columns(rows, with_user=with_user, csv_zone=zone)))
 
 
 def call_summary(detail: CallDetail) -> str:
-    """The call's facts as one block of plain text."""
+    """The call's facts as one block of plain text, times in the viewer's zone."""
     row = detail.row
     return "\n".join(
         [
             f"Call {row.id}",
-            f"Time: {row.created_at.isoformat(' ')} UTC",
+            f"Time: {viewer.when(row.created_at, seconds=True)}",
             f"User: {row.user_email or '(deleted or none)'}",
-            f"Provider: {row.provider or '—'}   Model: {row.model or '—'}   Type: {detail.request_type}",
-            f"Source: {row.source}   API key: {row.api_key_id or '—'}",
+            f"Provider: {row.provider or DASH}   Model: {row.model or DASH}   Type: {detail.request_type}",
+            f"Source: {SOURCE_LABELS.get(row.source, row.source)}   API key: {row.api_key_label or DASH}",
             f"Status: {_shown(row.status_code)}",
-            f"Tokens: {_shown(row.tokens_used)} "
-            f"(input {_shown(row.prompt_tokens)}, output {_shown(row.completion_tokens)})",
-            f"Duration: {_shown(row.duration_ms)} ms   Time to first token: {_shown(detail.time_to_first_token_ms)} ms",
-            f"IP: {row.ip or '—'}",
-            f"User agent: {detail.user_agent or '—'}",
+            f"Tokens: {_number(row.tokens_used)} "
+            f"(input {_number(row.prompt_tokens)}, output {_number(row.completion_tokens)})",
+            f"Duration: {_number(row.duration_ms)} ms   "
+            f"Time to first token: {_number(detail.time_to_first_token_ms)} ms",
+            f"IP: {row.ip or DASH}",
+            f"User agent: {detail.user_agent or DASH}",
         ]
     )
 
 
-def ticket_link(row: CallRow, viewer: User) -> None:
+def ticket_link(row: CallRow, viewer_user: User) -> None:
     """A link to the Support page with this call chosen for a new ticket; only a call's owner opens one
     (the tickets service refuses anyone else's call)."""
-    if row.user_id == viewer.id:
+    if row.user_id == viewer_user.id:
         st.page_link(
             SUPPORT_PAGE,
             label="Open a support ticket about this call",
@@ -78,10 +123,10 @@ def ticket_link(row: CallRow, viewer: User) -> None:
         st.caption("Only the person who made this call can open a support ticket about it.")
 
 
-def call_detail_view(detail: CallDetail, viewer: User) -> None:
+def call_detail_view(detail: CallDetail, viewer_user: User) -> None:
     row = detail.row
     st.text(call_summary(detail))
-    ticket_link(row, viewer)
+    ticket_link(row, viewer_user)
     if row.error_message:
         st.caption("Error")
         st.code(row.error_message, language=None, wrap_lines=True)
@@ -92,75 +137,125 @@ def call_detail_view(detail: CallDetail, viewer: User) -> None:
         st.code(detail.response_body or "(empty)", language="json", wrap_lines=True)
 
 
-def call_explorer(viewer: User, prefix: str) -> None:
-    """Filters (kept in the URL), a search of error messages, a keyset-paged table newest first, and
-    the detail of one call from the page shown. Widget keys start with `prefix`."""
-    is_admin = viewer.role == "admin"
+def _requested_call(prefix: str, table_key: str) -> str | None:
+    """The call whose detail is open: the row just clicked (mapped through the ids that table showed, so a
+    call logged since cannot shift it), else the one in the URL. Unclicking the row closes the detail."""
+    state = st.session_state.get(table_key)
+    picked = tuple(state["selection"]["rows"]) if state else ()
+    last_key = f"{prefix}_last_pick"
+    last = st.session_state.get(last_key)
+    st.session_state[last_key] = (table_key, picked)
+    if last is not None and last[0] == table_key and last[1] != picked:  # the click of this run
+        ids = st.session_state.get(f"{prefix}_shown_ids", {}).get(table_key, [])
+        return ids[picked[0]] if picked and picked[0] < len(ids) else None
+    return st.query_params.get(CALL_PARAM)
+
+
+def _parse_call_id(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def call_explorer(viewer_user: User, prefix: str) -> None:
+    """Filters (kept in the URL), a search of error messages, the total, a keyset-paged table newest first,
+    a CSV of every matching call, and the detail of the call clicked (its id kept in the URL as ?call=).
+    Widget keys start with `prefix`."""
+    is_admin = viewer_user.role == "admin"
     stack_key = f"{prefix}_cursors"  # the `after` cursor of every page visited, the current one last
     search_key = f"{prefix}_search"
+    generation_key = f"{prefix}_table_generation"  # a new table widget (no stale selection) for each page shown
 
-    options = usage.filter_options(engine(), viewer)
+    options = usage.filter_options(engine(), viewer_user)
 
     flt, params = usage_view.filter_widgets(prefix, options, is_admin)
     if search_key not in st.session_state:
         st.session_state[search_key] = (st.query_params.get("q") or "")[: log_explorer.SEARCH_MAX_CHARS]
     controls = st.columns([4, 1])
-    search = controls[0].text_input(
+    typed = controls[0].text_input(
         "Search error messages",
         max_chars=log_explorer.SEARCH_MAX_CHARS,
         placeholder="Part of an error message",
         key=search_key,
     )
+    search = typed.strip()
     page_size = controls[1].selectbox("Per page", PAGE_SIZES, key=f"{prefix}_page_size")
-    usage_view.keep_in_url(params, {"q": search.strip()})
 
     # Back to the first page whenever the filters change (by their description: a preset's end moves each run).
-    view_key = (tuple(sorted(params.items())), search.strip(), page_size)
+    view_key = (tuple(sorted(params.items())), search, page_size)
     if st.session_state.get(f"{prefix}_view") != view_key:
         st.session_state[f"{prefix}_view"] = view_key
         st.session_state[stack_key] = [None]
+        st.session_state[f"{prefix}_total"] = log_explorer.count_calls(engine(), viewer_user, flt, search=search)
+        st.session_state[generation_key] = st.session_state.get(generation_key, 0) + 1
     stack = st.session_state[stack_key]
+    total: int = st.session_state[f"{prefix}_total"]
+    table_key = f"{prefix}_table_{st.session_state[generation_key]}"
 
-    page = log_explorer.list_calls(engine(), viewer, flt, search=search, after=stack[-1], page_size=page_size)
+    requested = _requested_call(prefix, table_key)
+    usage_view.keep_in_url(params, {"q": search, CALL_PARAM: requested or ""})
 
-    def go_next(cursor: Cursor) -> None:
-        st.session_state[stack_key].append(cursor)
+    page = log_explorer.list_calls(engine(), viewer_user, flt, search=search, after=stack[-1], page_size=page_size)
 
-    def go_previous() -> None:
-        if len(st.session_state[stack_key]) > 1:
+    def turn(step: int, cursor: Cursor | None = None) -> None:
+        if step > 0:
+            st.session_state[stack_key].append(cursor)
+        elif len(st.session_state[stack_key]) > 1:
             st.session_state[stack_key].pop()
+        st.session_state[generation_key] += 1
 
+    viewer.zone_note()
+    st.caption(f"{calls_noun(total)} {'matches' if total == 1 else 'match'}")
     if not page.rows:
         st.info("No calls match these filters." if len(stack) == 1 else "No more calls.")
     else:
-        table = call_table(page.rows, with_user=is_admin)
-        st.dataframe(table, hide_index=True, width="stretch", key=f"{prefix}_table")
+        st.session_state[f"{prefix}_shown_ids"] = {table_key: [str(r.id) for r in page.rows]}
+        st.dataframe(
+            call_table(page.rows, with_user=is_admin),
+            hide_index=True,
+            width="stretch",
+            key=table_key,
+            on_select="rerun",
+            selection_mode="single-row",
+            column_config={"Time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss")},
+        )
 
-    nav = st.columns([1, 1, 4])
-    nav[0].button("Previous", key=f"{prefix}_previous", on_click=go_previous, disabled=len(stack) == 1)
+    nav = st.columns([1, 1, 3, 2])
+    nav[0].button("Previous", key=f"{prefix}_previous", on_click=turn, args=(-1,), disabled=len(stack) == 1)
     nav[1].button(
-        "Next", key=f"{prefix}_next", on_click=go_next, args=(page.next_cursor,), disabled=page.next_cursor is None
+        "Next",
+        key=f"{prefix}_next",
+        on_click=turn,
+        args=(1, page.next_cursor),
+        disabled=page.next_cursor is None,
     )
-    nav[2].caption(f"Page {len(stack):,}, {len(page.rows):,} call(s) shown, newest first")
-
-    if not page.rows:
-        return
+    first = (len(stack) - 1) * page_size + 1
+    if page.rows:
+        nav[2].caption(f"Page {len(stack):,}: calls {first:,}–{first + len(page.rows) - 1:,}, newest first")
+    csv_engine, csv_search, csv_zone = engine(), search, viewer.zone()
+    nav[3].download_button(
+        "Download CSV",
+        lambda: calls_csv(csv_engine, viewer_user, flt, csv_search, with_user=is_admin, zone=csv_zone),
+        file_name=f"{prefix}.csv",
+        mime="text/csv",
+        key=f"{prefix}_csv",
+        on_click="ignore",
+        disabled=total == 0,
+    )
 
     st.header("Call detail")
-    rows = {str(r.id): r for r in page.rows}
-    selected_key = f"{prefix}_selected"
-    if st.session_state.get(selected_key) not in rows:
-        st.session_state[selected_key] = next(iter(rows))
-    chosen = st.selectbox(
-        "Call (from this page)",
-        list(rows),
-        format_func=lambda i: (
-            f"{timestamp(rows[i].created_at)} · {rows[i].model or '—'} · {rows[i].status_code or '—'}"
-        ),
-        key=selected_key,
-    )
+    if requested is None:
+        st.caption("Click a row to see the call's detail.")
+        return
+    call_id = _parse_call_id(requested)
     detail = None
-    with form_errors():
-        detail = log_explorer.call_detail(engine(), viewer, uuid.UUID(chosen))
-    if detail is not None:
-        call_detail_view(detail, viewer)
+    try:
+        detail = log_explorer.call_detail(engine(), viewer_user, call_id) if call_id is not None else None
+    except NotFound:
+        detail = None
+    if detail is None:
+        # Unknown, malformed and someone else's look alike.
+        st.warning("Call not found: it does not exist, was deleted, or is not one of the calls you can see.")
+        return
+    call_detail_view(detail, viewer_user)

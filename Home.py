@@ -1,8 +1,11 @@
 """MindRoute's entry script and router: resolve who is signed in, then offer only their pages."""
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="MindRoute", page_icon=":material/hub:", layout="wide")
+# The icon file is served by the app itself (a ":material/…:" icon is fetched from Google's font CDN).
+st.set_page_config(page_title="MindRoute", page_icon=str(Path(__file__).parent / "static/favicon.png"), layout="wide")
 
 from mindroute.services import tickets  # noqa: E402 - page config comes first
 from mindroute.ui import navigation, shell, signin  # noqa: E402

@@ -118,3 +118,34 @@ def _insert_user(session: Session, *, email: str, name: str, password: str, role
     session.add(user)
     session.flush()
     return user
+
+
+THEMES = ("light", "dark")
+# In the tz database but not places a person lives in.
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+def zone_choices() -> list[str]:
+    """The IANA zones Account offers (and set_preferences accepts), sorted."""
+    from zoneinfo import available_timezones  # read only here; keeps the import cost off the other services
+
+    return sorted((available_timezones() | {"UTC"}) - _NOT_ZONES)
+
+
+@unit_of_work
+def set_preferences(session: Session, actor: User | None, *, timezone: str | None, theme: str | None) -> User:
+    """Save the signed-in user's own display preferences: an IANA zone and 'light' / 'dark'; None follows the
+    browser. Raises ValidationError("timezone" / "theme") for a value not offered."""
+    me = require_active(actor, "change your preferences")
+    zone = (timezone or "").strip() or None
+    if zone is not None and zone not in zone_choices():
+        raise ValidationError("timezone", "Choose a time zone from the list")
+    shade = (theme or "").strip().lower() or None
+    if shade is not None and shade not in THEMES:
+        raise ValidationError("theme", "Choose light, dark or follow the browser")
+    user = session.scalar(for_update(session, select(User).where(User.id == me.id)))
+    if user is None or not user.is_active:
+        raise PermissionDenied("Sign in to change your preferences")
+    user.timezone, user.theme = zone, shade
+    session.flush()
+    return user

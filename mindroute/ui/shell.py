@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mindroute.models import User
+from mindroute.ui import theme
 from mindroute.ui.session import cookie_routes_available, sign_out_tab
 
 # Static markup: posts to /auth/signout, which revokes the token and clears the HttpOnly cookie.
@@ -18,6 +19,7 @@ _COOKIE_SIGNOUT_FORM = """
 
 def sidebar(user: User) -> None:
     with st.sidebar:
+        theme.apply(user.theme, can_reload=cookie_routes_available())
         st.text(user.name)  # untrusted: plain text, never Markdown
         st.caption("Administrator" if user.role == "admin" else "User")
         if cookie_routes_available():

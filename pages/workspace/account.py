@@ -1,4 +1,4 @@
-"""Account: display name, password, and signing out everywhere."""
+"""Account: display name, time zone and theme, password, and signing out everywhere."""
 
 from mindroute.ui.session import require_user
 
@@ -6,16 +6,18 @@ user = require_user()
 
 import streamlit as st  # noqa: E402
 
-from mindroute.services import auth  # noqa: E402
-from mindroute.ui.format import timestamp  # noqa: E402
-from mindroute.ui.render import form_errors  # noqa: E402
+from mindroute.services import auth, users  # noqa: E402
+from mindroute.ui import theme, viewer  # noqa: E402
+from mindroute.ui.render import Flash, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import session_token  # noqa: E402
 
+saved = Flash("account_saved")
 st.title("Account")
-st.text(
-    f"{user.email} · {'Administrator' if user.role == 'admin' else 'User'} · last sign-in {timestamp(user.last_login)}"
-)
+saved.show()
+viewer.zone_note()
+role = "Administrator" if user.role == "admin" else "User"
+st.text(f"{user.email} · {role} · last sign-in {viewer.when(user.last_login)}")
 
 st.subheader("Display name")
 with st.form("account_name"):
@@ -25,6 +27,40 @@ with st.form("account_name"):
         with form_errors({"name": name_err}):
             auth.change_name(engine(), user, name)
             st.success("Name saved.")
+
+st.subheader("Time zone and theme")
+FOLLOW = ""  # the option that follows the browser (a widget's None would read as "nothing chosen")
+zones = [FOLLOW, *users.zone_choices()]
+if user.timezone and user.timezone not in zones:
+    zones.append(user.timezone)  # a zone the system no longer has: shown, and refused when saved again
+browser = viewer.browser_zone().key
+with st.form("account_preferences"):
+    zone_choice = st.selectbox(
+        "Time zone",
+        zones,
+        index=zones.index(user.timezone or FOLLOW),
+        format_func=lambda z: z or f"Follow the browser ({browser})",
+        accept_new_options=True,
+        help="Type to search, e.g. Seoul or New_York",
+        key="account_timezone",
+    )
+    zone_err = st.empty()
+    shades = list(theme.CHOICES)
+    shade_choice = st.radio(
+        "Theme",
+        shades,
+        index=shades.index(user.theme if user.theme in shades else FOLLOW),
+        format_func=theme.CHOICES.__getitem__,
+        horizontal=True,
+        key="account_theme",
+    )
+    shade_err = st.empty()
+    if st.form_submit_button("Save time zone and theme"):
+        with form_errors({"timezone": zone_err, "theme": shade_err}):
+            users.set_preferences(engine(), user, timezone=zone_choice, theme=shade_choice)
+            if (shade_choice or None) != user.theme:
+                theme.request_apply()
+            saved.done("Time zone and theme saved.")
 
 st.subheader("Password")
 with st.form("account_password", clear_on_submit=True):
@@ -40,7 +76,8 @@ with st.form("account_password", clear_on_submit=True):
         else:
             with form_errors({"current_password": current_err, "new_password": new_err}):
                 revoked = auth.change_password(engine(), user, current, new, session_token())
-                st.success(f"Password changed. {revoked} other session(s) signed out.")
+                others = "1 other session" if revoked == 1 else f"{revoked:,} other sessions"
+                st.success(f"Password changed. {others} signed out.")
 
 st.subheader("Sessions")
 st.write("Sign out of MindRoute in every browser, this one included.")

@@ -186,7 +186,7 @@ def test_account_password_change_checks_the_current_password(engine, monkeypatch
     form[1].input("brand new password")
     form[2].input("brand new password")
     next(b for b in at.button if b.label == "Change password").click().run()
-    assert "Password changed. 1 other session(s) signed out." in texts(at)
+    assert "Password changed. 1 other session signed out." in texts(at)
     with transaction(engine) as session:
         revoked = session.scalar(select(RefreshToken.is_revoked).where(RefreshToken.token == _digest(other)))
     assert revoked is True

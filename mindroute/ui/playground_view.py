@@ -214,7 +214,8 @@ def settings_panel(providers: list[UsableProvider]) -> Settings:
                 help="This provider accepts any model name",
             )
         system_prompt = st.text_area("System prompt", key="pg_system", height=100)
-        temperature = st.slider("Temperature", 0.0, 2.0, 0.7, 0.1, key="pg_temperature")
+        st.session_state.setdefault("pg_temperature", 0.7)  # a default only here: a loaded conversation sets its own
+        temperature = st.slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
         limit = provider.effective_max_tokens
         max_tokens = st.number_input(
             "Max tokens",
@@ -226,7 +227,8 @@ def settings_panel(providers: list[UsableProvider]) -> Settings:
         )
         if limit is not None:
             st.caption(f"At most {limit:,} tokens per call: {provider.limit_source}.")
-        stream = st.toggle("Stream answers", value=True, key="pg_stream")
+        st.session_state.setdefault("pg_stream", True)
+        stream = st.toggle("Stream answers", key="pg_stream")
     cols[1].caption(
         escape_markdown(f"{provider.name} · {model or 'no model'} · temperature {temperature:.1f} · ")
         + f"up to {int(max_tokens):,} tokens"

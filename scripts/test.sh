@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the tests need (a virtualenv from requirements-dev.txt, Debian's chromium for the
+# Installs what the tests need (a virtualenv from requirements-dev.lock, Debian's chromium for the
 # browser tests, redis-server for the counter tests) and runs the linters and the whole test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -47,7 +47,7 @@ from importlib import resources
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from mindroute.validation import MODEL_ID_MAX, ValidationError, validate_model_id
+from mindroute.validation import MODEL_ID_MAX, FormValidationError, ValidationError, validate_model_id
 
 SETTINGS_KEYS = ("models", "default_model", "prices")
 PRICE_KEYS = ("input", "output")
@@ -58,14 +58,9 @@ def empty_settings() -> dict[str, Any]:
     return {"models": [], "default_model": None, "prices": {}}
 
 
-class SettingsError(ValidationError):
-    """Every problem found in a settings value; `field`/`message` are the first, `problems` all of them."""
-
-    def __init__(self, problems: dict[str, str]) -> None:
-        first_field, first_message = next(iter(problems.items()))
-        more = len(problems) - 1
-        super().__init__(first_field, first_message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
-        self.problems = problems
+class SettingsError(FormValidationError):
+    """Every problem found in a settings value; `field`/`message` are the first, `problems` all of them
+    (under "settings.models", "settings.prices.<model>.input" …)."""
 
 
 def _check_models(raw: object, problems: dict[str, str]) -> list[str]:
@@ -79,7 +74,10 @@ def _check_models(raw: object, problems: dict[str, str]) -> list[str]:
         try:
             model = validate_model_id(item, "settings.models")
         except ValidationError as exc:
-            problems.setdefault("settings.models", f"Model #{position}: {exc.message}")
+            # Every bad entry is named, so one save shows them all.
+            found = f"Model #{position}: {exc.message}"
+            earlier = problems.get("settings.models")
+            problems["settings.models"] = f"{earlier}; {found}" if earlier else found
             continue
         if model not in models:  # a duplicate is harmless; keep the first
             models.append(model)
@@ -126,7 +124,8 @@ def _check_prices(raw: object, problems: dict[str, str]) -> dict[str, dict[str, 
             continue
         unknown = sorted(str(k) for k in entry if k not in PRICE_KEYS)
         if unknown:
-            problems[where] = f"Price of {model} has unknown key(s) {', '.join(unknown)}: use input and output"
+            keys = "an unknown key" if len(unknown) == 1 else "unknown keys"
+            problems[where] = f"Price of {model} has {keys} {', '.join(unknown)}: use input and output"
         checked: dict[str, float] = {}
         for kind in PRICE_KEYS:
             if kind not in entry:
@@ -154,7 +153,8 @@ def validate_settings(value: object) -> dict[str, Any]:
     problems: dict[str, str] = {}
     unknown = sorted(str(k) for k in value if k not in SETTINGS_KEYS)
     if unknown:
-        problems["settings"] = f"Unknown setting(s) {', '.join(unknown)}: the settings hold {', '.join(SETTINGS_KEYS)}"
+        settings = "Unknown setting" if len(unknown) == 1 else "Unknown settings"
+        problems["settings"] = f"{settings} {', '.join(unknown)}: the settings hold {', '.join(SETTINGS_KEYS)}"
     models = _check_models(value.get("models"), problems)
     default = _check_default_model(value.get("default_model"), models, problems)
     prices = _check_prices(value.get("prices"), problems)

@@ -7,8 +7,8 @@ import ipaddress
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mindroute.models import ROLES, TICKET_STATUSES
@@ -39,6 +39,50 @@ class ValidationError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class FormValidationError(ValidationError):
+    """Bad input in several fields at once; `problems` maps each field to its message, in the form's order.
+    `field`/`message` are the first problem's, so code that expects one ValidationError still reads it."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        first_field, first_message = next(iter(problems.items()))
+        more = len(problems) - 1
+        super().__init__(first_field, first_message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+        self.problems = dict(problems)
+
+
+T = TypeVar("T")
+
+
+class FieldChecks:
+    """Runs a form's checks one after another and keeps every refusal, so the form can show them all at once
+    (each at its field) instead of one per submit."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, str] = {}
+
+    def check(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`check(*args, **kwargs)`, or None when it refuses (its message kept: the first one per field)."""
+        try:
+            return check(*args, **kwargs)
+        except FormValidationError as exc:
+            for field, message in exc.problems.items():
+                self.problems.setdefault(field, message)
+        except ValidationError as exc:
+            self.problems.setdefault(exc.field, exc.message)
+        return None
+
+    def refused(self, field: str) -> bool:
+        return field in self.problems
+
+    def raise_any(self) -> None:
+        """Raise what was refused: a ValidationError for one field, FormValidationError for several."""
+        if len(self.problems) == 1:
+            [(field, message)] = self.problems.items()
+            raise ValidationError(field, message)
+        if self.problems:
+            raise FormValidationError(self.problems)
 
 
 def _required_text(value: str | None, field: str, label: str, max_len: int) -> str:

@@ -44,6 +44,7 @@ from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import (
+    FieldChecks,
     ValidationError,
     endpoint_origin,
     validate_endpoint_url,
@@ -300,17 +301,20 @@ def _flush_or_duplicate(session: Session, name: str) -> None:
 
 @dataclass(frozen=True)
 class _CheckedForm:
-    name: str
-    protocol: str
-    endpoint_url: str
-    allow_images: bool
-    allow_videos: bool
-    allow_files: bool
+    """The form's values as checked; a refused field is None (its problem is in the FieldChecks)."""
+
+    name: str | None
+    protocol: str | None
+    endpoint_url: str | None
+    allow_images: bool | None
+    allow_videos: bool | None
+    allow_files: bool | None
     max_tokens: int | None
-    is_active: bool
+    is_active: bool | None
 
 
 def _check_form(
+    checks: FieldChecks,
     name: str,
     protocol: str,
     endpoint_url: str | None,
@@ -320,21 +324,22 @@ def _check_form(
     max_tokens: object,
     is_active: object,
 ) -> _CheckedForm:
-    name = validate_provider_name(name)
-    protocol = validate_protocol(protocol)
+    """Every field checked, each refusal kept in `checks`: the form shows them all at once."""
+    checked_name = checks.check(validate_provider_name, name)  # first: problems are listed in the form's order
+    checked_protocol = checks.check(validate_protocol, protocol)
     blank_endpoint = not (endpoint_url or "").strip()
     allow_link_local = get_settings().allow_link_local_endpoints
     return _CheckedForm(
-        name=name,
-        protocol=protocol,
-        endpoint_url=DEFAULT_ENDPOINTS[protocol]
+        name=checked_name,
+        protocol=checked_protocol,
+        endpoint_url=DEFAULT_ENDPOINTS.get(checked_protocol or "")
         if blank_endpoint
-        else validate_endpoint_url(endpoint_url, allow_link_local=allow_link_local),
-        allow_images=validate_flag(allow_images, "allow_images", "Allow images"),
-        allow_videos=validate_flag(allow_videos, "allow_videos", "Allow videos"),
-        allow_files=validate_flag(allow_files, "allow_files", "Allow files"),
-        max_tokens=validate_optional_positive_int(max_tokens, "max_tokens", "Max tokens"),
-        is_active=validate_flag(is_active, "is_active", "Active"),
+        else checks.check(validate_endpoint_url, endpoint_url, allow_link_local=allow_link_local),
+        allow_images=checks.check(validate_flag, allow_images, "allow_images", "Allow images"),
+        allow_videos=checks.check(validate_flag, allow_videos, "allow_videos", "Allow videos"),
+        allow_files=checks.check(validate_flag, allow_files, "allow_files", "Allow files"),
+        max_tokens=checks.check(validate_optional_positive_int, max_tokens, "max_tokens", "Max tokens"),
+        is_active=checks.check(validate_flag, is_active, "is_active", "Active"),
     )
 
 
@@ -356,11 +361,17 @@ def create_provider(
 ) -> ProviderView:
     """Add a provider; a blank endpoint means the protocol's default. The key is stored encrypted."""
     require_admin(actor)
-    form = _check_form(name, protocol, endpoint_url, allow_images, allow_videos, allow_files, max_tokens, is_active)
-    key = validate_provider_api_key(api_key)
-    checked_settings = validate_settings(settings)
-    _refuse_duplicate_name(session, form.name, None)
-    _refuse_active_without_key(form.protocol, form.is_active, bool(key))
+    checks = FieldChecks()
+    form = _check_form(
+        checks, name, protocol, endpoint_url, allow_images, allow_videos, allow_files, max_tokens, is_active
+    )
+    key = checks.check(validate_provider_api_key, api_key)
+    checked_settings = checks.check(validate_settings, settings)
+    if form.name is not None:
+        checks.check(_refuse_duplicate_name, session, form.name, None)
+    if form.protocol is not None and form.is_active is not None and not checks.refused("api_key"):
+        checks.check(_refuse_active_without_key, form.protocol, form.is_active, bool(key))
+    checks.raise_any()
     provider = Provider(
         name=form.name,
         protocol=form.protocol,
@@ -425,19 +436,25 @@ def update_provider(
     removes it; `settings` None keeps the stored settings. ConflictError if the row changed since
     `expected_updated_at` (the `updated_at` of the ProviderView the form was filled from)."""
     require_admin(actor)
-    form = _check_form(name, protocol, endpoint_url, allow_images, allow_videos, allow_files, max_tokens, is_active)
-    key = validate_provider_api_key(api_key)
+    checks = FieldChecks()
+    form = _check_form(
+        checks, name, protocol, endpoint_url, allow_images, allow_videos, allow_files, max_tokens, is_active
+    )
+    key = checks.check(validate_provider_api_key, api_key)
     if key and clear_api_key:
-        raise ValidationError("api_key", "Either type a new key or clear the stored one, not both")
-    checked_settings = validate_settings(settings) if settings is not None else None
+        checks.problems.setdefault("api_key", "Either type a new key or clear the stored one, not both")
+    checked_settings = checks.check(validate_settings, settings) if settings is not None else None
     provider = _load_unchanged_since(session, provider_id, expected_updated_at)
-    _refuse_duplicate_name(session, form.name, provider.id)
-    if provider.api_key and not key and not clear_api_key:
-        _refuse_redirected_key(provider_endpoint(provider), form.endpoint_url)
+    if form.name is not None:
+        checks.check(_refuse_duplicate_name, session, form.name, provider.id)
+    if provider.api_key and not key and not clear_api_key and form.endpoint_url is not None:
+        checks.check(_refuse_redirected_key, provider_endpoint(provider), form.endpoint_url)
     keeps_key = bool(key) or (bool(provider.api_key) and not clear_api_key)
     already = (provider.is_active, bool(provider.api_key), provider.protocol)
-    if (form.is_active, keeps_key, form.protocol) != already:  # a row left so before this rule may stay so
-        _refuse_active_without_key(form.protocol, form.is_active, keeps_key)
+    known = form.protocol is not None and form.is_active is not None and not checks.refused("api_key")
+    if known and (form.is_active, keeps_key, form.protocol) != already:  # a row left so before may stay so
+        checks.check(_refuse_active_without_key, form.protocol, form.is_active, keeps_key)
+    checks.raise_any()
     before = _audit_fields(provider)
     provider.name = form.name
     provider.protocol = form.protocol

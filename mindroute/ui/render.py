@@ -15,9 +15,14 @@ from markdown_it.tree import SyntaxTreeNode
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
 from mindroute.services.paging import Page
-from mindroute.validation import ValidationError
+from mindroute.validation import FormValidationError, ValidationError
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
+
+
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """A count with its noun agreeing: "1 call", "3 calls", "1,200 API keys" (`many` for irregular plurals)."""
+    return f"{number:,} {one if number == 1 else (many or one + 's')}"
 
 
 def escape_markdown(text: str) -> str:
@@ -253,11 +258,42 @@ class Flash:
         st.rerun()
 
 
+def _slot_key(field: str, fields: dict[str, st.delta_generator.DeltaGenerator]) -> str | None:
+    """The page's slot for `field`, or for the nearest enclosing one ("settings" for "settings.prices.a.input")."""
+    name = field
+    while name:
+        if name in fields:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _show_problems(exc: FormValidationError, fields: dict[str, st.delta_generator.DeltaGenerator]) -> None:
+    """Every problem at once: each at its field's slot (several in one slot as a list), the rest at the top."""
+    grouped: dict[str | None, list[str]] = {}
+    for field, message in exc.problems.items():
+        slot = _slot_key(field, fields)
+        # Under a slot that stands for several fields, say which one each message is about.
+        grouped.setdefault(slot, []).append(message if slot in (None, field) else f"{field}: {message}")
+    for slot, messages in grouped.items():
+        # Service messages may quote what a user typed (an email, a name): never let it render.
+        body = (
+            escape_markdown(messages[0])
+            if len(messages) == 1
+            else "\n".join(f"- {escape_markdown(m)}" for m in messages)
+        )
+        (fields[slot] if slot is not None else st).error(body)
+
+
 @contextlib.contextmanager
 def form_errors(fields: dict[str, st.delta_generator.DeltaGenerator] | None = None) -> Iterator[None]:
-    """Turn service errors into a message, at the field's slot when the page gave one."""
+    """Turn service errors into a message, at the field's slot when the page gave one. A refusal of several
+    fields (FormValidationError, e.g. a SettingsError) shows every problem, each at its slot; a slot named
+    "settings" also takes "settings.prices.a.input" and the like."""
     try:
         yield
+    except FormValidationError as exc:
+        _show_problems(exc, fields or {})
     except ValidationError as exc:
         slot = (fields or {}).get(exc.field)
         # Service messages may quote what a user typed (an email, a name): never let it render.

@@ -12,7 +12,6 @@ import streamlit as st  # noqa: E402
 from mindroute.services import providers as svc  # noqa: E402
 from mindroute.services.limit_rules import provider_target  # noqa: E402
 from mindroute.services.providers import (  # noqa: E402
-    SettingsError,
     builtin_prices,
     builtin_table,
     price_for,
@@ -34,17 +33,15 @@ PRICE_COLUMNS = (
 )
 PROTOCOLS = [c.name for c in CHOICES]
 PROTOCOL_LABELS = {c.name: c.label for c in CHOICES}
+URL_PARAM = "provider"  # ?provider=<id>: the provider being managed, so a reload or a shared link keeps it
+URL_WRITTEN = "provider_url_written"
+TABS = ["Settings", "Models and prices", "Limits and spend", "Test connection", "Deactivate or delete"]
 
 st.title("Providers")
 if flash := st.session_state.pop("provider_flash", None):
     st.success(escape_markdown(flash))  # names the provider: never Markdown
 
 views = svc.list_providers(engine(), user)
-
-
-def settings_problems(exc: SettingsError) -> str:
-    """Every problem, one a line, escaped: they quote model ids, which may come from the provider."""
-    return "  \n".join(escape_markdown(f"{field}: {message}") for field, message in exc.problems.items())
 
 
 def provider_table(rows: list[svc.ProviderView]) -> pd.DataFrame:
@@ -144,6 +141,7 @@ with st.expander("Add a provider", expanded=not views):
                 )
                 st.session_state["new_provider_saved"] = True
                 st.session_state["selected_provider"] = str(created.id)
+                st.session_state["provider_flash"] = f"Added {created.name}. Its settings are below."
                 st.rerun()
 
 if not views:
@@ -152,9 +150,16 @@ if not views:
 # --- manage one -----------------------------------------------------------------------------
 
 by_id = {str(v.id): v for v in views}
+wanted = st.query_params.get(URL_PARAM)
+if wanted is not None and wanted != st.session_state.get(URL_WRITTEN):  # a link or a reload names one
+    if wanted in by_id:
+        st.session_state["selected_provider"] = wanted
+    else:
+        st.info("The provider in the link was not found; showing the first one instead.")
 if st.session_state.get("selected_provider") not in by_id:
     st.session_state["selected_provider"] = str(views[0].id)
 selected_id = st.selectbox("Manage provider", list(by_id), format_func=lambda i: by_id[i].name, key="selected_provider")
+st.query_params[URL_PARAM] = st.session_state[URL_WRITTEN] = selected_id
 view = by_id[selected_id]
 pid = uuid.UUID(selected_id)
 
@@ -186,9 +191,8 @@ if st.session_state[loaded_key] != view.updated_at:
 if view.key_problem:
     st.error(escape_markdown(f"The stored API key cannot be used: {view.key_problem}"))
 
-settings_tab, models_tab, limits_tab, connection_tab, danger_tab = st.tabs(
-    ["Settings", "Models and prices", "Limits and spend", "Test connection", "Deactivate or delete"]
-)
+# Keyed and tracked, so a save (which reruns the page) leaves the admin on the tab they were on.
+settings_tab, models_tab, limits_tab, connection_tab, danger_tab = st.tabs(TABS, key="provider_tab", on_change="rerun")
 
 with settings_tab, st.form(f"{wk}_edit"):
     e_name = st.text_input("Name", value=view.name, max_chars=100, key=f"{wk}_name")
@@ -326,7 +330,7 @@ with models_tab:
         format_func=lambda m: "none" if m is None else m,
         key=f"{wk}_default",
     )
-    models_err = st.empty()
+    models_err = st.empty()  # every problem, listed per field: they quote model ids, shown as text
     if st.button("Save models and prices", key=f"{wk}_save_models"):
         new_prices: dict[str, dict[str, float]] = {}
         for _, row in edited.iterrows():
@@ -338,33 +342,25 @@ with models_tab:
             }
             if model and price:
                 new_prices[model] = price
-        with form_errors():
-            try:
-                new_view = svc.update_provider_settings(
-                    engine(),
-                    user,
-                    pid,
-                    {"models": model_names, "default_model": default, "prices": new_prices},
-                    expected_updated_at=st.session_state[loaded_key],
-                )
-            except SettingsError as exc:
-                models_err.error(settings_problems(exc))
-            else:
-                saved(new_view, "Models and prices saved.")
+        with form_errors({"settings": models_err}):
+            new_view = svc.update_provider_settings(
+                engine(),
+                user,
+                pid,
+                {"models": model_names, "default_model": default, "prices": new_prices},
+                expected_updated_at=st.session_state[loaded_key],
+            )
+            saved(new_view, "Models and prices saved.")
 
     with st.expander("Advanced: edit the settings as JSON"):
         raw = st.text_area("Settings JSON", value=settings_json(view.settings), height=240, key=f"{wk}_json")
         raw_err = st.empty()
         if st.button("Validate and save JSON", key=f"{wk}_save_json"):
-            with form_errors():
-                try:
-                    new_view = svc.update_provider_settings_json(
-                        engine(), user, pid, raw, expected_updated_at=st.session_state[loaded_key]
-                    )
-                except SettingsError as exc:
-                    raw_err.error(settings_problems(exc))
-                else:
-                    saved(new_view, "Settings saved.")
+            with form_errors({"settings": raw_err}):
+                new_view = svc.update_provider_settings_json(
+                    engine(), user, pid, raw, expected_updated_at=st.session_state[loaded_key]
+                )
+                saved(new_view, "Settings saved.")
 
 
 with limits_tab:
@@ -416,14 +412,19 @@ with danger_tab:
 
     st.divider()
     log_rows = svc.provider_log_count(engine(), user, pid)
-    st.write(
-        f"Deleting removes the provider and every user's permission for it. {log_rows:,} logged call(s) "
-        "keep their numbers but lose their link to this provider."
+    kept = (
+        "1 logged call keeps its numbers but loses its link"
+        if log_rows == 1
+        else f"{log_rows:,} logged calls keep their numbers but lose their link"
     )
+    st.write(f"Deleting removes the provider and every user's permission for it. {kept} to this provider.")
     confirm = st.text_input("Type the provider's name to confirm", key=f"{wk}_delete_confirm")
     if st.button("Delete provider", type="primary", key=f"{wk}_delete", disabled=confirm != view.name):
         with form_errors():
             unlinked = svc.delete_provider(engine(), user, pid)
             st.session_state.pop("selected_provider", None)
-            st.session_state["provider_flash"] = f"Deleted. {unlinked:,} log row(s) no longer name a provider."
+            st.session_state.pop(URL_WRITTEN, None)
+            del st.query_params[URL_PARAM]
+            rows = "1 logged call no longer names" if unlinked == 1 else f"{unlinked:,} logged calls no longer name"
+            st.session_state["provider_flash"] = f"Deleted. {rows} a provider."
             st.rerun()

@@ -14,7 +14,7 @@ from mindroute.services.limit_rules import key_target, user_target  # noqa: E402
 from mindroute.ui import limits_view  # noqa: E402
 from mindroute.ui import users_view as view  # noqa: E402
 from mindroute.ui.format import timestamp, tokens  # noqa: E402
-from mindroute.ui.render import Flash, form_errors, paged_table, requested_page  # noqa: E402
+from mindroute.ui.render import Flash, counted, form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 ROLE_LABELS = {"admin": "Administrator", "user": "User"}
@@ -270,9 +270,11 @@ with danger_tab:
             st.rerun()
     else:
         st.warning(
-            f"Deleting this user also deletes {impact.api_keys:,} API key(s), {impact.tickets:,} ticket(s) "
-            f"and {impact.provider_grants:,} provider permission(s). {impact.log_rows_unlinked:,} logged "
-            "call(s) stay, without their link to the user. This cannot be undone."
+            f"Deleting this user also deletes {counted(impact.api_keys, 'API key')}, "
+            f"{counted(impact.tickets, 'ticket')} and {counted(impact.provider_grants, 'provider permission')}. "
+            f"{counted(impact.log_rows_unlinked, 'logged call')} "
+            + ("stays" if impact.log_rows_unlinked == 1 else "stay")
+            + ", without the link to the user. This cannot be undone."
         )
         st.text(selected.email)
         confirm_col, cancel_col = st.columns(2)
@@ -335,7 +337,7 @@ if pending is None:
             st.rerun()
 else:
     verb = "grant" if pending["allowed"] else "revoke"
-    st.warning(f"This will {verb} access to the provider below for {pending['count']:,} user(s), in one change.")
+    st.warning(f"This will {verb} access to the provider below for {counted(pending['count'], 'user')}, in one change.")
     st.text(provider_names.get(pending["provider"], "(a provider that no longer exists)"))
     confirm_col, cancel_col = st.columns(2)
     if confirm_col.button(f"Yes, {verb} access", type="primary", key="bulk_confirm"):
@@ -351,7 +353,7 @@ else:
             )
             for p in matrix.providers:
                 view.reload_form(f"grant_{p.id}")
-            done(f"Access {'granted' if pending['allowed'] else 'revoked'} for {covered:,} user(s).")
+            done(f"Access {'granted' if pending['allowed'] else 'revoked'} for {counted(covered, 'user')}.")
     if cancel_col.button("Cancel", key="bulk_cancel"):
         st.session_state.pop("bulk_pending", None)
         st.rerun()

@@ -169,14 +169,14 @@ def test_deactivate_then_delete_with_confirmation_keeps_logs(engine, monkeypatch
     next(b for b in at.button if b.label == "Deactivate").click()
     at.run()
     assert "Doomed is deactivated." in texts(at)
-    assert "3 logged call(s)" in texts(at)
+    assert "3 logged calls keep their numbers" in texts(at)
     delete = next(b for b in at.button if b.label == "Delete provider")
     assert delete.disabled
     next(t for t in at.text_input if t.label == "Type the provider's name to confirm").input("Doomed")
     at.run()
     next(b for b in at.button if b.label == "Delete provider").click()
     at.run()
-    assert "3 log row(s) no longer name a provider" in texts(at)
+    assert "3 logged calls no longer name a provider" in texts(at)
     with transaction(engine) as session:
         assert provider_count(engine) == 0
         assert session.scalar(select(func.count()).select_from(Log).where(Log.provider_id.is_(None))) == 3
@@ -377,3 +377,123 @@ def test_an_openai_compatible_server_gets_no_built_in_prices(engine, monkeypatch
     assert shown["llama3"][2:] == (0.0, 0.0, "this provider")  # free by the admin's word, not by default
     assert "No built-in prices apply" in captions(at)
     assert not any("overridden here" in d.value.columns for d in at.dataframe)
+
+
+# --- everyday flow (issue 17): confirmation and an empty form after a save, all errors at once, the tab
+# kept, the provider in the URL --------------------------------------------------------------------------
+
+
+def _nodes(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from _nodes(child)
+
+
+def open_tab(at) -> str:
+    """The label of the tab the provider's tabs show open."""
+    for node in _nodes(at.main):
+        proto = getattr(node, "proto", None)
+        if proto is not None and hasattr(proto, "WhichOneof") and proto.WhichOneof("type") == "tab_container":
+            labels = [child.label for child in node.children.values()]
+            return labels[proto.tab_container.default_tab_index]
+    raise AssertionError("no tabs on the page")
+
+
+def provider_id(engine, name: str) -> str:
+    with transaction(engine) as session:
+        return str(session.scalar(select(Provider.id).where(Provider.name == name)))
+
+
+def test_a_saved_provider_is_confirmed_and_the_add_form_emptied(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Team OpenAI", key=SECRET, max_tokens="4096")
+    assert "Added Team OpenAI." in texts(at)
+    for key in ("new_provider_name", "new_provider_endpoint", "new_provider_key", "new_provider_max_tokens"):
+        assert at.text_input(key=key).value == "", key
+    assert at.selectbox(key="new_provider_protocol").value == "openai"
+
+
+def test_every_problem_of_the_add_form_is_shown_at_once_at_its_field(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "", endpoint="ftp://models.example", key="two words", max_tokens="-5")
+    assert error_under(at, "new_provider_name") == "Provider name is required"
+    assert "must start with http:// or https://" in error_under(at, "new_provider_endpoint")
+    assert "cannot contain spaces" in error_under(at, "new_provider_key")
+    assert error_under(at, "new_provider_max_tokens") == "Max tokens must be greater than 0"
+    assert provider_count(engine) == 0
+    assert at.text_input(key="new_provider_endpoint").value == "ftp://models.example"  # kept to correct
+
+
+def test_every_problem_of_the_edit_form_is_shown_at_once(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Local", protocol="openai-compatible", endpoint="http://127.0.0.1:11434/v1")
+    next(t for t in at.text_input if t.label == "Name" and t.key != "new_provider_name").input("")
+    next(t for t in at.text_input if t.label == "Max tokens per call" and t.key != "new_provider_max_tokens").input(
+        "1.5"
+    )
+    next(b for b in at.button if b.label == "Save changes").click()
+    at.run()
+    edit_name = next(t.key for t in at.text_input if t.label == "Name" and t.key != "new_provider_name")
+    edit_max = next(
+        t.key for t in at.text_input if t.label == "Max tokens per call" and t.key != "new_provider_max_tokens"
+    )
+    assert error_under(at, edit_name) == "Provider name is required"
+    assert error_under(at, edit_max) == "Max tokens must be a whole number"
+
+
+def test_settings_json_problems_are_listed_per_field(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "P")
+    at = save_settings_json(
+        at, '{"models": ["a", 5, 6], "default_model": "z", "prices": {"a": {"input": -1}}, "colour": 1}'
+    )
+    shown = [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]  # as read: Markdown escapes removed
+    lines = next(body for body in shown if "settings.models" in body).split("\n")
+    assert lines[0].startswith("- Unknown setting colour")  # the slot's own field needs no name
+    assert any(line.startswith("- settings.models: Model #2:") and "Model #3:" in line for line in lines)
+    assert any(line.startswith("- settings.default_model: Default model 'z'") for line in lines)
+    assert any(line.startswith("- settings.prices.a.input:") for line in lines)
+    assert any(line.startswith("- settings.prices.a.output:") for line in lines)
+
+
+def test_refresh_models_keeps_the_admin_on_the_models_tab(engine, monkeypatch, serve) -> None:
+    fake = serve("openai")
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Fake OpenAI", endpoint=fake.endpoint, key=GOOD_KEY)
+    assert open_tab(at) == "Settings"
+    at.session_state["provider_tab"] = "Models and prices"  # what clicking the tab sends
+    at.run()
+    next(b for b in at.button if b.label == "Refresh models from the provider").click()
+    at.run()
+    assert f"Found {len(OPENAI_MODELS)} models" in texts(at)
+    assert open_tab(at) == "Models and prices"
+    next(b for b in at.button if b.label == "Save models and prices").click()
+    at.run()
+    assert "Models and prices saved." in texts(at)
+    assert open_tab(at) == "Models and prices"
+
+
+def test_the_provider_being_managed_is_in_the_url_and_survives_a_reload(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = add_provider(at, "Alpha")
+    at = add_provider(at, "Beta")
+    alpha, beta = provider_id(engine, "Alpha"), provider_id(engine, "Beta")
+    assert at.query_params["provider"] == [beta]  # the one just added
+    at.selectbox(key="selected_provider").select(alpha)
+    at.run()
+    assert at.query_params["provider"] == [alpha]
+
+    # A reload: a new session that starts from the URL.
+    again = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com").switch_page(PAGE)
+    again.query_params["provider"] = beta
+    again.run()
+    assert again.selectbox(key="selected_provider").value == beta
+    assert next(t for t in again.text_input if t.label == "Name" and t.key != "new_provider_name").value == "Beta"
+
+    # An unknown id falls back to the first provider, says so, and the URL is put right.
+    again.query_params["provider"] = "00000000-0000-0000-0000-000000000000"
+    again.run()
+    assert not again.exception, again.exception
+    assert "The provider in the link was not found" in texts(again)
+    assert again.selectbox(key="selected_provider").value == alpha
+    assert again.query_params["provider"] == [alpha]

@@ -1,5 +1,6 @@
 """The playground in a real browser: an answer streams in, and Stop ends it with the partial answer logged,
-also before the first token (issue 13, item 12)."""
+also before the first token (issue 13, item 12); a conversation survives a reload and side by side shows two
+answers (issue 17)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from mindroute.models import Log, Provider
 from mindroute.services.users import create_user
 from tests.browser.test_auth_browser import ADMIN_EMAIL, ADMIN_PASSWORD, settle, sign_in
 from tests.conftest import TEST_SECRET_KEY
-from tests.providers.fakes import OPENAI_KEY, FakeServer
+from tests.providers.fakes import OPENAI_KEY, FakeServer, expected_answer
 from tests.providers.holding import HoldingOpenAI
 
 pytestmark = pytest.mark.browser
@@ -28,7 +29,7 @@ def openai_fake():
     running.stop()
 
 
-def open_playground(server, browser_context, fake: FakeServer, model: str):
+def open_playground(server, browser_context, fake: FakeServer, model: str, *more_models: str):
     with transaction(server.engine) as session:
         create_user(session, None, email=ADMIN_EMAIL, name="Root", password=ADMIN_PASSWORD, role="admin")
         session.add(
@@ -37,7 +38,7 @@ def open_playground(server, browser_context, fake: FakeServer, model: str):
                 protocol="openai",
                 endpoint_url=fake.url + "/v1",
                 api_key=security.SecretBox([TEST_SECRET_KEY]).encrypt(OPENAI_KEY),
-                settings={"models": [model], "default_model": model, "prices": {}},
+                settings={"models": [model, *more_models], "default_model": model, "prices": {}},
             )
         )
     page = browser_context.new_page()
@@ -116,3 +117,56 @@ def test_closing_the_tab_while_waiting_ends_the_call_and_logs_it(server, browser
             break
         time.sleep(0.05)
     assert [(r.status_code, r.error_message) for r in found] == [(499, "Stopped by the user")]
+
+
+def ask(page, text: str) -> None:
+    box = page.locator("[data-testid='stChatInputTextArea']")
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_a_conversation_survives_a_reload(server, browser_context, openai_fake) -> None:
+    page = open_playground(server, browser_context, openai_fake, "test-model")
+    ask(page, "remember me")
+    page.get_by_text(expected_answer("remember me")).first.wait_for()
+    settle(page)
+    assert "conversation=" in page.url
+    ask(page, "and this too")
+    page.get_by_text(expected_answer("and this too")).first.wait_for()
+    settle(page)
+    url = page.url
+
+    page.reload()
+    settle(page)
+    page.get_by_text(expected_answer("and this too")).first.wait_for()
+    assert page.url == url
+    messages = page.locator("[data-testid='stChatMessage']")
+    assert messages.count() == 4
+    assert messages.nth(0).inner_text().strip().endswith("remember me")
+    assert expected_answer("remember me") in messages.nth(1).inner_text()
+    with transaction(server.engine) as session:
+        assert len(session.scalars(select(Log)).all()) == 2  # a reload sends nothing again
+
+    page.goto(f"{server.base_url}/playground")  # without the URL's id: a new conversation; the list offers the old
+    settle(page)
+    assert page.locator("[data-testid='stChatMessage']").count() == 0
+    page.locator(".st-key-pg_conversation").click()
+    page.get_by_role("option", name="remember me", exact=False).first.click()
+    page.get_by_text(expected_answer("and this too")).first.wait_for()
+
+
+def test_side_by_side_shows_two_answers(server, browser_context, openai_fake) -> None:
+    page = open_playground(server, browser_context, openai_fake, "test-model", "other-model")
+    page.locator(".st-key-pg_compare label").click()
+    settle(page)
+    page.locator(".st-key-pg_compare_models").wait_for()
+    ask(page, "which of you")
+    page.get_by_text("Fake OpenAI · other-model · ", exact=False).first.wait_for()
+    settle(page)
+    answers = page.get_by_text(expected_answer("which of you"))
+    assert answers.count() == 2
+    first, second = answers.nth(0).bounding_box(), answers.nth(1).bounding_box()
+    assert abs(first["y"] - second["y"]) < 5 and second["x"] > first["x"] + 100  # side by side, in columns
+    with transaction(server.engine) as session:
+        rows = session.scalars(select(Log)).all()
+    assert sorted(r.model_id for r in rows) == ["other-model", "test-model"]

@@ -9,7 +9,10 @@ With --stream the calls ask for stream=true and the upstream streams its answer 
 (its delay before the first event, then STREAM_PIECES apart by --gap-ms): the figures add the
 time to the first byte both ways. With --limits the calling user and its key get rules that never
 refuse (limits_for_bench) and the run is made twice, without and with them, printed side by side;
---runs N repeats each (alternating) and prints medians.
+--runs N repeats each (alternating) and prints medians. --load wrk sends the calls from wrk (a load generator in
+C, bench.wrk) instead of this process's asyncio client, so the client's CPU does not take a core from what is
+measured; a probe of this process then sends one call at a time beside it, for the time to the first byte and
+MindRoute's overhead header under that load.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -25,12 +29,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
+
+from bench import wrk
 
 DEFAULT_DELAY_MS = 20.0
 DEFAULT_GAP_MS = 1.0  # between two streamed events
@@ -185,6 +192,7 @@ def _serve(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENTRIES = ("api", "app")
+LOADS = ("python", "wrk")
 
 
 def _serve_entry(entry: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -361,11 +369,7 @@ async def _load(url: str, body: dict[str, Any], headers: dict[str, str], request
     A minimal HTTP/1.1 client on raw kept-alive connections, one per worker: a general-purpose
     client costs more CPU per request than the server under test, on the same two cores."""
     parts = httpx.URL(url)
-    payload = json.dumps(body).encode()
-    head = f"POST {parts.raw_path.decode()} HTTP/1.1\r\nhost: {parts.host}:{parts.port}\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    head += f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
-    request = head.encode() + payload
+    request = _request_bytes(url, body, headers)
     stream = bool(body.get("stream"))
     load = Load()
     remaining = requests
@@ -391,6 +395,76 @@ async def _load(url: str, body: dict[str, Any], headers: dict[str, str], request
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     load.seconds = time.perf_counter() - started
     return load
+
+
+def _request_bytes(url: str, body: dict[str, Any], headers: dict[str, str]) -> bytes:
+    parts = httpx.URL(url)
+    payload = json.dumps(body).encode()
+    head = f"POST {parts.raw_path.decode()} HTTP/1.1\r\nhost: {parts.host}:{parts.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n"
+    return head.encode() + payload
+
+
+async def _probe(url: str, body: dict[str, Any], headers: dict[str, str], until: Future[Any]) -> Load:
+    """One call at a time on one connection until `until` is done: what a call meets beside the load."""
+    parts = httpx.URL(url)
+    request, stream, load = _request_bytes(url, body, headers), bool(body.get("stream")), Load()
+    reader, writer = await asyncio.open_connection(parts.host, parts.port)
+    try:
+        while not until.done():
+            started = time.perf_counter()
+            status, answer_headers, answer, first = await _call(reader, writer, request)
+            load.latencies.append((time.perf_counter() - started) * 1000)
+            load.ttfb.append((first - started) * 1000)
+            if status != 200 or (stream and not answer.endswith(STREAM_END)):
+                load.failures += 1
+            if "x-mindroute-overhead-ms" in answer_headers:
+                load.overheads.append(float(answer_headers["x-mindroute-overhead-ms"]))
+    finally:
+        writer.close()
+    return load
+
+
+@dataclass
+class Measured:
+    """One side's run (through MindRoute or direct) by either load generator: its latency percentiles,
+    the calls answered and sent, and the calls (probe's, with wrk) behind the time to the first byte."""
+
+    summary: dict[str, float]
+    answered: int
+    sent: int
+    failures: int
+    seconds: float
+    calls: Load
+    load_cpu_s: float
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measure(
+    load: str, url: str, body: dict[str, Any], headers: dict[str, str], requests: int, concurrency: int
+) -> Measured:
+    """`requests` calls at `concurrency` from the asyncio client ("python") or from wrk ("wrk", with this
+    process's probe beside it: its calls are added to `sent`, not to the latency figures)."""
+    cpu_before, children_before = time.process_time(), _children_cpu_s()
+    if load == "python":
+        run = asyncio.run(_load(url, body, headers, requests, concurrency))
+        used = time.process_time() - cpu_before
+        return Measured(_summary(run.latencies), requests, requests, run.failures, run.seconds, run, used)
+    stream = bool(body.get("stream"))
+    payload = json.dumps(body).encode()
+    with ThreadPoolExecutor(1) as pool:
+        started = pool.submit(wrk.run, url, payload, headers, requests, concurrency, stream)
+        probe = asyncio.run(_probe(url, body, headers, started))
+        done = started.result()
+    # wrk has exited (a waited-for child): its CPU is in RUSAGE_CHILDREN; the probe's is this process's.
+    used = time.process_time() - cpu_before + _children_cpu_s() - children_before
+    sent = done.sent + len(probe.latencies)
+    return Measured(done.summary, done.answered, sent, done.failures + probe.failures, done.seconds, probe, used)
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -450,6 +524,7 @@ class BenchOptions:
     stream: bool = False
     limits: bool = False
     gap_ms: float = DEFAULT_GAP_MS
+    load: str = "python"
 
 
 def run_api_bench(
@@ -463,17 +538,22 @@ def run_api_bench(
     stream: bool = False,
     limits: bool = False,
     gap_ms: float = DEFAULT_GAP_MS,
+    load: str = "python",
 ) -> dict[str, Any]:
     """Run the benchmark once and return its figures (see the module docstring); `entry` "api" serves
     `mindroute.http.api:app` alone, "app" serves `streamlit run app.py`; `tools` sends bench_body's tools,
-    `stream` asks for streams, `limits` sets limits_for_bench's rules first."""
-    options = BenchOptions(requests, concurrency, delay_ms, database_url, entry, tools, stream, limits, gap_ms)
+    `stream` asks for streams, `limits` sets limits_for_bench's rules first; `load` "wrk" sends the calls from wrk."""
+    options = BenchOptions(requests, concurrency, delay_ms, database_url, entry, tools, stream, limits, gap_ms, load)
     return _run(options)
 
 
 def _run(options: BenchOptions) -> dict[str, Any]:
     if options.entry not in ENTRIES:
         raise ValueError(f"entry must be one of {', '.join(ENTRIES)}")
+    if options.load not in LOADS:
+        raise ValueError(f"load must be one of {', '.join(LOADS)}")
+    if options.load == "wrk" and not wrk.available():
+        raise RuntimeError("--load wrk needs wrk on the PATH (Debian: apt-get install wrk)")
     requests, concurrency, stream = options.requests, options.concurrency, options.stream
     with tempfile.TemporaryDirectory(prefix="mindroute-bench-") as tmp:
         url = options.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -508,23 +588,25 @@ def _run(options: BenchOptions) -> dict[str, Any]:
                 time.sleep(0.05)
             rows_before = _log_rows(engine)
             cpu_before, upstream_before = _cpu_seconds(api.pid), _cpu_seconds(upstream.pid)
-            load_before, ticks_before = time.process_time(), _machine_ticks()
-            mr = asyncio.run(_load(through, body, auth, requests, concurrency))
+            ticks_before = _machine_ticks()
+            mr = _measure(options.load, through, body, auth, requests, concurrency)
             cpu_used = _cpu_seconds(api.pid) - cpu_before
             upstream_used = _cpu_seconds(upstream.pid) - upstream_before
-            load_used, ticks = time.process_time() - load_before, _machine_ticks()
+            ticks = _machine_ticks()
             busy, total = (after - before for before, after in zip(ticks_before, ticks, strict=True))
             _stop(api)  # a graceful stop: whatever is pending is written before the count
             api = None
             log_rows = _log_rows(engine) - rows_before
-            up = asyncio.run(_load(direct, body, {}, requests, concurrency))
+            up = _measure(options.load, direct, body, {}, requests, concurrency)
             engine.dispose()
         finally:
             if api is not None:
                 _stop(api)
             _stop(upstream)
-    mr_summary, up_summary = _summary(mr.latencies), _summary(up.latencies)
+    mr_summary, up_summary = mr.summary, up.summary
     figures: dict[str, Any] = {
+        # Which load generator sent the calls: "python" (this process) or "wrk" (with this process's probe).
+        "load": options.load,
         "entry": options.entry,
         "tools": options.tools,
         "stream": stream,
@@ -534,30 +616,35 @@ def _run(options: BenchOptions) -> dict[str, Any]:
         "concurrency": concurrency,
         "upstream_delay_ms": options.delay_ms,
         "database": url.split(":", 1)[0].split("+", 1)[0],  # postgresql+psycopg: postgresql
-        "rps": round(requests / mr.seconds, 1),
-        "direct_rps": round(requests / up.seconds, 1),
+        "rps": round(mr.answered / mr.seconds, 1),
+        "direct_rps": round(up.answered / up.seconds, 1),
         "mindroute": mr_summary,
         "direct": up_summary,
         "p50_overhead_ms": round(mr_summary["p50_ms"] - up_summary["p50_ms"], 2),
         "p95_overhead_ms": round(mr_summary["p95_ms"] - up_summary["p95_ms"], 2),
         "p99_overhead_ms": round(mr_summary["p99_ms"] - up_summary["p99_ms"], 2),
         "header_overhead_ms": {
-            "p50": round(_percentile(mr.overheads, 0.5), 2),
-            "p99": round(_percentile(mr.overheads, 0.99), 2),
+            "p50": round(_percentile(mr.calls.overheads, 0.5), 2),
+            "p99": round(_percentile(mr.calls.overheads, 0.99), 2),
         },
         # CPU time of the MindRoute process per call (all its threads): what bounds its throughput.
         "cpu_ms_per_request": _per_call_ms(cpu_used, requests),
         # The rest of the machine during the run through MindRoute: the upstream's and this load
         # generator's CPU per call, and how many of the machine's cores were busy on average.
         "upstream_cpu_ms_per_request": _per_call_ms(upstream_used, requests),
-        "load_cpu_ms_per_request": _per_call_ms(load_used, requests),
+        "load_cpu_ms_per_request": _per_call_ms(mr.load_cpu_s, requests),
         "machine_busy_cores": round(busy / total * (os.cpu_count() or 1), 2) if total else None,
         "failures": mr.failures + up.failures,
+        # Every call MindRoute was sent (with wrk: its calls still in flight when it stopped, and the probe's).
+        "requests_sent": mr.sent,
         "log_rows": log_rows,
     }
+    if options.load == "wrk":
+        # The probe's calls, one at a time beside wrk's: the time to the first byte and the overhead header.
+        figures["probe_calls"] = {"mindroute": len(mr.calls.latencies), "direct": len(up.calls.latencies)}
     if stream:
         # Time to the first byte of the answer's body (MindRoute answers once the upstream's first event is in).
-        mr_first, up_first = _summary(mr.ttfb), _summary(up.ttfb)
+        mr_first, up_first = _summary(mr.calls.ttfb), _summary(up.calls.ttfb)
         figures["ttfb"] = {"mindroute": mr_first, "direct": up_first}
         figures["ttfb_p50_overhead_ms"] = round(mr_first["p50_ms"] - up_first["p50_ms"], 2)
         figures["ttfb_p99_overhead_ms"] = round(mr_first["p99_ms"] - up_first["p99_ms"], 2)
@@ -584,6 +671,7 @@ SIDE_BY_SIDE = (
     "ttfb_p99_overhead_ms",
     "cpu_ms_per_request",
     "failures",
+    "requests_sent",
     "log_rows",
 )
 
@@ -627,6 +715,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--limits", action="store_true", help="run without and with never-refusing limits on the user and key"
     )
     api.add_argument("--runs", type=int, default=1, help="runs of each configuration (alternating); medians")
+    api.add_argument(
+        "--load",
+        choices=LOADS,
+        default="python",
+        help="python: this process's asyncio client; wrk: wrk (C), with a one-at-a-time probe for TTFB",
+    )
     analytics = commands.add_parser("analytics", help="the Usage page's queries (see bench.analytics)")
     analytics.add_argument("--rows", type=int, required=True, help="logs to have in the database (seeded if fewer)")
     analytics.add_argument("--database-url", help="default: MINDROUTE_DATABASE_URL")
@@ -651,6 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.stream,
         args.limits,
         args.gap_ms,
+        args.load,
     )
     figures = _run(options) if args.runs == 1 and not args.limits else run_compared(options, args.runs)
     print(json.dumps(figures))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import api as bench
+from bench import wrk
 
 
 def test_the_api_bench_prints_its_figures_and_every_call_is_logged(capsys) -> None:
@@ -74,8 +77,38 @@ def test_the_limits_bench_runs_without_and_with_limits_side_by_side(capsys) -> N
         assert run["failures"] == 0 and run["log_rows"] == 40  # limits that never refuse
         assert run["runs"] == 1 and len(run["rps_runs"]) == 1
     side = figures["side_by_side"]
-    assert set(side) == {"rps", "p50_overhead_ms", "p99_overhead_ms", "cpu_ms_per_request", "failures", "log_rows"}
+    names = {"rps", "p50_overhead_ms", "p99_overhead_ms", "cpu_ms_per_request", "failures", "requests_sent", "log_rows"}
+    assert set(side) == names
     assert side["rps"] == [without["rps"], with_["rps"]] and side["log_rows"] == [40, 40]
+    assert side["requests_sent"] == [40, 40] and without["load"] == "python"
+
+
+needs_wrk = pytest.mark.skipif(not wrk.available(), reason="wrk is not installed (apt-get install wrk)")
+
+
+@needs_wrk
+def test_the_wrk_load_sends_the_calls_from_wrk_and_every_call_sent_is_logged(capsys) -> None:
+    argv = ["api", "--requests", "120", "--concurrency", "8", "--delay-ms", "5", "--load", "wrk", "--stream"]
+    assert bench.main(argv) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["load"] == "wrk" and figures["requests"] == 120 and figures["failures"] == 0
+    # wrk stops after 120 answers; the calls still in flight then, and the probe's, are logged too.
+    calls = figures["probe_calls"]
+    assert calls["mindroute"] >= 1 and calls["direct"] >= 1
+    assert 120 + calls["mindroute"] <= figures["requests_sent"] <= 120 + 8 + calls["mindroute"]
+    assert figures["log_rows"] == figures["requests_sent"]
+    for side in ("mindroute", "direct"):
+        assert 5 <= figures[side]["p50_ms"] <= figures[side]["p99_ms"]  # from wrk's distribution
+        assert 5 <= figures["ttfb"][side]["p50_ms"] < figures[side]["p99_ms"]  # from the probe
+    assert figures["rps"] > 0 and figures["load_cpu_ms_per_request"] > 0  # wrk's CPU counts as the load's
+
+
+@needs_wrk
+def test_the_wrk_script_sends_the_headers_and_checks_the_status_and_the_stream_end() -> None:
+    script = wrk.script("/v1/chat/completions", b'{"model": "m"}', {"authorization": "Bearer k"}, 10, True)
+    assert '["authorization"] = "Bearer k"' in script and '["content-type"] = "application/json"' in script
+    assert "local share, stream = 10, true" in script and "status ~= 200" in script
+    assert 'string.sub(answer, -14) ~= "data: [DONE]\\n\\n"' in script
 
 
 def test_streams_with_limits_on_postgresql_set_the_rules_in_its_database(pg_server, capsys) -> None:

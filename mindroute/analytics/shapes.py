@@ -198,11 +198,41 @@ def top(facts: Facts, dimension: str, metric: str = "tokens", limit: int = TOP_L
     return sums.sort_values([metric, "name"], ascending=[False, True]).head(limit).reset_index(drop=True)
 
 
+def status_class(status: Any) -> str:
+    """'2xx', '4xx', '5xx' … for a status code; 'unknown' without one."""
+    if status is None or pd.isna(status):
+        return "unknown"
+    return f"{int(status) // 100}xx"
+
+
 def status_codes(facts: Facts) -> pd.DataFrame:
-    """status (None for unknown), requests; by status code."""
+    """status (None for unknown), requests, status_class ('2xx' …), status_label (the code as text) and
+    share (of all requests); by status code."""
     frame = facts.frame.assign(status=facts.frame["status"].astype("Int64"))
     out = frame.groupby("status", dropna=False)["requests"].sum().reset_index()
-    return out.sort_values("status").reset_index(drop=True)
+    out = out.sort_values("status").reset_index(drop=True)
+    total = int(out["requests"].sum())
+    out["status_class"] = [status_class(s) for s in out["status"]]
+    out["status_label"] = ["unknown" if pd.isna(s) else str(int(s)) for s in out["status"]]
+    out["share"] = out["requests"] / total if total else 0.0
+    return out
+
+
+OTHER = "other"
+
+
+def with_other(frame: pd.DataFrame, group: str, value: str, limit: int, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """`frame` with its `limit` largest groups (by the sum of `value`) kept and the others summed into one
+    group named "other" per `keep` key (when more than one would go there): the same total, at most
+    limit + 1 groups; largest first, "other" last."""
+    sums = frame.groupby(group, sort=False)[value].sum()
+    ranked = sums.reset_index().sort_values([value, group], ascending=[False, True], kind="stable")[group].tolist()
+    kept = ranked if len(ranked) <= limit + 1 else ranked[:limit]
+    order = {name: i for i, name in enumerate(kept)}
+    named = frame[group].where(frame[group].isin(kept), OTHER)
+    out = frame.assign(**{group: named}).groupby([*keep, group], sort=False, as_index=False)[value].sum()
+    out["_order"] = out[group].map(order).fillna(len(kept))
+    return out.sort_values(["_order", *keep], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 BREAKDOWN_DIMS = {"provider_model": ["provider", "model_name"], "user": ["user"], "request_type": ["request_type"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -15,8 +16,7 @@ import streamlit as st
 from mindroute.analytics.filter import PRESETS, UsageFilter, custom_range, preset_range
 from mindroute.analytics.levels import REQUEST_TYPES
 from mindroute.models import utcnow
-from mindroute.timezones import viewer_zone
-from mindroute.ui import budget_view
+from mindroute.ui import budget_view, charts, viewer
 
 if TYPE_CHECKING:  # the shape is services/budget_spend.py's; only read here
     from mindroute.services.budget_spend import BudgetStatus
@@ -26,8 +26,7 @@ RANGE_CHOICES = {**PRESETS, CUSTOM: "Custom dates"}
 SOURCE_CHOICES = {"": "API and playground", "api": "API", "playground": "Playground"}
 OUTCOME_CHOICES = {"": "Success and error", "success": "Success", "error": "Error"}
 DEFAULT_RANGE = "7d"
-# One look for every chart: the same qualitative palette; Streamlit's theme does light and dark.
-PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D"]
+GRANULARITY_WORDS = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
 
 
 def _parse_day(value: str | None) -> date | None:
@@ -60,8 +59,7 @@ def _zones(browser: str) -> list[str]:
 def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -> tuple[UsageFilter, dict[str, str]]:
     """Draw the filters (values restored from the URL query), write them back to the query, and return
     the filter and the query parameters that describe it."""
-    browser = st.context.timezone if isinstance(st.context.timezone, str) else "UTC"
-    browser = viewer_zone(browser).key
+    browser = viewer.zone().key  # the Account choice, else the browser's zone
     zones = _zones(browser)
     providers = {str(pid): name for pid, name in options["providers"]}
     models = list(options["models"])
@@ -155,6 +153,124 @@ def cost_note(unpriced: Sequence[str], shown: int = 5) -> str | None:
     return f"Cost excludes {count} unpriced model{'s' * (count != 1)}: {names}."
 
 
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def integer(value: float | None) -> str:
+    return "—" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def milliseconds(value: float | None) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:,.0f} ms"
+
+
+def usd(value: float | None) -> str:
+    """Dollars with cents from $1, four decimals from a cent, and two significant digits below that, so a
+    $0.000008 call reads as $0.0000080, never $0.0000."""
+    if value is None or pd.isna(value):
+        return "—"
+    if value == 0 or abs(value) >= 1:
+        return f"${value:,.2f}"
+    if abs(value) >= 0.01:
+        return f"${value:.4f}"
+    digits = 1 - math.floor(math.log10(abs(value)))
+    return f"${value:.{digits}f}"
+
+
+def calls_text(count: int) -> str:
+    return f"{count:,} call" + ("" if count == 1 else "s")
+
+
+# --- tables: one set of headers and formats for the page and its CSV ---------------------------
+
+# column -> (header, kind); kinds: text, int, ms, percent (a fraction shown as %), usd, time (a local bucket start).
+COLUMNS: dict[str, tuple[str, str]] = {
+    "provider": ("Provider", "text"),
+    "model": ("Model", "text"),
+    "user": ("User", "text"),
+    "request_type": ("Request type", "text"),
+    "name": ("Name", "text"),
+    "group": ("Group", "text"),
+    "series": ("Series", "text"),
+    "status_label": ("Status code", "text"),
+    "status_class": ("Class", "text"),
+    "start": ("Start", "time"),
+    "requests": ("Requests", "int"),
+    "calls": ("Calls", "int"),
+    "errors": ("Errors", "int"),
+    "tokens": ("Total tokens", "int"),
+    "prompt_tokens": ("Input tokens", "int"),
+    "completion_tokens": ("Output tokens", "int"),
+    "error_rate": ("Error rate (%)", "percent"),
+    "share": ("Share (%)", "percent"),
+    "avg_latency_ms": ("Avg latency (ms)", "ms"),
+    "p95_ms": ("p95 latency (ms, approx.)", "ms"),
+    "p50": ("p50 latency (ms, approx.)", "ms"),
+    "p95": ("p95 latency (ms, approx.)", "ms"),
+    "p99": ("p99 latency (ms, approx.)", "ms"),
+    "latency_ms": ("Latency (ms)", "ms"),
+    "cost": ("Cost (USD)", "usd"),
+}
+USD_DECIMALS = 6  # a table's cost column: $0.000008 stays visible
+
+
+def table(frame: pd.DataFrame, timezone: str, headers: dict[str, str] | None = None) -> pd.DataFrame:
+    """A data frame as a person reads it, on the page and in its CSV alike: human headers, whole numbers
+    as integers, milliseconds rounded, rates in percent with one decimal, USD to USD_DECIMALS, bucket
+    starts zone-aware. Unknown columns are left out."""
+    out: dict[str, Any] = {}
+    for column in frame.columns:
+        if column not in COLUMNS:
+            continue
+        header, kind = COLUMNS[column]
+        header = (headers or {}).get(column, header)
+        values = frame[column]
+        if kind in ("int", "ms"):
+            out[header] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
+        elif kind == "percent":
+            out[header] = (pd.to_numeric(values, errors="coerce") * 100).round(1)
+        elif kind == "usd":
+            out[header] = pd.to_numeric(values, errors="coerce").round(USD_DECIMALS)
+        elif kind == "time":
+            out[header] = pd.to_datetime(values).dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        else:
+            out[header] = values.astype(object).where(values.notna(), "").map(charts.chart_text)
+    return pd.DataFrame(out)
+
+
+def column_config(shown: pd.DataFrame) -> dict[str, Any]:
+    """Formats for st.dataframe of a table(): thousands separators, no raw floats."""
+    kinds = {header: kind for header, kind in COLUMNS.values()}
+    config: dict[str, Any] = {}
+    for header in shown.columns:
+        kind = kinds.get(header)
+        if kind in ("int", "ms"):
+            config[header] = st.column_config.NumberColumn(header, format="localized")
+        elif kind == "percent":
+            config[header] = st.column_config.NumberColumn(header, format="%.1f")
+        elif kind == "usd":
+            config[header] = st.column_config.NumberColumn(header, format=f"%.{USD_DECIMALS}f")
+        elif kind == "time":
+            config[header] = st.column_config.DatetimeColumn(header, format="YYYY-MM-DD HH:mm")
+    return config
+
+
+def table_csv(shown: pd.DataFrame) -> bytes:
+    """A table() as CSV: the same headers and values; times ISO-8601 with their offset."""
+    out = shown.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = [v.isoformat() if not pd.isna(v) else "" for v in out[column]]
+    return csv_bytes(out)
+
+
+def show_table(frame: pd.DataFrame, timezone: str, key: str, name: str, headers: dict[str, str] | None = None) -> None:
+    """A table on the page with its CSV download beside, both from table()."""
+    shown = table(frame, timezone, headers)
+    st.dataframe(shown, hide_index=True, width="stretch", key=key, column_config=column_config(shown))
+    download(shown, name, f"{key}_csv")
+
+
 # --- CSV ----------------------------------------------------------------------------------------
 
 
@@ -175,30 +291,21 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
+    """A CSV download of a table() (or any frame), built only when it is clicked."""
     st.download_button(
-        "Download CSV", csv_bytes(frame), file_name=f"{name}.csv", mime="text/csv", key=key, on_click="ignore"
+        "Download CSV",
+        lambda: table_csv(frame),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=key,
+        on_click="ignore",
     )
 
 
 # --- charts -------------------------------------------------------------------------------------
 
 
-def chart_text(value: Any) -> str:
-    """A label for plotly, which renders a subset of HTML in text: no tag can come from user data."""
-    return str(value).replace("<", "‹").replace(">", "›")
-
-
-def style(fig: Any, *, y_title: str | None = None, x_title: str | None = None) -> Any:
-    fig.update_layout(
-        colorway=PALETTE,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": None},
-        hovermode="x unified",
-        height=340,
-    )
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title, rangemode="tozero")
-    return fig
+chart_text = charts.chart_text
 
 
 # --- spend against budget -----------------------------------------------------------------------
@@ -250,10 +357,12 @@ def budget_figure(frame: pd.DataFrame) -> go.Figure:
     names = [chart_text(f"{row.budget} ({row.unit})") for row in frame.itertuples()]
     used_text = [f"{_amount(r.unit, r.used)} of {_amount(r.unit, r.limit)}" for r in frame.itertuples()]
     forecast_text = [f"{_amount(r.unit, r.forecast)} by the period's end" for r in frame.itertuples()]
+    mode = charts.theme()
     fig = go.Figure(
         [
             go.Bar(
                 name="used this period",
+                marker_color=charts.PALETTES[mode][0],
                 x=names,
                 y=frame["used_percent"],
                 hovertext=used_text,
@@ -261,6 +370,7 @@ def budget_figure(frame: pd.DataFrame) -> go.Figure:
             ),
             go.Bar(
                 name="forecast at this rate",
+                marker_color=charts.PALETTES[mode][1],
                 x=names,
                 y=frame["forecast_percent"],
                 hovertext=forecast_text,
@@ -269,11 +379,10 @@ def budget_figure(frame: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.add_hline(
-        y=100, line_dash="dash", line_color="#E45756", annotation_text="budget", annotation_position="top left"
+        y=100, line_dash="dash", line_color=charts.ERROR[mode], annotation_text="budget", annotation_position="top left"
     )
     fig.update_layout(barmode="group")
     fig.update_traces(textposition="outside", cliponaxis=False)
-    style(fig, y_title="% of the budget")
-    fig.update_layout(hovermode="closest")
+    charts.layout(fig, x_title=None, y_title="% of the budget")
     fig.update_yaxes(ticksuffix=" %")
     return fig

@@ -7,23 +7,42 @@ user = require_user()
 import uuid  # noqa: E402
 from datetime import datetime  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
+from typing import Any  # noqa: E402
 
-import pandas as pd  # noqa: E402
-import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from mindroute.analytics.filter import UsageFilter  # noqa: E402
 from mindroute.services import overview, usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
+from mindroute.ui import charts  # noqa: E402
 from mindroute.ui import usage_view as view  # noqa: E402
-from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 is_admin = user.role == "admin"
 ROLLUP_CHECK_TTL_S = 60
+# A page's reads are kept this long for this browser session only (never shared between users): a chart
+# control, a return to an earlier filter or to the page reuses them; new calls show within this time.
+READ_TTL_S = 30
 st.title("Usage")
 
-options = usage.filter_choices(engine(), user)
+
+def viewer_of(user_id: str, role: str) -> Any:
+    return SimpleNamespace(id=uuid.UUID(user_id), role=role)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False, scope="session")
+def filter_choices(user_id: str, role: str) -> dict[str, list[Any]] | None:
+    return usage.filter_choices(engine(), viewer_of(user_id, role))
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False, scope="session")
+def page_data(user_id: str, role: str, view_key: tuple[tuple[str, str], ...], _flt: UsageFilter) -> usage.UsagePage:
+    # Keyed by the view's query parameters (the filter itself moves with the clock at every run).
+    return usage.usage_page(engine(), viewer_of(user_id, role), _flt)
+
+
+options = filter_choices(str(user.id), user.role)
 
 if options is None:
     st.info(
@@ -35,10 +54,13 @@ if options is None:
 flt, params = view.filter_widgets("usage", options, is_admin)
 view.keep_in_url(params)
 
-data = usage.usage_page(engine(), user, flt)
+data = page_data(str(user.id), user.role, tuple(sorted(params.items())), flt)
+zone = flt.timezone
+mode = charts.theme()
 
+every = view.GRANULARITY_WORDS.get(data.granularity, data.granularity)
 st.caption(
-    f"{'Everyone' if is_admin else 'Your'} calls, {data.granularity}ly buckets in {flt.timezone}; "
+    f"{'Everyone’s' if is_admin else 'Your'} calls in {every} buckets, times in {zone}; "
     "changes are against the previous period of the same length."
 )
 rollup_notice = st.empty()
@@ -74,36 +96,48 @@ def say_if_rollups_are_behind() -> None:
 # --- tiles ------------------------------------------------------------------------------------
 
 INVERSE = {"error_rate", "p50", "p95", "p99", "cost"}
+# Short labels, the unit in the value only, three to a row so the longest value (a 9-digit token count,
+# a 5-digit latency) fits at 1400 px: volume, tokens, latency.
+TILE_ROWS = (
+    ("requests", "error_rate", "cost"),
+    ("tokens", "prompt_tokens", "completion_tokens"),
+    ("p50", "p95", "p99"),
+)
+TILE_LABELS = {"p50": "p50 latency", "p95": "p95 latency", "p99": "p99 latency", "cost": "Estimated cost"}
 
 
 def tile_value(key: str, value: float | None) -> str:
     if value is None:
         return "—"
-    if key == "requests":
-        return f"{int(value):,}"
-    if key in ("tokens", "prompt_tokens", "completion_tokens"):
-        return tokens(int(value))
     if key == "error_rate":
         return f"{value:.1%}"
     if key == "cost":
-        return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
-    return f"{value:,.0f} ms"
+        return view.usd(value)
+    if key in ("p50", "p95", "p99"):
+        return view.milliseconds(value)
+    return view.integer(value)
 
 
-for start in range(0, len(data.tiles), 5):
-    columns = st.columns(5)
-    for column, tile in zip(columns, data.tiles[start : start + 5], strict=False):
-        change = tile.change
+tiles = {tile.key: tile for tile in data.tiles}
+cost_note = view.cost_note(data.unpriced_models)
+for row in TILE_ROWS:
+    for column, key in zip(st.columns(len(row)), row, strict=True):
+        tile = tiles[key]
+        helps = []
+        if tile.approximate:
+            helps.append("Approximate: from latency histograms, within 1% of the exact value.")
+        if key == "cost" and cost_note:
+            helps.append(cost_note)
         column.metric(
-            tile.label,
-            tile_value(tile.key, tile.value),
-            delta=None if change is None else f"{change:+.1%}",
-            delta_color="inverse" if tile.key in INVERSE else "normal",
-            help="Approximate: from latency histograms, within 1% of the exact value." if tile.approximate else None,
+            TILE_LABELS.get(key, tile.label),
+            tile_value(key, tile.value),
+            delta=None if tile.change is None else f"{tile.change:+.1%}",
+            delta_color="inverse" if key in INVERSE else "normal",
+            help=" ".join(helps) or None,
             border=True,
         )
-if note := view.cost_note(data.unpriced_models):
-    st.caption(note)
+if cost_note:
+    st.caption(cost_note)
 
 
 # --- spend against budget -----------------------------------------------------------------------
@@ -124,9 +158,16 @@ if not budget_table.empty:
         width="stretch",
         key="usage_budgets",
         column_config={
-            "used_percent": st.column_config.NumberColumn("used (%)", format="%.1f"),
-            "forecast_percent": st.column_config.NumberColumn("forecast (%)", format="%.1f"),
-            "unpriced_calls": st.column_config.NumberColumn("unpriced calls", help="Not counted in USD"),
+            "budget": "Budget",
+            "unit": "Unit",
+            "period": "Period",
+            "used": st.column_config.NumberColumn("Used", format="localized"),
+            "limit": st.column_config.NumberColumn("Limit", format="localized"),
+            "used_percent": st.column_config.NumberColumn("Used (%)", format="%.1f"),
+            "forecast": st.column_config.NumberColumn("Forecast", format="localized"),
+            "forecast_percent": st.column_config.NumberColumn("Forecast (%)", format="%.1f"),
+            "resets": "Resets",
+            "unpriced_calls": st.column_config.NumberColumn("Unpriced calls", help="Not counted in USD"),
         },
     )
 
@@ -135,86 +176,92 @@ if data.empty:
     say_if_rollups_are_behind()
     st.stop()
 
-# --- charts -----------------------------------------------------------------------------------
+# --- charts: each control reruns its own part only (st.fragment); tabs draw the open chart only -------
 
 
-def chart(fig: go.Figure, frame: pd.DataFrame, name: str) -> None:
-    st.plotly_chart(fig, key=f"usage_chart_{name}")
-    view.download(frame, name, f"usage_csv_{name}")
+def chart(fig: go.Figure, frame: Any, name: str, headers: dict[str, str] | None = None) -> None:
+    st.plotly_chart(fig, key=f"usage_chart_{name}", config={"displaylogo": False})
+    view.download(view.table(frame, zone, headers), name, f"usage_csv_{name}")
 
 
-st.subheader("Tokens over time")
-stack_by = st.segmented_control(
-    "Stack by", ["provider", "model"], default="provider", format_func=str.capitalize, key="usage_stack_by"
-)
-series = data.tokens_by_model if stack_by == "model" else data.tokens_by_provider
-fig = px.bar(series.assign(group=series["group"].map(view.chart_text)), x="start", y="tokens", color="group")
-chart(view.style(fig, y_title="tokens"), series, f"tokens_by_{stack_by or 'provider'}")
+@st.fragment
+def tokens_over_time() -> None:
+    st.subheader("Tokens over time")
+    stack_by = st.segmented_control(
+        "Stack by", ["provider", "model"], default="provider", format_func=str.capitalize, key="usage_stack_by"
+    )
+    stack_by = stack_by or "provider"
+    series = data.tokens_by_model if stack_by == "model" else data.tokens_by_provider
+    fig, shown = charts.stacked_tokens(series, mode)
+    chart(fig, shown, f"tokens_by_{stack_by}", {"group": stack_by.capitalize()})
 
-left, right = st.columns(2)
-with left:
-    st.subheader("Requests and errors")
-    long = data.requests.melt(id_vars="start", value_vars=["requests", "errors"], var_name="series", value_name="calls")
-    chart(view.style(px.line(long, x="start", y="calls", color="series", markers=True)), data.requests, "requests")
-with right:
-    st.subheader("Latency percentiles (approx.)")
-    long = data.latency.melt(id_vars="start", value_vars=["p50", "p95", "p99"], var_name="series", value_name="ms")
-    chart(view.style(px.line(long, x="start", y="ms", color="series", markers=True)), data.latency, "latency")
 
-st.subheader("Latency distribution per model (approx.)")
-histogram = data.latency_histogram.assign(model=data.latency_histogram["model"].map(view.chart_text))
-fig = px.bar(histogram, x="latency_ms", y="calls", color="model", barmode="overlay", log_x=True, opacity=0.7)
-chart(view.style(fig, x_title="latency (ms)"), data.latency_histogram, "latency_histogram")
-st.dataframe(data.latency_by_model, hide_index=True, width="stretch", key="usage_latency_by_model")
-view.download(data.latency_by_model, "latency_by_model", "usage_csv_latency_by_model")
+CHART_TABS = ("Requests and errors", "Latency", "Latency per model", "Status codes")
 
-st.subheader("Top")
-dimensions = {"user": "Users", "model": "Models", "provider": "Providers", "api_key": "Keys"}
-if not is_admin:
-    dimensions.pop("user")
-metric = st.segmented_control(
-    "By", ["tokens", "cost"], default="tokens", format_func=str.capitalize, key="usage_top_metric"
-)
-metric = metric or "tokens"
-for tab, dimension in zip(st.tabs(list(dimensions.values())), dimensions, strict=True):
-    with tab:
-        table = data.top[f"{dimension}_by_{metric}"]
-        shown = table.assign(name=table["name"].map(view.chart_text)).iloc[::-1]
-        fig = px.bar(shown, x=metric, y="name", orientation="h")
-        chart(view.style(fig, y_title=None), table, f"top_{dimension}_by_{metric}")
 
-st.subheader("Status codes")
-codes = data.status_codes.assign(status=data.status_codes["status"].astype(object).fillna("unknown").astype(str))
-chart(view.style(px.bar(codes, x="status", y="requests", color="status")), data.status_codes, "status_codes")
+@st.fragment
+def calls_charts() -> None:
+    tabs = st.tabs(list(CHART_TABS), key="usage_chart_tab", on_change="rerun")
+    with tabs[0]:
+        if tabs[0].open:
+            chart(charts.requests_and_errors(data.requests, mode), data.requests, "requests")
+    with tabs[1]:
+        if tabs[1].open:
+            st.caption("Percentiles per bucket, approximate (from latency histograms).")
+            chart(charts.latency_lines(data.latency, mode), data.latency, "latency")
+    with tabs[2]:
+        if tabs[2].open:
+            fig, shown = charts.latency_distribution(data.latency_histogram, mode)
+            chart(fig, shown, "latency_histogram")
+            view.show_table(data.latency_by_model, zone, "usage_latency_by_model", "latency_by_model")
+    with tabs[3]:
+        if tabs[3].open:
+            st.caption(
+                "Every status code by class; the scale is logarithmic so a few errors beside many successes show."
+            )
+            chart(charts.status_classes(data.status_codes, mode), data.status_codes, "status_codes")
 
-# --- breakdown and export ---------------------------------------------------------------------
 
-st.subheader("Breakdown")
-breakdowns = {"provider_model": "Provider × model", "user": "User", "request_type": "Request type"}
-if not is_admin:
-    breakdowns.pop("user")
-by = st.radio("Rows", list(breakdowns), format_func=breakdowns.get, horizontal=True, key="usage_breakdown_by")
-tables = {"user": data.breakdown_user, "request_type": data.breakdown_request_type}
-table = tables.get(by or "provider_model", data.breakdown_provider_model)
-st.dataframe(
-    table,
-    hide_index=True,
-    width="stretch",
-    key="usage_breakdown",
-    column_config={
-        "error_rate": st.column_config.NumberColumn("error rate", format="percent"),
-        "avg_latency_ms": st.column_config.NumberColumn("avg latency (ms)", format="%.0f"),
-        "p95_ms": st.column_config.NumberColumn("p95 (ms, approx.)", format="%.0f"),
-        "cost": st.column_config.NumberColumn("cost (USD)", format="%.4f"),
-    },
-)
-view.download(table, f"breakdown_{by}", "usage_csv_breakdown")
+DIMENSIONS = {"user": "Users", "model": "Models", "provider": "Providers", "api_key": "Keys"}
+
+
+@st.fragment
+def top_charts() -> None:
+    st.subheader("Top")
+    dimensions = DIMENSIONS if is_admin else {k: v for k, v in DIMENSIONS.items() if k != "user"}
+    metric = st.segmented_control(
+        "By", ["tokens", "cost"], default="tokens", format_func=str.capitalize, key="usage_top_metric"
+    )
+    metric = metric or "tokens"
+    tabs = st.tabs(list(dimensions.values()), key="usage_top_tab", on_change="rerun")
+    for tab, dimension in zip(tabs, dimensions, strict=True):
+        with tab:
+            if tab.open:
+                table = data.top[f"{dimension}_by_{metric}"]
+                chart(charts.top_bars(table, metric, mode), table, f"top_{dimension}_by_{metric}")
+
+
+BREAKDOWNS = {"provider_model": "Provider × model", "user": "User", "request_type": "Request type"}
+
+
+@st.fragment
+def breakdown() -> None:
+    st.subheader("Breakdown")
+    breakdowns = BREAKDOWNS if is_admin else {k: v for k, v in BREAKDOWNS.items() if k != "user"}
+    by = st.radio("Rows", list(breakdowns), format_func=breakdowns.get, horizontal=True, key="usage_breakdown_by")
+    tables = {"user": data.breakdown_user, "request_type": data.breakdown_request_type}
+    view.show_table(
+        tables.get(by or "provider_model", data.breakdown_provider_model), zone, "usage_breakdown", f"breakdown_{by}"
+    )
+
+
+tokens_over_time()
+calls_charts()
+top_charts()
+breakdown()
 
 st.subheader("Raw calls")
-st.caption(
-    "Every call matching the filters, newest first. The rows are read from the database a page at a time "
-    "when you click; Streamlit 1.67 sends a download as one file, so the CSV is assembled in memory."
-)
+st.caption("Every call matching the filters, newest first, with times in ISO-8601 with their offset.")
 raw_engine, raw_filter = engine(), flt
 st.download_button(
     "Download raw calls (CSV)",

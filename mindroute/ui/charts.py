@@ -1,0 +1,213 @@
+"""The Usage page's plotly figures: light graph_objects traces, the active theme's palette, titled axes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from mindroute.analytics.shapes import OTHER, with_other
+
+# Ten colours that stay apart from one another on white and on near-black: no dark blue (unreadable on
+# black), no red (that is the errors' colour), grey kept for "other".
+PALETTES = {
+    "light": [
+        "#3B6FD8",
+        "#F28E2B",
+        "#59A14F",
+        "#B07AA1",
+        "#17A2B8",
+        "#EDC948",
+        "#FF9DA7",
+        "#9C755F",
+        "#7F3C8D",
+        "#2CA58D",
+    ],
+    "dark": [
+        "#6FA8FF",
+        "#FFA94D",
+        "#7DD87A",
+        "#D9A6F5",
+        "#4DD6E6",
+        "#FFE066",
+        "#FFB3C1",
+        "#D0A98A",
+        "#B28DFF",
+        "#5FE0C0",
+    ],
+}
+ERROR = {"light": "#C62828", "dark": "#FF6B6B"}
+OTHER_COLOUR = {"light": "#9E9E9E", "dark": "#8A8F98"}
+STATUS_CLASS_COLOURS = {
+    "light": {"2xx": "#2E7D32", "3xx": "#6D7B8D", "4xx": "#EF6C00", "5xx": "#C62828", "unknown": "#9E9E9E"},
+    "dark": {"2xx": "#66BB6A", "3xx": "#AAB4C3", "4xx": "#FFA726", "5xx": "#FF6B6B", "unknown": "#8A8F98"},
+}
+# Distinct colours in one chart: the top groups by their share, the rest summed as "other".
+CHART_GROUPS = 8
+HEIGHT = 340
+BINS_PER_DECADE = 12  # the latency distribution's resolution: smooth lines, a few dozen points per model
+# Readable ticks on a log axis of milliseconds.
+MS_TICKS = ([1, 10, 100, 1_000, 10_000, 100_000], ["1 ms", "10 ms", "100 ms", "1 s", "10 s", "100 s"])
+
+
+def theme() -> str:
+    """'light' or 'dark': the theme the browser shows (light when unknown, as in AppTest)."""
+    kind = getattr(getattr(st.context, "theme", None), "type", None)
+    return kind if kind in PALETTES else "light"
+
+
+def chart_text(value: Any) -> str:
+    """A label for plotly, which renders a subset of HTML in text: no tag can come from user data."""
+    return str(value).replace("<", "‹").replace(">", "›")
+
+
+def colours(groups: Sequence[str], mode: str) -> dict[str, str]:
+    """One palette colour per group, in order, never the same twice; "other" grey."""
+    palette = PALETTES[mode]
+    named = [g for g in groups if g != OTHER]
+    out = {g: palette[i % len(palette)] for i, g in enumerate(named)}
+    if OTHER in groups:
+        out[OTHER] = OTHER_COLOUR[mode]
+    return out
+
+
+def layout(fig: go.Figure, *, x_title: str | None, y_title: str | None, legend: bool = True) -> go.Figure:
+    fig.update_layout(
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title": None, "traceorder": "normal"},
+        showlegend=legend,
+        height=HEIGHT,
+        hovermode="closest",
+    )
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title, rangemode="tozero")
+    return fig
+
+
+def stacked_tokens(series: pd.DataFrame, mode: str) -> tuple[go.Figure, pd.DataFrame]:
+    """Tokens per bucket stacked by group (the top CHART_GROUPS, the rest as other); the figure and its data."""
+    shown = with_other(series, "group", "tokens", CHART_GROUPS, keep=["start"])
+    groups = list(dict.fromkeys(shown["group"]))
+    palette = colours(groups, mode)
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=part["start"],
+                y=part["tokens"],
+                name=chart_text(group),
+                marker_color=palette[group],
+                hovertemplate="%{y:,} tokens<extra>" + chart_text(group) + "</extra>",
+            )
+            for group, part in shown.groupby("group", sort=False)
+        ]
+    )
+    fig.update_layout(barmode="stack")
+    return layout(fig, x_title=None, y_title="tokens"), shown
+
+
+def requests_and_errors(frame: pd.DataFrame, mode: str) -> go.Figure:
+    fig = go.Figure(
+        [
+            go.Scatter(x=frame["start"], y=frame["requests"], name="requests", line_color=PALETTES[mode][0]),
+            go.Scatter(x=frame["start"], y=frame["errors"], name="errors", line_color=ERROR[mode]),
+        ]
+    )
+    fig.update_traces(mode="lines+markers", hovertemplate="%{y:,}")
+    fig.update_layout(hovermode="x unified")
+    return layout(fig, x_title=None, y_title="requests")
+
+
+def latency_lines(frame: pd.DataFrame, mode: str) -> go.Figure:
+    palette = PALETTES[mode]
+    fig = go.Figure(
+        [
+            go.Scatter(x=frame["start"], y=frame[name], name=name, line_color=palette[i])
+            for i, name in enumerate(("p50", "p95", "p99"))
+        ]
+    )
+    fig.update_traces(mode="lines+markers", hovertemplate="%{y:,.0f} ms")
+    fig.update_layout(hovermode="x unified")
+    return layout(fig, x_title=None, y_title="latency (ms)")
+
+
+def latency_distribution(histogram: pd.DataFrame, mode: str) -> tuple[go.Figure, pd.DataFrame]:
+    """Calls per latency bin (BINS_PER_DECADE), one line per top model and "other", on a log axis of
+    milliseconds; the figure and its data."""
+    binned = histogram.assign(latency_ms=_log_bins(histogram["latency_ms"]))
+    binned = binned.groupby(["model", "latency_ms"], as_index=False, sort=False)["calls"].sum()
+    shown = with_other(binned, "model", "calls", CHART_GROUPS, keep=["latency_ms"]).sort_values(
+        ["model", "latency_ms"], kind="stable"
+    )
+    order = list(dict.fromkeys(with_other(binned, "model", "calls", CHART_GROUPS)["model"]))
+    palette = colours(order, mode)
+    parts = dict(tuple(shown.groupby("model", sort=False)))
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=parts[model]["latency_ms"],
+                y=parts[model]["calls"],
+                name=chart_text(model),
+                mode="lines",
+                line={"color": palette[model], "shape": "hvh", "width": 2},
+                hovertemplate="%{y:,} calls near %{x:,.0f} ms<extra>" + chart_text(model) + "</extra>",
+            )
+            for model in order
+            if model in parts
+        ]
+    )
+    layout(fig, x_title="latency (ms, log scale)", y_title="calls")
+    fig.update_xaxes(type="log", tickvals=MS_TICKS[0], ticktext=MS_TICKS[1])
+    return fig, shown
+
+
+def _log_bins(values: pd.Series) -> np.ndarray:
+    """Each latency rounded to the nearest of BINS_PER_DECADE steps per power of ten (1 ms at least)."""
+    logs = np.log10(np.maximum(pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64"), 1.0))
+    return np.round(10 ** (np.round(logs * BINS_PER_DECADE) / BINS_PER_DECADE))
+
+
+def top_bars(table: pd.DataFrame, metric: str, mode: str) -> go.Figure:
+    shown = table.iloc[::-1]
+    unit = "USD" if metric == "cost" else "tokens"
+    fig = go.Figure(
+        go.Bar(
+            x=shown[metric],
+            y=[chart_text(name) for name in shown["name"]],
+            orientation="h",
+            marker_color=PALETTES[mode][0],
+            hovertemplate="%{x:$,.6f}<extra></extra>" if metric == "cost" else "%{x:,} tokens<extra></extra>",
+        )
+    )
+    fig = layout(fig, x_title=unit, y_title=None, legend=False)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
+def status_classes(codes: pd.DataFrame, mode: str) -> go.Figure:
+    """Requests per status code, coloured by class (2xx / 4xx / 5xx), on a log axis so a handful of errors
+    beside many successes still shows; each bar labelled with its count and share."""
+    palette = STATUS_CLASS_COLOURS[mode]
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=part["status_label"],
+                y=part["requests"],
+                name=status_class,
+                marker_color=palette.get(status_class, palette["unknown"]),
+                text=[f"{n:,} ({s:.1%})" for n, s in zip(part["requests"], part["share"], strict=True)],
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{x}: %{y:,} requests<extra></extra>",
+            )
+            for status_class, part in codes.groupby("status_class", sort=True)
+        ]
+    )
+    layout(fig, x_title="status code", y_title="requests (log scale)")
+    top = float(np.log10(max(int(codes["requests"].max()), 1))) + 0.6  # room for the labels above the bars
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(codes["status_label"]))
+    fig.update_yaxes(type="log", range=[-0.1, top], rangemode=None)
+    return fig

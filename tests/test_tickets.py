@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from mindroute import security
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
-from mindroute.models import TICKET_STATUSES, Log, Ticket, TicketMessage, User, utcnow
+from mindroute.models import TICKET_STATUSES, AuditLog, Log, Ticket, TicketMessage, User, utcnow
 from mindroute.services import tickets
 from mindroute.services.tickets import ADMIN_TRANSITIONS, STATUS_LABELS
 from mindroute.validation import ValidationError
@@ -137,12 +137,12 @@ def test_a_ticket_refers_only_to_one_of_the_users_own_calls(engine, people) -> N
     row = open_ticket(engine, alice, log_id=mine)
     detail = get(engine, alice, row.id)
     assert detail.ticket.log_id == mine and detail.call.model_id == "claude-x"
-    assert "claude-x" in detail.call.label and "HTTP 500" in detail.call.label
+    assert detail.call.status_code == 500 and detail.ticket.call_in_logs and detail.ticket.call_status == 500
     # Deleting old logs unlinks the reference; the ticket stays.
     with transaction(engine) as session:
         session.execute(delete(Log).where(Log.id == mine))
     detail = get(engine, alice, row.id)
-    assert detail.ticket.log_id is None and detail.call is None
+    assert detail.ticket.log_id is None and detail.call is None and not detail.ticket.call_in_logs
 
 
 def test_recent_calls_are_the_users_own_newest_first(engine, people) -> None:
@@ -240,6 +240,76 @@ def test_an_admin_writes_and_edits_the_response(engine, people) -> None:
             tickets.respond(session, admin, ticket.id, "Too late")
     assert closed.value.field == "response"
     assert get(engine, alice, ticket.id).ticket.admin_response == "Fixed"
+
+
+def audit_actions(engine, ticket_id: uuid.UUID) -> list[tuple[str, dict]]:
+    with transaction(engine) as session:
+        rows = session.scalars(
+            select(AuditLog).where(AuditLog.target_id == str(ticket_id)).order_by(AuditLog.seq)
+        ).all()
+        return [(r.action, r.changes) for r in rows]
+
+
+@pytest.mark.parametrize("status", ["open", "in_progress"])
+def test_send_and_resolve_is_one_step_with_both_audit_rows(engine, people, status) -> None:
+    admin, alice, _ = people
+    ticket = open_ticket(engine, alice)
+    force_status(engine, ticket.id, status)
+    with transaction(engine) as session:
+        done = tickets.respond(session, admin, ticket.id, "Fixed upstream", resolve=True)
+    assert (done.status, done.admin_response, done.admin_id) == ("resolved", "Fixed upstream", admin.id)
+    assert done.resolved_at is not None
+    assert audit_actions(engine, ticket.id) == [
+        ("ticket.answer", {"admin_response": "answered", "length": 14}),
+        ("ticket.status", {"status": [status, "resolved"]}),
+    ]
+
+
+@pytest.mark.parametrize("status", ["resolved", "closed"])
+def test_send_and_resolve_refuses_what_cannot_be_resolved_and_writes_nothing(engine, people, status) -> None:
+    admin, alice, _ = people
+    ticket = open_ticket(engine, alice)
+    force_status(engine, ticket.id, status)
+    with pytest.raises(ValidationError) as refused:
+        with transaction(engine) as session:
+            tickets.respond(session, admin, ticket.id, "Again", resolve=True)
+    assert refused.value.field == ("status" if status == "resolved" else "response")
+    assert get(engine, alice, ticket.id).ticket.admin_response is None
+    assert audit_actions(engine, ticket.id) == []
+
+
+def test_a_failed_resolve_leaves_no_answer_behind(engine, people) -> None:
+    """The answer and the status change are one transaction: a conflict on one writes neither."""
+    admin, alice, _ = people
+    ticket = open_ticket(engine, alice)
+    stale = ticket.updated_at
+    with transaction(engine) as session:
+        tickets.set_status(session, admin, ticket.id, "in_progress")
+    with pytest.raises(ConflictError):
+        with transaction(engine) as session:
+            tickets.respond(session, admin, ticket.id, "Done", expected_updated_at=stale, resolve=True)
+    row = get(engine, alice, ticket.id).ticket
+    assert (row.status, row.admin_response) == ("in_progress", None)
+
+
+def test_the_queue_lists_the_linked_calls_status_and_error(engine, people) -> None:
+    admin, alice, _ = people
+    with transaction(engine) as session:
+        log = Log(user_id=alice.id, model_id="m", request_type="chat", status_code=502, error_message="upstream broke")
+        session.add(log)
+        session.flush()
+        call_id = log.id
+    about = open_ticket(engine, alice, subject="Broken", log_id=call_id)
+    plain = open_ticket(engine, alice, subject="A question")
+    with transaction(engine) as session:
+        rows = {r.id: r for r in tickets.list_queue(session, admin).rows}
+    assert (rows[about.id].call_status, rows[about.id].call_error, rows[about.id].call_in_logs) == (
+        502,
+        "upstream broke",
+        True,
+    )
+    assert (rows[plain.id].call_status, rows[plain.id].call_error, rows[plain.id].call_in_logs) == (None, None, False)
+    assert get(engine, admin, about.id).call.error_message == "upstream broke"
 
 
 # --- reopening ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from mindroute.errors import NotFound
 from mindroute.models import User
 from mindroute.services.tickets import (
     CallRef,
@@ -28,6 +29,13 @@ def _first_present(by_id: Mapping[str, TicketRow], preferred: Sequence[str | Non
     return next((i for i in preferred if i in by_id), next(iter(by_id), None))
 
 
+def _ticket_id(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class SupportPage:
     """What one run of the Support page shows, read in one transaction."""
@@ -36,20 +44,29 @@ class SupportPage:
     calls: list[CallRef]  # recent calls a new ticket may refer to
     mine: list[TicketRow]
     detail: TicketDetail | None  # the selected ticket with its history
+    requested_missing: bool = False  # the ticket a link asked for is not one of the user's (or does not exist)
 
 
 @unit_of_work
 def support_page(
-    session: Session, user: User, *, requested_call: str | None, preferred: Sequence[str | None]
+    session: Session,
+    user: User,
+    *,
+    requested_call: str | None,
+    preferred: Sequence[str | None],
+    requested_ticket: str | None = None,
 ) -> SupportPage:
-    """The user's recent calls, their tickets and the selected one (the first of `preferred` on the list,
-    else the newest), and the call a link asked about (`requested_call`, None when no link did)."""
+    """The user's recent calls, their tickets and the selected one (`requested_ticket` from the URL, else the
+    first of `preferred` on the list, else the newest), and the call a link asked about (`requested_call`,
+    None when no link did)."""
     linked = my_call(session, user, requested_call) if requested_call is not None else None
     calls = my_recent_calls(session, user)
     mine = list_mine(session, user)
-    chosen = _first_present({str(t.id): t for t in mine}, preferred)
+    by_id = {str(t.id): t for t in mine}
+    missing = requested_ticket is not None and requested_ticket not in by_id
+    chosen = _first_present(by_id, (requested_ticket, *preferred))
     detail = get_ticket(session, user, uuid.UUID(chosen)) if chosen else None
-    return SupportPage(linked_call=linked, calls=calls, mine=mine, detail=detail)
+    return SupportPage(linked_call=linked, calls=calls, mine=mine, detail=detail, requested_missing=missing)
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,7 @@ class QueuePage:
 
     listing: TicketPage
     detail: TicketDetail | None  # the selected ticket with its history and call
+    selected_missing: bool = False  # the ticket asked for does not exist (or its id is malformed)
 
 
 @unit_of_work
@@ -72,10 +90,19 @@ def queue_page(
     page_size: int,
     selected: str | None,
 ) -> QueuePage:
-    """Admins: a page of the queue and the selected ticket (`selected` when on this page, else the first)."""
+    """Admins: a page of the queue and the selected ticket: `selected` (a link's, wherever it is in the queue),
+    else the page's first."""
     listing = list_queue(
         session, admin, status=status, user_id=user_id, oldest_first=oldest_first, page=page, page_size=page_size
     )
-    chosen = _first_present({str(t.id): t for t in listing.rows}, (selected,))
-    detail = get_ticket(session, admin, uuid.UUID(chosen)) if chosen else None
-    return QueuePage(listing=listing, detail=detail)
+    wanted = _ticket_id(selected)
+    detail = None
+    if wanted is not None:
+        try:
+            detail = get_ticket(session, admin, wanted)
+        except NotFound:
+            detail = None
+    missing = selected is not None and detail is None
+    if detail is None and listing.rows:
+        detail = get_ticket(session, admin, listing.rows[0].id)
+    return QueuePage(listing=listing, detail=detail, selected_missing=missing)

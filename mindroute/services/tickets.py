@@ -71,6 +71,9 @@ class TicketRow:
     created_at: datetime
     updated_at: datetime  # hand back as `expected_updated_at` when saving an edited response
     resolved_at: datetime | None
+    call_in_logs: bool = False  # the linked call's row is still in the logs
+    call_status: int | None = None  # the linked call's status
+    call_error: str | None = None  # the linked call's error message, untrusted text
 
     @property
     def status_label(self) -> str:
@@ -107,11 +110,7 @@ class CallRef:
     request_type: str
     status_code: int | None
     tokens_used: int | None
-
-    @property
-    def label(self) -> str:
-        status = f"HTTP {self.status_code}" if self.status_code is not None else "no status"
-        return f"{self.created_at:%Y-%m-%d %H:%M} UTC · {self.model_id or self.request_type} · {status}"
+    error_message: str | None = None  # untrusted text
 
 
 @dataclass(frozen=True)
@@ -144,16 +143,26 @@ def _text(value: str | None, field: str, label: str) -> str:
     return text
 
 
-def _rows_stmt() -> Select[tuple[Ticket, str, str, str | None]]:
-    """A ticket with its owner's email and name and its admin's name: what every TicketRow is built from."""
+def _rows_stmt() -> Select[tuple[Ticket, str, str, str | None, uuid.UUID | None, int | None, str | None]]:
+    """A ticket with its owner's email and name, its admin's name and its call's status and error: what every
+    TicketRow is built from."""
     return (
-        select(Ticket, _Owner.email, _Owner.name, _Admin.name)
+        select(Ticket, _Owner.email, _Owner.name, _Admin.name, Log.id, Log.status_code, Log.error_message)
         .join(_Owner, _Owner.id == Ticket.user_id)
         .outerjoin(_Admin, _Admin.id == Ticket.admin_id)
+        .outerjoin(Log, Log.id == Ticket.log_id)
     )
 
 
-def _row(ticket: Ticket, owner_email: str, owner_name: str, admin_name: str | None) -> TicketRow:
+def _row(
+    ticket: Ticket,
+    owner_email: str,
+    owner_name: str,
+    admin_name: str | None,
+    call_id: uuid.UUID | None = None,
+    call_status: int | None = None,
+    call_error: str | None = None,
+) -> TicketRow:
     return TicketRow(
         id=ticket.id,
         user_id=ticket.user_id,
@@ -169,6 +178,9 @@ def _row(ticket: Ticket, owner_email: str, owner_name: str, admin_name: str | No
         created_at=ticket.created_at,
         updated_at=ticket.updated_at,
         resolved_at=ticket.resolved_at,
+        call_in_logs=call_id is not None,
+        call_status=call_status,
+        call_error=call_error,
     )
 
 
@@ -200,6 +212,7 @@ def _call_ref(log: Log) -> CallRef:
         request_type=log.request_type,
         status_code=log.status_code,
         tokens_used=log.tokens_used,
+        error_message=log.error_message,
     )
 
 
@@ -254,7 +267,7 @@ def open_ticket(session: Session, user: User, subject: str, message: str, log_id
     ticket = Ticket(user_id=user.id, subject=subject, message=message, status="open", log_id=log_id)
     session.add(ticket)
     session.flush()
-    return _row(ticket, user.email, user.name, None)
+    return _reload_row(session, ticket)
 
 
 @unit_of_work
@@ -373,8 +386,11 @@ def respond(
     response: str,
     *,
     expected_updated_at: datetime | None = None,
+    resolve: bool = False,
 ) -> TicketRow:
-    """Write or edit the admin's response (adminResponse, adminId). The status is left as it is.
+    """Write or edit the admin's response (adminResponse, adminId). The status is left as it is, unless
+    `resolve`: then the ticket also moves to resolved, in the same transaction ("Send and resolve"), with
+    the same two audit rows as answering and then resolving.
 
     With `expected_updated_at` (the `updated_at` the form was loaded with), a save over someone
     else's change since is refused with ConflictError.
@@ -386,6 +402,8 @@ def respond(
         raise ConflictError("This ticket changed since you opened it; reload it and try again")
     if ticket.status == "closed":
         raise ValidationError("response", "This ticket is closed, which is final: its response cannot change")
+    if resolve and "resolved" not in ADMIN_TRANSITIONS[ticket.status]:
+        raise ValidationError("status", _refusal(ticket.status, "resolved"))
     answered_before = bool(ticket.admin_response)
     ticket.admin_response = response
     ticket.admin_id = admin.id
@@ -393,6 +411,8 @@ def respond(
     session.flush()
     changes = {"admin_response": "edited" if answered_before else "answered", "length": len(response)}
     audit.record(session, "ticket.answer", "ticket", ticket.id, changes, actor=admin)
+    if resolve:
+        _move(session, admin, ticket, "resolved")
     return _reload_row(session, ticket)
 
 
@@ -408,6 +428,12 @@ def set_status(session: Session, admin: User, ticket_id: uuid.UUID, new_status: 
     new_status = validate_ticket_status(new_status)
     # Locked, so two admins moving one ticket at once are checked one after the other.
     ticket = _load_visible(session, admin, ticket_id, lock=True)
+    _move(session, admin, ticket, new_status)
+    return _reload_row(session, ticket)
+
+
+def _move(session: Session, admin: User, ticket: Ticket, new_status: str) -> None:
+    """The status change of a locked ticket, with its audit row; ValidationError for a move not allowed."""
     current = ticket.status
     if new_status not in ADMIN_TRANSITIONS[current]:
         raise ValidationError("status", _refusal(current, new_status))
@@ -419,7 +445,6 @@ def set_status(session: Session, admin: User, ticket_id: uuid.UUID, new_status: 
     _touch(ticket)
     session.flush()
     audit.record(session, "ticket.status", "ticket", ticket.id, {"status": [current, new_status]}, actor=admin)
-    return _reload_row(session, ticket)
 
 
 def _refusal(current: str, new_status: str) -> str:

@@ -9,6 +9,27 @@ from mindroute.services.tickets import STATUS_LABELS, CallRef, TicketDetail, Tic
 from mindroute.ui.format import timestamp, tokens
 
 STATUS_CHOICES = {"any": "Any status", **STATUS_LABELS}
+TICKET_PARAM = "ticket"  # ?ticket=<id> on the queue and on Support: the ticket being viewed
+ERROR_SHOWN_CHARS = 120  # of a call's error in the queue's table; the ticket's detail shows it whole
+
+
+def call_label(call: CallRef) -> str:
+    """A call in a select box or a line of plain text: its time in the viewer's zone, model, status."""
+    status = f"HTTP {call.status_code}" if call.status_code is not None else "no status"
+    return f"{timestamp(call.created_at)} · {call.model_id or call.request_type} · {status}"
+
+
+def call_outcome(row: TicketRow) -> str:
+    """The linked call's status and error for the queue's table (plain text in a cell), "" without a call."""
+    if row.log_id is None:
+        return ""
+    if not row.call_in_logs:
+        return "no longer in the logs"
+    error = " ".join((row.call_error or "").split())
+    if len(error) > ERROR_SHOWN_CHARS:
+        error = error[: ERROR_SHOWN_CHARS - 1] + "…"
+    status = "—" if row.call_status is None else str(row.call_status)
+    return f"{status} · {error}" if error else status
 
 
 def status_filter(choice: str) -> str | None:
@@ -23,6 +44,7 @@ def ticket_label(row: TicketRow, *, with_owner: bool = False) -> str:
 
 def ticket_table(rows: list[TicketRow], *, with_owner: bool = False) -> pd.DataFrame:
     columns = ["Subject", *(["From"] if with_owner else []), "Status", "Opened", "Updated", "Resolved", "Answered"]
+    columns += ["Call"] if with_owner else []
     return pd.DataFrame(
         [
             {
@@ -33,6 +55,7 @@ def ticket_table(rows: list[TicketRow], *, with_owner: bool = False) -> pd.DataF
                 "Updated": timestamp(r.updated_at),
                 "Resolved": timestamp(r.resolved_at) if r.resolved_at else "—",
                 "Answered": "yes" if r.admin_response else "not yet",
+                **({"Call": call_outcome(r)} if with_owner else {}),
             }
             for r in rows
         ],

@@ -1,4 +1,5 @@
-"""Ticket queue: every user's support tickets, filtered and by age; answer them and move them along."""
+"""Ticket queue: every user's support tickets, filtered and by age, with their calls' errors; answer them (and
+resolve in the same step) and move them along. The ticket being viewed is in the URL (?ticket=)."""
 
 from mindroute.ui.session import require_admin
 
@@ -12,6 +13,7 @@ from mindroute.services import admin_users, ticket_pages, tickets  # noqa: E402
 from mindroute.services.admin_users import ConflictError, UserFilter  # noqa: E402
 from mindroute.services.tickets import STATUS_LABELS  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
+from mindroute.ui import viewer  # noqa: E402
 from mindroute.ui.render import Flash, form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import load_form, reload_form, user_label  # noqa: E402
@@ -23,10 +25,13 @@ CONFLICT_MESSAGE = (
     "Reload to see the current values, then make your change again."
 )
 
+LOGS_PAGE = "pages/admin/logs.py"
+
 st.title("Ticket queue")
 flash = Flash("queue_flash")
 flash.show()
 done = flash.done
+viewer.zone_note()
 
 
 # --- filters and the list -------------------------------------------------------------------
@@ -55,6 +60,7 @@ page_size = ordering[1].selectbox("Per page", PAGE_SIZES, index=1, key="queue_pa
 status = view.status_filter(status_choice)
 owner_id = None if owner_choice == "any" else uuid.UUID(owner_choice)
 page = requested_page("queue_page", (status, owner_id, oldest_first, page_size))
+linked_ticket = st.query_params.get(view.TICKET_PARAM)
 
 queue = ticket_pages.queue_page(
     engine(),
@@ -64,12 +70,19 @@ queue = ticket_pages.queue_page(
     oldest_first=oldest_first,
     page=page,
     page_size=page_size,
-    selected=st.session_state.get("queue_selected"),
+    selected=linked_ticket or st.session_state.get("queue_selected"),
 )
 listing, detail = queue.listing, queue.detail
 by_id = {str(t.id): t for t in listing.rows}
 if detail is not None:
+    by_id.setdefault(str(detail.ticket.id), detail.ticket)  # a linked ticket from another page of the queue
     st.session_state["queue_selected"] = str(detail.ticket.id)
+    if st.query_params.get(view.TICKET_PARAM) != str(detail.ticket.id):
+        st.query_params[view.TICKET_PARAM] = str(detail.ticket.id)  # so a reload or a shared link opens it
+elif view.TICKET_PARAM in st.query_params:
+    del st.query_params[view.TICKET_PARAM]
+if queue.selected_missing and linked_ticket is not None:
+    st.warning("The linked ticket was not found: it does not exist or was deleted.")
 
 paged_table(
     "queue_page",
@@ -90,7 +103,7 @@ st.selectbox(
     list(by_id),
     format_func=lambda i: view.ticket_label(by_id[i], with_owner=True),
     key="queue_selected",
-    help="From this page",
+    on_change=lambda: st.query_params.update({view.TICKET_PARAM: st.session_state["queue_selected"]}),
 )
 ticket = detail.ticket
 tid = ticket.id
@@ -101,6 +114,15 @@ st.caption(view.ticket_dates(ticket))
 if detail.call is not None:
     st.subheader("The call it is about")
     st.dataframe(view.call_table(detail.call), hide_index=True, width="stretch", key="queue_call")
+    if detail.call.error_message:
+        st.caption("Its error")
+        st.code(detail.call.error_message, language=None, wrap_lines=True)
+    st.page_link(
+        LOGS_PAGE,
+        label="Open the call in Logs",
+        icon=":material/receipt_long:",
+        query_params={"call": str(detail.call.id)},
+    )
 elif ticket.log_id is not None:
     st.caption("The call this ticket was about is no longer in the logs.")
 
@@ -134,15 +156,23 @@ with st.form("queue_response_form"):
         max_chars=tickets.MESSAGE_MAX_CHARS,
         height=180,
         key="queue_response_text",
-        help="The user sees it as plain text. Saving leaves the status as it is.",
+        help="The user sees it as plain text. Save answer leaves the status as it is.",
     )
     response_err = st.empty()
-    if st.form_submit_button("Save answer", type="primary", key="queue_response_save"):
-        with form_errors({"response": response_err}):
+    can_resolve = "resolved" in ticket.next_statuses
+    actions = st.columns(2 if can_resolve else 1)
+    save = actions[0].form_submit_button(
+        "Save answer", type="secondary" if can_resolve else "primary", key="queue_response_save"
+    )
+    resolve = can_resolve and actions[1].form_submit_button(
+        "Send and resolve", type="primary", key="queue_response_resolve"
+    )
+    if save or resolve:
+        with form_errors({"response": response_err, "status": response_err}):
             try:
-                tickets.respond(engine(), user, tid, response, expected_updated_at=loaded_at)
+                tickets.respond(engine(), user, tid, response, expected_updated_at=loaded_at, resolve=resolve)
             except ConflictError:
                 response_err.error(CONFLICT_MESSAGE)
             else:
                 reload_form("queue_response")
-                done("Answer saved.")
+                done("Answer sent and the ticket resolved." if resolve else "Answer saved.")

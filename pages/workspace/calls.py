@@ -10,7 +10,7 @@ from mindroute.ui.calls_view import call_explorer  # noqa: E402
 
 st.title("Calls")
 st.caption(
-    "Every call you made, from the Playground and with your API keys. Open a call's detail to see what was sent "
+    "Every call you made, from the Playground and with your API keys. Click a call to see what was sent "
     "and answered, or to open a support ticket about it."
 )
 call_explorer(user, "calls")

@@ -1,4 +1,6 @@
-"""Support: open a ticket (about one of your calls, if you like), read the answers, reopen it if they did not help."""
+"""Support: open a ticket (about one of your calls, if you like), read the answers, reopen it if they did not help.
+
+The ticket being viewed is in the URL (?ticket=), so a reload or a link opens it again."""
 
 from mindroute.ui.session import require_user
 
@@ -11,6 +13,7 @@ import streamlit as st  # noqa: E402
 from mindroute.services import ticket_pages, tickets  # noqa: E402
 from mindroute.services.tickets import TICKET_SUBJECT_MAX  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
+from mindroute.ui import viewer  # noqa: E402
 from mindroute.ui.calls_view import SUPPORT_CALL_PARAM  # noqa: E402
 from mindroute.ui.render import Flash, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
@@ -23,17 +26,21 @@ st.title("Support")
 flash = Flash("support_flash")
 flash.show()
 done = flash.done
+viewer.zone_note()
 
 
 requested_call = st.query_params.get(SUPPORT_CALL_PARAM)
 if requested_call is not None:
     # Once: the link chose the call; from here on the picker holds the choice.
     del st.query_params[SUPPORT_CALL_PARAM]
+just_opened = st.session_state.pop("support_select_next", None)
 read = ticket_pages.support_page(
     engine(),
     user,
     requested_call=requested_call,
-    preferred=(st.session_state.pop("support_select_next", None), st.session_state.get("support_selected")),
+    # A ticket just opened wins over the one in the URL; the URL's over the last one chosen.
+    requested_ticket=None if just_opened else st.query_params.get(view.TICKET_PARAM),
+    preferred=(just_opened, st.session_state.get("support_selected")),
 )
 linked_call_refused = requested_call is not None and read.linked_call is None
 if read.linked_call is not None:
@@ -43,6 +50,10 @@ calls, mine, detail = read.calls, read.mine, read.detail
 by_id = {str(t.id): t for t in mine}
 if detail is not None:
     st.session_state["support_selected"] = str(detail.ticket.id)
+    if st.query_params.get(view.TICKET_PARAM) != str(detail.ticket.id):
+        st.query_params[view.TICKET_PARAM] = str(detail.ticket.id)  # so a reload or a shared link opens it
+elif view.TICKET_PARAM in st.query_params:
+    del st.query_params[view.TICKET_PARAM]
 
 
 # --- a new ticket ---------------------------------------------------------------------------
@@ -66,7 +77,7 @@ with (
     call = st.selectbox(
         "About one of your recent calls (optional)",
         [None, *calls_by_id],
-        format_func=lambda i: "No particular call" if i is None else calls_by_id[i].label,
+        format_func=lambda i: "No particular call" if i is None else view.call_label(calls_by_id[i]),
         key="support_call",
     )
     call_err = st.empty()
@@ -85,19 +96,27 @@ with (
 # --- one's tickets --------------------------------------------------------------------------
 
 st.header("Your tickets")
+if read.requested_missing:
+    st.warning("The linked ticket is not one of your tickets (or no longer exists).")
 if detail is None:
     st.info("You have not opened any tickets.")
     st.stop()
 
 st.dataframe(view.ticket_table(mine), hide_index=True, width="stretch", key="support_table")
-st.selectbox("Ticket", list(by_id), format_func=lambda i: view.ticket_label(by_id[i]), key="support_selected")
+st.selectbox(
+    "Ticket",
+    list(by_id),
+    format_func=lambda i: view.ticket_label(by_id[i]),
+    key="support_selected",
+    on_change=lambda: st.query_params.update({view.TICKET_PARAM: st.session_state["support_selected"]}),
+)
 
 ticket = detail.ticket
 with st.container(border=True):
     st.text(ticket.subject)
     st.caption(view.ticket_dates(ticket))
     if detail.call is not None:
-        st.text(f"About the call: {detail.call.label}")
+        st.text(f"About the call: {view.call_label(detail.call)}")
     elif ticket.log_id is not None:
         st.caption("The call this ticket was about is no longer in the logs.")
     view.conversation(detail, viewer_is_owner=True)

@@ -1,4 +1,5 @@
-"""Support and the ticket queue in AppTest: opening, answering, moving, reopening, closing; refusals; plain text."""
+"""Support and the ticket queue in AppTest: opening, answering (and Send and resolve), moving, reopening, closing;
+the call's error in the queue; the ticket in the URL; refusals; plain text."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
 from mindroute.db import transaction
-from mindroute.models import Log, Ticket, TicketMessage, User, utcnow
+from mindroute.models import AuditLog, Log, Ticket, TicketMessage, User, utcnow
 from mindroute.services import tickets
 from mindroute.ui import navigation
 from tests.pages.helpers import add_user, app_for, click, error_under, markdown_texts, sign_in, texts
@@ -256,6 +257,111 @@ def test_a_ticket_about_a_call_shows_the_call_in_the_queue(engine, monkeypatch) 
     at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
     call = table(at, "Model").iloc[0]
     assert (call["Model"], call["Status"], call["Tokens"]) == ("gpt-test", "429", "77")
+
+
+def on_page_with(engine, monkeypatch, email: str, page: str, query: dict[str, str]) -> AppTest:
+    at = sign_in(app_for(engine, monkeypatch).run(), email)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_queue_shows_the_linked_calls_error_as_plain_text(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "user@example.com")
+    owner = load(engine, "user@example.com")
+    with transaction(engine) as session:
+        log = Log(user_id=owner.id, model_id="gpt-test", request_type="chat", status_code=502, error_message=HOSTILE)
+        session.add(log)
+        session.flush()
+        broken = tickets.open_ticket(session, owner, "Broken", "It failed", log.id).id
+    open_ticket(engine, "user@example.com", "A question", age=timedelta(hours=1))
+    at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
+    at.selectbox(key="queue_selected").set_value(str(broken)).run()
+    listing = table(at, "From").set_index("Subject")
+    assert listing.loc["Broken", "Call"] == f"502 · {HOSTILE}"
+    assert listing.loc["A question", "Call"] == ""
+    assert HOSTILE in [c.value for c in at.code]  # the whole error, as code: never Markdown
+    assert not any("evil.example" in m for m in markdown_texts(at))
+    links = [link for link in at.page_link if link.proto.query_string]
+    assert [link.value for link in links] == ["Open the call in Logs"]
+    assert links[0].proto.query_string == f"call={log.id}"
+
+
+def test_send_and_resolve_answers_and_resolves_in_one_step(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "user@example.com")
+    tid = open_ticket(engine, "user@example.com", "Cannot call the model")
+    at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
+    at = click(at, "queue_response_resolve")
+    assert error_under(at, "queue_response_text") == "Response is required"
+    assert stored(engine, tid).status == "open"
+    at.text_area(key="queue_response_text").input("Fixed upstream.")
+    at = click(at, "queue_response_resolve")
+    assert "Answer sent and the ticket resolved." in texts(at)
+    done = stored(engine, tid)
+    assert (done.status, done.admin_response) == ("resolved", "Fixed upstream.")
+    assert done.resolved_at is not None
+    with transaction(engine) as session:
+        actions = session.scalars(select(AuditLog.action).where(AuditLog.target_id == str(tid))).all()
+    assert sorted(actions) == ["ticket.answer", "ticket.status"]
+    assert "queue_response_resolve" not in [b.key for b in at.button]  # resolved: only Save answer is left
+    assert "queue_response_save" in [b.key for b in at.button]
+
+
+def test_the_queue_keeps_the_ticket_being_viewed_in_the_url(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "user@example.com")
+    old = open_ticket(engine, "user@example.com", "Oldest", age=timedelta(days=2))
+    new = open_ticket(engine, "user@example.com", "Newest")
+    at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
+    assert at.query_params["ticket"] == str(old)  # oldest first: the first on the page
+    at.selectbox(key="queue_selected").set_value(str(new)).run()
+    assert at.query_params["ticket"] == str(new)
+    assert "Newest" in [t.value for t in at.text]
+
+    shared = on_page_with(engine, monkeypatch, "admin@example.com", QUEUE, {"ticket": str(new)})
+    assert shared.selectbox(key="queue_selected").value == str(new)
+    assert "Newest" in [t.value for t in shared.text]
+
+    shared.selectbox(key="queue_page_size").set_value(10).run()
+    shared.selectbox(key="queue_status").set_value("closed").run()  # no ticket on the page: it stays open
+    assert shared.query_params["ticket"] == str(new) and "Newest" in [t.value for t in shared.text]
+
+
+@pytest.mark.parametrize("value", ["00000000-0000-0000-0000-000000000000", "not-a-uuid"])
+def test_a_queue_link_to_no_ticket_says_so(engine, monkeypatch, value: str) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "user@example.com")
+    tid = open_ticket(engine, "user@example.com", "Only one")
+    at = on_page_with(engine, monkeypatch, "admin@example.com", QUEUE, {"ticket": value})
+    assert "The linked ticket was not found" in " ".join(w.value for w in at.warning)
+    assert at.query_params["ticket"] == str(tid)
+
+
+def test_support_keeps_the_ticket_being_viewed_in_the_url(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "user@example.com")
+    add_user(engine, "other@example.com")
+    first = open_ticket(engine, "user@example.com", "First", age=timedelta(days=1))
+    second = open_ticket(engine, "user@example.com", "Second")
+    theirs = open_ticket(engine, "other@example.com", "Other's secret subject")
+    at = on_page(engine, monkeypatch, "user@example.com", SUPPORT)
+    assert at.query_params["ticket"] == str(second)  # newest first
+    at.selectbox(key="support_selected").set_value(str(first)).run()
+    assert at.query_params["ticket"] == str(first)
+
+    again = on_page_with(engine, monkeypatch, "user@example.com", SUPPORT, {"ticket": str(first)})
+    assert again.selectbox(key="support_selected").value == str(first)
+    assert "Details of First" in [t.value for t in again.text]
+
+    foreign = on_page_with(engine, monkeypatch, "user@example.com", SUPPORT, {"ticket": str(theirs)})
+    assert "The linked ticket is not one of your tickets" in " ".join(w.value for w in foreign.warning)
+    assert "Other's secret subject" not in texts(foreign)
+    assert foreign.query_params["ticket"] == str(second)
+    assert "Times are in UTC." in [c.value for c in foreign.caption]
 
 
 def test_a_user_cannot_open_the_queue(engine, monkeypatch) -> None:

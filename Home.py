@@ -15,12 +15,13 @@ from mindroute.ui.session import resolve_current_user  # noqa: E402
 engine()
 user = resolve_current_user()
 if user is None:
-    # Signed out: one hidden page, so no other page can be reached by URL or switch_page.
-    st.navigation([st.Page(signin.signed_out_view, title="Sign in", url_path="signin")], position="hidden").run()
+    # Signed out: every URL runs the sign-in view (hidden navigation), so no page can be reached by URL or
+    # switch_page, and a link to a page keeps its path and query through signing in.
+    navigation.signed_out_navigation(signin.signed_out_view).run()
 else:
     open_tickets = None
     if user.role == "admin":  # the ticket queue's title carries the count waiting for an answer
         open_tickets = tickets.open_count(engine())
-    page = navigation.build_navigation(user, open_tickets=open_tickets)
+    page = navigation.build_navigation(user, open_tickets=open_tickets, requested=navigation.requested_url_path())
     shell.sidebar(user)
     page.run()

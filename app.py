@@ -9,8 +9,10 @@ import streamlit as st
 from starlette.middleware import Middleware
 
 from mindroute.http import api, web
+from mindroute.ui import navigation
 
 web.ROUTES_MOUNTED = True
+web.PAGE_PATHS = frozenset(spec.url_path for spec in navigation.PAGES)
 
 app = st.App(
     "Home.py",

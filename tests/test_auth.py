@@ -450,3 +450,39 @@ def test_forwarded_for_counts_only_behind_a_trusted_proxy(client, engine, monkey
     with transaction(engine) as session:
         ips = session.scalars(select(LoginAttempt.ip).order_by(LoginAttempt.created_at)).all()
     assert ips[0] != "203.0.113.99" and ips[1] == "203.0.113.99"
+
+
+@pytest.fixture
+def page_paths(monkeypatch) -> None:
+    from mindroute.ui import navigation
+
+    monkeypatch.setattr(web, "PAGE_PATHS", frozenset(spec.url_path for spec in navigation.PAGES))
+
+
+@pytest.mark.parametrize(
+    ("referer", "landing"),
+    [
+        ("http://mr.test/usage?range=30d&tz=UTC", "/usage?range=30d&tz=UTC"),
+        ("http://mr.test/usage?range=30d&signin=failed&wait=9", "/usage?range=30d"),  # the last outcome dropped
+        ("http://mr.test/limits", "/limits"),  # the page then says whether this user may open it
+        ("http://mr.test/", "/"),
+        ("http://mr.test/signin?x=1", "/"),
+        ("http://mr.test/not-a-page?x=1", "/"),
+        ("http://mr.test//evil.example/usage", "/"),
+        ("http://mr.test/usage/../../evil", "/"),
+        ("https://evil.example/usage?range=30d", "/"),  # another origin's page (the Origin is ours)
+        ("", "/"),
+    ],
+)
+def test_sign_in_lands_on_the_page_it_was_posted_from_and_nowhere_else(
+    client, engine, page_paths, referer: str, landing: str
+) -> None:
+    add_user(engine, "a@example.com")
+    headers = {**SAME_ORIGIN, "Referer": referer} if referer else SAME_ORIGIN
+    form = {"email": "a@example.com", "password": PASSWORD}
+    response = client.post("/auth/signin", data=form, headers=headers, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == landing
+    assert web.SESSION_COOKIE in response.headers["set-cookie"]
+    failed = client.post("/auth/signin", data={**form, "password": "no"}, headers=headers, follow_redirects=False)
+    separator = "&" if "?" in landing else "?"
+    assert failed.headers["location"] == f"{landing}{separator}signin=failed"

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from mindroute.db import ensure_schema, get_engine, transaction
 from mindroute.http.cookies import SESSION_COOKIE, SessionCookieMiddleware, clear_session_cookie, set_session_cookie
 from mindroute.http.guard import BrowserGuardMiddleware
-from mindroute.http.origins import client_address, is_same_origin
+from mindroute.http.origins import client_address, is_same_origin, origin_allowed
 from mindroute.services import auth
 from mindroute.services.call_log import USER_AGENT_MAX_CHARS
 
@@ -31,6 +31,12 @@ log = logging.getLogger("mindroute.http.web")
 # Set by app.py when these routes are mounted; the pages then sign in through them (cookies)
 # instead of keeping the session only in the browser tab.
 ROUTES_MOUNTED = False
+# The app's page URLs (/usage -> "usage"), set by app.py from the navigation: the only places a sign-in
+# lands besides "/", so a crafted Referer can never make it an open redirect.
+PAGE_PATHS: frozenset[str] = frozenset()
+# Query keys of the sign-in's own outcome, never carried on.
+_OUTCOME_KEYS = frozenset({"signin", "wait"})
+_MAX_QUERY_CHARS = 2000
 
 
 def _client_ip(request: Request) -> str | None:
@@ -39,6 +45,24 @@ def _client_ip(request: Request) -> str | None:
 
 def _redirect_home(**query: str) -> RedirectResponse:
     return RedirectResponse("/" + (f"?{urlencode(query)}" if query else ""), status_code=303)
+
+
+def landing(request: Request) -> tuple[str, list[tuple[str, str]]]:
+    """Where the sign-in form was posted from (its Referer: the page the visitor opened, with its query),
+    as a known page's path and the query to keep; ("/", []) for anything else."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if not origin_allowed(f"{referer.scheme}://{referer.netloc}", request.headers, request.url.scheme):
+        return "/", []
+    name = referer.path.strip("/")
+    if name not in PAGE_PATHS:
+        return "/", []
+    query = [(k, v) for k, v in parse_qsl(referer.query[:_MAX_QUERY_CHARS], keep_blank_values=True)]
+    return "/" + name, [(k, v) for k, v in query if k not in _OUTCOME_KEYS]
+
+
+def _redirect_to(path: str, query: list[tuple[str, str]], **outcome: str) -> RedirectResponse:
+    pairs = [*query, *outcome.items()]
+    return RedirectResponse(path + (f"?{urlencode(pairs)}" if pairs else ""), status_code=303)
 
 
 def _sign_in(
@@ -53,7 +77,8 @@ def _sign_in(
 
 
 async def sign_in_route(request: Request) -> Response:
-    """POST /auth/signin (same-origin form): the session cookie and back home, or home with why not."""
+    """POST /auth/signin (same-origin form): the session cookie and on to the page the form was on (its
+    path and query, see `landing`), or back there with why not."""
     if not is_same_origin(request):
         return JSONResponse({"error": "cross-site request refused"}, status_code=403)
     form = await request.form()
@@ -62,11 +87,12 @@ async def sign_in_route(request: Request) -> Response:
     remember = form.get("remember") in ("on", "true", "1")
     agent = (request.headers.get("user-agent") or "")[:USER_AGENT_MAX_CHARS] or None  # for the audit row
     outcome = await run_in_threadpool(_sign_in, email, password, remember, _client_ip(request), agent)
+    path, query = landing(request)
     if isinstance(outcome, auth.SignInResult):
         if outcome.throttled:
-            return _redirect_home(signin="throttled", wait=str(outcome.wait_seconds))
-        return _redirect_home(signin="failed")
-    response = _redirect_home()
+            return _redirect_to(path, query, signin="throttled", wait=str(outcome.wait_seconds))
+        return _redirect_to(path, query, signin="failed")
+    response = _redirect_to(path, query)
     set_session_cookie(response, request, outcome)
     return response
 

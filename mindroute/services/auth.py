@@ -206,6 +206,24 @@ def sign_in_and_issue(
     return result, issue_session(session, result.user) if result.user else None
 
 
+@unit_of_work
+def create_first_admin_and_sign_in(
+    session: Session, *, email: str, name: str, password: str, password_repeat: str | None, ip: str | None = None
+) -> IssuedSession:
+    """The first-run form in a tab-lived session: the first administrator created and signed in, in one
+    transaction (users.create_first_admin's refusals, every field's at once)."""
+    from mindroute.services import users  # users imports nothing of auth; kept local all the same
+
+    user = users.create_first_admin(session, email=email, name=name, password=password, password_repeat=password_repeat)
+    session.add(LoginAttempt(email=user.email, ip=ip[:50] if ip else None, succeeded=True))
+    user.last_login = utcnow()
+    session.flush()
+    current = audit.current_actor()
+    who = audit.AuditActor(user.id, user.email, ip, current.user_agent if current else None)
+    audit.record(session, "signin.success", "user", user.id, None, actor=who)
+    return issue_session(session, user)
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 

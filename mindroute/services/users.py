@@ -14,6 +14,7 @@ from mindroute.models import User, utcnow
 from mindroute.services.roles import require_active, require_active_admin, require_admin  # noqa: F401 - the services' checks
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import (
+    FieldChecks,
     ValidationError,
     normalize_email,
     validate_name,
@@ -83,11 +84,16 @@ def create_user(
 
 
 @unit_of_work
-def create_first_admin(session: Session, *, email: str, name: str, password: str) -> User:
-    """The first-run form: allowed only while no administrator exists."""
+def create_first_admin(
+    session: Session, *, email: str, name: str, password: str, password_repeat: str | None = None
+) -> User:
+    """The first-run form: allowed only while no administrator exists. With `password_repeat`, a repeat that
+    differs is refused (field "repeat") together with every other problem of the form."""
     if admin_exists(session):
         raise PermissionDenied("An administrator already exists; sign in instead")
-    user = _insert_user(session, email=email, name=name, password=password, role="admin")
+    user = _insert_user(
+        session, email=email, name=name, password=password, role="admin", password_repeat=password_repeat
+    )
     _record_created(session, "user.create_first_admin", user, user)
     return user
 
@@ -107,17 +113,28 @@ def _record_created(session: Session, action: str, user: User, actor: User | Non
     audit.record(session, action, "user", user.id, changes, actor=actor)
 
 
-def _insert_user(session: Session, *, email: str, name: str, password: str, role: str) -> User:
-    email = normalize_email(email)
-    name = validate_name(name)
-    role = validate_role(role)
-    validate_password(password, email=email)
-    if find_by_email(session, email) is not None:
-        raise ValidationError("email", "Email is already registered")
+def _insert_user(
+    session: Session, *, email: str, name: str, password: str, role: str, password_repeat: str | None = None
+) -> User:
+    """Every problem of the form at once (FieldChecks), each for its field; nothing written when any."""
+    checks = FieldChecks()
+    name = checks.check(validate_name, name)
+    email = checks.check(normalize_email, email)
+    role = checks.check(validate_role, role)
+    checks.check(validate_password, password, email=email)
+    if password_repeat is not None and password_repeat != password:
+        checks.check(_refuse, "repeat", "The two passwords differ")
+    if email is not None and find_by_email(session, email) is not None:
+        checks.check(_refuse, "email", "Email is already registered")
+    checks.raise_any()
     user = User(email=email, name=name, role=role, password=security.hash_password(password), is_active=True)
     session.add(user)
     session.flush()
     return user
+
+
+def _refuse(field: str, message: str) -> None:
+    raise ValidationError(field, message)
 
 
 THEMES = ("light", "dark")

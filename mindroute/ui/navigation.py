@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -17,6 +19,11 @@ class PageSpec:
     section: str
     roles: tuple[str, ...]
     default: bool = False
+
+    @property
+    def url_path(self) -> str:
+        """The page's URL, /<this>: Streamlit's, from the file name (the default page is at / as well)."""
+        return self.path.rsplit("/", 1)[-1].removesuffix(".py")
 
 
 WORKSPACE = "Workspace"
@@ -49,6 +56,31 @@ def pages_for(role: str) -> list[PageSpec]:
     return [p for p in PAGES if role in p.roles]
 
 
+def spec_for_url_path(url_path: str) -> PageSpec | None:
+    return next((p for p in PAGES if p.url_path == url_path), None)
+
+
+def requested_url_path() -> str | None:
+    """The page the browser asked for (/usage -> "usage"), from st.context.url; None at / or in AppTest."""
+    url = st.context.url
+    if not isinstance(url, str):
+        return None
+    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or None
+
+
+def signed_out_navigation(view: Callable[[], None]) -> st.navigation:  # type: ignore[valid-type]
+    """Signed out: every page's URL runs the sign-in `view` (never the page), so /usage?range=30d shows the
+    sign-in form at that URL, and signing in there lands on Usage with its query."""
+    pages = [st.Page(view, title="Sign in", url_path="signin", default=True)]
+    for spec in PAGES:
+        pages.append(st.Page(view, title="Sign in", url_path=spec.url_path))  # a page's identity is its URL
+    return st.navigation(pages, position="hidden")
+
+
+def _for_administrators() -> None:
+    st.error("This page is for administrators.")
+
+
 def page_title(spec: PageSpec, open_tickets: int | None = None) -> str:
     """The title in the navigation: the ticket queue carries the count of open tickets, when there are any."""
     if spec.title == TICKET_QUEUE and open_tickets:
@@ -56,15 +88,21 @@ def page_title(spec: PageSpec, open_tickets: int | None = None) -> str:
     return spec.title
 
 
-def build_navigation(user: User, open_tickets: int | None = None) -> st.navigation:  # type: ignore[valid-type]
+def build_navigation(user: User, open_tickets: int | None = None, requested: str | None = None) -> st.navigation:  # type: ignore[valid-type]
     """Only the pages this role may open exist for the session: others fall back to the default.
 
     `open_tickets` (admins) is shown in the ticket queue's title; the page's identity is its path,
-    so a changing title does not change its URL.
+    so a changing title does not change its URL. `requested` is the URL path the browser asked for
+    (requested_url_path): when it is a page this role may not open, its URL runs a notice that says so
+    instead of the page (and instead of "Page not found").
     """
     sections: dict[str, list[st.Page]] = {}
     for spec in pages_for(user.role):
         title = page_title(spec, open_tickets)
         page = st.Page(spec.path, title=title, icon=spec.icon, default=spec.default)
         sections.setdefault(spec.section, []).append(page)
+    refused = spec_for_url_path(requested) if requested else None
+    if refused is not None and user.role not in refused.roles:
+        notice = st.Page(_for_administrators, title=refused.title, icon=refused.icon, url_path=refused.url_path)
+        sections.setdefault(refused.section, []).append(notice)
     return st.navigation(sections, position="sidebar")

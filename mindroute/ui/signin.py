@@ -7,11 +7,12 @@ import streamlit as st
 from mindroute.config import get_settings
 from mindroute.errors import PermissionDenied
 from mindroute.services import auth, users
-from mindroute.ui.render import form_errors
+from mindroute.ui.render import Flash, form_errors
 from mindroute.ui.runtime import engine
 from mindroute.ui.session import client_ip, cookie_routes_available, sign_in_tab
 
 TAB_NOTE_SHOWN = "mindroute_tab_note_shown"
+_CREATED = Flash("mindroute_first_admin_created")
 
 # Static markup, no user text in it: a real form so the browser posts it to /auth/signin,
 # which sets the HttpOnly cookie (a Streamlit script cannot set cookies).
@@ -52,16 +53,18 @@ def first_admin_view() -> None:
         submitted = st.form_submit_button("Create administrator", type="primary")
     if not submitted:
         return
-    if password != repeat:
-        repeat_err.error("The two passwords differ")
-        return
-    fields = {"name": name_err, "email": email_err, "password": password_err}
+    fields = {"name": name_err, "email": email_err, "password": password_err, "repeat": repeat_err}
+    form = {"email": email, "name": name, "password": password, "password_repeat": repeat}
     with form_errors(fields):
         try:
-            users.create_first_admin(engine(), email=email, name=name, password=password)
+            if cookie_routes_available():
+                users.create_first_admin(engine(), **form)
+                # A script cannot set the HttpOnly cookie: the sign-in form follows, with this message above it.
+                _CREATED.done("Administrator created. Sign in with the email and password you just chose.")
+            # A tab-lived session: the new administrator is signed in at once.
+            sign_in_tab(auth.create_first_admin_and_sign_in(engine(), **form, ip=client_ip()).token)
         except PermissionDenied:
-            st.rerun()  # someone else finished the first run meanwhile: show sign-in
-        st.success("Administrator created. Sign in below.")
+            pass  # someone else finished the first run meanwhile: show sign-in
         st.rerun()
 
 
@@ -75,8 +78,9 @@ def _query_param_message() -> None:
         except ValueError:
             wait = 60
         st.error(auth.throttled_message(min(max(wait, 1), 3600)))
-    if outcome:
-        st.query_params.clear()
+    if outcome:  # the rest of the query is the page's own (a link's filters): kept
+        for key in ("signin", "wait"):
+            st.query_params.pop(key, None)
 
 
 def _tab_signin_form() -> None:
@@ -123,6 +127,7 @@ def signed_out_view() -> None:
         first_admin_view()
         return
     st.title("Sign in to MindRoute")
+    _CREATED.show()
     _query_param_message()
     if cookie_routes_available():
         st.html(_COOKIE_SIGNIN_FORM)

@@ -12,7 +12,7 @@ from mindroute.db import transaction
 from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
 from mindroute.services.auth import MAX_FAILURES_PER_ACCOUNT, SIGN_IN_FAILED
 from mindroute.ui import navigation
-from tests.pages.helpers import ROOT, add_user, app_for, sign_in, texts
+from tests.pages.helpers import ROOT, add_user, app_for, error_under, sign_in, texts
 
 ADMIN_ONLY = [p.path for p in navigation.PAGES if "user" not in p.roles]
 EVERY_PAGE = [p.path for p in navigation.PAGES]
@@ -59,9 +59,27 @@ def test_first_run_shows_only_the_first_admin_form(engine, monkeypatch) -> None:
         admin = session.scalar(select(User))
         assert (admin.email, admin.role) == ("ada@example.com", "admin")
         assert admin.password.startswith("$2b$12$")
-    assert "Sign in to MindRoute" in texts(at)
-    sign_in(at, "ada@example.com", "a long enough password")
+    # A tab-lived session (no cookie routes): the new administrator lands signed in.
+    assert "Sign in to MindRoute" not in texts(at)
     assert "Overview" in texts(at)
+    with transaction(engine) as session:
+        assert session.scalar(select(User.last_login)) is not None
+
+
+def test_first_run_shows_every_problem_at_its_field(engine, monkeypatch) -> None:
+    at = app_for(engine, monkeypatch).run()
+    at.text_input(key="first_admin_name").input("   ")
+    at.text_input(key="first_admin_email").input("not an email")
+    at.text_input(key="first_admin_password").input("short")
+    at.text_input(key="first_admin_repeat").input("shorter")
+    at.button[0].click().run()
+    assert not at.exception
+    assert error_under(at, "first_admin_name") == "Name is required"
+    assert error_under(at, "first_admin_email") is not None
+    assert "at least 8 characters" in (error_under(at, "first_admin_password") or "")
+    assert error_under(at, "first_admin_repeat") == "The two passwords differ"
+    with transaction(engine) as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 0
 
 
 def test_sign_in_success_sets_last_login_and_opens_overview(engine, monkeypatch) -> None:

@@ -1,0 +1,76 @@
+"""Dark theme in a real Chromium: both palettes follow prefers-color-scheme, and Account's choice overrides it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.shell_helpers import (
+    DARK_BACKGROUND,
+    LIGHT_BACKGROUND,
+    USER_EMAIL,
+    USER_PASSWORD,
+    add_people,
+    background,
+    chromium,
+    cookie_sign_in,
+    settle,
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.parametrize(("scheme", "shade"), [("dark", DARK_BACKGROUND), ("light", LIGHT_BACKGROUND)])
+def test_the_palette_follows_the_browser(server, browser_context, scheme: str, shade: str) -> None:
+    add_people(server.engine)
+    with chromium(browser_context, scheme) as context:
+        page = context.new_page()
+        page.goto(server.base_url)
+        cookie_sign_in(page, USER_EMAIL, USER_PASSWORD)
+        page.get_by_role("heading", name="Overview").wait_for()
+        assert background(page) == shade
+
+
+def _choose(page, label: str) -> None:
+    page.locator("[data-testid='stRadio']").get_by_text(label, exact=True).click()
+    with page.expect_navigation():  # the choice is applied by one reload
+        page.get_by_role("button", name="Save time zone and theme").click()
+    settle(page)
+
+
+def test_an_explicit_choice_wins_over_the_browser_and_survives_reloads(server, browser_context) -> None:
+    add_people(server.engine)
+    with chromium(browser_context, "dark") as context:
+        page = context.new_page()
+        page.goto(server.base_url + "/account")
+        cookie_sign_in(page, USER_EMAIL, USER_PASSWORD)
+        page.get_by_role("heading", name="Account").wait_for()
+        assert background(page) == DARK_BACKGROUND
+
+        _choose(page, "Light")
+        page.get_by_role("heading", name="Account").wait_for()
+        assert background(page) == LIGHT_BACKGROUND
+        page.reload()
+        settle(page)
+        assert background(page) == LIGHT_BACKGROUND
+        # Another page opened by its URL, never loaded in this browser before: light too.
+        page.goto(server.base_url + "/usage")
+        settle(page)
+        page.get_by_role("heading", name="Usage").wait_for()
+        assert background(page) == LIGHT_BACKGROUND
+
+        # A second browser where this user signs in: the choice comes with the account.
+        with chromium(browser_context, "dark") as other:
+            fresh = other.new_page()
+            fresh.goto(server.base_url)
+            cookie_sign_in(fresh, USER_EMAIL, USER_PASSWORD)
+            fresh.get_by_role("heading", name="Overview").wait_for()
+            fresh.wait_for_function(
+                "bg => getComputedStyle(document.querySelector(\"[data-testid='stApp']\")).backgroundColor === bg",
+                arg=LIGHT_BACKGROUND,
+            )
+
+        page.goto(server.base_url + "/account")
+        settle(page)
+        _choose(page, "Follow the browser")
+        page.get_by_role("heading", name="Account").wait_for()
+        assert background(page) == DARK_BACKGROUND

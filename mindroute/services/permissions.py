@@ -37,6 +37,7 @@ from mindroute.services.admin_users import (
     UserFilter,
     UserPage,
     UserRow,
+    get_user,
     list_users,
     user_deletion_impact,
     user_filter_condition,
@@ -207,10 +208,22 @@ class UsersPage:
     """What one run of the Users page shows, read in one transaction."""
 
     matrix: PermissionMatrix  # the page of users (matrix.users) against every provider
-    selected: UserRow | None  # the chosen user: the one asked for when on this page, else the first
+    selected: UserRow | None  # the chosen user: the one asked for (on this page or not), else the page's first
     grants: list[Grant]  # the selected user's access to every provider
     provider_limits: dict[uuid.UUID, int | None]  # each provider's own token limit per call
     impact: UserDeletionImpact | None  # set when deleting the selected user awaits confirmation
+
+
+def _user_row(session: Session, actor: User | None, user_id: str | None) -> UserRow | None:
+    """The user with this id (as text, from a URL), or None for a malformed or unknown one."""
+    try:
+        wanted = uuid.UUID(user_id or "")
+    except ValueError:
+        return None
+    try:
+        return get_user(session, actor, wanted)
+    except NotFound:
+        return None
 
 
 @unit_of_work
@@ -230,7 +243,9 @@ def users_page(
     and what deleting them would take along when that waits for confirmation."""
     matrix = permission_matrix(session, actor, where, sort=sort, descending=descending, page=page, page_size=page_size)
     by_id = {str(r.id): r for r in matrix.users.rows}
-    selected = by_id.get(selected_id or "") or next(iter(by_id.values()), None)
+    # A user asked for by a link (?user=) stays chosen while the list pages or filters past them.
+    selected = by_id.get(selected_id or "") or _user_row(session, actor, selected_id)
+    selected = selected or next(iter(by_id.values()), None)
     limits = {p.id: p.max_tokens for p in list_providers(session, actor)}
     grants = user_grants(session, actor, selected.id) if selected else []
     deleting = selected is not None and delete_pending == str(selected.id)

@@ -325,14 +325,26 @@ def page_control(key: str, page: int, pages: int, total: int, noun: str) -> None
     st.caption(f"Page {page:,} of {max(pages, 1):,}, {total:,} {noun}")
 
 
+ROW_HEIGHT_PX = 35  # st.dataframe's row (and header) height at the default font size
+TABLE_HEIGHT_MAX_PX = 3_600  # about 100 rows: beyond that the table scrolls inside itself
+
+
+def rows_height(rows: int) -> int:
+    """A st.dataframe height that shows `rows` rows and the header without scrolling (the default shows ~10)."""
+    return min((rows + 1) * ROW_HEIGHT_PX + 3, TABLE_HEIGHT_MAX_PX)
+
+
 def paged_table(
     page_key: str, listing: Page[Any], table: Callable[[list[Any]], Any], *, key: str, noun: tuple[str, str]
 ) -> None:
     """One page of a list as a table, or "No <nouns> match these filters.", with the page control under it;
-    `noun` is (singular, plural), e.g. ("user", "users")."""
+    `noun` is (singular, plural), e.g. ("user", "users"). The table is as tall as the page of rows, so the
+    page size chosen is the number of rows seen."""
     one, many = noun
     if listing.rows:
-        st.dataframe(table(listing.rows), hide_index=True, width="stretch", key=key)
+        st.dataframe(
+            table(listing.rows), hide_index=True, width="stretch", height=rows_height(len(listing.rows)), key=key
+        )
     else:
         st.info(f"No {many} match these filters.")
     page_control(page_key, listing.page, listing.pages, listing.total, one if listing.total == 1 else many)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,8 @@ import streamlit as st
 from mindroute.services.admin_users import UserFilter, UserRow
 from mindroute.services.api_keys import ApiKeyRow
 from mindroute.services.permissions import MatrixCell, PermissionMatrix
-from mindroute.ui.format import timestamp, tokens
+from mindroute.ui.format import tokens
+from mindroute.ui.viewer import when
 
 SORT_LABELS = {
     "created_at": "Created",
@@ -24,6 +25,11 @@ SORT_LABELS = {
 }
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
+DEFAULT_SORT = "created_at"  # with "Newest first": the account just created is on top
+URL_PARAM = "user"  # ?user=<id>: the user being edited
+URL_WRITTEN = "users_url_written"  # the id this session last put in the URL: another one there is a link
+_DATE_SORTS = ("created_at", "last_login")
+_TEXT_SORTS = ("email", "name", "role")
 ROLE_CHOICES = {"any": "Any role", "admin": "Administrators", "user": "Users"}
 STATUS_CHOICES = {"any": "Active or not", "active": "Active only", "inactive": "Deactivated only"}
 KEYS_SHOWN_MAX = 500  # a user's keys offered on their limits tab
@@ -39,6 +45,15 @@ def user_filter(search: str, role: str, status: str) -> UserFilter:
         role=None if role == "any" else role,
         is_active=None if status == "any" else status == "active",
     )
+
+
+def order_label(sort: str) -> Callable[[bool], str]:
+    """How the "Order" choice reads for this sort column: newest first, Z to A, or descending."""
+    if sort in _DATE_SORTS:
+        return lambda descending: "Newest first" if descending else "Oldest first"
+    if sort in _TEXT_SORTS:
+        return lambda descending: "Z to A" if descending else "A to Z"
+    return lambda descending: "Descending" if descending else "Ascending"
 
 
 def user_label(row: UserRow) -> str:
@@ -59,8 +74,8 @@ def user_table(rows: list[UserRow]) -> pd.DataFrame:
                 "Name": r.name,
                 "Role": r.role,
                 "Active": r.is_active,
-                "Last login": timestamp(r.last_login),
-                "Created": timestamp(r.created_at),
+                "Last login": when(r.last_login),
+                "Created": when(r.created_at),
             }
             for r in rows
         ],
@@ -89,9 +104,17 @@ def matrix_table(matrix: PermissionMatrix) -> tuple[pd.DataFrame, dict[str, Any]
         {"Email": row.email, **{col: access_summary(matrix.cell(row.id, p.id)) for col, p in columns.items()}}
         for row in matrix.users.rows
     ]
-    config: dict[str, Any] = {
-        col: st.column_config.TextColumn(p.name + ("" if p.is_active else " (inactive)")) for col, p in columns.items()
-    }
+    # The email stays in view while the providers scroll sideways; the cells are short, so narrow
+    # columns fit many providers at 1400 px.
+    config: dict[str, Any] = {"Email": st.column_config.TextColumn("Email", pinned=True, width="medium")}
+    config.update(
+        {
+            col: st.column_config.TextColumn(
+                p.name + ("" if p.is_active else " (inactive)"), width="small", help=p.name
+            )
+            for col, p in columns.items()
+        }
+    )
     return pd.DataFrame(data, columns=["Email", *columns]), config
 
 

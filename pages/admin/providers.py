@@ -89,6 +89,7 @@ if st.session_state.pop("new_provider_saved", False):
     # fields; deleting the keys would not, and the key would stay in the password field. A refused
     # submit keeps what was typed, so it can be corrected.
     st.session_state.update(NEW_PROVIDER_DEFAULTS)
+st.session_state.setdefault("new_provider_active", True)  # here, not as the widget's value: the reset sets it too
 
 with st.expander("Add a provider", expanded=not views):
     with st.form("provider_create", clear_on_submit=False):
@@ -114,7 +115,7 @@ with st.expander("Add a provider", expanded=not views):
         allow_images = cols[0].checkbox("Allow images", key="new_provider_images")
         allow_videos = cols[1].checkbox("Allow videos", key="new_provider_videos")
         allow_files = cols[2].checkbox("Allow files", key="new_provider_files")
-        active = cols[3].checkbox("Active", value=True, key="new_provider_active")
+        active = cols[3].checkbox("Active", key="new_provider_active")
         max_tokens = st.text_input("Max tokens per call", key="new_provider_max_tokens", help="Blank for no limit")
         max_tokens_err = st.empty()
         if st.form_submit_button("Add provider", type="primary"):
@@ -155,7 +156,7 @@ if wanted is not None and wanted != st.session_state.get(URL_WRITTEN):  # a link
     if wanted in by_id:
         st.session_state["selected_provider"] = wanted
     else:
-        st.info("The provider in the link was not found; showing the first one instead.")
+        st.info("The provider in the link was not found.")
 if st.session_state.get("selected_provider") not in by_id:
     st.session_state["selected_provider"] = str(views[0].id)
 selected_id = st.selectbox("Manage provider", list(by_id), format_func=lambda i: by_id[i].name, key="selected_provider")

@@ -13,13 +13,15 @@ from mindroute.services.admin_users import ROLES, SORT_COLUMNS, ConflictError  #
 from mindroute.services.limit_rules import key_target, user_target  # noqa: E402
 from mindroute.ui import limits_view  # noqa: E402
 from mindroute.ui import users_view as view  # noqa: E402
-from mindroute.ui.format import timestamp, tokens  # noqa: E402
-from mindroute.ui.render import Flash, counted, form_errors, paged_table, requested_page  # noqa: E402
+from mindroute.ui.format import tokens  # noqa: E402
+from mindroute.ui.render import Flash, counted, form_errors, paged_table, requested_page, rows_height  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
+from mindroute.ui.viewer import when, zone_note  # noqa: E402
 
 ROLE_LABELS = {"admin": "Administrator", "user": "User"}
 
 st.title("Users and permissions")
+zone_note()
 flash = Flash("users_flash")
 flash.show()
 done = flash.done
@@ -59,15 +61,24 @@ status_choice = filters[2].selectbox(
     "Status", list(view.STATUS_CHOICES), format_func=view.STATUS_CHOICES.get, key="users_status"
 )
 ordering = st.columns([3, 1, 1])
-sort = ordering[0].selectbox("Sort by", SORT_COLUMNS, format_func=view.SORT_LABELS.get, key="users_sort")
-descending = ordering[1].selectbox(
-    "Order", (True, False), format_func=lambda d: "Descending" if d else "Ascending", key="users_descending"
+sort = ordering[0].selectbox(
+    "Sort by",
+    SORT_COLUMNS,
+    index=SORT_COLUMNS.index(view.DEFAULT_SORT),
+    format_func=view.SORT_LABELS.get,
+    key="users_sort",
 )
+descending = ordering[1].selectbox("Order", (True, False), format_func=view.order_label(sort), key="users_descending")
 page_size = ordering[2].selectbox(
     "Per page", view.PAGE_SIZES, index=view.PAGE_SIZES.index(view.DEFAULT_PAGE_SIZE), key="users_page_size"
 )
 where = view.user_filter(search, role_choice, status_choice)
 page = requested_page("users_page", (where, sort, descending, page_size))
+
+# ?user=<id>: the user being edited, so a reload or a shared link opens them again.
+wanted = st.query_params.get(view.URL_PARAM)
+if wanted is not None and wanted != st.session_state.get(view.URL_WRITTEN):
+    st.session_state["users_selected"] = wanted
 
 read = None
 with form_errors({"search": search_err}):
@@ -88,7 +99,13 @@ matrix, selected, grants, impact = read.matrix, read.selected, read.grants, read
 listing = matrix.users
 by_id = {str(r.id): r for r in listing.rows}
 if selected is not None:
+    if wanted is not None and wanted != st.session_state.get(view.URL_WRITTEN) and wanted != str(selected.id):
+        st.info("The user in the link was not found.")
     st.session_state["users_selected"] = str(selected.id)
+    by_id.setdefault(str(selected.id), selected)  # chosen by a link, on another page of the list
+    st.query_params[view.URL_PARAM] = st.session_state[view.URL_WRITTEN] = str(selected.id)
+elif view.URL_PARAM in st.query_params:
+    del st.query_params[view.URL_PARAM]
 
 paged_table("users_page", listing, view.user_table, key="users_table", noun=("user", "users"))
 
@@ -105,7 +122,7 @@ uid = selected.id
 is_me = uid == user.id
 st.text(
     f"{selected.email} · {ROLE_LABELS[selected.role]} · {'active' if selected.is_active else 'deactivated'}"
-    f" · last sign-in {timestamp(selected.last_login)} · created {timestamp(selected.created_at)}"
+    f" · last sign-in {when(selected.last_login)} · created {when(selected.created_at)}"
     + (" · this is you" if is_me else "")
 )
 
@@ -297,7 +314,14 @@ if not matrix.providers:
     st.stop()
 st.write("Access of the users on this page (filters and page as above). “—” means no permission row: denied.")
 table, columns = view.matrix_table(matrix)
-st.dataframe(table, hide_index=True, width="stretch", column_config=columns, key="users_matrix")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    height=rows_height(len(table)),
+    column_config=columns,
+    key="users_matrix",
+)
 
 st.subheader("Grant or revoke one provider for many users")
 provider_names = {str(p.id): p.name for p in matrix.providers}

@@ -14,12 +14,13 @@ from mindroute.services import admin_users, api_keys  # noqa: E402
 from mindroute.services.admin_users import UserFilter  # noqa: E402
 from mindroute.services.api_keys import API_KEY_NAME_MAX, EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
 from mindroute.services.limit_rules import key_target  # noqa: E402
-from mindroute.services.overview import viewer_zone  # noqa: E402
 from mindroute.ui import limits_view  # noqa: E402
-from mindroute.ui.format import timestamp  # noqa: E402
 from mindroute.ui.render import form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import user_label  # noqa: E402
+from mindroute.ui.viewer import when, zone_note  # noqa: E402
+from mindroute.ui.viewer import zone as viewer_zone  # noqa: E402
+from mindroute.validation import FieldChecks, validate_api_key_name  # noqa: E402
 
 # One-shot: the full text of a key just issued. Popped by the next run, which shows it; any later
 # run (an action, a rerun) no longer has it. It is never read back from the database: only its
@@ -37,10 +38,11 @@ GRACE_LABELS = {
 STATE_CHOICES = {"any": "Any state", **{s.value: s.value.capitalize() for s in KeyState}}
 PAGE_SIZES = (10, 25, 50, 100)
 OWNER_CHOICES_MAX = 100
-CREATE_KEYS = ("api_key_name", "api_key_expiry", "api_key_date")
+CREATED = "api_key_created"  # set by a successful create: the next run empties the form
 
 st.title("API keys")
-zone = viewer_zone(st.context.timezone)
+zone_note()
+zone = viewer_zone()
 
 
 def done(message: str, reveal: dict[str, str] | None = None) -> None:
@@ -52,7 +54,7 @@ def done(message: str, reveal: dict[str, str] | None = None) -> None:
 
 def state_label(row: ApiKeyRow) -> str:
     if row.rotating_out:
-        return f"rotating out until {timestamp(row.stops_at)}"
+        return f"rotating out until {when(row.stops_at)}"
     return row.state.value
 
 
@@ -70,9 +72,9 @@ def key_table(rows: list[ApiKeyRow], *, with_owner: bool = False) -> pd.DataFram
                 **({"Owner": r.owner_email} if with_owner else {}),
                 "Name": r.name,
                 "Prefix": f"{r.prefix}…",
-                "Created": timestamp(r.created_at),
-                "Last used": timestamp(r.last_used_at),
-                "Expires": timestamp(r.expires_at),
+                "Created": when(r.created_at),
+                "Last used": when(r.last_used_at),
+                "Expires": when(r.expires_at),
                 "State": state_label(r),
             }
             for r in rows
@@ -97,6 +99,11 @@ if (reveal := st.session_state.pop(REVEAL, None)) is not None:
 # --- create ---------------------------------------------------------------------------------
 
 st.header("Create a key")
+if st.session_state.pop(CREATED, False):
+    # Values assigned before the widgets exist reach the browser and empty its fields; deleting the
+    # keys would leave what was typed on screen. A refused create keeps it, to be corrected.
+    st.session_state.update({"api_key_name": "", "api_key_expiry": DEFAULT_EXPIRY})
+    st.session_state.pop("api_key_date", None)
 name = st.text_input("Name", max_chars=API_KEY_NAME_MAX, placeholder="What the key is for", key="api_key_name")
 name_err = st.empty()
 expiry = st.selectbox("Expires", EXPIRY_CHOICES, index=EXPIRY_CHOICES.index(DEFAULT_EXPIRY), key="api_key_expiry")
@@ -115,16 +122,21 @@ if expiry == CUSTOM_DATE:
 else:
     date_err = expiry_err
 if st.button("Create key", type="primary", key="api_key_create"):
-    if expiry == CUSTOM_DATE and day is None:
-        date_err.error("Choose the day the key stops working")
-    else:
-        with form_errors({"name": name_err, "expires_at": date_err}):
-            expires = api_keys.expiry_from_preset(expiry) if day is None else api_keys.expiry_from_date(day, zone)
-            issued = api_keys.create_key(engine(), user, user.id, name, expires)
-            shown_name = issued.key.name
-            for key in CREATE_KEYS:
-                st.session_state.pop(key, None)
-            done("Key created.", {"title": "Your new key", "name": shown_name, "key": issued.plaintext})
+    with form_errors({"name": name_err, "expires_at": date_err}):
+        # Both fields are checked before either refusal is shown: a bad name and a past date, at once.
+        checks = FieldChecks()
+        checks.check(validate_api_key_name, name)
+        if expiry == CUSTOM_DATE and day is None:
+            checks.problems["expires_at"] = "Choose the day the key stops working"
+        elif day is None:
+            expires = checks.check(api_keys.expiry_from_preset, expiry)
+        else:
+            expires = checks.check(api_keys.expiry_from_date, day, zone)
+        checks.raise_any()
+        issued = api_keys.create_key(engine(), user, user.id, name, expires)
+        shown_name = issued.key.name
+        st.session_state[CREATED] = True
+        done("Key created.", {"title": "Your new key", "name": shown_name, "key": issued.plaintext})
 
 
 # --- one's own keys -------------------------------------------------------------------------

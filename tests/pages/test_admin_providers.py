@@ -393,7 +393,7 @@ def open_tab(at) -> str:
     """The label of the tab the provider's tabs show open."""
     for node in _nodes(at.main):
         proto = getattr(node, "proto", None)
-        if proto is not None and hasattr(proto, "WhichOneof") and proto.WhichOneof("type") == "tab_container":
+        if type(node).__name__ == "Block" and proto is not None and proto.HasField("tab_container"):
             labels = [child.label for child in node.children.values()]
             return labels[proto.tab_container.default_tab_index]
     raise AssertionError("no tabs on the page")
@@ -478,10 +478,10 @@ def test_the_provider_being_managed_is_in_the_url_and_survives_a_reload(engine, 
     at = add_provider(at, "Alpha")
     at = add_provider(at, "Beta")
     alpha, beta = provider_id(engine, "Alpha"), provider_id(engine, "Beta")
-    assert at.query_params["provider"] == [beta]  # the one just added
+    assert at.query_params["provider"] == beta  # the one just added
     at.selectbox(key="selected_provider").select(alpha)
     at.run()
-    assert at.query_params["provider"] == [alpha]
+    assert at.query_params["provider"] == alpha
 
     # A reload: a new session that starts from the URL.
     again = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com").switch_page(PAGE)
@@ -490,10 +490,18 @@ def test_the_provider_being_managed_is_in_the_url_and_survives_a_reload(engine, 
     assert again.selectbox(key="selected_provider").value == beta
     assert next(t for t in again.text_input if t.label == "Name" and t.key != "new_provider_name").value == "Beta"
 
-    # An unknown id falls back to the first provider, says so, and the URL is put right.
+    # An unknown id: said so, the provider shown stays, and the URL is put right.
     again.query_params["provider"] = "00000000-0000-0000-0000-000000000000"
     again.run()
     assert not again.exception, again.exception
-    assert "The provider in the link was not found" in texts(again)
-    assert again.selectbox(key="selected_provider").value == alpha
-    assert again.query_params["provider"] == [alpha]
+    assert "The provider in the link was not found." in texts(again)
+    assert again.selectbox(key="selected_provider").value == beta
+    assert again.query_params["provider"] == beta
+
+    # Reloaded with an unknown id: the first provider.
+    fresh = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com").switch_page(PAGE)
+    fresh.query_params["provider"] = "not-an-id"
+    fresh.run()
+    assert "The provider in the link was not found." in texts(fresh)
+    assert fresh.selectbox(key="selected_provider").value == alpha
+    assert fresh.query_params["provider"] == alpha

@@ -270,7 +270,7 @@ def test_delete_asks_first_with_what_goes_along(engine, monkeypatch) -> None:
         session.add(UserProvider(user_id=user_id(engine, "bob@example.com"), provider_id=provider, allowed=True))
     at = select_user(admin_on_page(engine, monkeypatch), engine, "bob@example.com")
     at = click(at, "user_delete")
-    assert "1 provider permission(s)" in texts(at)
+    assert "deletes 0 API keys, 0 tickets and 1 provider permission. 0 logged calls stay" in texts(at)
     at = click(at, "user_delete_cancel")
     assert user_id(engine, "bob@example.com") is not None
     at = click(at, "user_delete")

@@ -185,3 +185,11 @@ def test_an_inactive_user_is_refused(engine, issuer) -> None:
         session.get(User, user_id).is_active = False
     claims = sign_in_at_issuer(issuer, email="i@example.com", email_verified=True)
     assert oidc.sign_in(engine, claims, oidc.OidcPolicy(), SECRET).refusal == oidc.INACTIVE
+
+
+def test_signing_out_of_one_sso_session_keeps_it_out(engine, issuer) -> None:
+    make_user(engine, "o@example.com")
+    claims = sign_in_at_issuer(issuer, email="o@example.com", email_verified=True)
+    assert oidc.sign_in(engine, claims, oidc.OidcPolicy(), SECRET).refusal is None
+    oidc.revoke(engine, claims, SECRET)
+    assert oidc.sign_in(engine, claims, oidc.OidcPolicy(), SECRET).refusal == oidc.SIGNED_OUT

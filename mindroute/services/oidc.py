@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from mindroute import security
 from mindroute.models import RefreshToken, User, utcnow
 from mindroute.services import audit
-from mindroute.services.auth import SESSION_TTL, ResolvedSession, resolve_session
+from mindroute.services.auth import SESSION_TTL, ResolvedSession, resolve_session, revoke_token
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import EMAIL_MAX, NAME_MAX
 
@@ -233,3 +233,9 @@ def _sync_role(session: Session, user: User, admin: bool, ip: str | None, agent:
 def resolve(session: Session, claims: Mapping[str, object], secret_key: str) -> ResolvedSession | None:
     """The live session of these claims, or None (read only: for a run that must not create one)."""
     return resolve_session(session, session_token(claims, secret_key))
+
+
+@unit_of_work
+def revoke(session: Session, claims: Mapping[str, object], secret_key: str) -> None:
+    """Sign this single sign-on session out (its row stays revoked, so the same ID token cannot come back)."""
+    revoke_token(session, session_token(claims, secret_key))

@@ -164,6 +164,7 @@ async def admit_route(
     caller = api_caller(scope, headers)
     user_id: uuid.UUID | None = None
     provider_id: uuid.UUID | None = None
+    logged_model = model_id  # as sent, unless the refusal knows the provider and the bare model
     refusal: Refused
     try:
         admitted = await admission.aadmit(engine, bearer(headers.get("authorization")), model_id)
@@ -178,15 +179,17 @@ async def admit_route(
             refusal = Refused(401, admitted.refusal.message, code=KEY_CODES[admitted.refusal])
         elif problem is not None:
             refusal = problem
+            provider_id, logged_model = admission.logged_model(admitted.route, model_id)
         elif isinstance(admitted.route, admission.RouteRefusal):
             refusal = Refused(admitted.route.status, admitted.route.message)
-            provider_id = admitted.route.provider_id
+            provider_id, logged_model = admission.logged_model(admitted.route, model_id)
         else:
             assert admitted.user_id is not None
             return RoutedCall(admitted.route, caller, admitted.user_id, admitted.rules)
     await log_row(
-        engine, request_type, caller, user_id, provider_id, model_id, refusal.status, started, refusal.message, extra
-    )
+        engine, request_type, caller, user_id, provider_id, logged_model, refusal.status, started, refusal.message,
+        extra,
+    )  # fmt: skip
     answer_headers: dict[str, str] = {}
     if refusal.status == 401:
         answer_headers["www-authenticate"] = "Bearer"

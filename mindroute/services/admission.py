@@ -66,6 +66,9 @@ class RouteRefusal:
     status: int
     message: str
     provider_id: uuid.UUID | None
+    # The bare model the provider answers to, when the id named one (a policy refusal): the Logs row's
+    # model, as for the calls that are answered, so that one model is not listed under two names.
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,14 @@ class Admitted:
     user_id: uuid.UUID
     route: Route | RouteRefusal
     rules: tuple[LimitRule, ...] = ()  # the limits a routed call meets (none for a refusal)
+
+
+def logged_model(route: Route | RouteRefusal, model_id: str | None) -> tuple[uuid.UUID | None, str | None]:
+    """(provider id, model) for a refused call's Logs row: the provider and the bare model the provider
+    answers to, as an answered call's row has them, when the route knows them; else the id as sent."""
+    if isinstance(route, Route):
+        return route.provider_id, route.model
+    return route.provider_id, route.model or model_id
 
 
 @dataclass(frozen=True)
@@ -312,12 +323,12 @@ def _resolve(session: Session, user_id: uuid.UUID, key_id: uuid.UUID, model_id: 
     count of them), the rules the call meets."""
     user = session.get(User, user_id)
     assert user is not None
-    provider_id = None
+    provider_id, model = None, None
     try:
         provider_id, model = resolve_model_id(session, user, model_id)
         route = route_call(session, user, provider_id, model)
     except ChatRefused as refused:
-        return _Routed(RouteRefusal(refused.status_code, refused.message, provider_id), ())
+        return _Routed(RouteRefusal(refused.status_code, refused.message, provider_id, model), ())
     rules = rules_for_call(session, user_id, key_id, route.provider_id) if limits else ()
     return _Routed(route, rules)
 

@@ -79,6 +79,7 @@ async def admit_call(
     (queues) its Logs row. A database that is away gets a 503, logged like any refusal."""
     provider_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
+    model = model_id  # logged as sent, unless the refusal knows the provider and the bare model
     try:
         admitted = await admission.aadmit(engine, presented_key, model_id)
     except Exception as error:
@@ -93,14 +94,16 @@ async def admit_call(
             refusal = CallRefusal(401, admitted.refusal.message, key_refusal=admitted.refusal)
         elif problem is not None:
             refusal = problem
+            provider_id, model = admission.logged_model(admitted.route, model_id)
         elif isinstance(admitted.route, admission.RouteRefusal):
             refusal = CallRefusal(admitted.route.status, admitted.route.message)
-            provider_id = admitted.route.provider_id
+            provider_id, model = admission.logged_model(admitted.route, model_id)
         else:
             assert request is not None
             route = admitted.route
             provider_id = route.provider_id
             request = replace(request, model=route.model)
+            model = route.model
             try:
                 prepared = apply_route(route, request)
             except ChatRefused as refused:
@@ -110,7 +113,6 @@ async def admit_call(
                 if not isinstance(checked, CallRefusal):
                     return AdmittedCall(prepared, caller, f"{route.provider_name}/{route.model}", checked)
                 refusal = checked
-    model = request.model if request is not None else model_id
     duration = ms_since(started)
     record = call_record(caller, user_id, provider_id, model, request, refusal.status, duration, refusal.message, extra)
     await alog_call(engine, record)

@@ -29,7 +29,14 @@ from mindroute.services.users import (
     require_admin,
     same_instant,
 )
-from mindroute.validation import ValidationError, validate_flag, validate_name, validate_password, validate_role
+from mindroute.validation import (
+    FieldChecks,
+    ValidationError,
+    validate_flag,
+    validate_name,
+    validate_password,
+    validate_role,
+)
 
 SORT_COLUMNS = ("email", "name", "role", "is_active", "last_login", "created_at")
 DEFAULT_PAGE_SIZE = 50
@@ -212,10 +219,12 @@ def update_user(
     save is refused with ConflictError if anything changed since.
     """
     require_admin(actor)
-    new_name = validate_name(name) if name is not None else None
-    new_role = validate_role(role) if role is not None else None
+    checks = FieldChecks()  # a bad name and a bad role are both shown, each at its field
+    new_name = checks.check(validate_name, name) if name is not None else None
+    new_role = checks.check(validate_role, role) if role is not None else None
     if new_role == "user" and _is_self(actor, user_id):
-        raise ValidationError("role", "You cannot remove your own administrator role; ask another administrator")
+        checks.problems["role"] = "You cannot remove your own administrator role; ask another administrator"
+    checks.raise_any()
     if new_role == "user":
         _lock_active_admins(session)
     user = _load(session, user_id, lock=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+import streamlit as st
 from sqlalchemy import func, select, update
 from streamlit.testing.v1 import AppTest
 
@@ -14,6 +16,7 @@ from mindroute.db import transaction
 from mindroute.models import RefreshToken, User, UserProvider, utcnow
 from mindroute.services import providers as provider_svc
 from mindroute.services.auth import issue_session
+from mindroute.ui.render import rows_height
 from tests.pages.helpers import PASSWORD, add_user, app_for, sign_in, texts
 
 PAGE = "pages/admin/users.py"
@@ -373,3 +376,114 @@ def test_a_user_cannot_open_the_page(engine, monkeypatch) -> None:
     at = sign_in(app_for(engine, monkeypatch).run(), "user@example.com")
     with pytest.raises(Exception):  # noqa: B017 - AppTest raises for a page outside the navigation
         at.switch_page(PAGE).run()
+
+
+# --- everyday flow (issue 17) -------------------------------------------------------------------
+
+
+def dataframe_proto(at: AppTest, column: str):
+    """The arrow table element whose data has this column, with its height and column settings."""
+    return next(d for d in at.dataframe if column in d.value.columns).proto
+
+
+def age_users(engine, emails_oldest_first: list[str]) -> None:
+    """Give each user a distinct creation time, the first the oldest."""
+    start = utcnow() - timedelta(days=len(emails_oldest_first) + 1)
+    with transaction(engine) as session:
+        for i, email in enumerate(emails_oldest_first):
+            session.execute(update(User).where(User.email == email).values(created_at=start + timedelta(days=i)))
+
+
+def test_the_list_opens_newest_first(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    add_users(engine, ["carol@example.com", "alice@example.com", "bob@example.com"])
+    age_users(engine, ["admin@example.com", "carol@example.com", "alice@example.com", "bob@example.com"])
+    at = admin_on_page(engine, monkeypatch)
+    assert at.selectbox(key="users_sort").value == "created_at"
+    assert at.selectbox(key="users_descending").value is True
+    assert at.selectbox(key="users_descending").options == ["Newest first", "Oldest first"]
+    assert listed_emails(at) == ["bob@example.com", "alice@example.com", "carol@example.com", "admin@example.com"]
+    at.selectbox(key="users_sort").set_value("email").run()
+    assert at.selectbox(key="users_descending").options == ["Z to A", "A to Z"]
+
+
+def test_the_page_size_chosen_is_the_number_of_rows_seen(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    add_users(engine, [f"person{i:02d}@example.com" for i in range(60)])
+    add_provider(engine, "Local")
+    # The element tree keeps no table height: read what the page asks st.dataframe for.
+    heights: dict[str, int | str] = {}
+    draw = st.dataframe
+
+    def recording(*args, **kwargs):
+        heights[kwargs.get("key")] = kwargs.get("height", "auto")
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(st, "dataframe", recording)
+    at = admin_on_page(engine, monkeypatch)
+    assert at.selectbox(key="users_page_size").value == 25
+    for size in (10, 50, 25):
+        at.selectbox(key="users_page_size").set_value(size).run()
+        assert len(listed_emails(at)) == size
+        assert len(table(at, "provider_0")) == size
+        # Tall enough for every row and the header ("auto" shows about 10 and scrolls the rest).
+        assert heights["users_table"] == heights["users_matrix"] == rows_height(size) >= (size + 1) * 35
+
+
+def test_the_permissions_matrix_keeps_the_email_in_view(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    for i in range(12):
+        add_provider(engine, f"Provider number {i:02d}")
+    at = admin_on_page(engine, monkeypatch)
+    config = json.loads(dataframe_proto(at, "provider_0").columns)
+    assert config["Email"]["pinned"] is True
+    assert {config[f"provider_{i}"]["width"] for i in range(12)} == {"small"}
+    assert config["provider_3"]["label"] == "Provider number 03"
+
+
+def test_the_user_being_edited_is_in_the_url_and_survives_a_reload(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    add_users(engine, [f"person{i:02d}@example.com" for i in range(30)])
+    age_users(engine, ["admin@example.com", *[f"person{i:02d}@example.com" for i in range(30)]])
+    at = admin_on_page(engine, monkeypatch)
+    newest = str(user_id(engine, "person29@example.com"))
+    assert at.query_params["user"] == newest  # the first on the page
+    at = select_user(at, engine, "person20@example.com")
+    assert at.query_params["user"] == str(user_id(engine, "person20@example.com"))
+
+    # A reload, or a shared link, to a user on another page of the list (the admin is the oldest).
+    admin_id = str(user_id(engine, "admin@example.com"))
+    again = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com").switch_page(PAGE)
+    again.query_params["user"] = admin_id
+    again.run()
+    assert not again.exception, again.exception
+    assert "admin@example.com" not in listed_emails(again)
+    assert again.selectbox(key="users_selected").value == admin_id
+    assert at.text_input(key="user_edit_name").value == "Person20"
+    assert again.text_input(key="user_edit_name").value == "Ada Admin"
+
+    fresh = sign_in(app_for(engine, monkeypatch).run(), "admin@example.com").switch_page(PAGE)
+    fresh.query_params["user"] = str(uuid.uuid4())
+    fresh.run()
+    assert "The user in the link was not found." in texts(fresh)
+    assert fresh.selectbox(key="users_selected").value == newest
+    assert fresh.query_params["user"] == newest
+
+
+def test_the_edit_form_shows_every_problem_at_once(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    at = admin_on_page(engine, monkeypatch)  # the admin is the only user: editing themselves
+    at.text_input(key="user_edit_name").input("")
+    at.selectbox(key="user_edit_role").set_value("user")
+    at = click(at, "user_edit_save")
+    assert error_under(at, "user_edit_name") == "Name is required"
+    assert "cannot remove your own administrator role" in error_under(at, "user_edit_role")
+
+
+def test_times_are_in_the_viewers_zone(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    with transaction(engine) as session:
+        session.execute(update(User).values(timezone="Asia/Seoul", created_at=datetime(2026, 12, 3, 23, 30)))
+    at = admin_on_page(engine, monkeypatch)
+    assert "Times are in Asia/Seoul." in [c.value for c in at.caption]
+    assert list(table(at, "Last login")["Created"]) == ["2026-12-04 08:30"]

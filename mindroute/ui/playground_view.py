@@ -42,6 +42,7 @@ RENDER_EVERY_S = 0.05  # redraw a streaming answer at most 20 times a second
 LIMITED = 429  # a rate limit or a spent budget refused the call (or the provider's own rate limit)
 POLL_S = 0.1  # while no text arrives, redraw this often: a Stop click takes effect within it
 COMPARE_MAX = 3
+DEFAULT_TEMPERATURE = 0.7
 FILE_TYPES = {
     "images": ["png", "jpg", "jpeg", "gif", "webp"],
     "videos": ["mp4", "mov", "webm"],
@@ -148,7 +149,8 @@ def conversation_bar(user: User) -> None:
     ids = [str(c.id) for c in saved]
     by_id = {str(c.id): c for c in saved}
     options = [NEW, *ids] if current not in by_id else ids
-    st.session_state["pg_conversation"] = current if current in by_id else NEW
+    selected = current if current in by_id else NEW
+    st.session_state["pg_conversation"] = selected
 
     def label(option: str) -> str:
         if option == NEW:
@@ -156,7 +158,14 @@ def conversation_bar(user: User) -> None:
         return f"{by_id[option].title} · {viewer.when(by_id[option].updated_at)}"
 
     cols = st.columns([5, 1, 1, 1], vertical_alignment="bottom")
-    cols[0].selectbox("Conversation", options, format_func=label, key="pg_conversation", on_change=_picked)
+    cols[0].selectbox(
+        "Conversation",
+        options,
+        index=options.index(selected),
+        format_func=label,
+        key="pg_conversation",
+        on_change=_picked,
+    )
     cols[1].button("New", key="pg_new", on_click=_open, args=(None,), disabled=current is None, width="stretch")
     shown = by_id.get(current) if current else None
     with cols[2].popover("Rename", disabled=shown is None, width="stretch", key="pg_rename_popover"):
@@ -193,29 +202,42 @@ def conversation_bar(user: User) -> None:
 # --- settings ------------------------------------------------------------------------------------------
 
 
+def _current(key: str, default: Any) -> Any:
+    return st.session_state.get(key, default)
+
+
 def settings_panel(providers: list[UsableProvider]) -> Settings:
     """Provider, model, temperature, max tokens, system prompt and streaming, in a popover at the top of the page."""
     by_id = {str(p.id): p for p in providers}
     if st.session_state.get("pg_provider") not in by_id:
         st.session_state.pop("pg_provider", None)
     cols = st.columns([1, 4], vertical_alignment="center")
+    # Every default below is the widget's current value: the popover's widgets are drawn in the browser only when
+    # it opens, from these defaults, so a value set in session_state (a loaded conversation's) must be one of them.
     with cols[0].popover("Settings", icon=":material/tune:", width="stretch"):
-        provider = by_id[st.selectbox("Provider", list(by_id), format_func=lambda i: by_id[i].name, key="pg_provider")]
-        if provider.models:
-            default_index = (
-                provider.models.index(provider.default_model) if provider.default_model in provider.models else 0
+        ids = list(by_id)
+        chosen = _current("pg_provider", ids[0])
+        provider = by_id[
+            st.selectbox(
+                "Provider", ids, index=ids.index(chosen), format_func=lambda i: by_id[i].name, key="pg_provider"
             )
-            model = st.selectbox("Model", provider.models, index=default_index, key=f"pg_model_{provider.id}")
+        ]
+        model_key = f"pg_model_{provider.id}"
+        if provider.models:
+            model = _current(model_key, provider.default_model)
+            index = provider.models.index(model) if model in provider.models else 0
+            model = st.selectbox("Model", provider.models, index=index, key=model_key)
         else:
             model = st.text_input(
                 "Model",
-                value=provider.default_model or "",
-                key=f"pg_model_{provider.id}",
+                value=_current(model_key, provider.default_model or ""),
+                key=model_key,
                 help="This provider accepts any model name",
             )
-        system_prompt = st.text_area("System prompt", key="pg_system", height=100)
-        st.session_state.setdefault("pg_temperature", 0.7)  # a default only here: a loaded conversation sets its own
-        temperature = st.slider("Temperature", 0.0, 2.0, step=0.1, key="pg_temperature")
+        system_prompt = st.text_area("System prompt", value=_current("pg_system", ""), key="pg_system", height=100)
+        temperature = st.slider(
+            "Temperature", 0.0, 2.0, _current("pg_temperature", DEFAULT_TEMPERATURE), 0.1, key="pg_temperature"
+        )
         limit = provider.effective_max_tokens
         max_tokens = st.number_input(
             "Max tokens",
@@ -227,8 +249,7 @@ def settings_panel(providers: list[UsableProvider]) -> Settings:
         )
         if limit is not None:
             st.caption(f"At most {limit:,} tokens per call: {provider.limit_source}.")
-        st.session_state.setdefault("pg_stream", True)
-        stream = st.toggle("Stream answers", key="pg_stream")
+        stream = st.toggle("Stream answers", value=_current("pg_stream", True), key="pg_stream")
     cols[1].caption(
         escape_markdown(f"{provider.name} · {model or 'no model'} · temperature {temperature:.1f} · ")
         + f"up to {int(max_tokens):,} tokens"

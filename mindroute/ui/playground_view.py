@@ -167,6 +167,8 @@ def conversation_bar(user: User) -> None:
         on_change=_picked,
     )
     cols[1].button("New", key="pg_new", on_click=_open, args=(None,), disabled=current is None, width="stretch")
+    if saved:
+        viewer.zone_note()  # the list's times
     shown = by_id.get(current) if current else None
     with cols[2].popover("Rename", disabled=shown is None, width="stretch", key="pg_rename_popover"):
         if shown is not None:

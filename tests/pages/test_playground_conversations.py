@@ -4,15 +4,17 @@ side by side, and the client's address in the Logs row."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select
 
 from mindroute.db import transaction
-from mindroute.models import Conversation, ConversationMessage, Log, Provider, UserProvider
+from mindroute.models import Conversation, ConversationMessage, Log, Provider, User, UserProvider
 from tests.pages.helpers import add_user, app_for, sign_in, texts
 from tests.pages.test_playground import PAGE, grant_provider, logs, send, user_on_playground
+from tests.providers.fake_base import SLOW_FIRST_BYTE_S
 from tests.providers.fakes import FakeOpenAI, FakeServer, expected_answer
 
 
@@ -225,3 +227,36 @@ def test_the_clients_address_reaches_the_logs_row(engine, monkeypatch, openai_fa
     with transaction(engine) as session:
         assert session.scalar(select(func.count()).select_from(Log)) == 1
         assert session.scalar(select(Log.ip)) == "198.51.100.7"
+
+
+def test_side_by_side_calls_run_at_the_same_time(engine, monkeypatch, openai_fake) -> None:
+    """Two providers whose model answers after SLOW_FIRST_BYTE_S: together in about that time, not twice it."""
+    at = user_on_playground(engine, monkeypatch)
+    first = grant_provider(engine, "user@example.com", openai_fake, models=["slow"])
+    with transaction(engine) as session:
+        second = Provider(
+            name="Second OpenAI",
+            protocol="openai",
+            endpoint_url=first.endpoint_url,
+            api_key=first.api_key,
+            settings={"models": ["slow"], "default_model": "slow", "prices": {}},
+        )
+        session.add(second)
+        session.flush()
+        session.add(UserProvider(user_id=logs_owner(engine), provider_id=second.id, allowed=True))
+    at.run()
+    at.toggle(key="pg_compare").set_value(True)
+    at.run()
+    assert len(at.multiselect(key="pg_compare_models").value) == 2
+    started = time.monotonic()
+    at.chat_input(key="pg_input").set_value("take your time")
+    at.run(timeout=3 * SLOW_FIRST_BYTE_S)
+    elapsed = time.monotonic() - started
+    rows = logs(engine)
+    assert len(rows) == 2 and all(r.duration >= SLOW_FIRST_BYTE_S * 1000 * 0.9 for r in rows)
+    assert elapsed < SLOW_FIRST_BYTE_S * 1.7, elapsed
+
+
+def logs_owner(engine):
+    with transaction(engine) as session:
+        return session.scalar(select(User.id).where(User.email == "user@example.com"))

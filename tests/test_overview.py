@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, User, utcnow
 from mindroute.services import overview
@@ -105,5 +107,48 @@ def test_admin_overview_counts_the_calls_that_all_succeeded(engine, monkeypatch)
             Log(provider_id=provider.id, request_type="chat", status_code=200, created_at=recent) for _ in range(2)
         )
     at = _admin_overview(engine, monkeypatch)
-    assert "None: all 2 call(s) in the last hour succeeded." in texts(at)
+    assert "None: all 2 calls in the last hour succeeded." in texts(at)
     assert "No calls in the last hour." not in texts(at)
+
+
+def test_the_last_7_days_are_the_viewers_days(engine) -> None:
+    """One row per day of the viewer's zone, today last; an administrator's are everyone's calls, a user's their own."""
+    user, good, _bad = _seed(engine)  # 4 calls of U's in the last 3 hours, 1 failing in the last hour, 1 earlier
+    with transaction(engine) as session:
+        other = User(email="o@example.com", name="O", password="x")
+        session.add(other)
+        session.flush()
+        four_days_ago = utcnow() - timedelta(days=4)
+        session.add_all(
+            Log(user_id=other.id, provider_id=good.id, request_type="chat", status_code=200, tokens_used=7,
+                created_at=four_days_ago)
+            for _ in range(3)
+        )  # fmt: skip
+    rebuild_rollups(engine, progress=False)
+    admin = SimpleNamespace(id=user.id, role="admin")
+    days = overview.last_days(engine, admin, "Asia/Seoul")
+    assert len(days) == 7 and days["start"].is_monotonic_increasing
+    assert days["start"].iloc[-1].date() == datetime.now(UTC).astimezone(overview.viewer_zone("Asia/Seoul")).date()
+    assert all(s.hour == 0 and s.minute == 0 for s in days["start"])  # local midnights
+    assert int(days["requests"].sum()) == 7 and int(days["errors"].sum()) == 2 and int(days["tokens"].sum()) == 36
+    mine = overview.last_days(engine, SimpleNamespace(id=user.id, role="user"), "UTC")
+    assert int(mine["requests"].sum()) == 4 and int(mine["tokens"].sum()) == 15
+
+
+def test_the_overview_links_onward_and_draws_the_week(engine, monkeypatch) -> None:
+    _seed(engine)
+    rebuild_rollups(engine, progress=False)
+    at = _admin_overview(engine, monkeypatch)
+    assert not at.exception
+    links = {link.proto.label: link.proto.page for link in at.page_link}
+    assert {"Usage", "Playground", "API keys", "Providers"} <= set(links), links  # onward, an administrator's too
+    assert links["Usage"].strip("/") == "usage"
+    assert "Last 7 days" in [s.value for s in at.subheader]
+    assert "Budget alerts" in [s.value for s in at.subheader]
+    assert any("Times are in" in c.value for c in at.caption)
+
+    add_user(engine, "plain@example.com")
+    at = sign_in(app_for(engine, monkeypatch).run(), "plain@example.com")
+    links = {link.proto.label for link in at.page_link}
+    assert "Usage" in links and "Providers" not in links  # never an admin page for a user
+    assert "Budget alerts" not in [s.value for s in at.subheader]

@@ -6,15 +6,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mindroute.analytics.facts import facts_of
+from mindroute.analytics.filter import UsageFilter, Viewer
+from mindroute.analytics.plan import make_plan
+from mindroute.analytics.reads import run_reads
+from mindroute.analytics.shapes import requests_over_time
 from mindroute.models import Log, Provider, User, utcnow
 from mindroute.services.budget_alerts import AlertRow, list_alerts
 from mindroute.services.budget_spend import BudgetStatus, budget_statuses, provider_statuses
 from mindroute.services.tickets import open_count
 from mindroute.services.unit_of_work import unit_of_work
-from mindroute.timezones import start_of_viewer_day, viewer_zone  # noqa: F401 - the pages' days, in the viewer's zone
+from mindroute.timezones import start_of_viewer_day, viewer_zone
 
 
 @dataclass(frozen=True)
@@ -120,3 +127,21 @@ def budget_figures(session: Session, viewer: User, now: datetime | None = None) 
         providers=provider_statuses(session, viewer, now) if admin else None,
         alerts=list_alerts(session, viewer, limit=ALERTS_SHOWN) if admin else None,
     )
+
+
+CHART_DAYS = 7
+
+
+@unit_of_work
+def last_days(session: Session, viewer: Viewer, timezone: str, days: int = CHART_DAYS) -> pd.DataFrame:
+    """The last `days` days of the viewer's zone (today included), one row each: start (local midnight),
+    requests, errors, tokens; everyone's calls for an administrator, their own for a user. Read as the
+    Usage page reads its charts, so both show the same numbers."""
+    start, end = start_of_viewer_day(viewer_zone(timezone), days - 1), utcnow()
+    plan = make_plan(viewer, UsageFilter(start, end, timezone=timezone), "day", True)
+    (parts,) = run_reads(session, [plan.reads])
+    facts = facts_of(session, plan, parts)
+    out = requests_over_time(facts)
+    tokens = np.zeros(len(out), dtype="int64")
+    np.add.at(tokens, facts.series["bucket"].to_numpy(), facts.series["tokens"].to_numpy())
+    return out.assign(tokens=tokens)

@@ -211,3 +211,33 @@ def status_classes(codes: pd.DataFrame, mode: str) -> go.Figure:
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(codes["status_label"]))
     fig.update_yaxes(type="log", range=[-0.1, top], rangemode=None)
     return fig
+
+
+def daily_requests(frame: pd.DataFrame, mode: str) -> go.Figure:
+    """Requests per day, the failed ones stacked on top in the error colour; tokens in the hover."""
+    days = pd.to_datetime(frame["start"]).dt.strftime("%a %d %b").tolist()
+    errors = frame["errors"].to_numpy()
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=days,
+                y=frame["requests"].to_numpy() - errors,
+                name="succeeded",
+                marker_color=PALETTES[mode][0],
+                customdata=frame["tokens"].to_numpy(),
+                hovertemplate="%{y:,} succeeded, %{customdata:,} tokens<extra></extra>",
+            ),
+            go.Bar(
+                x=days,
+                y=errors,
+                name="failed",
+                marker_color=ERROR[mode],
+                hovertemplate="%{y:,} failed<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(barmode="stack")
+    fig = layout(fig, x_title=None, y_title="requests")
+    fig.update_layout(height=260)
+    fig.update_xaxes(type="category")
+    return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -81,6 +82,11 @@ def _for_administrators() -> None:
     st.error("This page is for administrators.")
 
 
+def _open(page: st.Page) -> None:  # type: ignore[valid-type]
+    # The app's root opens the default page at its own URL (/overview), keeping the query.
+    st.switch_page(page, query_params=st.query_params.to_dict())
+
+
 def page_title(spec: PageSpec, open_tickets: int | None = None) -> str:
     """The title in the navigation: the ticket queue carries the count of open tickets, when there are any."""
     if spec.title == TICKET_QUEUE and open_tickets:
@@ -97,12 +103,20 @@ def build_navigation(user: User, open_tickets: int | None = None, requested: str
     instead of the page (and instead of "Page not found").
     """
     sections: dict[str, list[st.Page]] = {}
+    home: st.Page | None = None  # type: ignore[valid-type]
     for spec in pages_for(user.role):
         title = page_title(spec, open_tickets)
-        page = st.Page(spec.path, title=title, icon=spec.icon, default=spec.default)
+        page = st.Page(spec.path, title=title, icon=spec.icon)
+        home = page if spec.default or home is None else home
         sections.setdefault(spec.section, []).append(page)
+    # Streamlit serves its default page at / only (/overview would be "Page not found"): the default is a
+    # hidden page at / that opens Overview at its own URL, so /overview works and the menu shows where one is.
+    root = st.Page(functools.partial(_open, home), title=home.title, url_path="home", default=True, visibility="hidden")
+    sections[next(iter(sections))].insert(0, root)
     refused = spec_for_url_path(requested) if requested else None
     if refused is not None and user.role not in refused.roles:
-        notice = st.Page(_for_administrators, title=refused.title, icon=refused.icon, url_path=refused.url_path)
+        notice = st.Page(
+            _for_administrators, title=refused.title, icon=refused.icon, url_path=refused.url_path, visibility="hidden"
+        )
         sections.setdefault(refused.section, []).append(notice)
     return st.navigation(sections, position="sidebar")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,13 +25,15 @@ def test_no_page_script_sits_directly_in_pages() -> None:
 
 @pytest.mark.parametrize("path", EVERY_PAGE)
 def test_every_page_starts_with_its_guard(path: str) -> None:
-    source = (ROOT / path).read_text()
-    body = [line for line in source.splitlines() if line.strip() and not line.startswith(("#", '"""'))]
-    assert body[0] == "from mindroute.ui.session import require_admin" or body[0].startswith(
-        "from mindroute.ui.session import require_"
+    tree = ast.parse((ROOT / path).read_text())
+    body = tree.body[1:] if ast.get_docstring(tree) is not None else tree.body
+    first, second = body[0], body[1]
+    assert isinstance(first, ast.ImportFrom) and first.module == "mindroute.ui.session"
+    guard = "require_admin" if path in ADMIN_ONLY else "require_user"
+    call = second.value if isinstance(second, (ast.Assign, ast.Expr)) else None
+    assert isinstance(call, ast.Call) and getattr(call.func, "id", None) == guard and not call.args, (
+        f"{path}: the guard {guard}() must be the first statement"
     )
-    guard = "require_admin()" if path in ADMIN_ONLY else "require_user()"
-    assert body[1].endswith(guard), f"{path}: the guard must be the first statement"
 
 
 def test_first_run_shows_only_the_first_admin_form(engine, monkeypatch) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import sqlite3
 import threading
@@ -41,6 +42,7 @@ from mindroute.db import make_engine, transaction
 from mindroute.models import ApiKey, Limit, Provider, User, UserProvider, utcnow
 from mindroute.services import api_keys
 from mindroute.services.db_threads import in_db_thread
+from mindroute.services.limit_counters import Gate
 from mindroute.services.limit_rules import LimitRule, rules_for_call
 from mindroute.services.model_ids import resolve_model_id
 from mindroute.services.pg_async import aclose_pg_pools, pg_pool
@@ -112,14 +114,18 @@ def _fingerprint_query() -> Any:
             ApiKey.last_used_at.label("last_used_at"),
             User.id.label("user_id"),
             User.is_active.label("is_active"),
-            User.role,
-            User.updated_at,
-            select(func.count()).select_from(Provider).scalar_subquery(),
-            select(func.max(Provider.updated_at)).scalar_subquery(),
-            select(func.count()).where(UserProvider.user_id == User.id).scalar_subquery(),
-            select(func.max(UserProvider.updated_at)).where(UserProvider.user_id == User.id).scalar_subquery(),
-            select(func.count()).select_from(Limit).scalar_subquery(),
-            select(func.max(Limit.updated_at)).scalar_subquery(),
+            User.role.label("role"),
+            User.updated_at.label("updated_at"),
+            # Labelled as KeyRow's fields: the row also comes back by name, as JSON (key_gate).
+            select(func.count()).select_from(Provider).scalar_subquery().label("providers"),
+            select(func.max(Provider.updated_at)).scalar_subquery().label("providers_changed"),
+            select(func.count()).where(UserProvider.user_id == User.id).scalar_subquery().label("grants"),
+            select(func.max(UserProvider.updated_at))
+            .where(UserProvider.user_id == User.id)
+            .scalar_subquery()
+            .label("grants_changed"),
+            select(func.count()).select_from(Limit).scalar_subquery().label("limits"),
+            select(func.max(Limit.updated_at)).scalar_subquery().label("limits_changed"),
         )
         .join(User, User.id == ApiKey.user_id)
         .where(ApiKey.key == bindparam("digest"))
@@ -139,6 +145,13 @@ class _RouteCache:
         if entry is None or entry[0] != fingerprint or entry[1] < time.monotonic():
             return None
         return entry[2]
+
+    def peek(self, digest: str, model_id: str) -> tuple[tuple[Any, ...], _Routed] | None:
+        """The entry in date and the fingerprint it holds, whatever the current fingerprint is."""
+        entry = self._entries.get((digest, model_id))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0], entry[2]
 
     def put(self, digest: str, model_id: str, fingerprint: tuple[Any, ...], value: _Routed) -> None:
         ttl = route_cache_seconds()
@@ -217,6 +230,66 @@ class KeyRow(NamedTuple):
     @property
     def fingerprint(self) -> tuple[Any, ...]:
         return tuple(self[5:])
+
+
+_UUID_FIELDS = frozenset({"id", "user_id"})
+_TIME_FIELDS = frozenset(
+    {"revoked_at", "expires_at", "last_used_at", "updated_at", "providers_changed", "grants_changed", "limits_changed"}
+)
+
+
+def _field_of(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _UUID_FIELDS:
+        return uuid.UUID(value)
+    if name in _TIME_FIELDS:
+        return datetime.fromisoformat(value)
+    return value
+
+
+def key_row_of_json(text: str | None) -> KeyRow | None:
+    """A KeyRow from the key query's row as PostgreSQL's row_to_json writes it (key_gate); None for no row."""
+    if text is None:
+        return None
+    values = json.loads(text)
+    return KeyRow(*(_field_of(name, values[name]) for name in KeyRow._fields))
+
+
+# The key may be used now (api_keys.refusal_for's conditions, on the key query's columns): only then does the
+# statement that reads it with the limits count the call.
+_KEY_USABLE = (
+    "(gate.revoked_at IS NULL OR gate.revoked_at > %(gate_now)s) "
+    "AND (gate.expires_at IS NULL OR gate.expires_at > %(gate_now)s) AND gate.is_active"
+)
+
+
+def key_gate(engine: Engine, digest: str, now: datetime) -> Gate:
+    """The per-call key read as a gate of the limits' one statement on PostgreSQL (limits.acheck_gated): the
+    same query, the call counted only if the key may be used at `now`."""
+    return Gate(_pg_sql(engine), _KEY_USABLE, {"digest": digest, "gate_now": now})
+
+
+def remembered(digest: str, model_id: str) -> tuple[tuple[Any, ...], Route, tuple[LimitRule, ...]] | None:
+    """The route remembered for (key digest, model id) in this process, with the fingerprint it was found
+    under and its rules, before the key is read: a call can then read the key in the same statement as it
+    counts against those rules, and check the fingerprint afterwards. None if there is none in date."""
+    found = _routes.peek(digest, model_id)
+    if found is None or not isinstance(found[1].route, Route):
+        return None
+    return found[0], found[1].route, found[1].rules
+
+
+def accept_key(engine: Engine, row: KeyRow | None, digest: str, now: datetime) -> KeyRefused | KeyRow:
+    """The key row read with the limits: refused as aadmit refuses it, else the row (lastUsedAt recorded
+    behind the call when due)."""
+    refused = _verdict(row, digest, now)
+    if refused is not None:
+        return refused
+    assert row is not None
+    if _touch_due(row, now):
+        _touch_later(engine, row.id, now)
+    return row
 
 
 def read_key(engine: Engine, digest: str) -> KeyRow | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from mindroute.models import utcnow
 from mindroute.providers.shapes import ChatRequest
 from mindroute.services import admission, api_keys, limits
 from mindroute.services.call_log import DATABASE_UNAVAILABLE, is_database_outage
@@ -18,7 +19,7 @@ from mindroute.services.call_tracker import Caller, call_record, ms_since
 from mindroute.services.limit_rules import LimitRule
 from mindroute.services.limits import NO_LIMITS, LimitCheck, LimitRefusal
 from mindroute.services.log_writer import alog_call
-from mindroute.services.routing import ChatRefused, PreparedCall, apply_route
+from mindroute.services.routing import ChatRefused, PreparedCall, Route, apply_route
 
 log = logging.getLogger("mindroute.http.api")
 
@@ -64,6 +65,53 @@ async def check_limits(engine: Engine, rules: tuple[LimitRule, ...]) -> LimitChe
     return CallRefusal(refused.status, refused.message, limit=refused, headers=dict(check.headers))
 
 
+@dataclass(frozen=True)
+class _Remembered:
+    """A call admitted or refused by its limits on a remembered route, with what its Logs row needs."""
+
+    outcome: AdmittedCall | CallRefusal
+    caller: Caller
+    user_id: uuid.UUID
+    route: Route
+
+
+async def _admit_remembered(
+    engine: Engine, presented_key: str | None, model_id: str, request: ChatRequest, caller: Caller
+) -> _Remembered | None:
+    """On PostgreSQL with limits in one statement: a call on a route this process remembers reads its key
+    in the same statement as it counts against the route's rules (one round trip instead of two). None when
+    that does not apply or the key row says otherwise (refused, or the fingerprint moved: a count taken is
+    undone): admit_call's own path then answers as always."""
+    digest = api_keys.presented_digest(presented_key)
+    found = admission.remembered(digest, model_id) if digest is not None else None
+    if found is None or not limits.checks_in_one_statement(engine, found[2]):
+        return None
+    assert digest is not None
+    fingerprint, route, rules = found
+    try:
+        prepared = apply_route(route, replace(request, model=route.model))
+    except ChatRefused:
+        return None
+    now = utcnow()
+    try:
+        gated = await limits.acheck_gated(engine, rules, admission.key_gate(engine, digest, now), now)
+        row = admission.accept_key(engine, admission.key_row_of_json(gated.gate_row), digest, now)
+        if isinstance(row, admission.KeyRefused) or row.fingerprint != fingerprint or gated.check is None:
+            await limits.aundo(engine, gated.counted)
+            return None
+    except Exception as error:
+        if not is_database_outage(error):
+            raise
+        return None  # admit_call's path meets the outage too, and answers 503
+    caller = replace(caller, api_key_id=row.id)
+    check = gated.check
+    if check.refusal is None:
+        admitted = AdmittedCall(prepared, caller, f"{route.provider_name}/{route.model}", check)
+        return _Remembered(admitted, caller, row.user_id, route)
+    refused = CallRefusal(check.refusal.status, check.refusal.message, limit=check.refusal, headers=dict(check.headers))
+    return _Remembered(refused, caller, row.user_id, route)
+
+
 async def admit_call(
     engine: Engine,
     presented_key: str | None,
@@ -80,6 +128,17 @@ async def admit_call(
     provider_id: uuid.UUID | None = None
     user_id: uuid.UUID | None = None
     model = model_id  # logged as sent, unless the refusal knows the provider and the bare model
+    fast = None
+    if problem is None and request is not None and model_id is not None:
+        fast = await _admit_remembered(engine, presented_key, model_id, request, caller)
+    if fast is not None:
+        if isinstance(fast.outcome, AdmittedCall):
+            return fast.outcome
+        refusal, caller, user_id = fast.outcome, fast.caller, fast.user_id
+        provider_id, model = fast.route.provider_id, fast.route.model
+        assert request is not None
+        request = replace(request, model=fast.route.model)
+        return await _refused(engine, caller, user_id, provider_id, model, request, refusal, started, extra)
     try:
         admitted = await admission.aadmit(engine, presented_key, model_id)
     except Exception as error:
@@ -113,6 +172,21 @@ async def admit_call(
                 if not isinstance(checked, CallRefusal):
                     return AdmittedCall(prepared, caller, f"{route.provider_name}/{route.model}", checked)
                 refusal = checked
+    return await _refused(engine, caller, user_id, provider_id, model, request, refusal, started, extra)
+
+
+async def _refused(
+    engine: Engine,
+    caller: Caller,
+    user_id: uuid.UUID | None,
+    provider_id: uuid.UUID | None,
+    model: str | None,
+    request: ChatRequest | None,
+    refusal: CallRefusal,
+    started: float,
+    extra: dict[str, Any] | None,
+) -> CallRefusal:
+    """Queue a refused call's Logs row and hand back its refusal."""
     duration = ms_since(started)
     record = call_record(caller, user_id, provider_id, model, request, refusal.status, duration, refusal.message, extra)
     await alog_call(engine, record)

@@ -410,64 +410,120 @@ async def aread_spend(store: DatabaseStore, pairs: Sequence[tuple[str, str]]) ->
 BudgetLimit = tuple[str, str, float | None, int | None]  # (target, periodkey, budget USD, budget tokens)
 
 
+@dataclass(frozen=True)
+class Gate:
+    """A row the count depends on, read in the same statement (admission's key row): `sql` selects it
+    (pyformat parameters in `params`), `condition` on its columns (as `gate.<column>`) must hold for the
+    call to be counted. Its row comes back as JSON."""
+
+    sql: str
+    condition: str
+    params: dict[str, Any]
+
+
 @functools.lru_cache(maxsize=256)
-def spend_and_take_sql(counters: int, targets: int, periods: int, budgets: int) -> str:
+def spend_and_take_sql(
+    counters: int, targets: int, periods: int, budgets: int, gate_sql: str = "", gate_condition: str = ""
+) -> str:
     """One round trip for a call under budgets and rates on PostgreSQL: the spend of its budgets' periods
     and, only when none of them is spent, upsert_sql's check-and-count (parameters as spend_sql's, then
     bt<i>, bp<i>, bu<i>, bk<i> per budget, then upsert_sql's). Rows: ('s', target, periodkey, USD,
-    tokens) per spend row, then ('c', counterkey, windowstart, requests, tokens) per counter counted."""
+    tokens) per spend row, then ('c', counterkey, windowstart, requests, tokens) per counter counted.
+    With a gate (Gate's sql and condition), nothing is counted unless its row meets the condition; rows
+    ('g', the gate's row as JSON) and, when it meets it, ('p')."""
     p = _pyformat
+    # The gate is the caller's SQL text (admission's compiled key query), never a value: those are parameters.
+    gate = f"gate AS ({gate_sql}), passing AS (SELECT 1 FROM gate WHERE {gate_condition}), " if gate_sql else ""  # noqa: S608
+    gated = "AND EXISTS (SELECT 1 FROM passing) " if gate_sql else ""
+    gate_rows = (
+        " UNION ALL SELECT 'g', row_to_json(gate)::text, NULL, NULL, NULL FROM gate"
+        " UNION ALL SELECT 'p', NULL, NULL, NULL, NULL FROM passing"
+        if gate_sql
+        else ""
+    )
     budget_rows = ", ".join(
         f"({p(f'bt{i}')}::text, {p(f'bp{i}')}::text, {p(f'bu{i}')}::float8, {p(f'bk{i}')}::bigint)"
         for i in range(budgets)
     )
     values = ", ".join(f"({p(f'k{i}')}::text, {p('w')}::bigint, 1, 0::bigint)" for i in range(counters))
     return (
-        f"WITH spend AS ({spend_sql(targets, periods, p)}), "  # noqa: S608 - placeholders only
+        f"WITH {gate}spend AS ({spend_sql(targets, periods, p)}), "  # noqa: S608 - placeholders only
         "spent AS (SELECT 1 FROM spend JOIN (VALUES "
         f"{budget_rows}) AS b (target, periodkey, usd, tok) "
         "ON spend.target = b.target AND spend.periodkey = b.periodkey "
         "WHERE spend.spentusd >= b.usd OR spend.tokens >= b.tok), "
         "take AS (INSERT INTO limitcounters (counterkey, windowstart, requests, tokens) "
         f"SELECT * FROM (VALUES {values}) AS v (counterkey, windowstart, requests, tokens) "
-        "WHERE NOT EXISTS (SELECT 1 FROM spent) "
+        f"WHERE NOT EXISTS (SELECT 1 FROM spent) {gated}"
         f"{_count_clause(counters, p, '::bigint')}) "
         "SELECT 's', target, periodkey, spentusd, tokens FROM spend "
-        "UNION ALL SELECT 'c', counterkey, windowstart::text, requests::float8, tokens FROM take"
+        f"UNION ALL SELECT 'c', counterkey, windowstart::text, requests::float8, tokens FROM take{gate_rows}"
     )
 
 
+@dataclass(frozen=True)
+class GatedTake:
+    """What aspend_and_take found with a gate: the spend and the counters' outcome (None: a budget is
+    spent, or the gate refused, and nothing was counted), the gate's row as JSON (None: no row), whether
+    it met the condition, and the counters counted (to take back if the caller refuses the call after all)."""
+
+    spend: Spend
+    outcome: CounterOutcome | None
+    gate_row: str | None
+    passed: bool
+    counted: tuple[tuple[str, int], ...] = ()
+
+
 async def aspend_and_take(
-    store: DatabaseStore, budgets: Sequence[BudgetLimit], limits: Sequence[CounterLimit], window: int
-) -> tuple[Spend, CounterOutcome | None]:
-    """On PostgreSQL, the spend of `budgets` and, when none is spent, the counters taken, in one statement;
-    the outcome is None when a budget is spent (nothing was counted). Refused by a counter: undone and read
-    again, as DatabaseStore.atake does."""
+    store: DatabaseStore,
+    budgets: Sequence[BudgetLimit],
+    limits: Sequence[CounterLimit],
+    window: int,
+    gate: Gate | None = None,
+) -> GatedTake:
+    """On PostgreSQL, the spend of `budgets` and, when none is spent (and `gate`'s row meets its condition),
+    the counters taken, in one statement; the outcome is None when nothing was counted for a spent budget or
+    the gate. Refused by a counter: undone and read again, as DatabaseStore.atake does."""
     ordered = _sorted(limits)
     pairs = [(target, period) for target, period, _, _ in budgets]
     targets, periods, params = _spend_params(pairs)
     for i, (target, period, usd, tokens) in enumerate(budgets):
         params.update({f"bt{i}": target, f"bp{i}": period, f"bu{i}": usd, f"bk{i}": tokens})
     params.update(_params(ordered, window))
-    sql = spend_and_take_sql(len(ordered), len(targets), len(periods), len(budgets))
+    if gate is not None:
+        params.update(gate.params)
+    gate_sql, condition = (gate.sql, gate.condition) if gate is not None else ("", "")
+    sql = spend_and_take_sql(len(ordered), len(targets), len(periods), len(budgets), gate_sql, condition)
 
-    async def statements(connection: psycopg.AsyncConnection[Any]) -> tuple[Spend, CounterOutcome | None]:
+    async def statements(connection: psycopg.AsyncConnection[Any]) -> GatedTake:
         cursor = await connection.execute(sql, params, prepare=True)
         rows = await cursor.fetchall()
         spend = _spend_of([row[1:] for row in rows if row[0] == "s"], pairs)
         returned = [(row[1], int(row[2]), int(row[3]), int(row[4])) for row in rows if row[0] == "c"]
+        gate_row = next((row[1] for row in rows if row[0] == "g"), None)
+        passed = gate is None or any(row[0] == "p" for row in rows)
+        if not passed:
+            return GatedTake(spend, None, gate_row, False)
         spent = _any_spent(budgets, spend)
         if len(returned) == len(ordered) and not spent:
-            return spend, CounterOutcome(True, _counts_of(returned, window))
+            counted = tuple((row[0], row[1]) for row in returned)
+            return GatedTake(spend, CounterOutcome(True, _counts_of(returned, window)), gate_row, True, counted)
         if returned:  # a counter refused (or a budget is spent after all): the others count nothing either
             await connection.execute(undo_sql(len(returned), _pyformat), _undo_params(returned))
         if spent:
-            return spend, None
+            return GatedTake(spend, None, gate_row, True)
         keys = {f"k{i}": limit.key for i, limit in enumerate(ordered)}
         cursor = await connection.execute(read_sql(len(ordered), _pyformat), keys)
-        return spend, _outcome(ordered, window, returned, await cursor.fetchall())
+        return GatedTake(spend, _outcome(ordered, window, returned, await cursor.fetchall()), gate_row, True)
 
     return await pg_pool(store.engine).run(statements)
+
+
+async def aundo_counts(store: DatabaseStore, counted: Sequence[tuple[str, int]]) -> None:
+    """Take back one request from each (counterkey, windowstart) counted: a call refused after it was counted."""
+    if counted:
+        params = _undo_params(counted)
+        await pg_pool(store.engine).fetch(undo_sql(len(counted), _pyformat), params)
 
 
 def _any_spent(budgets: Sequence[BudgetLimit], spend: Spend) -> bool:

@@ -49,10 +49,13 @@ from mindroute.services.limit_counters import (
     CounterOutcome,
     CounterStore,
     DatabaseStore,
+    Gate,
+    GatedTake,
     RedisStore,
     Spend,
     aread_spend,
     aspend_and_take,
+    aundo_counts,
     read_spend,
     refused_by,
 )
@@ -316,7 +319,8 @@ async def acheck(engine: Engine, rules: tuple[LimitRule, ...], now: datetime | N
         return NO_LIMITS
     plan = _plan(rules, now)
     store = counter_store(engine)
-    if plan.budgets and plan.limits and isinstance(store, DatabaseStore) and store.dialect == "postgresql":
+    if _in_one_statement(plan, store):
+        assert isinstance(store, DatabaseStore)
         return await _acheck_in_one_statement(rules, plan, store)
     if plan.budgets:
         refused = _refused_by_budget(plan, await aread_spend(_database_store(engine), [b.pair for b in plan.budgets]))
@@ -326,15 +330,58 @@ async def acheck(engine: Engine, rules: tuple[LimitRule, ...], now: datetime | N
     return _verdict(rules, plan, outcome)
 
 
+def _in_one_statement(plan: _Plan, store: CounterStore) -> bool:
+    return bool(plan.budgets and plan.limits) and isinstance(store, DatabaseStore) and store.dialect == "postgresql"
+
+
+def checks_in_one_statement(engine: Engine, rules: tuple[LimitRule, ...]) -> bool:
+    """Whether `rules` are checked in one PostgreSQL statement (budgets and rates, counters in the database),
+    so that acheck_gated can read a gate row in it too."""
+    return bool(rules) and _in_one_statement(_plan(rules, None), counter_store(engine))
+
+
+def _gated_verdict(rules: Sequence[LimitRule], plan: _Plan, took: GatedTake) -> LimitCheck:
+    refused = _refused_by_budget(plan, took.spend)
+    if refused is not None:
+        return refused
+    return _verdict(rules, plan, took.outcome)
+
+
 async def _acheck_in_one_statement(rules: Sequence[LimitRule], plan: _Plan, store: DatabaseStore) -> LimitCheck:
     """Budgets and rates on PostgreSQL's counters in one round trip (limit_counters.aspend_and_take): the
     same verdicts, in the same order, as reading the spend and then taking the counters."""
     budgets = [(*b.pair, b.rule.budget_usd, b.rule.budget_tokens) for b in plan.budgets]
-    spend, outcome = await aspend_and_take(store, budgets, plan.limits, plan.window)
-    refused = _refused_by_budget(plan, spend)
-    if refused is not None:
-        return refused
-    return _verdict(rules, plan, outcome)
+    return _gated_verdict(rules, plan, await aspend_and_take(store, budgets, plan.limits, plan.window))
+
+
+@dataclass(frozen=True)
+class GatedCheck:
+    """acheck_gated's answer: the check (None when the gate refused and nothing was counted), the gate's row
+    as JSON (None: no row), and what was counted, for `aundo` if the caller refuses the call after all."""
+
+    check: LimitCheck | None
+    gate_row: str | None
+    counted: tuple[tuple[str, int], ...]
+
+
+async def acheck_gated(engine: Engine, rules: tuple[LimitRule, ...], gate: Gate, now: datetime) -> GatedCheck:
+    """acheck in the same one statement as reading `gate`'s row (only when checks_in_one_statement): the
+    call is counted only if that row meets the gate's condition."""
+    plan = _plan(rules, now)
+    store = counter_store(engine)
+    assert isinstance(store, DatabaseStore) and _in_one_statement(plan, store)
+    budgets = [(*b.pair, b.rule.budget_usd, b.rule.budget_tokens) for b in plan.budgets]
+    took = await aspend_and_take(store, budgets, plan.limits, plan.window, gate)
+    if not took.passed:
+        return GatedCheck(None, took.gate_row, ())
+    return GatedCheck(_gated_verdict(rules, plan, took), took.gate_row, took.counted)
+
+
+async def aundo(engine: Engine, counted: Sequence[tuple[str, int]]) -> None:
+    """Take back what acheck_gated counted, for a call refused after all."""
+    store = counter_store(engine)
+    assert isinstance(store, DatabaseStore)
+    await aundo_counts(store, counted)
 
 
 def check(engine: Engine, rules: tuple[LimitRule, ...], now: datetime | None = None) -> LimitCheck:

@@ -126,8 +126,11 @@ st.text(
     + (" · this is you" if is_me else "")
 )
 
+# Keyed and tracked, so a save (which reruns the page) leaves the admin on the tab they were on.
 profile_tab, access_tab, limits_tab, password_tab, danger_tab = st.tabs(
-    ["Name and role", "Provider access", "Limits and budgets", "Password", "Deactivate or delete"]
+    ["Name and role", "Provider access", "Limits and budgets", "Password", "Deactivate or delete"],
+    key="user_tab",
+    on_change="rerun",
 )
 
 with profile_tab:
@@ -312,7 +315,7 @@ st.header("Permissions")
 if not matrix.providers:
     st.info("No providers yet: add one on the Providers page.")
     st.stop()
-st.write("Access of the users on this page (filters and page as above). “—” means no permission row: denied.")
+st.write("Access of the users on this page (filters and page as above). “—” means no access was ever set: denied.")
 table, columns = view.matrix_table(matrix)
 st.dataframe(
     table,

@@ -142,7 +142,8 @@ if st.button("Create key", type="primary", key="api_key_create"):
 # --- one's own keys -------------------------------------------------------------------------
 
 if user.role == "admin":
-    mine_area, all_area = st.tabs(["My keys", "All keys"])
+    # Tracked, so revoking a key on "All keys" (which reruns the page) stays there.
+    mine_area, all_area = st.tabs(["My keys", "All keys"], key="api_keys_tab", on_change="rerun")
 else:
     mine_area, all_area = st.container(), None
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text, update
 
 from mindroute.db import transaction
 from mindroute.models import Log, Provider, utcnow
+from tests.pages.flow_helpers import open_tab
 from tests.pages.helpers import add_user, app_for, error_under, sign_in, texts
 from tests.test_models_list import GOOD_KEY, OPENAI_MODELS, WRONG_KEY, FakeProvider, _Handler, _Server
 from tests.ui.inert import assert_inert
@@ -383,22 +384,6 @@ def test_an_openai_compatible_server_gets_no_built_in_prices(engine, monkeypatch
 # kept, the provider in the URL --------------------------------------------------------------------------
 
 
-def _nodes(node):
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from _nodes(child)
-
-
-def open_tab(at) -> str:
-    """The label of the tab the provider's tabs show open."""
-    for node in _nodes(at.main):
-        proto = getattr(node, "proto", None)
-        if type(node).__name__ == "Block" and proto is not None and proto.HasField("tab_container"):
-            labels = [child.label for child in node.children.values()]
-            return labels[proto.tab_container.default_tab_index]
-    raise AssertionError("no tabs on the page")
-
-
 def provider_id(engine, name: str) -> str:
     with transaction(engine) as session:
         return str(session.scalar(select(Provider.id).where(Provider.name == name)))
@@ -460,17 +445,17 @@ def test_refresh_models_keeps_the_admin_on_the_models_tab(engine, monkeypatch, s
     fake = serve("openai")
     at = admin_on_page(engine, monkeypatch)
     at = add_provider(at, "Fake OpenAI", endpoint=fake.endpoint, key=GOOD_KEY)
-    assert open_tab(at) == "Settings"
+    assert open_tab(at, "Settings") == "Settings"
     at.session_state["provider_tab"] = "Models and prices"  # what clicking the tab sends
     at.run()
     next(b for b in at.button if b.label == "Refresh models from the provider").click()
     at.run()
     assert f"Found {len(OPENAI_MODELS)} models" in texts(at)
-    assert open_tab(at) == "Models and prices"
+    assert open_tab(at, "Settings") == "Models and prices"
     next(b for b in at.button if b.label == "Save models and prices").click()
     at.run()
     assert "Models and prices saved." in texts(at)
-    assert open_tab(at) == "Models and prices"
+    assert open_tab(at, "Settings") == "Models and prices"
 
 
 def test_the_provider_being_managed_is_in_the_url_and_survives_a_reload(engine, monkeypatch) -> None:

@@ -17,6 +17,7 @@ from mindroute.models import RefreshToken, User, UserProvider, utcnow
 from mindroute.services import providers as provider_svc
 from mindroute.services.auth import issue_session
 from mindroute.ui.render import rows_height
+from tests.pages.flow_helpers import open_tab
 from tests.pages.helpers import PASSWORD, add_user, app_for, sign_in, texts
 
 PAGE = "pages/admin/users.py"
@@ -487,3 +488,17 @@ def test_times_are_in_the_viewers_zone(engine, monkeypatch) -> None:
     at = admin_on_page(engine, monkeypatch)
     assert "Times are in Asia/Seoul." in [c.value for c in at.caption]
     assert list(table(at, "Last login")["Created"]) == ["2026-12-04 08:30"]
+
+
+def test_saving_access_keeps_the_admin_on_the_access_tab(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin", name="Ada Admin")
+    add_user(engine, "bob@example.com", name="Bob")
+    pid = add_provider(engine, "Local")
+    at = select_user(admin_on_page(engine, monkeypatch), engine, "bob@example.com")
+    assert open_tab(at, "Name and role") == "Name and role"
+    at.session_state["user_tab"] = "Provider access"  # what clicking the tab sends
+    at.run()
+    at.toggle(key=f"grant_allowed_{pid}").set_value(True)
+    at = click(at, f"grant_{pid}_save")
+    assert "Access saved." in texts(at)
+    assert open_tab(at, "Name and role") == "Provider access"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from streamlit.testing.v1 import AppTest
 
 from mindroute.db import transaction
 from mindroute.models import ApiKey, User, utcnow
 from mindroute.services import api_keys
+from tests.pages.flow_helpers import open_tab
 from tests.pages.helpers import add_user, app_for, click, error_under, markdown_texts, sign_in, texts
 
 PAGE = "pages/workspace/api_keys.py"
@@ -248,3 +249,46 @@ def test_a_key_name_with_markdown_is_shown_literally(engine, monkeypatch) -> Non
     assert HOSTILE in list(table(at, "State")["Name"])
     assert HOSTILE in list(table(at, "Owner")["Name"])
     assert all("evil.example" not in value for value in markdown_texts(at))
+
+
+# --- everyday flow (issue 17) -------------------------------------------------------------------
+
+
+def test_after_a_key_is_created_the_form_is_empty_again(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    at = on_page(engine, monkeypatch, "admin@example.com")
+    at.text_input(key="api_key_name").input("nightly job")
+    at.selectbox(key="api_key_expiry").set_value("30 days")
+    at = click(at, "api_key_create")
+    assert "Key created." in texts(at)
+    assert at.text_input(key="api_key_name").value == ""
+    assert at.selectbox(key="api_key_expiry").value == "90 days"
+    at = at.run()  # the next run keeps it empty and shows the key no more
+    assert at.text_input(key="api_key_name").value == ""
+    assert shown_keys(at) == []
+
+
+def test_key_times_are_in_the_viewers_zone(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    with transaction(engine) as session:
+        session.execute(update(User).values(timezone="Asia/Seoul"))
+    issue(engine, "admin@example.com", "dated", datetime(2027, 1, 31, 15, 0))
+    with transaction(engine) as session:
+        session.execute(update(ApiKey).values(last_used_at=datetime(2026, 12, 3, 23, 30)))
+    at = on_page(engine, monkeypatch, "admin@example.com")
+    assert "Times are in Asia/Seoul." in [c.value for c in at.caption]
+    mine = table(at, "Last used")
+    assert (mine["Expires"][0], mine["Last used"][0]) == ("2027-02-01 00:00", "2026-12-04 08:30")
+
+
+def test_revoking_on_all_keys_stays_on_all_keys(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "bob@example.com")
+    issue(engine, "bob@example.com", "bob's")
+    at = on_page(engine, monkeypatch, "admin@example.com")
+    assert open_tab(at, "My keys") == "My keys"
+    at.session_state["api_keys_tab"] = "All keys"  # what clicking the tab sends
+    at.run()
+    at = click(at, "all_keys_revoke")
+    assert "Key revoked" in texts(at)
+    assert open_tab(at, "My keys") == "All keys"

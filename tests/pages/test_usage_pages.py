@@ -265,3 +265,56 @@ def test_the_request_type_comes_back_from_the_url_and_scopes_to_the_user(
     at.radio(key="usage_breakdown_by").set_value("request_type").run()
     shown = at.dataframe[-1].value
     assert dict(zip(shown["Request type"], shown["Requests"], strict=True)) == {"completion": 1, "embedding": 2}
+
+
+def download_keys(at) -> set[str]:
+    return {b.key for b in at.download_button}
+
+
+def test_each_chart_control_redraws_its_chart_with_the_right_data(engine: Engine, monkeypatch, calls) -> None:
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    shown = download_keys(at)
+    # The first view: tokens by provider, the first chart tab, the first top tab; other tabs drawn when opened.
+    assert {"usage_csv_tokens_by_provider", "usage_csv_requests", "usage_csv_top_user_by_tokens"} <= shown
+    assert not shown & {"usage_csv_status_codes", "usage_csv_latency", "usage_csv_top_model_by_tokens"}
+
+    at.segmented_control(key="usage_stack_by").set_value("model").run()
+    assert not at.exception
+    assert "usage_csv_tokens_by_model" in download_keys(at) and "usage_csv_tokens_by_provider" not in download_keys(at)
+
+    at.session_state["usage_chart_tab"] = "Latency per model"
+    at.run()
+    latency = next(d.value for d in at.dataframe if "Calls" in d.value.columns)
+    assert dict(zip(latency["Model"], latency["Calls"], strict=True)) == {"m-big": 6, "m-free": 4}
+    assert "usage_csv_requests" not in download_keys(at)  # the closed tab's chart is not drawn
+
+    at.session_state["usage_chart_tab"] = "Status codes"
+    at.run()
+    assert "usage_csv_status_codes" in download_keys(at)
+
+    at.segmented_control(key="usage_top_metric").set_value("cost").run()
+    at.session_state["usage_top_tab"] = "Models"
+    at.run()
+    assert not at.exception
+    assert "usage_csv_top_model_by_cost" in download_keys(at) and "usage_csv_top_user_by_cost" not in download_keys(at)
+    # The rest of the page still agrees: the tiles and the breakdown count the same 10 calls.
+    assert metric(at, "Requests") == "10"
+    assert at.dataframe[-1].value["Requests"].sum() == 10
+
+
+def test_the_caption_names_the_buckets_in_words(engine: Engine, monkeypatch, calls) -> None:
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE, {"range": "30d"})
+    caption = " ".join(c.value for c in at.caption)
+    assert "daily buckets" in caption and "dayly" not in caption
+    assert "Streamlit" not in caption  # no implementation notes on the page
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE, {"range": "24h"})
+    assert "hourly buckets" in " ".join(c.value for c in at.caption)
+
+
+def test_tiles_show_whole_numbers_and_precise_cost(engine: Engine, monkeypatch, calls) -> None:
+    at = open_page(engine, monkeypatch, "admin@example.com", USAGE)
+    assert metric(at, "Total tokens") == "150"  # 10 calls of 15 tokens, in full
+    assert metric(at, "Estimated cost") == "$0.00"  # nothing priced here: said beside it, not hidden
+    cost = next(m for m in at.metric if m.label == "Estimated cost")
+    assert "unpriced" in (cost.help or "")
+    assert all(not m.label.endswith(")") for m in at.metric)  # the unit is in the value, once

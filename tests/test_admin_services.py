@@ -24,7 +24,13 @@ from mindroute.providers.registry import DEFAULT_ENDPOINTS
 from mindroute.services import admin_users, permissions, providers
 from mindroute.services.admin_users import LAST_ADMIN_MESSAGE, UserFilter
 from mindroute.services.users import create_user
-from mindroute.validation import ValidationError
+from mindroute.validation import (
+    FieldChecks,
+    FormValidationError,
+    ValidationError,
+    validate_name,
+    validate_optional_positive_int,
+)
 
 PASSWORD = "correct horse battery"
 # bcrypt costs ~0.25 s a hash: users are inserted with this one precomputed hash.
@@ -1088,3 +1094,111 @@ def test_a_grant_whose_models_the_provider_no_longer_lists_leaves_nothing_usable
         assert "Listed" not in {p.name for p in permissions.usable_providers(session, policy.user)}
         assert not permissions.check_access(session, policy.user, policy.listed, "m1").allowed
         assert not permissions.check_access(session, policy.user, policy.listed, "m2").allowed
+
+
+# --- every problem at once (issue 17) -------------------------------------------------------
+
+
+def test_field_checks_keep_every_refusal_and_raise_one_or_all() -> None:
+    checks = FieldChecks()
+    assert checks.check(validate_name, " Ada ") == "Ada"
+    checks.raise_any()  # nothing refused: nothing raised
+    assert checks.check(validate_name, "", field="name") is None
+    assert checks.check(validate_optional_positive_int, "-1", "max_tokens", "Max tokens") is None
+    assert checks.check(validate_name, "\x01", field="name") is None  # a second problem of one field: the first kept
+    assert checks.refused("name") and not checks.refused("email")
+    with pytest.raises(FormValidationError) as err:
+        checks.raise_any()
+    assert err.value.problems == {"name": "Name is required", "max_tokens": "Max tokens must be greater than 0"}
+    assert (err.value.field, err.value.message) == ("name", "Name is required (and 1 more problem)")
+
+    one = FieldChecks()
+    one.check(validate_name, "")
+    with pytest.raises(ValidationError) as single:
+        one.raise_any()
+    assert type(single.value) is ValidationError and single.value.field == "name"
+
+
+def test_a_new_provider_is_refused_with_every_problem_of_its_form(engine, people) -> None:
+    with transaction(engine) as session:
+        add_provider(session, people.admin, name="Taken")
+    with pytest.raises(FormValidationError) as err, transaction(engine) as session:
+        providers.create_provider(
+            session,
+            people.admin,
+            name="taken",
+            protocol="openai",
+            endpoint_url="ftp://models.example",
+            api_key="two words",
+            max_tokens="1.5",
+            settings={"models": "gpt-4o"},
+        )
+    assert set(err.value.problems) == {"name", "endpoint_url", "max_tokens", "api_key", "settings.models"}
+    assert err.value.problems["name"] == "A provider named 'taken' already exists"
+    assert count(engine, Provider) == 1
+
+
+def test_an_active_keyless_provider_is_refused_beside_the_other_problems(engine, people) -> None:
+    with pytest.raises(FormValidationError) as err, transaction(engine) as session:
+        providers.create_provider(session, people.admin, name="", protocol="anthropic", max_tokens="0")
+    assert set(err.value.problems) == {"name", "max_tokens", "api_key"}
+    assert "need an API key to be active" in err.value.problems["api_key"]
+
+
+def test_a_provider_edit_is_refused_with_every_problem_at_once(engine, people) -> None:
+    with transaction(engine) as session:
+        add_provider(session, people.admin, name="Other")
+        local = add_provider(session, people.admin, name="Local", protocol="openai-compatible")
+    with pytest.raises(FormValidationError) as err, transaction(engine) as session:
+        providers.update_provider(
+            session,
+            people.admin,
+            local.id,
+            expected_updated_at=local.updated_at,
+            **{**local.form_values(), "name": "other", "max_tokens": "-3", "allow_files": "yes"},
+            api_key="new-key",
+            clear_api_key=True,
+        )
+    assert set(err.value.problems) == {"allow_files", "max_tokens", "api_key", "name"}
+    with transaction(engine) as session:
+        assert providers.get_provider(session, people.admin, local.id).name == "Local"
+
+
+def test_a_user_edit_is_refused_with_both_problems(engine, people) -> None:
+    with pytest.raises(FormValidationError) as err, transaction(engine) as session:
+        admin_users.update_user(session, people.admin, people.admin.id, name="", role="user")
+    assert err.value.problems == {
+        "name": "Name is required",
+        "role": "You cannot remove your own administrator role; ask another administrator",
+    }
+
+
+def test_a_user_asked_for_by_id_is_selected_even_off_the_page(engine, people) -> None:
+    with transaction(engine) as session:
+        team = _team(session)
+    page = permissions.users_page(
+        engine,
+        people.admin,
+        UserFilter(search="team"),
+        sort="email",
+        descending=False,
+        page=1,
+        page_size=2,
+        selected_id=str(team[-1].id),
+        delete_pending=None,
+    )
+    assert team[-1].id not in [r.id for r in page.matrix.users.rows]
+    assert page.selected.id == team[-1].id
+    for unknown in (str(uuid.uuid4()), "not-an-id", None):
+        fallback = permissions.users_page(
+            engine,
+            people.admin,
+            UserFilter(search="team"),
+            sort="email",
+            descending=False,
+            page=1,
+            page_size=2,
+            selected_id=unknown,
+            delete_pending=None,
+        )
+        assert fallback.selected.id == page.matrix.users.rows[0].id

@@ -28,6 +28,13 @@ DEFAULT_PAGE_SIZE = 25
 DEFAULT_SORT = "created_at"  # with "Newest first": the account just created is on top
 URL_PARAM = "user"  # ?user=<id>: the user being edited
 URL_WRITTEN = "users_url_written"  # the id this session last put in the URL: another one there is a link
+CREATED = "create_user_done"  # set by a successful create: the next run empties the form
+CREATE_DEFAULTS = {
+    "create_user_email": "",
+    "create_user_name": "",
+    "create_user_password": "",
+    "create_user_role": "user",
+}
 _DATE_SORTS = ("created_at", "last_login")
 _TEXT_SORTS = ("email", "name", "role")
 ROLE_CHOICES = {"any": "Any role", "admin": "Administrators", "user": "Users"}

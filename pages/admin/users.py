@@ -29,6 +29,11 @@ done = flash.done
 
 # --- create ---------------------------------------------------------------------------------
 
+if st.session_state.pop(view.CREATED, False):
+    # Values assigned before the widgets exist reach the browser and empty its fields (deleting the keys
+    # would leave the password on screen); a refused form keeps what was typed, to be corrected.
+    st.session_state.update(view.CREATE_DEFAULTS)
+
 with st.expander("Create a user"), st.form("create_user"):
     new_email = st.text_input("Email", max_chars=255, key="create_user_email")
     new_email_err = st.empty()
@@ -36,16 +41,14 @@ with st.expander("Create a user"), st.form("create_user"):
     new_name_err = st.empty()
     new_password = st.text_input("Password", type="password", key="create_user_password", help="8 to 72 bytes")
     new_password_err = st.empty()
-    new_role = st.selectbox(
-        "Role", ROLES, index=ROLES.index("user"), format_func=ROLE_LABELS.get, key="create_user_role"
-    )
+    st.session_state.setdefault("create_user_role", "user")
+    new_role = st.selectbox("Role", ROLES, format_func=ROLE_LABELS.get, key="create_user_role")
     new_role_err = st.empty()
     if st.form_submit_button("Create user", type="primary", key="create_user_submit"):
         slots = {"email": new_email_err, "name": new_name_err, "password": new_password_err, "role": new_role_err}
         with form_errors(slots):
             users.create_user(engine(), user, email=new_email, name=new_name, password=new_password, role=new_role)
-            for key in ("create_user_email", "create_user_name", "create_user_password", "create_user_role"):
-                del st.session_state[key]
+            st.session_state[view.CREATED] = True
             done("User created.")
 
 # --- the list -------------------------------------------------------------------------------

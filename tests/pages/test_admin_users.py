@@ -502,3 +502,19 @@ def test_saving_access_keeps_the_admin_on_the_access_tab(engine, monkeypatch) ->
     at = click(at, f"grant_{pid}_save")
     assert "Access saved." in texts(at)
     assert open_tab(at, "Name and role") == "Provider access"
+
+
+def test_the_create_form_shows_every_problem_at_once_and_is_emptied_after_a_save(engine, monkeypatch) -> None:
+    at = admin_on_page(engine, monkeypatch)
+    at = fill_create_form(at, "not an email", "", "short", role="admin")
+    assert "Enter an email address" in error_under(at, "create_user_email")
+    assert error_under(at, "create_user_name") == "Name is required"
+    assert error_under(at, "create_user_password") == "Password must be at least 8 characters"
+    assert at.text_input(key="create_user_email").value == "not an email"  # kept, to be corrected
+    assert user_count(engine) == 1
+
+    at = fill_create_form(at, "new@example.com", "New", "a fine password", role="admin")
+    assert "User created." in texts(at)
+    for key in ("create_user_email", "create_user_name", "create_user_password"):
+        assert at.text_input(key=key).value == "", key
+    assert at.selectbox(key="create_user_role").value == "user"

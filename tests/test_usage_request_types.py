@@ -19,10 +19,34 @@ from mindroute.analytics.histograms import decode_histogram
 from mindroute.analytics.levels import HOURLY, LEVELS, REQUEST_TYPES, accumulate, roll_up
 from mindroute.analytics.rollups import _without_request_type, add_logs_to_rollups, rebuild_rollups
 from mindroute.db import current_revision, head_revision, make_engine, transaction, upgrade
-from mindroute.models import Log
+from mindroute.models import Log, Provider, User
 from mindroute.services.usage import filter_options, usage_page
 from mindroute.ui.usage_view import csv_bytes
-from tests.test_analytics import T0, log_row, make_people
+from tests.test_analytics import PRICES, T0, log_row, make_people
+
+
+def people_on_an_old_schema(engine: Engine) -> tuple:
+    """make_people's users and providers on a database migrated to an older revision: the users written
+    with the columns every revision has (users.timezone and users.theme came with 0009)."""
+    users = [
+        User(id=uuid.uuid4(), email=f"{name.lower()}@example.com", name=name, password="!" * 60, role=role)
+        for name, role in (("Admin", "admin"), ("Alice", "user"), ("Bob", "user"))
+    ]
+    columns = User.__table__.c
+    with transaction(engine) as session:
+        session.execute(
+            insert(User.__table__),
+            [
+                {columns.id.key: u.id, columns.email.key: u.email, columns.name.key: u.name,
+                 columns.password.key: u.password, columns.role.key: u.role}
+                for u in users
+            ],
+        )  # fmt: skip
+        p1 = Provider(name="P1", settings={"models": list(PRICES), "default_model": None, "prices": PRICES})
+        p2 = Provider(name="P2", settings={"models": ["m-free"], "default_model": None, "prices": {}})
+        session.add_all([p1, p2])
+    return (*users, p1, p2)
+
 
 START, END = T0 + timedelta(hours=30, minutes=5), T0 + timedelta(days=3, minutes=50)
 KINDS = ("chat", "completion", "embedding")
@@ -269,7 +293,7 @@ def test_migration_keeps_rollups_of_chat_days_and_rebuilds_days_with_other_types
     engine = make_engine(fresh_db_url)
     try:
         upgrade(engine, "0005")
-        people = make_people(engine)
+        people = people_on_an_old_schema(engine)
         chat_days = mixed_rows(people, 400, seed=3, start=T0, days=2)
         for row in chat_days:
             row["request_type"] = "chat"
@@ -306,7 +330,7 @@ def test_migration_0005_still_derives_its_levels_before_0006(fresh_db_url) -> No
     engine = make_engine(fresh_db_url)
     try:
         upgrade(engine, "0004")
-        people = make_people(engine)
+        people = people_on_an_old_schema(engine)
         rows = mixed_rows(people, 300, seed=5, days=2)
         for row in rows:
             row["request_type"] = "chat"

@@ -30,7 +30,8 @@ def click_table_row(page, index: int) -> None:
     page.mouse.click(box["x"] + 15, box["y"] + ROW_PX * (index + 1) + ROW_PX / 2)
 
 
-def test_clicking_a_row_in_logs_opens_its_detail_and_the_url_carries_it(server, browser_context) -> None:
+def two_calls(server) -> tuple[dict, dict]:
+    """An admin and a user; the user's two calls, the newest failing."""
     with transaction(server.engine) as session:
         create_user(session, None, email=ADMIN_EMAIL, name="Root", password=ADMIN_PASSWORD, role="admin")
         user = create_user(session, None, email=USER_EMAIL, name="Plain", password=USER_PASSWORD, role="user")
@@ -39,11 +40,21 @@ def test_clicking_a_row_in_logs_opens_its_detail_and_the_url_carries_it(server, 
     second = log_row(now - timedelta(minutes=30), user, None, "m-small")
     insert_rows(server.engine, [newest, second])
     rebuild_rollups(server.engine, progress=False)
+    return newest, second
 
+
+def signed_in_at(server, browser_context, email: str, password: str, path: str):
     page = browser_context.new_page()
-    sign_in(page, server.base_url, ADMIN_EMAIL, ADMIN_PASSWORD)
-    page.goto(f"{server.base_url}/logs")
+    sign_in(page, server.base_url, email, password)
+    page.goto(f"{server.base_url}{path}")
     settle(page)
+    return page
+
+
+def test_clicking_a_row_in_logs_opens_its_detail_and_the_url_carries_it(server, browser_context) -> None:
+    newest, second = two_calls(server)
+
+    page = signed_in_at(server, browser_context, ADMIN_EMAIL, ADMIN_PASSWORD, "/logs")
     page.get_by_text("2 calls match").wait_for()
     page.get_by_text("Click a row to see the call's detail.").wait_for()
     assert "call=" not in page.url
@@ -67,18 +78,9 @@ def test_clicking_a_row_in_logs_opens_its_detail_and_the_url_carries_it(server, 
 def test_a_calls_ticket_link_opens_support_with_that_call(server, browser_context) -> None:
     from playwright.sync_api import expect  # here: without playwright, browser_context skips the test
 
-    with transaction(server.engine) as session:
-        create_user(session, None, email=ADMIN_EMAIL, name="Root", password=ADMIN_PASSWORD, role="admin")
-        user = create_user(session, None, email=USER_EMAIL, name="Plain", password=USER_PASSWORD, role="user")
-    now = utcnow()
-    failing = log_row(now - timedelta(minutes=3), user, None, "m-big", status=502, error="upstream broke")
-    insert_rows(server.engine, [failing, log_row(now - timedelta(minutes=30), user, None, "m-small")])
-    rebuild_rollups(server.engine, progress=False)
+    failing, _ = two_calls(server)
 
-    page = browser_context.new_page()
-    sign_in(page, server.base_url, USER_EMAIL, USER_PASSWORD)
-    page.goto(f"{server.base_url}/calls?call={failing['id']}")
-    settle(page)
+    page = signed_in_at(server, browser_context, USER_EMAIL, USER_PASSWORD, f"/calls?call={failing['id']}")
     page.get_by_role("heading", name="Call detail").wait_for()
     page.get_by_text(str(failing["id"]), exact=False).first.wait_for()  # the call in the address is shown
 

@@ -526,17 +526,27 @@ def draw_compare_rounds() -> None:
         for column, (offset, entry) in zip(columns, enumerate(round_["answers"]), strict=True):
             with column, st.container(border=True):
                 st.caption(escape_markdown(f"{entry['provider']} · {entry['model']}"))
-                _answer_body(entry, f"cmp_{index}_{offset}")
+                if entry.get("pending"):  # its run is still ending the call (see FINISH_WAIT_S)
+                    st.caption("Waiting for the answer to end")
+                else:
+                    _answer_body(entry, f"cmp_{index}_{offset}")
 
 
 def compare(user: User, settings: Settings, targets: list[tuple[UsableProvider, str]], question: str) -> None:
     """Send one prompt to each target at once (each a WholeChat: its call starts in a worker thread right away),
-    wait with a progress line, keep the answers as this tab's newest round and rerun."""
+    wait with a progress line and a Stop, keep the answers as this tab's newest round and rerun."""
     messages = [ChatMessage("system", settings.system_prompt)] if settings.system_prompt.strip() else []
     messages.append(ChatMessage("user", question))
-    entries = []
+    entries = [
+        {"role": "assistant", "provider": provider.name, "model": model, "pending": True} for provider, model in targets
+    ]
+    # Kept before the calls start, like a chat answer: a Stop interrupts this run, and the next one (which waits
+    # for STREAM_DONE) draws the round as this run's `finally` left it.
+    st.session_state.setdefault(COMPARE_ROUNDS, []).append({"question": question, "answers": entries})
+    done = st.session_state[STREAM_DONE] = threading.Event()
     calls: list[WholeChat] = []
     try:
+        st.button("Stop", key="pg_stop", help="Stops every answer still coming; each call is logged")
         with st.status(f"Asking {len(targets)} models…", expanded=False) as status:
             for provider, model in targets:
                 request = ChatRequest(
@@ -546,7 +556,6 @@ def compare(user: User, settings: Settings, targets: list[tuple[UsableProvider, 
                     max_tokens=settings.max_tokens,
                     stream=False,
                 )
-                entries.append({"role": "assistant", "provider": provider.name, "model": model, "pending": True})
                 calls.append(WholeChat(engine(), user, provider.id, request, caller()))
             started = time.monotonic()
             for call in calls:
@@ -554,8 +563,12 @@ def compare(user: User, settings: Settings, targets: list[tuple[UsableProvider, 
                     status.update(label=f"Asking {len(targets)} models… {time.monotonic() - started:.0f} s")
             status.update(label="Answered", state="complete")
     finally:
-        for entry, call in zip(entries, calls, strict=False):  # also when interrupted: each call ends and is logged
-            _remember(entry, call.finish())
-    rounds = st.session_state.setdefault(COMPARE_ROUNDS, [])
-    rounds.append({"question": question, "answers": entries})
+        try:
+            for entry, call in zip(entries, calls, strict=False):  # also when interrupted: each call ends, logged
+                _remember(entry, call.finish())
+        finally:
+            for entry in entries:
+                if entry["pending"]:  # never sent (interrupted first), or its row could not be written
+                    entry.update(text="", error="The call ended without an answer", duration_ms=0, pending=False)
+            done.set()
     st.rerun()

@@ -16,6 +16,7 @@ from tests.pages.helpers import add_user, app_for, sign_in, texts
 from tests.pages.test_playground import PAGE, grant_provider, logs, send, user_on_playground
 from tests.providers.fake_base import SLOW_FIRST_BYTE_S
 from tests.providers.fakes import FakeOpenAI, FakeServer, expected_answer
+from tests.providers.holding import HoldingOpenAI
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +261,35 @@ def test_side_by_side_calls_run_at_the_same_time(engine, monkeypatch, openai_fak
 def logs_owner(engine):
     with transaction(engine) as session:
         return session.scalar(select(User.id).where(User.email == "user@example.com"))
+
+
+@pytest.fixture(scope="module")
+def holding_fake() -> Iterator[FakeServer]:
+    server = FakeServer(HoldingOpenAI()).start()
+    yield server
+    server.stop()
+
+
+def test_an_interrupted_side_by_side_ends_and_logs_every_call(engine, monkeypatch, holding_fake) -> None:
+    """Stop (here AppTest's timeout, which stops the run the same way) while one model has answered and the other
+    says nothing: both calls are logged, the silent one as stopped, and the round stays on the page."""
+    at = user_on_playground(engine, monkeypatch)
+    grant_provider(engine, "user@example.com", holding_fake, models=["test-model", "hold"])
+    holding_fake.fake.reset()
+    at.run()
+    at.toggle(key="pg_compare").set_value(True)
+    at.run()
+    at.chat_input(key="pg_input").set_value("are you both there?")
+    with pytest.raises(RuntimeError, match="timed out"):
+        at.run(timeout=1.5)
+    deadline = time.monotonic() + 2
+    while len(logs(engine)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted((r.model_id, r.status_code) for r in logs(engine)) == [("hold", 499), ("test-model", 200)]
+    assert holding_fake.fake.last.disconnected.wait(1.0)
+    at.chat_input(key="pg_input").set_value(None)
+    at = at.run()
+    assert not at.exception, at.exception
+    assert "are you both there?" in [str(t.value) for t in at.main.get("text")]
+    assert expected_answer("are you both there?") in answers(at)
+    assert "stopped" in " ".join(c.value for c in at.caption)

@@ -14,6 +14,7 @@ from mindroute.services.admin_users import ConflictError, UserFilter  # noqa: E4
 from mindroute.services.tickets import STATUS_LABELS  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
 from mindroute.ui import viewer  # noqa: E402
+from mindroute.ui.calls_view import CALL_PARAM  # noqa: E402
 from mindroute.ui.render import Flash, form_errors, paged_table, requested_page  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import load_form, reload_form, user_label  # noqa: E402
@@ -121,7 +122,7 @@ if detail.call is not None:
         LOGS_PAGE,
         label="Open the call in Logs",
         icon=":material/receipt_long:",
-        query_params={"call": str(detail.call.id)},
+        query_params={CALL_PARAM: str(detail.call.id)},
     )
 elif ticket.log_id is not None:
     st.caption("The call this ticket was about is no longer in the logs.")

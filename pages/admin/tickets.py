@@ -161,7 +161,7 @@ with st.form("queue_response_form"):
     )
     response_err = st.empty()
     can_resolve = "resolved" in ticket.next_statuses
-    actions = st.columns(2 if can_resolve else 1)
+    actions = st.columns([1, 1, 3] if can_resolve else [1, 4])  # the buttons side by side, at the left
     save = actions[0].form_submit_button(
         "Save answer", type="secondary" if can_resolve else "primary", key="queue_response_save"
     )

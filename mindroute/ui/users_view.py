@@ -111,14 +111,12 @@ def matrix_table(matrix: PermissionMatrix) -> tuple[pd.DataFrame, dict[str, Any]
         {"Email": row.email, **{col: access_summary(matrix.cell(row.id, p.id)) for col, p in columns.items()}}
         for row in matrix.users.rows
     ]
-    # The email stays in view while the providers scroll sideways; the cells are short, so narrow
-    # columns fit many providers at 1400 px.
+    # The email stays in view while the providers scroll sideways; each column is as wide as its
+    # provider's name, so no header is cut short (the help repeats the name for very long ones).
     config: dict[str, Any] = {"Email": st.column_config.TextColumn("Email", pinned=True, width="medium")}
     config.update(
         {
-            col: st.column_config.TextColumn(
-                p.name + ("" if p.is_active else " (inactive)"), width="small", help=p.name
-            )
+            col: st.column_config.TextColumn(p.name + ("" if p.is_active else " (inactive)"), help=p.name)
             for col, p in columns.items()
         }
     )

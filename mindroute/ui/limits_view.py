@@ -19,7 +19,7 @@ from mindroute.services import admin_users, api_keys, budget_spend, limit_admin,
 from mindroute.services.budget_spend import BudgetStatus
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings
 from mindroute.services.unit_of_work import unit_of_work
-from mindroute.timezones import viewer_zone
+from mindroute.ui import viewer
 from mindroute.ui.budget_view import render_statuses
 from mindroute.ui.format import timestamp, tokens
 from mindroute.ui.render import Flash, form_errors
@@ -156,8 +156,8 @@ def limit_editor(
             show_rule(label, settings)
         if above := looser_than(current, ceiling):
             st.info(f"Above the administrator's limit, so theirs applies: {', '.join(above)}.")
-        # A new rule's period starts in the viewer's time zone when the browser says it, else UTC.
-        shown = current or LimitSettings(timezone=viewer_zone(st.context.timezone).key)
+        # A new rule's period starts in the viewer's zone (their Account choice, else the browser's, else UTC).
+        shown = current or LimitSettings(timezone=viewer.zone().key)
         loaded = load_form(form, target, version, _form_values(key, shown))
         stale = loaded != version
         if stale:

@@ -8,6 +8,7 @@ import streamlit as st  # noqa: E402
 
 from mindroute.services.limit_rules import DEFAULT_TARGET  # noqa: E402
 from mindroute.ui import limits_view as view  # noqa: E402
+from mindroute.ui import viewer  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 st.title("Limits and budgets")
@@ -28,6 +29,7 @@ view.limit_editor(
 st.header("Every rule")
 rows = view.rule_rows(engine(), user)
 if rows:
+    viewer.zone_note()
     st.dataframe(view.rule_table(rows), hide_index=True, width="stretch", key="limits_table")
 else:
     st.info("No limits are set: calls are limited only by each provider's tokens per call.")

@@ -8,11 +8,17 @@ import streamlit as st  # noqa: E402
 
 from mindroute.services import log_explorer  # noqa: E402
 from mindroute.services.log_explorer import PrunePlan  # noqa: E402
-from mindroute.ui.format import timestamp  # noqa: E402
+from mindroute.ui import viewer  # noqa: E402
 from mindroute.ui.render import form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 FLASH = "retention_flash"
+
+
+def calls(count: int) -> str:
+    return "1 call" if count == 1 else f"{count:,} calls"
+
+
 PLAN = "retention_plan"  # the reviewed plan waiting for confirmation
 DEFAULT_DAYS = 90
 
@@ -26,7 +32,8 @@ if flash := st.session_state.pop(FLASH, None):
     st.success(flash)  # fixed texts and numbers only
 
 oldest = log_explorer.oldest_call_at(engine(), user)
-st.text(f"Oldest call in the logs: {timestamp(oldest)}" if oldest else "The logs hold no calls.")
+viewer.zone_note()
+st.text(f"Oldest call in the logs: {viewer.when(oldest)}" if oldest else "The logs hold no calls.")
 
 with st.form("retention_review"):
     # No min_value: a bad number gets a message here rather than being silently changed.
@@ -40,15 +47,15 @@ with st.form("retention_review"):
 plan: PrunePlan | None = st.session_state.get(PLAN)
 if plan is not None:
     if plan.calls == 0:
-        st.info(f"No calls were made before {timestamp(plan.cutoff)} ({plan.days:,} days ago): nothing to delete.")
+        st.info(f"No calls were made before {viewer.when(plan.cutoff)} ({plan.days:,} days ago): nothing to delete.")
         st.session_state.pop(PLAN, None)
         st.stop()
     st.warning(
-        f"This deletes {plan.calls:,} call(s) made before {timestamp(plan.cutoff)} ({plan.days:,} days ago), "
+        f"This deletes {calls(plan.calls)} made before {viewer.when(plan.cutoff)} ({plan.days:,} days ago), "
         "with their usage totals. It cannot be undone."
     )
     confirm_col, cancel_col = st.columns([1, 4])
-    confirmed = confirm_col.button(f"Delete {plan.calls:,} call(s)", type="primary", key="retention_confirm")
+    confirmed = confirm_col.button(f"Delete {calls(plan.calls)}", type="primary", key="retention_confirm")
     if cancel_col.button("Cancel", key="retention_cancel"):
         st.session_state.pop(PLAN, None)
         st.rerun()
@@ -57,13 +64,13 @@ if plan is not None:
             "Keep this page open until it finishes. Each batch is committed on its own: if the deletion is "
             "interrupted, what was deleted stays deleted, and running it again deletes the rest."
         )
-        bar = st.progress(0.0, text=f"Deleting {plan.calls:,} call(s)…")
+        bar = st.progress(0.0, text=f"Deleting {calls(plan.calls)}…")
 
         def show_progress(deleted: int, total: int) -> None:
-            bar.progress(min(deleted / total, 1.0) if total else 1.0, text=f"Deleted {deleted:,} of {total:,} call(s)")
+            bar.progress(min(deleted / total, 1.0) if total else 1.0, text=f"Deleted {deleted:,} of {calls(total)}")
 
         with form_errors({"days": days_err}):
             deleted = log_explorer.prune_calls(engine(), user, plan, on_progress=show_progress)
             st.session_state.pop(PLAN, None)
-            st.session_state[FLASH] = f"Deleted {deleted:,} call(s) made before {timestamp(plan.cutoff)}."
+            st.session_state[FLASH] = f"Deleted {calls(deleted)} made before {viewer.when(plan.cutoff)}."
             st.rerun()

@@ -57,13 +57,13 @@ def test_review_then_confirm_deletes_the_old_calls(engine: Engine, monkeypatch, 
     at = on_retention(engine, monkeypatch)
     assert any(t.value.startswith("Oldest call in the logs: ") for t in at.text)
     at = review(at, 30)
-    assert "This deletes 5 call(s) made before" in texts(at)
+    assert "This deletes 5 calls made before" in texts(at)
     assert call_count(engine) == 10  # nothing yet: reviewing only counts
-    assert at.button(key="retention_confirm").label == "Delete 5 call(s)"
+    assert at.button(key="retention_confirm").label == "Delete 5 calls"
 
     at = click(at, "retention_confirm")
     assert not at.exception, at.exception
-    assert "Deleted 5 call(s) made before" in " ".join(s.value for s in at.success)
+    assert "Deleted 5 calls made before" in " ".join(s.value for s in at.success)
     assert call_count(engine) == 5
     assert "This deletes" not in texts(at)  # the plan is done with
 
@@ -87,12 +87,12 @@ def test_the_deletion_reports_its_progress_to_the_bar(engine: Engine, monkeypatc
     at = click(review(on_retention(engine, monkeypatch), 30), "retention_confirm")
     assert not at.exception, at.exception
     assert reports[-1] == (5, 5) and len(reports) >= 3
-    assert "Deleted 5 call(s)" in " ".join(s.value for s in at.success)
+    assert "Deleted 5 calls" in " ".join(s.value for s in at.success)
 
 
 def test_cancel_deletes_nothing(engine: Engine, monkeypatch, aged_calls) -> None:
     at = review(on_retention(engine, monkeypatch), 1)
-    assert "This deletes 8 call(s)" in texts(at)
+    assert "This deletes 8 calls" in texts(at)
     at = click(at, "retention_cancel")
     assert "This deletes" not in texts(at)
     assert not [b for b in at.button if b.key == "retention_confirm"]

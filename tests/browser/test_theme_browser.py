@@ -74,3 +74,22 @@ def test_an_explicit_choice_wins_over_the_browser_and_survives_reloads(server, b
         _choose(page, "Follow the browser")
         page.get_by_role("heading", name="Account").wait_for()
         assert background(page) == DARK_BACKGROUND
+
+
+def test_the_favicon_and_fonts_come_from_the_app_itself(server, browser_context) -> None:
+    """Offline-safe: signing in and opening Overview and Account fetches nothing from another host
+    (the favicon was a Material icon from Google's font CDN)."""
+    add_people(server.engine)
+    page = browser_context.new_page()
+    elsewhere: list[str] = []
+    own = (server.base_url, "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(own) else elsewhere.append(r.url))
+    page.goto(server.base_url)
+    cookie_sign_in(page, USER_EMAIL, USER_PASSWORD)
+    page.get_by_role("heading", name="Overview").wait_for()
+    page.goto(server.base_url + "/account")
+    settle(page)
+    page.get_by_role("heading", name="Account").wait_for()
+    icon = page.locator("link[rel='shortcut icon'], link[rel='icon']").first.get_attribute("href")
+    assert icon is not None and (not icon.startswith("http") or icon.startswith(server.base_url)), icon
+    assert elsewhere == []

@@ -93,9 +93,20 @@ def _tab_signin_form() -> None:
         )
     with st.form("signin"):
         email = st.text_input("Email", max_chars=255, autocomplete="username", key="signin_email")
+        email_err = st.empty()
         password = st.text_input("Password", type="password", autocomplete="current-password", key="signin_password")
+        password_err = st.empty()
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
+        return
+    # A blank field is said at the field, both at once (the cookie form's browser does the same by `required`);
+    # anything else gets the one message that does not tell which part was wrong.
+    blank = {"email": not email.strip(), "password": not password}
+    if blank["email"]:
+        email_err.error("Email is required")
+    if blank["password"]:
+        password_err.error("Password is required")
+    if any(blank.values()):
         return
     result, issued = auth.sign_in_and_issue(engine(), email, password, client_ip())
     if issued is None:

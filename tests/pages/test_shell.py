@@ -97,7 +97,7 @@ def test_sign_in_success_sets_last_login_and_opens_overview(engine, monkeypatch)
         assert session.scalar(select(func.count()).select_from(RefreshToken)) == 1
 
 
-@pytest.mark.parametrize("case", ["wrong password", "unknown email", "deactivated", "empty"])
+@pytest.mark.parametrize("case", ["wrong password", "unknown email", "deactivated"])
 def test_every_failed_sign_in_says_the_same(engine, monkeypatch, case: str) -> None:
     add_user(engine, "admin@example.com", role="admin")
     add_user(engine, "gone@example.com", active=False)
@@ -106,11 +106,20 @@ def test_every_failed_sign_in_says_the_same(engine, monkeypatch, case: str) -> N
         "wrong password": ("admin@example.com", "not the password"),
         "unknown email": ("nobody@example.com", "whatever it is"),
         "deactivated": ("gone@example.com", None),
-        "empty": ("", ""),
     }[case]
     sign_in(at, email, *(() if password is None else (password,)))
     assert [e.value for e in at.error] == [SIGN_IN_FAILED]
     assert "Overview" not in texts(at)
+
+
+@pytest.mark.parametrize(("email", "password"), [("", ""), ("  ", "something"), ("admin@example.com", "")])
+def test_a_blank_sign_in_field_is_said_at_the_field(engine, monkeypatch, email: str, password: str) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    at = sign_in(app_for(engine, monkeypatch).run(), email, password)
+    assert not at.exception
+    assert error_under(at, "signin_email") == ("Email is required" if not email.strip() else None)
+    assert error_under(at, "signin_password") == ("Password is required" if not password else None)
+    assert SIGN_IN_FAILED not in texts(at) and "Overview" not in texts(at)
 
 
 def test_throttling_refuses_after_five_failures_even_with_the_right_password(engine, monkeypatch) -> None:

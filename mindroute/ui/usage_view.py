@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # the shape is services/budget_spend.py's; only read here
 
 CUSTOM = "custom"
 RANGE_CHOICES = {**PRESETS, CUSTOM: "Custom dates"}
-SOURCE_CHOICES = {"": "API and playground", "api": "API", "playground": "Playground"}
-OUTCOME_CHOICES = {"": "Success and error", "success": "Success", "error": "Error"}
+SOURCE_CHOICES = {"": "All sources", "api": "API", "playground": "Playground"}
+OUTCOME_CHOICES = {"": "All outcomes", "success": "Success", "error": "Error"}
 DEFAULT_RANGE = "7d"
 GRANULARITY_WORDS = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
 

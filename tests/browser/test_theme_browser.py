@@ -93,3 +93,21 @@ def test_the_favicon_and_fonts_come_from_the_app_itself(server, browser_context)
     icon = page.locator("link[rel='shortcut icon'], link[rel='icon']").first.get_attribute("href")
     assert icon is not None and (not icon.startswith("http") or icon.startswith(server.base_url)), icon
     assert elsewhere == []
+
+
+def test_times_follow_the_browsers_zone_until_account_chooses_one(server, browser_context) -> None:
+    add_people(server.engine)
+    with browser_context.browser.new_context(timezone_id="Asia/Seoul") as context:
+        page = context.new_page()
+        page.goto(server.base_url + "/account")
+        cookie_sign_in(page, USER_EMAIL, USER_PASSWORD)
+        page.get_by_text("Times are in Asia/Seoul.").wait_for()
+        box = page.locator("[data-testid='stSelectbox']").filter(has_text="Time zone")
+        # The chosen option shows as the input's value or as text beside it, depending on the element's state.
+        assert "Follow the browser (Asia/Seoul)" in box.locator("input").input_value() + box.inner_text()
+        box.locator("input").click()
+        page.keyboard.type("Kolkata")
+        page.get_by_role("option", name="Asia/Kolkata").click()
+        page.get_by_role("button", name="Save time zone and theme").click()
+        settle(page)
+        page.get_by_text("Times are in Asia/Kolkata.").wait_for()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -20,3 +20,8 @@ def start_of_viewer_day(zone: ZoneInfo, days_back: int = 0, now: datetime | None
     # Rebuild from the date so a DST change between then and now does not shift midnight.
     midnight = datetime(midnight.year, midnight.month, midnight.day, tzinfo=zone)
     return midnight.astimezone(UTC).replace(tzinfo=None)
+
+
+def iso_time(value: datetime, zone: tzinfo = UTC) -> str:
+    """A naive-UTC time from the database as ISO-8601 with its offset in `zone`: 2026-12-04T10:31:05+09:00."""
+    return value.replace(tzinfo=UTC).astimezone(zone).isoformat(timespec="seconds")

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, func, select, text, update
@@ -381,6 +382,10 @@ def test_filters_keyset_pages_and_csv(engine) -> None:
     assert body.splitlines()[0] == ",".join(audit.CSV_COLUMNS)
     assert len(body.splitlines()) == 7
     assert ",'=HYPERLINK(1)," in body  # a spreadsheet shows it as text, never runs it
+    first_time = body.splitlines()[1].split(",")[1]
+    assert first_time.endswith("+00:00") and "T" in first_time  # ISO-8601 with its offset
+    kolkata = audit.to_csv(engine, admin, every, zone=ZoneInfo("Asia/Kolkata")).splitlines()[1].split(",")[1]
+    assert kolkata.endswith("+05:30")
     for reader in (plain, None):
         with pytest.raises(PermissionDenied):
             audit.list_rows(engine, reader, every)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, text
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from mindroute.errors import PermissionDenied
 from mindroute.models import AuditLog, User, utcnow
 from mindroute.services.roles import require_admin
+from mindroute.timezones import iso_time
 
 GENESIS = "0" * 64  # the prev_hash of the very first row
 # pg_advisory_xact_lock key serialising writers of the chain on PostgreSQL ("MRAUDIT" in ASCII).
@@ -346,8 +347,9 @@ def _csv_cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def to_csv(engine: Engine, actor: User | None, flt: AuditFilter, limit: int = 100_000) -> str:
-    """Administrators: the filtered rows (newest first) as CSV, cells a spreadsheet would run as formulas quoted."""
+def to_csv(engine: Engine, actor: User | None, flt: AuditFilter, limit: int = 100_000, zone: tzinfo = UTC) -> str:
+    """Administrators: the filtered rows (newest first) as CSV, times ISO-8601 with `zone`'s offset, cells a
+    spreadsheet would run as formulas quoted."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
@@ -360,7 +362,7 @@ def to_csv(engine: Engine, actor: User | None, flt: AuditFilter, limit: int = 10
         for row in rows:
             cells = [
                 str(row.seq),
-                row.created_at.isoformat(sep=" ", timespec="seconds"),
+                iso_time(row.created_at, zone),
                 row.actor_label,
                 row.ip or "",
                 row.user_agent or "",

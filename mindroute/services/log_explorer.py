@@ -26,6 +26,7 @@ from mindroute.models import ApiKey, Log, Provider, User, utcnow
 from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import require_admin
+from mindroute.timezones import iso_time
 from mindroute.validation import ValidationError
 
 PAGE_SIZE = 50
@@ -289,11 +290,6 @@ def call_pages(
         if page.next_cursor is None:
             return
         after = page.next_cursor
-
-
-def iso_time(value: datetime, zone: tzinfo = UTC) -> str:
-    """A naive-UTC time from the database as ISO-8601 with its offset in `zone`: 2026-12-04T10:31:05+09:00."""
-    return value.replace(tzinfo=UTC).astimezone(zone).isoformat(timespec="seconds")
 
 
 def export_calls_csv(

@@ -9,8 +9,6 @@ st.dataframe cells and st.code, never as Markdown or HTML.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -54,20 +52,6 @@ def audit_filter(
         since=_moment(since, zone),
         until=_moment(until, zone, end=True),
     )
-
-
-def csv_with_offsets(text: str, zone: tzinfo) -> str:
-    """The service's CSV with its created_at cells (naive UTC) rewritten as ISO-8601 with `zone`'s offset;
-    every other cell as the service wrote it (already safe from spreadsheet formulas)."""
-    at = audit.CSV_COLUMNS.index("created_at")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    for i, cells in enumerate(csv.reader(io.StringIO(text))):
-        if i and cells[at]:
-            moment = datetime.fromisoformat(cells[at]).replace(tzinfo=UTC).astimezone(zone)
-            cells[at] = moment.isoformat(timespec="seconds")
-        writer.writerow(cells)
-    return out.getvalue()
 
 
 def audit_table(rows: list[AuditLog]) -> pd.DataFrame:
@@ -154,7 +138,7 @@ def audit_explorer(viewer_user: User) -> None:
             st.text(f"hash {row.hash}\nprev {row.prev_hash}")
 
     if st.button("Prepare CSV of the matching rows", key="audit_csv_prepare"):
-        body = csv_with_offsets(audit.to_csv(db, viewer_user, flt), zone)
+        body = audit.to_csv(db, viewer_user, flt, zone=zone)
         st.session_state["audit_csv_data"] = (flt, body.encode("utf-8"))
     prepared = st.session_state.get("audit_csv_data")
     if prepared is not None and prepared[0] == flt:

@@ -18,6 +18,7 @@ from mindroute.errors import NotFound
 from mindroute.models import User
 from mindroute.services import log_explorer, usage
 from mindroute.services.log_explorer import CallDetail, CallRow, Cursor
+from mindroute.timezones import iso_time
 from mindroute.ui import usage_view, viewer
 from mindroute.ui.runtime import engine
 
@@ -47,7 +48,7 @@ def call_columns(rows: list[CallRow], *, with_user: bool, csv_zone: tzinfo | Non
     text with thousands separators. For the CSV (`csv_zone` given) the same columns, times ISO-8601 with
     their offset in that zone, plain numbers (the download runs outside the page's run, so the zone is passed)."""
     if csv_zone is not None:
-        times: list[object] = [log_explorer.iso_time(r.created_at, csv_zone) for r in rows]
+        times: list[object] = [iso_time(r.created_at, csv_zone) for r in rows]
     else:
         times = list(viewer.localize(r.created_at for r in rows))
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
 
 from mindroute.models import ROLES, TICKET_STATUSES
 from mindroute.providers.registry import supported_protocols
@@ -23,10 +24,6 @@ ENDPOINT_URL_MAX = 255
 API_KEY_NAME_MAX = 255
 TICKET_SUBJECT_MAX = 255
 MODEL_ID_MAX = 100
-
-# Pragmatic syntax check: one @, a dot in the domain, no spaces, none of the characters that
-# need quoting in an address (which also keeps Markdown and HTML out of emails shown on pages).
-_EMAIL_RE = re.compile(r"^[^@\s()<>\[\]\\,;:\"!`]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,}$")
 
 
 class ValidationError(Exception):
@@ -95,10 +92,14 @@ def _required_text(value: str | None, field: str, label: str, max_len: int) -> s
 
 
 def normalize_email(value: str | None, field: str = "email") -> str:
-    email = _required_text(value, field, "Email", EMAIL_MAX).lower()
-    if not _EMAIL_RE.match(email):
-        raise ValidationError(field, "Enter an email address like name@example.com")
-    return email
+    """An address as email-validator reads it (RFC syntax, internationalised domains such as 예시.한국, no quoted
+    local parts or IP literals; nothing is looked up), normalised and lower-cased as every email is stored."""
+    email = _required_text(value, field, "Email", EMAIL_MAX)
+    try:
+        checked = validate_email(email, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(field, f"Enter an email address like name@example.com: {exc}") from None
+    return checked.normalized.lower()
 
 
 def validate_name(value: str | None, field: str = "name") -> str:

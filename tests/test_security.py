@@ -44,11 +44,45 @@ def test_password_policy_messages(password, email, message) -> None:
     assert err.value.field == "password"
 
 
-@pytest.mark.parametrize("bad", ["", "plain", "a@b", "two@@example.com", "sp ace@example.com", "x" * 250 + "@ex.com"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "plain",
+        "a@b",
+        "two@@example.com",
+        "sp ace@example.com",
+        "x" * 250 + "@ex.com",
+        "a@..com",
+        ".a@x.com",
+        "a.@x.com",
+        "a@-x-.com",
+        "a@x..com",
+        '"quoted"@example.com',
+        "a@[127.0.0.1]",
+        "<script>@example.com",
+    ],
+)
 def test_bad_emails_are_refused(bad) -> None:
     with pytest.raises(ValidationError) as err:
         normalize_email(bad)
     assert err.value.field == "email"
+    if bad and len(bad) <= 255:  # (an empty or over-long one has its own message)
+        assert err.value.message.startswith("Enter an email address like name@example.com")
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("Ann@Example.COM", "ann@example.com"),
+        ("  ann@example.com ", "ann@example.com"),
+        ("user@예시.한국", "user@예시.한국"),
+        ("홍길동@example.com", "홍길동@example.com"),
+        ("first.last+tag@sub.example.co.kr", "first.last+tag@sub.example.co.kr"),
+    ],
+)
+def test_good_emails_are_normalised(typed, stored) -> None:
+    assert normalize_email(typed) == stored
 
 
 @pytest.mark.parametrize("bad", ["ftp://x.example", "javascript:alert(1)", "https://", "https://user:pw@h.example"])

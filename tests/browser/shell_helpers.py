@@ -1,4 +1,4 @@
-"""Browser helpers for the shell's tests: a Chromium context with a colour scheme, users, and signing in."""
+"""Browser helpers for the shell's tests: a Chromium context with a colour scheme, users, a tab-session server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from sqlalchemy.engine import URL
 from mindroute.db import ensure_schema, make_engine
 from mindroute.services.users import create_user
 from tests.browser.conftest import ROOT, Server, _free_port
+from tests.browser.test_auth_browser import ADMIN_EMAIL, ADMIN_PASSWORD, USER_EMAIL, USER_PASSWORD, settle
+from tests.browser.test_auth_browser import fill_sign_in as cookie_sign_in
 from tests.conftest import TEST_SECRET_KEY
 
-ADMIN_EMAIL, ADMIN_PASSWORD = "root@example.com", "admin password 1"
-USER_EMAIL, USER_PASSWORD = "plain@example.com", "user password 1"
 # The two palettes' backgrounds in .streamlit/config.toml, as the browser computes them.
 LIGHT_BACKGROUND, DARK_BACKGROUND = "rgb(255, 255, 255)", "rgb(15, 17, 23)"
 
@@ -38,22 +38,6 @@ def chromium(browser_context, color_scheme: str = "light") -> Iterator[object]:
         yield context
     finally:
         context.close()
-
-
-def settle(page) -> None:
-    """Wait until Streamlit has finished running the script for the current view."""
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
-
-
-def cookie_sign_in(page, email: str, password: str) -> None:
-    """Fill the cookie sign-in form already on the page and submit it."""
-    form = page.locator("form[data-testid='mr-signin-form']")
-    form.wait_for()
-    form.locator("input[name='email']").fill(email)
-    form.locator("input[name='password']").fill(password)
-    with page.expect_navigation():
-        form.locator("button[type='submit']").click()
-    settle(page)
 
 
 def background(page) -> str:
@@ -106,3 +90,19 @@ def tab_session_server(tmp_path) -> Iterator[Server]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+__all__ = [
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+    "DARK_BACKGROUND",
+    "LIGHT_BACKGROUND",
+    "USER_EMAIL",
+    "USER_PASSWORD",
+    "add_people",
+    "background",
+    "chromium",
+    "cookie_sign_in",
+    "settle",
+    "tab_session_server",
+]

@@ -23,6 +23,11 @@ def settle(page) -> None:
 
 def sign_in(page, base: str, email: str, password: str) -> None:
     page.goto(base)
+    fill_sign_in(page, email, password)
+
+
+def fill_sign_in(page, email: str, password: str) -> None:
+    """Fill the cookie sign-in form already on the page (any page's URL shows it when signed out) and submit."""
     form = page.locator("form[data-testid='mr-signin-form']")
     form.wait_for()
     form.locator("input[name='email']").fill(email)

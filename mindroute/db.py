@@ -131,7 +131,18 @@ def _migration_lock(engine: Engine) -> Iterator[Any]:
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
                 conn.commit()
         else:
-            yield conn
+            # SQLite alters a table by copying it and dropping the old one, and with foreign keys enforced that
+            # DROP runs the ON DELETE action of every row pointing at the table (a users change would delete
+            # every API key, grant and ticket and unlink every Logs row). So migrations run with enforcement off
+            # (a pragma that works only outside a transaction), and _migrate checks the keys before committing.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def _migrate(engine: Engine, alembic_command: Callable[[Config, str], None], revision: str) -> None:
@@ -141,6 +152,11 @@ def _migrate(engine: Engine, alembic_command: Callable[[Config, str], None], rev
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         alembic_command(cfg, revision)
+        if engine.dialect.name == "sqlite":
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                conn.rollback()
+                raise SchemaError(f"migrating to {revision} would leave rows pointing at missing ones: {broken[:3]}")
         conn.commit()
 
 

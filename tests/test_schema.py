@@ -138,3 +138,45 @@ def test_constraints_hold(engine) -> None:
                 if engine.dialect.name == "sqlite"
                 else {"id": uuid.uuid4(), "uid": uuid.uuid4()},
             )
+
+
+@fresh
+def test_every_migration_keeps_the_rows_that_point_at_an_altered_table(fresh_db_url) -> None:
+    """SQLite alters a table by copying it: with foreign keys enforced, dropping the old users table would delete
+    every API key and unlink every Logs row (found in migration 0009). Each step since 0002 must keep them."""
+    engine = make_engine(fresh_db_url)
+    try:
+        upgrade(engine, "0002")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password, name, role, isactive, createdat, updatedat) VALUES "
+                    "(:id, 'keep@example.com', 'x', 'Keep', 'user', true, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": USER_ID.hex},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO apikeys (id, userid, name, key, prefix, createdat, updatedat) VALUES "
+                    "(:id, :user, 'k', 'digest-of-a-key', 'mr-x', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": KEY_ID.hex, "user": USER_ID.hex},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO logs (id, userid, requesttype, createdat) "
+                    "VALUES (:id, :user, 'chat', CURRENT_TIMESTAMP)"
+                ),
+                {"id": LOG_ID.hex, "user": USER_ID.hex},
+            )
+        upgrade(engine, "head")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM apikeys")).scalar() == 1
+            assert str(conn.execute(text("SELECT userid FROM logs")).scalar()).replace("-", "") == USER_ID.hex
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # enforced again after migrating
+    finally:
+        engine.dispose()
+
+
+USER_ID, KEY_ID, LOG_ID = (uuid.UUID(int=n) for n in (1, 2, 3))

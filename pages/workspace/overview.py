@@ -8,7 +8,7 @@ user = require_user()
 import streamlit as st  # noqa: E402
 
 from mindroute.services import overview  # noqa: E402
-from mindroute.ui import charts, viewer  # noqa: E402
+from mindroute.ui import charts, first_run_view, viewer  # noqa: E402
 from mindroute.ui.budget_view import render_alerts, render_statuses  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
@@ -16,8 +16,11 @@ from mindroute.ui.usage_view import calls_text  # noqa: E402
 
 is_admin = user.role == "admin"
 st.title("Overview")
-# For administrators, the first-run checklist (mindroute/ui/first_run_view.py) is drawn in this place, first.
+# For administrators, the first-run checklist comes first, until every step is done.
 first_run = st.container(key="overview_first_run")
+if is_admin:
+    with first_run:
+        first_run_view.render(engine(), user)
 
 zone = viewer.zone()
 today, week = overview.start_of_viewer_day(zone), overview.start_of_viewer_day(zone, days_back=6)

@@ -28,6 +28,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's wrk for the load-generator bench tests…"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "note: wrk is not installed, so the bench's wrk tests will be skipped (apt-get install wrk)"
+  fi
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"

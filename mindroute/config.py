@@ -6,15 +6,17 @@ import os
 import stat
 import sys
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+if TYPE_CHECKING:
+    from mindroute.services.oidc import OidcPolicy
 
 N = TypeVar("N", int, float)
 
@@ -25,6 +27,12 @@ SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 # The most messages one API request may carry (MINDROUTE_API_MAX_MESSAGES). Generous: Azure OpenAI
 # refuses more than 2,048; a longer history is refused with a 400 before any of it is built.
 DEFAULT_API_MAX_MESSAGES = 10_000
+DEFAULT_API_MAX_BODY_BYTES = 25 * 1024 * 1024
+DEFAULT_API_ROUTE_CACHE_S = 60.0
+DEFAULT_LOG_QUEUE_MAX = 100_000
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_RETENTION_DAYS_MAX = 36_500
 
 
 class ConfigError(Exception):
@@ -48,6 +56,31 @@ class Settings:
     api_cors_origins: tuple[str, ...] = ()
     # Where the secret key came from, so the app can say it once (never the key itself).
     secret_key_source: str = field(default="environment")
+    api_max_body_bytes: int = DEFAULT_API_MAX_BODY_BYTES  # MINDROUTE_API_MAX_BODY_BYTES
+    api_route_cache_s: float = DEFAULT_API_ROUTE_CACHE_S  # MINDROUTE_API_ROUTE_CACHE_S; 0 re-routes every call
+    log_queue_max: int = DEFAULT_LOG_QUEUE_MAX  # MINDROUTE_LOG_QUEUE_MAX
+    redis_url: str | None = None  # MINDROUTE_REDIS_URL: the per-minute counters in Redis
+    alert_webhook_url: str | None = None  # MINDROUTE_ALERT_WEBHOOK_URL (checked like an endpoint on first use)
+    log_format: str = "plain"  # MINDROUTE_LOG_FORMAT: plain or json lines on stdout
+    log_level: str = "info"  # MINDROUTE_LOG_LEVEL
+    metrics_token: str | None = None  # MINDROUTE_METRICS_TOKEN: /metrics answers only with it (else 404)
+    log_retention_days: int | None = None  # MINDROUTE_LOG_RETENTION_DAYS: logs older than this deleted daily
+    password_signin: bool = True  # MINDROUTE_PASSWORD_SIGNIN: false leaves single sign-on as the only way in
+    oidc_create_users: bool = False  # MINDROUTE_OIDC_CREATE_USERS
+    oidc_admin_group: str | None = None  # MINDROUTE_OIDC_ADMIN_GROUP
+    oidc_groups_claim: str = "groups"  # MINDROUTE_OIDC_GROUPS_CLAIM
+    oidc_admin_emails: frozenset[str] = frozenset()  # MINDROUTE_OIDC_ADMIN_EMAILS, comma-separated
+
+    @property
+    def oidc_policy(self) -> OidcPolicy:
+        from mindroute.services.oidc import OidcPolicy
+
+        return OidcPolicy(
+            create_users=self.oidc_create_users,
+            admin_group=self.oidc_admin_group,
+            groups_claim=self.oidc_groups_claim,
+            admin_emails=self.oidc_admin_emails,
+        )
 
 
 def _secrets_toml() -> dict[str, object]:
@@ -229,7 +262,91 @@ def load_settings() -> Settings:
         ),
         api_cors_origins=parse_cors_origins(_lookup("MINDROUTE_API_CORS_ORIGINS", secrets)),
         secret_key_source=source,
+        **_operations_settings(secrets),
     )
+
+
+def _choice(name: str, raw: str | None, choices: tuple[str, ...], default: str) -> str:
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _text(raw: str | None) -> str | None:
+    return raw.strip() or None if raw is not None else None
+
+
+def parse_seconds(name: str, raw: str | None, default: float) -> float:
+    """A number of seconds, 0 or more (3, 0.5)."""
+    if raw is None:
+        return default
+    try:
+        value = float(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name}: must be 0 or more seconds, got {raw!r}")
+    return value
+
+
+def _operations_settings(secrets: dict[str, object]) -> dict[str, object]:
+    """The API's, the log's, the metrics' and single sign-on's settings, each checked here so a malformed one
+    stops start-up with its name."""
+
+    def raw(name: str) -> str | None:
+        return _lookup(name, secrets)
+
+    retention = raw("MINDROUTE_LOG_RETENTION_DAYS")
+    emails = raw("MINDROUTE_OIDC_ADMIN_EMAILS") or ""
+    return {
+        "api_max_body_bytes": parse_positive_int(
+            "MINDROUTE_API_MAX_BODY_BYTES", raw("MINDROUTE_API_MAX_BODY_BYTES"), DEFAULT_API_MAX_BODY_BYTES
+        ),
+        "api_route_cache_s": parse_seconds(
+            "MINDROUTE_API_ROUTE_CACHE_S", raw("MINDROUTE_API_ROUTE_CACHE_S"), DEFAULT_API_ROUTE_CACHE_S
+        ),
+        "log_queue_max": parse_positive_int(
+            "MINDROUTE_LOG_QUEUE_MAX", raw("MINDROUTE_LOG_QUEUE_MAX"), DEFAULT_LOG_QUEUE_MAX
+        ),
+        "redis_url": _redis_url(raw("MINDROUTE_REDIS_URL")),
+        "alert_webhook_url": _text(raw("MINDROUTE_ALERT_WEBHOOK_URL")),
+        "log_format": _choice("MINDROUTE_LOG_FORMAT", raw("MINDROUTE_LOG_FORMAT"), LOG_FORMATS, "plain"),
+        "log_level": _choice("MINDROUTE_LOG_LEVEL", raw("MINDROUTE_LOG_LEVEL"), LOG_LEVELS, "info"),
+        "metrics_token": _metrics_token(raw("MINDROUTE_METRICS_TOKEN")),
+        "log_retention_days": None if _text(retention) is None else _retention_days(retention),
+        "password_signin": parse_bool("MINDROUTE_PASSWORD_SIGNIN", raw("MINDROUTE_PASSWORD_SIGNIN"), True),
+        "oidc_create_users": parse_bool("MINDROUTE_OIDC_CREATE_USERS", raw("MINDROUTE_OIDC_CREATE_USERS"), False),
+        "oidc_admin_group": _text(raw("MINDROUTE_OIDC_ADMIN_GROUP")),
+        "oidc_groups_claim": _text(raw("MINDROUTE_OIDC_GROUPS_CLAIM")) or "groups",
+        "oidc_admin_emails": frozenset(e.strip().lower() for e in emails.split(",") if e.strip()),
+    }
+
+
+def _retention_days(raw: str) -> int:
+    days = parse_positive_int("MINDROUTE_LOG_RETENTION_DAYS", raw, 0, 1)
+    if days > LOG_RETENTION_DAYS_MAX:
+        raise ConfigError(f"MINDROUTE_LOG_RETENTION_DAYS: at most {LOG_RETENTION_DAYS_MAX:,} days, got {days:,}")
+    return days
+
+
+def _redis_url(raw: str | None) -> str | None:
+    url = _text(raw)
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("MINDROUTE_REDIS_URL: expected a redis://, rediss:// or unix:// URL")  # never the value
+    return url
+
+
+METRICS_TOKEN_MIN_CHARS = 16
+
+
+def _metrics_token(raw: str | None) -> str | None:
+    token = _text(raw)
+    if token is not None and len(token) < METRICS_TOKEN_MIN_CHARS:
+        raise ConfigError(f"MINDROUTE_METRICS_TOKEN: must be at least {METRICS_TOKEN_MIN_CHARS} characters")
+    return token
 
 
 @lru_cache(maxsize=1)
@@ -259,17 +376,6 @@ class UpstreamLimits:
     connections_per_host: int = DEFAULT_UPSTREAM_CONNECTIONS_PER_HOST
     # Connections to all providers together, per process (per event loop on the API's path).
     connections_total: int = DEFAULT_UPSTREAM_CONNECTIONS_TOTAL
-
-
-def env_number(name: str, default: N, convert: Callable[[str], N], minimum: N | None = None) -> N:
-    """A number read from the environment each time it is asked for (so tests and operators may change it),
-    at least `minimum`; `default` when the variable is unset, blank or not a number."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = convert(raw) if raw else default
-    except ValueError:
-        return default
-    return value if minimum is None else max(minimum, value)
 
 
 def parse_positive_int(name: str, raw: str | None, default: int, minimum: int = 1) -> int:

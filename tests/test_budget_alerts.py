@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from mindroute import config
 from mindroute.db import make_engine, transaction
 from mindroute.errors import PermissionDenied
 from mindroute.models import BudgetAlert, BudgetSpend, Log, utcnow
@@ -72,6 +73,7 @@ def world(engine: Engine) -> dict[str, uuid.UUID]:
 def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
     receiver = Hook()
     monkeypatch.setenv(budget_alerts.WEBHOOK_URL_ENV, receiver.url)
+    config.get_settings.cache_clear()  # settings are read once per process
     yield receiver
     receiver.close()
 
@@ -186,6 +188,7 @@ def test_the_webhook_is_posted_once_with_its_json(
 
 def _failing(engine: Engine, world: dict[str, uuid.UUID], monkeypatch: pytest.MonkeyPatch, url: str) -> BudgetAlert:
     monkeypatch.setenv(budget_alerts.WEBHOOK_URL_ENV, url)
+    config.get_settings.cache_clear()  # settings are read once per process
     set_budget(engine, lr.user_target(world["ann"]), budget_usd=1, period="day")
     log_id = write_call_log(engine, a_call(engine, world, NOON, cost=2.0))
     assert log_id is not None  # the call's row is written whatever the webhook does
@@ -223,6 +226,7 @@ def test_a_slow_webhook_never_holds_the_call(
 ) -> None:
     receiver = Hook(delay_s=2.0)
     monkeypatch.setenv(budget_alerts.WEBHOOK_URL_ENV, receiver.url)
+    config.get_settings.cache_clear()  # settings are read once per process
     try:
         set_budget(engine, lr.user_target(world["ann"]), budget_usd=1, period="day")
         started = time.monotonic()
@@ -273,6 +277,7 @@ def test_a_bad_webhook_url_is_logged_once_and_not_used(
 ) -> None:
     bad = f"http://alice:pa55word@127.0.0.1:9/hook/{uuid.uuid4()}"  # a value not seen before: checked anew
     monkeypatch.setenv(budget_alerts.WEBHOOK_URL_ENV, bad)
+    config.get_settings.cache_clear()  # settings are read once per process
     set_budget(engine, lr.user_target(world["ann"]), budget_usd=1, period="day")
     with caplog.at_level(logging.ERROR, logger="mindroute.budget_alerts"):
         write_call_log(engine, a_call(engine, world, NOON, cost=0.9))

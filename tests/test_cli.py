@@ -423,6 +423,16 @@ def test_rotate_secret_re_encrypts_under_the_newest_key(cli_db, capsys, monkeypa
         ("MINDROUTE_DATABASE_URL", "not a database url", "not a database URL"),
         ("MINDROUTE_DATABASE_URL", "mysql://root@localhost/mindroute", "unsupported database"),
         ("MINDROUTE_SECRET_KEY", "not-a-fernet-key", "not a Fernet key"),
+        ("MINDROUTE_API_MAX_BODY_BYTES", "lots", "expected a whole number"),
+        ("MINDROUTE_API_ROUTE_CACHE_S", "-1", "0 or more seconds"),
+        ("MINDROUTE_LOG_QUEUE_MAX", "0", "at least 1"),
+        ("MINDROUTE_LOG_FORMAT", "xml", "expected one of plain, json"),
+        ("MINDROUTE_LOG_LEVEL", "loud", "expected one of debug"),
+        ("MINDROUTE_LOG_RETENTION_DAYS", "0", "at least 1"),
+        ("MINDROUTE_METRICS_TOKEN", "short", "at least 16 characters"),
+        ("MINDROUTE_REDIS_URL", "http://cache:6379", "redis://"),
+        ("MINDROUTE_PASSWORD_SIGNIN", "maybe", "expected true or false"),
+        ("MINDROUTE_OIDC_CREATE_USERS", "sometimes", "expected true or false"),
     ],
 )
 def test_malformed_settings_are_named_in_one_line(capsys, monkeypatch, tmp_path, name, value, fragment) -> None:

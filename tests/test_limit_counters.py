@@ -20,6 +20,7 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from mindroute import config
 from mindroute.config import PROJECT_ROOT
 from mindroute.db import transaction
 from mindroute.models import LimitCounter
@@ -144,6 +145,7 @@ def test_two_processes_admit_exactly_rpm(
 @pytest.fixture
 def with_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
     monkeypatch.setenv("MINDROUTE_REDIS_URL", redis_url)
+    config.get_settings.cache_clear()  # settings are read once per process
     return redis_url
 
 
@@ -202,6 +204,7 @@ def test_a_redis_that_is_down_falls_back_to_the_database(
     engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("MINDROUTE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    config.get_settings.cache_clear()  # settings are read once per process
     monkeypatch.setattr(limit_counters, "REDIS_RETRY_S", 0.0)  # try Redis on every call
     rule = make_rule(rpm=2, tpm=50)
     with caplog.at_level(logging.WARNING, logger="mindroute.limits"):

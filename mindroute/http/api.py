@@ -22,8 +22,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from mindroute.config import get_settings
 from mindroute.db import get_engine
-from mindroute.http import web
+from mindroute.http import operations, web
 from mindroute.http.answers import error_response
 from mindroute.http.chat import chat_completions_app
 from mindroute.http.completions import completions_app
@@ -33,7 +34,7 @@ from mindroute.http.models_routes import model_route, models_route
 from mindroute.http.openapi import openapi_route
 from mindroute.http.runtime import settle_runtime
 from mindroute.providers.transport_aiohttp import aclose_shared_async_client
-from mindroute.services import admission, limit_counters
+from mindroute.services import admission, limit_counters, retention_schedule
 from mindroute.services.log_writer import start_log_writer, stop_log_writer
 
 log = logging.getLogger("mindroute.http.api")
@@ -45,9 +46,11 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     provider connection pool and write every queued Logs row."""
     async with web.lifespan(app):
         settle_runtime()
+        operations.start(get_engine())
         start_log_writer(get_engine())
         try:
-            yield
+            async with retention_schedule.scheduled(get_engine(), get_settings().log_retention_days):
+                yield
         finally:
             await aclose_shared_async_client()
             await admission.aclose_async_readers()
@@ -119,8 +122,9 @@ class V1App:
         await _unknown_url(scope, receive, send)
 
 
-# CORS (http/cors.py) around it: OPTIONS preflights, and the allow headers for browsers' calls.
-v1_app = Cors(V1App())
+# CORS (http/cors.py) around it: OPTIONS preflights, and the allow headers for browsers' calls; outside that, the
+# request id of every answer and of its call's log lines.
+v1_app = operations.RequestIds(Cors(V1App()))
 
 
 class ApiFirst:
@@ -145,7 +149,7 @@ def routes() -> list[BaseRoute]:
 
 def _standalone_routes() -> list[BaseRoute]:
     health: Callable[[Request], Awaitable[Response]] = web.healthz_route
-    return [Route("/healthz", health, methods=["GET"])]
+    return [Route("/healthz", health, methods=["GET"]), *operations.routes()]
 
 
 class _Api:

@@ -13,7 +13,7 @@ import anyio.to_thread
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from mindroute.config import env_number, get_settings
+from mindroute.config import get_settings
 from mindroute.http.chat_request import (
     InvalidChatRequest,
     ParsedChat,
@@ -41,7 +41,6 @@ class AnswerApp:
 
 
 MAX_BODY_BYTES_ENV = "MINDROUTE_API_MAX_BODY_BYTES"
-DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 # Worker threads per event loop for parsing big request bodies (CPU work: more would not go faster).
 PARSE_THREADS = 2
 _parse_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
@@ -49,7 +48,7 @@ _parse_limiters: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref
 
 def max_body_bytes() -> int:
     """The largest request body accepted (MINDROUTE_API_MAX_BODY_BYTES, default 25 MB)."""
-    return env_number(MAX_BODY_BYTES_ENV, DEFAULT_MAX_BODY_BYTES, int)
+    return get_settings().api_max_body_bytes
 
 
 class BodyTooLarge(Exception):  # noqa: N818 - reads better at the raise site

@@ -92,6 +92,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is when a record comes (a test runner's capture may replace it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure(log_format: str = "plain", level: str = "info", stream: TextIO | None = None) -> None:
     """Send every logger's records (MindRoute's, uvicorn's, Streamlit's) to one stdout handler. Idempotent:
     calling it again replaces MindRoute's handler, never adds a second."""
@@ -99,7 +114,7 @@ def configure(log_format: str = "plain", level: str = "info", stream: TextIO | N
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
     if level not in LOG_LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler: logging.StreamHandler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()  # type: ignore[type-arg]
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if log_format == "json" else PlainFormatter())
     handler.addFilter(_RequestIdFilter())
@@ -107,10 +122,13 @@ def configure(log_format: str = "plain", level: str = "info", stream: TextIO | N
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # Other libraries speak up from warnings on (httpx would log every request at info); MindRoute, the server
+    # and Streamlit at the level asked for.
+    root.setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     logging.getLogger("mindroute").setLevel(level.upper())
     # uvicorn's and Streamlit's own loggers carry their own handlers: let them reach ours instead, in one format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "streamlit"):
         named = logging.getLogger(name)
         named.handlers = []
         named.propagate = True
+        named.setLevel(level.upper())

@@ -37,9 +37,10 @@ from sqlalchemy import URL, Engine, bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mindroute.config import env_number
+from mindroute.config import get_settings
 from mindroute.db import make_engine, transaction
 from mindroute.models import ApiKey, Limit, Provider, User, UserProvider, utcnow
+from mindroute.observability import metrics
 from mindroute.services import api_keys
 from mindroute.services.db_threads import in_db_thread
 from mindroute.services.limit_counters import Gate
@@ -51,14 +52,13 @@ from mindroute.services.routing import ChatRefused, Route, route_call
 log = logging.getLogger("mindroute.admission")
 
 ROUTE_CACHE_ENV = "MINDROUTE_API_ROUTE_CACHE_S"
-DEFAULT_ROUTE_CACHE_S = 60.0
 ROUTE_CACHE_MAX_ENTRIES = 10_000
 READ_POOL_SIZE = 8  # the API's database threads (db_threads.DB_THREADS)
 TOUCH_THREADS = 2  # lastUsedAt writes at once: a locked database never ties up the threads routing needs
 
 
 def route_cache_seconds() -> float:
-    return env_number(ROUTE_CACHE_ENV, DEFAULT_ROUTE_CACHE_S, float, 0.0)
+    return get_settings().api_route_cache_s
 
 
 @dataclass(frozen=True)
@@ -294,6 +294,7 @@ def accept_key(engine: Engine, row: KeyRow | None, digest: str, now: datetime) -
 
 def read_key(engine: Engine, digest: str) -> KeyRow | None:
     """The per-call read, blocking (worker threads; SQLite)."""
+    metrics.count_database_read("key")
     reader = _read_engine(engine)
     for attempt in (1, 2):
         try:
@@ -369,6 +370,7 @@ def _sqlite_reader(engine: Engine) -> _SqliteReader:
 async def aread_key(engine: Engine, digest: str) -> KeyRow | None:
     """The per-call read from the event loop: on its own connections on PostgreSQL, on the loop's
     thread on SQLite (see _SqliteReader), else in a worker thread."""
+    metrics.count_database_read("key")
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         return _sqlite_reader(engine).read(digest)
     if engine.dialect.name != "postgresql":

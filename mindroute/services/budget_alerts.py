@@ -17,7 +17,6 @@ user's own budget: "default:user:<id>" (alert_target).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -212,7 +211,10 @@ _checked_lock = threading.Lock()
 def webhook_url() -> str | None:
     """MINDROUTE_ALERT_WEBHOOK_URL, checked like a provider endpoint on first use; a bad one is logged once
     (without the value, which may hold a secret) and no webhook is posted."""
-    raw = (os.environ.get(WEBHOOK_URL_ENV) or "").strip()
+    try:
+        raw = get_settings().alert_webhook_url or ""
+    except ConfigError:  # reported where the settings are read
+        return None
     if not raw:
         return None
     with _checked_lock:

@@ -47,6 +47,7 @@ from mindroute import redaction
 from mindroute.analytics.rollups import add_logs_to_rollups
 from mindroute.db import transaction
 from mindroute.models import Log, utcnow
+from mindroute.observability import metrics
 from mindroute.providers.shapes import ChatRequest, Choice, ToolCall
 from mindroute.redaction import redact_secrets
 from mindroute.services import budget_alerts, budget_spend
@@ -421,6 +422,8 @@ def write_call_logs(
         if charged:
             budget_spend.count_minute_tokens(engine, charged)
         budget_alerts.deliver_in_background(engine, alert_ids)  # committed: post the new alerts, never waiting
+        for record in records:  # counted once each, as written: the metrics and Logs agree
+            metrics.observe_call(record)
         return [row["id"] for row in rows]
     except Exception as error:  # logging must never break the user's answer
         if defer_on_outage and is_database_outage(error):

@@ -32,7 +32,6 @@ The headers come from the tightest counter: the one with the fewest requests (to
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +41,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session
 
+from mindroute.config import get_settings
 from mindroute.models import utcnow
+from mindroute.observability import metrics
 from mindroute.services.limit_charges import BudgetCharge, Charges
 from mindroute.services.limit_counters import (
     CounterLimit,
@@ -103,7 +104,7 @@ def _database_store(engine: Engine) -> DatabaseStore:
 
 def counter_store(engine: Engine) -> CounterStore:
     """Redis when MINDROUTE_REDIS_URL is set, else the database; one per database (and Redis) per process."""
-    redis_url = os.environ.get(REDIS_URL_ENV, "").strip()
+    redis_url = get_settings().redis_url or ""
     url = engine.url
     store = _stores.get((url, redis_url))
     if store is None:
@@ -201,6 +202,7 @@ def _budget_refusal(budgets: Sequence[_Budget], spend: Spend, now: datetime) -> 
         when = f"it resets on {_reset_moment(window, rule.timezone)}"
         retry = _whole_seconds((window.end - now).total_seconds())
     message = f"Budget spent: {amounts} {period} ({rule.label}); {when}"
+    metrics.count_limit_refusal("budget")
     return LimitRefusal(429, "insufficient_quota", "insufficient_quota", message, retry, rule.target)
 
 
@@ -269,6 +271,7 @@ def _rate_refusal(
     retry = _whole_seconds(seconds)
     what = f"{limit:,} {kind} per minute"
     message = f"Rate limit reached: {what} ({rule.label}); try again in {retry} s"
+    metrics.count_limit_refusal(kind)
     return LimitRefusal(429, "rate_limit_exceeded", kind, message, retry, rule.target)
 
 

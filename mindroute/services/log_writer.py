@@ -17,7 +17,9 @@ import uuid
 
 from sqlalchemy import Engine
 
-from mindroute.config import env_number
+from mindroute.config import get_settings
+from mindroute.models import utcnow
+from mindroute.observability import metrics
 from mindroute.services import budget_alerts
 from mindroute.services.call_log import CallRecord, DatabaseOutage, write_call_log, write_call_logs
 from mindroute.services.db_threads import in_db_thread
@@ -27,7 +29,6 @@ log = logging.getLogger("mindroute.log_writer")
 LOG_BATCH_MAX_ROWS = 500
 LOG_BATCH_WAIT_S = 0.05
 LOG_QUEUE_MAX_ENV = "MINDROUTE_LOG_QUEUE_MAX"
-DEFAULT_LOG_QUEUE_MAX = 100_000
 LOG_RETRY_MIN_S = 0.1  # the first retry after the database went away; doubled each time, up to:
 LOG_RETRY_MAX_S = 5.0
 LOG_STOP_RETRY_S = 30.0  # at shutdown, how long to keep retrying a database that is away
@@ -36,7 +37,7 @@ LOG_WARN_EVERY_S = 10.0
 
 def log_queue_max() -> int:
     """The most Logs rows the API keeps waiting for the database (MINDROUTE_LOG_QUEUE_MAX, default 100,000)."""
-    return env_number(LOG_QUEUE_MAX_ENV, DEFAULT_LOG_QUEUE_MAX, int, 1)
+    return get_settings().log_queue_max
 
 
 class LogWriter:
@@ -65,6 +66,10 @@ class LogWriter:
         self._dropped_warned_at = -LOG_WARN_EVERY_S
         self._thread = threading.Thread(target=self._run, name="mindroute-log-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def max_queued(self) -> int:
+        return self._max_queued
 
     @property
     def pending(self) -> int:
@@ -119,6 +124,8 @@ class LogWriter:
             batch = [backlog.popleft() for _ in range(min(LOG_BATCH_MAX_ROWS, len(backlog)))]
             self._held = len(backlog) + len(batch)
             written = self._write(batch)
+            oldest = min(record.ended_at for record in batch)
+            metrics.set_log_writer_state(len(backlog) + self._queue.qsize(), (utcnow() - oldest).total_seconds())
             if written < len(batch):
                 backlog.extendleft(reversed(batch[written:]))
                 self.retries += 1
@@ -161,6 +168,11 @@ class LogWriter:
 
 
 _log_writer: LogWriter | None = None
+
+
+def current_log_writer() -> LogWriter | None:
+    """This process's Logs writer, or None while rows are written before answering (no server running)."""
+    return _log_writer
 
 
 def start_log_writer(engine: Engine) -> LogWriter:

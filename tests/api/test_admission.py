@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text, update
 
+from mindroute import config
 from mindroute.db import transaction
 from mindroute.models import Provider, User, UserProvider
 from mindroute.provider_settings import read_settings
@@ -95,6 +96,7 @@ def test_a_provider_changed_after_use_applies_to_the_next_call(engine, server, w
 
 def test_without_the_route_memory_every_call_routes_afresh(engine, server, world, monkeypatch):
     monkeypatch.setenv(admission.ROUTE_CACHE_ENV, "0")
+    config.get_settings.cache_clear()  # settings are read once per process
     admission.clear_route_cache()
     account, _, _ = world
     ok(server, account.key)

@@ -10,6 +10,7 @@ import openai
 import pytest
 from sqlalchemy import Engine
 
+from mindroute import config
 from tests.api.conftest import add_account, add_provider, logged
 from tests.providers.fake_base import GOOGLE_KEY, OPENAI_KEY
 from tests.providers.fake_embeddings import FakeGeminiEmbeddings, FakeOpenAIEmbeddings, fake_vector, token_count
@@ -227,6 +228,7 @@ def test_a_body_over_the_limit_is_413(engine, server, request, monkeypatch):
     account = add_account(engine)
     fake = provider_for(request, engine, "openai", account).fake
     monkeypatch.setenv("MINDROUTE_API_MAX_BODY_BYTES", "2000")
+    config.get_settings.cache_clear()  # settings are read once per process
     body = {"model": "Emb/embed-small", "input": "x" * 3000}
     answer = httpx.post(f"{server.url}/v1/embeddings", json=body, headers={"authorization": f"Bearer {account.key}"})
     assert answer.status_code == 413 and "2,000 bytes" in answer.json()["error"]["message"]

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from mindroute import config
 from mindroute.db import transaction
 from mindroute.models import ApiKey, Provider, User, utcnow
 from mindroute.providers import transport as base
@@ -165,6 +166,7 @@ def test_malformed_bodies_are_400(engine, server, world):
 def test_bodies_over_the_limit_are_413_by_length_or_by_count(engine, server, world, monkeypatch):
     _, account = world
     monkeypatch.setenv("MINDROUTE_API_MAX_BODY_BYTES", "1000")
+    config.get_settings.cache_clear()  # settings are read once per process
     big = chat("Fake/test-model", "x" * 2000)
     assert_error(post(server, account.key, big), 413, "1,000 bytes")
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mindroute.config import get_settings
 from mindroute.db import ensure_schema, get_engine, transaction
 from mindroute.http.cookies import SESSION_COOKIE, SessionCookieMiddleware, clear_session_cookie, set_session_cookie
 from mindroute.http.guard import BrowserGuardMiddleware
@@ -81,6 +82,8 @@ async def sign_in_route(request: Request) -> Response:
     path and query, see `landing`), or back there with why not."""
     if not is_same_origin(request):
         return JSONResponse({"error": "cross-site request refused"}, status_code=403)
+    if not get_settings().password_signin:
+        return JSONResponse({"error": "password sign-in is off: sign in with single sign-on"}, status_code=403)
     form = await request.form()
     email = str(form.get("email", ""))
     password = str(form.get("password", ""))
@@ -136,11 +139,14 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
 
 
 def routes() -> list[BaseRoute]:
-    """Sign-in, sign-out and health, for the app (app.py) or a test's Starlette."""
+    """Sign-in, sign-out, health and metrics, for the app (app.py) or a test's Starlette."""
+    from mindroute.http import operations
+
     return [
         Route("/auth/signin", sign_in_route, methods=["POST"]),
         Route("/auth/signout", sign_out_route, methods=["POST"]),
         Route("/healthz", healthz_route, methods=["GET"]),
+        *operations.routes(),
     ]
 
 

@@ -201,7 +201,12 @@ def sign_in(
 def sign_in_and_issue(
     session: Session, email: str, password: str, ip: str | None = None, user_agent: str | None = None
 ) -> tuple[SignInResult, IssuedSession | None]:
-    """The sign-in form's one action: check the credentials and, when they pass, open a session."""
+    """The sign-in form's one action: check the credentials and, when they pass, open a session. Refused
+    outright when password sign-in is off (MINDROUTE_PASSWORD_SIGNIN=false: single sign-on only)."""
+    from mindroute.config import get_settings
+
+    if not get_settings().password_signin:
+        return SignInResult(user=None, error="Password sign-in is off: sign in with single sign-on"), None
     result = sign_in(session, email, password, ip, user_agent)
     return result, issue_session(session, result.user) if result.user else None
 

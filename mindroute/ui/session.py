@@ -8,7 +8,7 @@ from mindroute import security
 from mindroute.http import web
 from mindroute.models import User
 from mindroute.services import audit, auth
-from mindroute.ui import viewer
+from mindroute.ui import sso, viewer
 from mindroute.ui.runtime import engine
 
 # Where a tab-lived session (no cookie routes: `streamlit run Home.py`, AppTest) keeps its token.
@@ -56,7 +56,7 @@ def resolve_current_user() -> User | None:
     viewer.remember_choice(None)  # signed out, times follow the browser
     token = session_token()
     if not token:
-        return None
+        return _single_sign_on_user()
     digest = security.digest(token)
     follow = st.session_state.get(FOLLOW_KEY)
     successor_of = (follow[1], follow[2]) if follow is not None and follow[0] == digest else None
@@ -69,6 +69,22 @@ def resolve_current_user() -> User | None:
     _set_audit_actor(resolved.user)
     viewer.remember_choice(resolved.user.timezone)
     return resolved.user
+
+
+def _single_sign_on_user() -> User | None:
+    """The user an identity provider signed this browser in as (services/oidc.py), when single sign-on is set up."""
+    if not sso.enabled():
+        return None
+    user = sso.resolve_user(client_ip(), user_agent())
+    if user is not None:
+        _set_audit_actor(user)
+        viewer.remember_choice(user.timezone)
+    return user
+
+
+def signed_in_by_sso() -> bool:
+    """Whether this browser's session is a single sign-on one (no MindRoute cookie or tab token of its own)."""
+    return session_token() is None and sso.enabled()
 
 
 def _set_audit_actor(user: User | None) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from mindroute.models import User
-from mindroute.ui import theme
-from mindroute.ui.session import cookie_routes_available, sign_out_tab
+from mindroute.ui import sso, theme
+from mindroute.ui.session import cookie_routes_available, sign_out_tab, signed_in_by_sso
 
 # Static markup: posts to /auth/signout, which revokes the token and clears the HttpOnly cookie.
 _COOKIE_SIGNOUT_FORM = """
@@ -22,7 +22,10 @@ def sidebar(user: User) -> None:
         theme.apply(user.theme, can_reload=cookie_routes_available())
         st.text(user.name)  # untrusted: plain text, never Markdown
         st.caption("Administrator" if user.role == "admin" else "User")
-        if cookie_routes_available():
+        if signed_in_by_sso():
+            if st.button("Sign out", key="sign_out_sso"):
+                sso.sign_out()  # revokes this sign-in and clears the identity provider's cookie (a reload)
+        elif cookie_routes_available():
             st.html(_COOKIE_SIGNOUT_FORM)
         elif st.button("Sign out", key="sign_out"):
             sign_out_tab()

@@ -7,6 +7,7 @@ import streamlit as st
 from mindroute.config import get_settings
 from mindroute.errors import PermissionDenied
 from mindroute.services import auth, users
+from mindroute.ui import sso
 from mindroute.ui.render import Flash, form_errors
 from mindroute.ui.runtime import engine
 from mindroute.ui.session import client_ip, cookie_routes_available, sign_in_tab
@@ -133,13 +134,19 @@ def _signup_form() -> None:
 
 
 def signed_out_view() -> None:
+    passwords = get_settings().password_signin
     has_admin = users.admin_exists(engine())
-    if not has_admin:
+    if not has_admin and passwords:
         first_admin_view()
         return
     st.title("Sign in to MindRoute")
     _CREATED.show()
     _query_param_message()
+    sso.sign_in_buttons()
+    if not passwords:  # single sign-on only (MINDROUTE_PASSWORD_SIGNIN=false)
+        if not sso.enabled():
+            st.error("Password sign-in is off and no identity provider is set up in secrets.toml's [auth].")
+        return
     if cookie_routes_available():
         st.html(_COOKIE_SIGNIN_FORM)
     else:

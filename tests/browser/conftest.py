@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,39 +51,26 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """`streamlit run app.py` on a free port, on an empty SQLite file of its own."""
+@contextmanager
+def running_app(
+    tmp_path: Path, entry: str = "app.py", env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """`streamlit run <entry>` on a free port, on an empty SQLite file of its own; `env` and `args` added."""
     url = URL.create("sqlite", database=str(tmp_path / "browser.db"))
     port = _free_port()
-    env = {
+    environment = {
         **os.environ,
         "MINDROUTE_DATABASE_URL": url.render_as_string(),
         "MINDROUTE_DATA_DIR": str(tmp_path / "data"),
         "MINDROUTE_SECRET_KEY": TEST_SECRET_KEY,
         "MINDROUTE_SECRETS_FILE": str(tmp_path / "none.toml"),
+        **(env or {}),
     }
     log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "streamlit", "run", entry, "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true", *args]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -105,6 +93,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`streamlit run app.py` on a free port, on an empty SQLite file of its own."""
+    with running_app(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

@@ -380,14 +380,7 @@ async def _load(url: str, body: dict[str, Any], headers: dict[str, str], request
         try:
             while remaining > 0:
                 remaining -= 1
-                started = time.perf_counter()
-                status, answer_headers, answer, first = await _call(reader, writer, request)
-                load.latencies.append((time.perf_counter() - started) * 1000)
-                load.ttfb.append((first - started) * 1000)
-                if status != 200 or (stream and not answer.endswith(STREAM_END)):
-                    load.failures += 1
-                if "x-mindroute-overhead-ms" in answer_headers:
-                    load.overheads.append(float(answer_headers["x-mindroute-overhead-ms"]))
+                await _timed_call(reader, writer, request, stream, load)
         finally:
             writer.close()
 
@@ -395,6 +388,21 @@ async def _load(url: str, body: dict[str, Any], headers: dict[str, str], request
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     load.seconds = time.perf_counter() - started
     return load
+
+
+async def _timed_call(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, stream: bool, load: Load
+) -> None:
+    """One call, added to `load`: its latency and time to the first byte, whether it failed (not 200, or a
+    stream without [DONE]) and MindRoute's overhead header."""
+    started = time.perf_counter()
+    status, answer_headers, answer, first = await _call(reader, writer, request)
+    load.latencies.append((time.perf_counter() - started) * 1000)
+    load.ttfb.append((first - started) * 1000)
+    if status != 200 or (stream and not answer.endswith(STREAM_END)):
+        load.failures += 1
+    if "x-mindroute-overhead-ms" in answer_headers:
+        load.overheads.append(float(answer_headers["x-mindroute-overhead-ms"]))
 
 
 def _request_bytes(url: str, body: dict[str, Any], headers: dict[str, str]) -> bytes:
@@ -413,14 +421,7 @@ async def _probe(url: str, body: dict[str, Any], headers: dict[str, str], until:
     reader, writer = await asyncio.open_connection(parts.host, parts.port)
     try:
         while not until.done():
-            started = time.perf_counter()
-            status, answer_headers, answer, first = await _call(reader, writer, request)
-            load.latencies.append((time.perf_counter() - started) * 1000)
-            load.ttfb.append((first - started) * 1000)
-            if status != 200 or (stream and not answer.endswith(STREAM_END)):
-                load.failures += 1
-            if "x-mindroute-overhead-ms" in answer_headers:
-                load.overheads.append(float(answer_headers["x-mindroute-overhead-ms"]))
+            await _timed_call(reader, writer, request, stream, load)
     finally:
         writer.close()
     return load

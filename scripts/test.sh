@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (a virtualenv from requirements-dev.lock, Debian's chromium for the
-# browser tests, redis-server for the counter tests) and runs the linters and the whole test suite.
+# Installs what the tests need (a virtualenv from requirements-dev.lock, and Debian's chromium, redis-server
+# and wrk when missing) and runs the linters and the whole test suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,35 +8,20 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages some tests need: installed when missing (as root), else those tests skip with a note.
+install_if_missing() {  # command, package, what needs it
+  if command -v "$1" >/dev/null 2>&1; then return; fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the browser tests…"
+    echo "installing Debian's $2 for $3…"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
   else
-    echo "note: chromium is not installed, so browser tests will be skipped (apt-get install chromium)"
+    echo "note: $2 is not installed, so $3 will be skipped (apt-get install $2)"
   fi
-fi
-
-if ! command -v redis-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's redis-server for the rate-limit counter tests…"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  else
-    echo "note: redis-server is not installed, so the Redis counter tests will be skipped (apt-get install redis-server)"
-  fi
-fi
-
-if ! command -v wrk >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's wrk for the load-generator bench tests…"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-  else
-    echo "note: wrk is not installed, so the bench's wrk tests will be skipped (apt-get install wrk)"
-  fi
-fi
+}
+install_if_missing chromium chromium "the browser tests"
+install_if_missing redis-server redis-server "the Redis counter tests"
+install_if_missing wrk wrk "the bench's wrk tests"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

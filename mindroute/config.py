@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 N = TypeVar("N", int, float)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _home() -> Path:
+    """Where data/ and .streamlit/ are looked for by default: the checkout (it has Home.py), or, for an installed
+    package (PROJECT_ROOT is then site-packages), the folder the command runs in."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "Home.py").is_file() else Path.cwd()
 SECRET_KEY_FILENAME = "secret.key"  # noqa: S105 - a file name, not a secret
 SQLITE_FILENAME = "mindroute.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -84,7 +90,7 @@ class Settings:
 
 
 def _secrets_toml() -> dict[str, object]:
-    path = Path(os.environ.get("MINDROUTE_SECRETS_FILE", PROJECT_ROOT / ".streamlit" / "secrets.toml"))
+    path = Path(os.environ.get("MINDROUTE_SECRETS_FILE", _home() / ".streamlit" / "secrets.toml"))
     if not path.is_file():
         return {}
     try:
@@ -227,7 +233,7 @@ def _generated_secret_keys(data_dir: Path) -> tuple[tuple[str, ...], str]:
 
 def load_settings() -> Settings:
     secrets = _secrets_toml()
-    data_dir = Path(_lookup("MINDROUTE_DATA_DIR", secrets) or PROJECT_ROOT / "data")
+    data_dir = Path(_lookup("MINDROUTE_DATA_DIR", secrets) or _home() / "data")
 
     raw_url = _lookup("MINDROUTE_DATABASE_URL", secrets)
     if raw_url is None:

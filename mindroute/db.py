@@ -86,9 +86,16 @@ def transaction(engine: Engine | None = None) -> Iterator[Session]:
 # --- migrations -----------------------------------------------------------------------------
 
 
+def migrations_dir() -> Path:
+    """The Alembic scripts: inside the package in an installed wheel (pyproject.toml puts them there), else the
+    checkout's top-level migrations/."""
+    packaged = Path(__file__).resolve().parent / "migrations"
+    return packaged if (packaged / "env.py").is_file() else PROJECT_ROOT / "migrations"
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config(str(ALEMBIC_INI))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     # Rendered without the password; env.py uses the connection handed over in attributes.
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=True).replace("%", "%%"))
     return cfg

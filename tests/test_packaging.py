@@ -38,3 +38,34 @@ def test_every_line_of_a_lock_is_pinned() -> None:
         for line in (PROJECT_ROOT / lock).read_text().splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 assert _PIN.match(line.strip()), f"{lock}: {line!r} is not pinned"
+
+
+def test_the_wheel_installs_a_working_mindroute_command(tmp_path) -> None:
+    """`pip install .` as an operator runs it: a wheel built from the checkout, installed with the locked
+    dependencies into a fresh virtualenv, gives a `mindroute` command that migrates a database from outside the
+    checkout (the migrations ship in the package)."""
+    import subprocess
+    import sys
+
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(PROJECT_ROOT)]
+    subprocess.run(build, check=True, timeout=600, capture_output=True)
+    (wheel,) = wheels.glob("mindroute-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(PROJECT_ROOT / "requirements.lock"), str(wheel)], check=True, timeout=900)
+    command = str(venv / "bin" / "mindroute")
+    env = {"PATH": "/usr/bin:/bin"}  # no MINDROUTE_* settings: the defaults, data/ in the folder it runs in
+    version = subprocess.run([command, "--version"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    from mindroute import __version__
+
+    assert version.stdout.strip() == f"mindroute {__version__}"
+    upgraded = subprocess.run(
+        [command, "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.startswith("database at revision ")
+    assert (tmp_path / "data" / "mindroute.db").is_file()
+    current = subprocess.run([command, "db", "current"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "(up to date)" in current.stdout

@@ -47,8 +47,14 @@ def test_the_wheel_installs_a_working_mindroute_command(tmp_path) -> None:
     import subprocess
     import sys
 
+    import shutil
+
+    # Built from a copy: setuptools writes build/ and an egg-info beside the sources it builds.
+    source = tmp_path / "source"
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "data", "tests", "__pycache__", "*.db*")
+    shutil.copytree(PROJECT_ROOT, source, ignore=skip)
     wheels = tmp_path / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(PROJECT_ROOT)]
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(source)]
     subprocess.run(build, check=True, timeout=600, capture_output=True)
     (wheel,) = wheels.glob("mindroute-*.whl")
     venv = tmp_path / "venv"

@@ -44,10 +44,9 @@ def test_the_wheel_installs_a_working_mindroute_command(tmp_path) -> None:
     """`pip install .` as an operator runs it: a wheel built from the checkout, installed with the locked
     dependencies into a fresh virtualenv, gives a `mindroute` command that migrates a database from outside the
     checkout (the migrations ship in the package)."""
+    import shutil
     import subprocess
     import sys
-
-    import shutil
 
     # Built from a copy: setuptools writes build/ and an egg-info beside the sources it builds.
     source = tmp_path / "source"

@@ -9,6 +9,7 @@ import time
 from starlette.responses import JSONResponse
 
 from mindroute.http.openai_compat import error_body
+from mindroute.observability import metrics
 from mindroute.services import api_keys
 from mindroute.services.call_log import DATABASE_UNAVAILABLE
 from mindroute.services.chat_async import UpstreamClock
@@ -63,5 +64,8 @@ def database_unavailable(error: BaseException) -> JSONResponse:
 
 
 def overhead_ms(started: float, clock: UpstreamClock) -> str:
-    """OVERHEAD_HEADER's value: the time since `started` not spent waiting for the provider, in ms."""
-    return f"{max(0.0, (time.perf_counter() - started - clock.seconds) * 1000):.2f}"
+    """OVERHEAD_HEADER's value: the time since `started` not spent waiting for the provider, in ms (and the
+    overhead histogram's observation: every answered call sends the header once)."""
+    seconds = max(0.0, time.perf_counter() - started - clock.seconds)
+    metrics.observe_overhead(seconds)
+    return f"{seconds * 1000:.2f}"

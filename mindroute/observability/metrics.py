@@ -37,8 +37,8 @@ LATENCY = Histogram(
 )
 OVERHEAD = Histogram(
     "mindroute_overhead_seconds",
-    "Time MindRoute adds to a call: its duration minus the upstream's",
-    ("source", "request_type"),
+    "Time MindRoute adds to an answered API call: its duration minus the time spent waiting for the provider",
+    ("source",),
     buckets=OVERHEAD_BUCKETS_S,
 )
 TOKENS = Counter("mindroute_tokens", "Tokens used", ("provider", "model", "kind"))
@@ -115,8 +115,8 @@ def observe_call(record: CallRecord) -> None:
         UNPRICED.labels(provider, model).inc()
 
 
-def observe_overhead(source: str, request_type: str, seconds: float) -> None:
-    OVERHEAD.labels(source, request_type).observe(max(seconds, 0.0))
+def observe_overhead(seconds: float, source: str = "api") -> None:
+    OVERHEAD.labels(source).observe(max(seconds, 0.0))
 
 
 def count_limit_refusal(kind: str) -> None:

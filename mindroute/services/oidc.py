@@ -32,7 +32,7 @@ from mindroute.models import RefreshToken, User, utcnow
 from mindroute.services import audit
 from mindroute.services.auth import SESSION_TTL, ResolvedSession, resolve_session, revoke_token
 from mindroute.services.unit_of_work import unit_of_work
-from mindroute.validation import EMAIL_MAX, NAME_MAX
+from mindroute.validation import EMAIL_MAX, NAME_MAX, ValidationError, normalize_email
 
 FRESH_FOR = timedelta(minutes=5)  # an ID token older than this cannot start a session, only continue one
 CLOCK_SKEW = timedelta(minutes=2)  # an identity provider's clock a little ahead of ours
@@ -78,7 +78,10 @@ def _email(claims: Mapping[str, object]) -> str:
         raise SsoRefusedError(NO_EMAIL, "no email claim")
     if not _verified(claims):
         raise SsoRefusedError(UNVERIFIED, "email not verified")
-    return email.strip().lower()
+    try:
+        return normalize_email(email)  # as every email is read and stored (email-validator)
+    except ValidationError:
+        raise SsoRefusedError(NO_EMAIL, "email not valid") from None
 
 
 def _display_name(claims: Mapping[str, object], email: str) -> str:

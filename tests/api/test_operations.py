@@ -62,6 +62,7 @@ def test_metrics_count_the_calls_made(engine, metrics_token, server, world) -> N
         time.sleep(0.1)
     assert _sample(text, "mindroute_request_duration_seconds_count", provider="Fake", model="test-model") >= 3
     assert "mindroute_log_writer_queue_rows" in text
+    assert _sample(text, "mindroute_overhead_seconds_count", source="api") >= 3
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,11 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-
-if TYPE_CHECKING:
-    from mindroute.services.oidc import OidcPolicy
 
 N = TypeVar("N", int, float)
 
@@ -27,6 +24,8 @@ def _home() -> Path:
     """Where data/ and .streamlit/ are looked for by default: the checkout (it has Home.py), or, for an installed
     package (PROJECT_ROOT is then site-packages), the folder the command runs in."""
     return PROJECT_ROOT if (PROJECT_ROOT / "Home.py").is_file() else Path.cwd()
+
+
 SECRET_KEY_FILENAME = "secret.key"  # noqa: S105 - a file name, not a secret
 SQLITE_FILENAME = "mindroute.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -76,17 +75,6 @@ class Settings:
     oidc_admin_group: str | None = None  # MINDROUTE_OIDC_ADMIN_GROUP
     oidc_groups_claim: str = "groups"  # MINDROUTE_OIDC_GROUPS_CLAIM
     oidc_admin_emails: frozenset[str] = frozenset()  # MINDROUTE_OIDC_ADMIN_EMAILS, comma-separated
-
-    @property
-    def oidc_policy(self) -> OidcPolicy:
-        from mindroute.services.oidc import OidcPolicy
-
-        return OidcPolicy(
-            create_users=self.oidc_create_users,
-            admin_group=self.oidc_admin_group,
-            groups_claim=self.oidc_groups_claim,
-            admin_emails=self.oidc_admin_emails,
-        )
 
 
 def _secrets_toml() -> dict[str, object]:

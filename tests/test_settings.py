@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mindroute import config
+from mindroute.services import oidc
 
 
 def test_secrets_toml_is_read_for_the_api_and_operations_settings(tmp_path, monkeypatch) -> None:
@@ -26,8 +27,9 @@ def test_secrets_toml_is_read_for_the_api_and_operations_settings(tmp_path, monk
     assert settings.log_format == "json" and settings.log_level == "info"
     assert settings.log_retention_days == 90
     assert settings.password_signin is False
-    assert settings.oidc_policy.admin_emails == frozenset({"boss@example.com", "ops@example.com"})
-    assert settings.oidc_policy.groups_claim == "groups" and not settings.oidc_policy.create_users
+    policy = oidc.policy_from(settings)
+    assert policy.admin_emails == frozenset({"boss@example.com", "ops@example.com"})
+    assert policy.groups_claim == "groups" and not policy.create_users
 
 
 def test_the_defaults() -> None:

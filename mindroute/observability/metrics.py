@@ -11,13 +11,26 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-if TYPE_CHECKING:
-    from mindroute.services.call_log import CallRecord
+
+class CallRecord(Protocol):
+    """What a call's Logs record (services/call_log.CallRecord) tells the metrics."""
+
+    provider_id: object
+    model: str | None
+    status_code: int
+    duration_ms: int
+    source: str
+    request_type: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+
 
 MAX_LABEL_VALUES = 200
 OTHER = "other"

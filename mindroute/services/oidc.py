@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mindroute import security
+from mindroute.config import Settings
 from mindroute.models import RefreshToken, User, utcnow
 from mindroute.services import audit
 from mindroute.services.auth import SESSION_TTL, ResolvedSession, resolve_session, revoke_token
@@ -56,6 +57,16 @@ class OidcPolicy:
     @property
     def manages_roles(self) -> bool:
         return bool(self.admin_group or self.admin_emails)
+
+
+def policy_from(settings: Settings) -> OidcPolicy:
+    """The policy the MINDROUTE_OIDC_* settings describe."""
+    return OidcPolicy(
+        create_users=settings.oidc_create_users,
+        admin_group=settings.oidc_admin_group,
+        groups_claim=settings.oidc_groups_claim,
+        admin_emails=settings.oidc_admin_emails,
+    )
 
 
 class SsoRefusedError(Exception):

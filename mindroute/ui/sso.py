@@ -74,7 +74,9 @@ def resolve_user(ip: str | None, user_agent: str | None) -> User | None:
     if claims is None:
         return None
     settings = get_settings()
-    result = oidc.sign_in(engine(), claims, settings.oidc_policy, settings.secret_keys[0], ip=ip, user_agent=user_agent)
+    result = oidc.sign_in(
+        engine(), claims, oidc.policy_from(settings), settings.secret_keys[0], ip=ip, user_agent=user_agent
+    )
     if result.refusal:
         st.session_state[REFUSAL_KEY] = result.refusal
         return None

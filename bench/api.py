@@ -187,7 +187,8 @@ def _free_port() -> int:
 def _serve(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "30"]
-    return subprocess.Popen(command, env=env)
+    # The servers' log lines (stdout) go to this process's stderr: its stdout is the figures' JSON.
+    return subprocess.Popen(command, env=env, stdout=2)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -85,7 +85,7 @@ def _wait_for(url: str, timeout_s: float = START_TIMEOUT_S) -> None:
 def _serve_workers(port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", "mindroute.api:app", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-    return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+    return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=2)  # its log lines: not the JSON
 
 
 def _serve_app(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:

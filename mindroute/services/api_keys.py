@@ -30,7 +30,7 @@ from mindroute.services import audit
 from mindroute.services.paging import Page
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, require_active, require_active_admin
-from mindroute.validation import API_KEY_NAME_MAX, ValidationError, validate_api_key_name  # noqa: F401 - for the page
+from mindroute.validation import API_KEY_NAME_MAX, FieldChecks, ValidationError, validate_api_key_name  # noqa: F401
 
 EXPIRY_PRESETS: dict[str, timedelta | None] = {
     "30 days": timedelta(days=30),
@@ -261,6 +261,24 @@ def _issue(
     session.add(key)
     session.flush()
     return IssuedApiKey(key=key, plaintext=new.plaintext)
+
+
+def check_new_key(
+    name: str, preset: str | None, day: date | None, zone: tzinfo, *, custom_date: bool = False
+) -> datetime | None:
+    """The Create key form's fields checked together (every problem at once, each for its field): the expiry
+    that a preset (`preset`) or a chosen day in `zone` (`day`) means; `custom_date` with no day is a problem."""
+    checks = FieldChecks()
+    checks.check(validate_api_key_name, name)
+    expires: datetime | None = None
+    if custom_date and day is None:
+        checks.problems["expires_at"] = "Choose the day the key stops working"
+    elif day is None:
+        expires = checks.check(expiry_from_preset, preset)
+    else:
+        expires = checks.check(expiry_from_date, day, zone)
+    checks.raise_any()
+    return expires
 
 
 @unit_of_work

@@ -20,7 +20,6 @@ from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.users_view import user_label  # noqa: E402
 from mindroute.ui.viewer import when, zone_note  # noqa: E402
 from mindroute.ui.viewer import zone as viewer_zone  # noqa: E402
-from mindroute.validation import FieldChecks, validate_api_key_name  # noqa: E402
 
 # One-shot: the full text of a key just issued. Popped by the next run, which shows it; any later
 # run (an action, a rerun) no longer has it. It is never read back from the database: only its
@@ -124,15 +123,7 @@ else:
 if st.button("Create key", type="primary", key="api_key_create"):
     with form_errors({"name": name_err, "expires_at": date_err}):
         # Both fields are checked before either refusal is shown: a bad name and a past date, at once.
-        checks = FieldChecks()
-        checks.check(validate_api_key_name, name)
-        if expiry == CUSTOM_DATE and day is None:
-            checks.problems["expires_at"] = "Choose the day the key stops working"
-        elif day is None:
-            expires = checks.check(api_keys.expiry_from_preset, expiry)
-        else:
-            expires = checks.check(api_keys.expiry_from_date, day, zone)
-        checks.raise_any()
+        expires = api_keys.check_new_key(name, expiry, day, zone, custom_date=expiry == CUSTOM_DATE)
         issued = api_keys.create_key(engine(), user, user.id, name, expires)
         shown_name = issued.key.name
         st.session_state[CREATED] = True

@@ -12,7 +12,6 @@ from typing import Any  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from mindroute.analytics.filter import UsageFilter  # noqa: E402
 from mindroute.services import overview, usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
 from mindroute.ui import charts  # noqa: E402
@@ -37,7 +36,9 @@ def filter_choices(user_id: str, role: str) -> dict[str, list[Any]] | None:
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False, scope="session")
-def page_data(user_id: str, role: str, view_key: tuple[tuple[str, str], ...], _flt: UsageFilter) -> usage.UsagePage:
+def page_data(
+    user_id: str, role: str, view_key: tuple[tuple[str, str], ...], _flt: usage.UsageFilter
+) -> usage.UsagePage:
     # Keyed by the view's query parameters (the filter itself moves with the clock at every run).
     return usage.usage_page(engine(), viewer_of(user_id, role), _flt)
 

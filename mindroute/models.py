@@ -115,6 +115,7 @@ class User(Base):
     __table_args__ = (
         CheckConstraint("role IN ('admin', 'user')", name="users_role_check"),
         CheckConstraint("theme IS NULL OR theme IN ('light', 'dark')", name="users_theme_check"),
+        CheckConstraint("language IS NULL OR language IN ('en', 'ko')", name="users_language_check"),
     )
 
     id: Mapped[uuid.UUID] = _pk()
@@ -129,6 +130,8 @@ class User(Base):
     # Display preferences (migration 0009): an IANA zone and 'light' / 'dark'; None follows the browser.
     timezone: Mapped[str | None] = mapped_column("timezone", String(64))
     theme: Mapped[str | None] = mapped_column("theme", String(10))
+    # The console's language (migration 0011): 'en' or 'ko'; None follows the browser.
+    language: Mapped[str | None] = mapped_column("language", String(10))
 
     def __repr__(self) -> str:  # never the password hash
         return f"User(id={self.id}, email={self.email!r}, role={self.role!r})"

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from mindroute import security
+from mindroute import i18n, security
 from mindroute.errors import PermissionDenied
 from mindroute.models import User, utcnow
 from mindroute.services.roles import require_active, require_active_admin, require_admin  # noqa: F401 - the services' checks
@@ -138,6 +138,7 @@ def _refuse(field: str, message: str) -> None:
 
 
 THEMES = ("light", "dark")
+LANGUAGES = tuple(i18n.LANGUAGES)
 # In the tz database but not places a person lives in.
 _NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 
@@ -164,5 +165,21 @@ def set_preferences(session: Session, actor: User | None, *, timezone: str | Non
     if user is None or not user.is_active:
         raise PermissionDenied("Sign in to change your preferences")
     user.timezone, user.theme = zone, shade
+    session.flush()
+    return user
+
+
+@unit_of_work
+def set_language(session: Session, actor: User | None, language: str | None) -> User:
+    """Save the signed-in user's console language ('en', 'ko'); None follows the browser.
+    Raises ValidationError("language") for a language not offered."""
+    me = require_active(actor, "change your preferences")
+    choice = (language or "").strip().lower() or None
+    if choice is not None and choice not in LANGUAGES:
+        raise ValidationError("language", i18n._l("Choose a language from the list"))
+    user = session.scalar(for_update(session, select(User).where(User.id == me.id)))
+    if user is None or not user.is_active:
+        raise PermissionDenied(i18n._l("Sign in to change your preferences"))
+    user.language = choice
     session.flush()
     return user

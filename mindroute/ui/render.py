@@ -13,7 +13,9 @@ import streamlit as st
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from mindroute import i18n
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
+from mindroute.i18n import _
 from mindroute.services.paging import Page
 from mindroute.validation import FormValidationError, ValidationError
 
@@ -274,7 +276,8 @@ def _show_problems(exc: FormValidationError, fields: dict[str, st.delta_generato
     for field, message in exc.problems.items():
         slot = _slot_key(field, fields)
         # Under a slot that stands for several fields, say which one each message is about.
-        grouped.setdefault(slot, []).append(message if slot in (None, field) else f"{field}: {message}")
+        reading = i18n.text(message)
+        grouped.setdefault(slot, []).append(reading if slot in (None, field) else f"{field}: {reading}")
     for slot, messages in grouped.items():
         # Service messages may quote what a user typed (an email, a name): never let it render.
         body = (
@@ -297,11 +300,12 @@ def form_errors(fields: dict[str, st.delta_generator.DeltaGenerator] | None = No
     except ValidationError as exc:
         slot = (fields or {}).get(exc.field)
         # Service messages may quote what a user typed (an email, a name): never let it render.
-        (slot or st).error(escape_markdown(exc.message))
+        (slot or st).error(escape_markdown(i18n.text(exc.message)))
     except ConflictError as exc:
-        st.error(escape_markdown(f"{exc} Reload to see the current values, then make your change again."))
+        again = _("Reload to see the current values, then make your change again.")
+        st.error(escape_markdown(f"{i18n.text(exc)} {again}"))
     except (PermissionDenied, NotFound) as exc:
-        st.error(escape_markdown(str(exc)))
+        st.error(escape_markdown(i18n.text(exc)))
 
 
 def requested_page(key: str, filters: Hashable) -> int:
@@ -317,12 +321,13 @@ def requested_page(key: str, filters: Hashable) -> int:
     return page if isinstance(page, int) and not isinstance(page, bool) and page >= 1 else 1
 
 
-def page_control(key: str, page: int, pages: int, total: int, noun: str) -> None:
-    """Page buttons and "Page X of Y, N <noun>"; `page` is the page actually shown (services clamp it)."""
+def page_control(key: str, page: int, pages: int, counted: str) -> None:
+    """Page buttons and "Page X of Y · <counted>" (`counted`: the translated total, e.g. "1,200 users");
+    `page` is the page actually shown (services clamp it)."""
     if st.session_state.get(key, 1) != page:
         st.session_state[key] = page  # the filters changed or the last page went away
     st.pagination(max(pages, 1), key=key)
-    st.caption(f"Page {page:,} of {max(pages, 1):,}, {total:,} {noun}")
+    st.caption(_("Page {page} of {pages} · {counted}", page=page, pages=max(pages, 1), counted=counted))
 
 
 ROW_HEIGHT_PX = 35  # st.dataframe's row (and header) height at the default font size
@@ -335,16 +340,21 @@ def rows_height(rows: int) -> int:
 
 
 def paged_table(
-    page_key: str, listing: Page[Any], table: Callable[[list[Any]], Any], *, key: str, noun: tuple[str, str]
+    page_key: str,
+    listing: Page[Any],
+    table: Callable[[list[Any]], Any],
+    *,
+    key: str,
+    counted: Callable[[int], str],
+    empty: str,
 ) -> None:
-    """One page of a list as a table, or "No <nouns> match these filters.", with the page control under it;
-    `noun` is (singular, plural), e.g. ("user", "users"). The table is as tall as the page of rows, so the
-    page size chosen is the number of rows seen."""
-    one, many = noun
+    """One page of a list as a table, or `empty` ("No users match these filters."), with the page control
+    under it; `counted(n)` is the translated total ("3 users"). The table is as tall as the page of rows, so
+    the page size chosen is the number of rows seen."""
     if listing.rows:
         st.dataframe(
             table(listing.rows), hide_index=True, width="stretch", height=rows_height(len(listing.rows)), key=key
         )
     else:
-        st.info(f"No {many} match these filters.")
-    page_control(page_key, listing.page, listing.pages, listing.total, one if listing.total == 1 else many)
+        st.info(empty)
+    page_control(page_key, listing.page, listing.pages, counted(listing.total))

@@ -54,6 +54,7 @@ def resolve_current_user() -> User | None:
     """
     _set_audit_actor(None)  # until a user is resolved, anything recorded is anonymous (the sign-in form)
     viewer.remember_choice(None)  # signed out, times follow the browser
+    viewer.use_language(None)  # and so does the language
     token = session_token()
     if not token:
         return _single_sign_on_user()
@@ -68,6 +69,7 @@ def resolve_current_user() -> User | None:
     st.session_state[FOLLOW_KEY] = (digest, resolved.user.id, resolved.created_at)
     _set_audit_actor(resolved.user)
     viewer.remember_choice(resolved.user.timezone)
+    viewer.use_language(resolved.user.language)
     return resolved.user
 
 
@@ -79,6 +81,7 @@ def _single_sign_on_user() -> User | None:
     if user is not None:
         _set_audit_actor(user)
         viewer.remember_choice(user.timezone)
+        viewer.use_language(user.language)
     return user
 
 

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
+from mindroute import i18n
+from mindroute.i18n import _
 from mindroute.timezones import viewer_zone
 
 # The signed-in user's Account choice (users.timezone), set by session.resolve_current_user on every run;
@@ -18,6 +20,34 @@ CHOSEN_ZONE_KEY = "mindroute_viewer_zone"
 def remember_choice(name: str | None) -> None:
     """Record the signed-in user's chosen zone for this run (None: follow the browser)."""
     st.session_state[CHOSEN_ZONE_KEY] = name or None
+
+
+LANGUAGE_KEY = "mindroute_language"
+
+
+def use_language(choice: str | None) -> str:
+    """Translate this browser session into the user's language (users.language), else the browser's
+    (st.context.locale), else English; returns it. Called with the zone on every full run, before the page
+    draws anything; a fragment's rerun reads the same (i18n's source is this session's state)."""
+    language = i18n.resolve(choice, browser_language())
+    st.session_state[LANGUAGE_KEY] = language
+    return language
+
+
+def _session_language() -> str | None:
+    try:
+        return st.session_state.get(LANGUAGE_KEY)
+    except Exception:  # noqa: BLE001 - outside a script run (a service called from a test or the CLI)
+        return None
+
+
+i18n.set_source(_session_language)
+
+
+def browser_language() -> str | None:
+    """The browser's language tag ("ko-KR"), None when unknown (AppTest gives None)."""
+    tag = st.context.locale
+    return tag if isinstance(tag, str) else None
 
 
 def browser_zone() -> ZoneInfo:
@@ -40,11 +70,19 @@ def _aware(value: datetime) -> datetime:
     return moment.astimezone(zone())
 
 
-def when(value: datetime | None, *, seconds: bool = False, never: str = "never") -> str:
-    """A stored time as the viewer reads it: "2026-12-04 10:31" (":05" with seconds); `never` for None."""
+def when(value: datetime | None, *, seconds: bool = False, never: str | None = None) -> str:
+    """A stored time as the viewer's language writes it, in their zone: "2026. 12. 4. 오전 10:31",
+    "Dec 4, 2026, 10:31 AM" (with seconds on request); `never` (default "never", translated) for None."""
     if value is None:
-        return never
-    return _aware(value).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+        return _("never") if never is None else never
+    return i18n.moment(_aware(value), seconds=seconds)
+
+
+def ago(value: datetime | None, *, never: str | None = None) -> str:
+    """How long ago a stored time was, in the viewer's language: "3분 전", "3 minutes ago"."""
+    if value is None:
+        return _("never") if never is None else never
+    return i18n.relative(value)
 
 
 def iso(value: datetime | None) -> str:
@@ -61,4 +99,4 @@ def localize(values: Iterable[datetime | None]) -> list[datetime | None]:
 
 def zone_note() -> None:
     """The caption naming the zone the page's times are in: a page calls it once, above its first time."""
-    st.caption(f"Times are in {zone().key}.")
+    st.caption(_("Times are in {zone}.", zone=zone().key))

@@ -9,6 +9,8 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _, _n  # noqa: E402
+
 from mindroute.services import admin_users, ticket_pages, tickets  # noqa: E402
 from mindroute.services.admin_users import ConflictError, UserFilter  # noqa: E402
 from mindroute.services.tickets import STATUS_LABELS  # noqa: E402
@@ -90,7 +92,8 @@ paged_table(
     listing,
     lambda rows: view.ticket_table(rows, with_owner=True),
     key="queue_table",
-    noun=("ticket", "tickets"),
+    counted=lambda n: _n("{n} ticket", "{n} tickets", n),
+    empty=_("No tickets match these filters."),
 )
 
 if detail is None:

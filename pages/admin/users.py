@@ -8,6 +8,8 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _, _n  # noqa: E402
+
 from mindroute.services import admin_users, api_keys, permissions, users  # noqa: E402
 from mindroute.services.admin_users import ROLES, SORT_COLUMNS, ConflictError  # noqa: E402
 from mindroute.services.limit_rules import key_target, user_target  # noqa: E402
@@ -110,7 +112,14 @@ if selected is not None:
 elif view.URL_PARAM in st.query_params:
     del st.query_params[view.URL_PARAM]
 
-paged_table("users_page", listing, view.user_table, key="users_table", noun=("user", "users"))
+paged_table(
+    "users_page",
+    listing,
+    view.user_table,
+    key="users_table",
+    counted=lambda n: _n("{n} user", "{n} users", n),
+    empty=_("No users match these filters."),
+)
 
 if selected is None:
     st.stop()

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _, _n  # noqa: E402
+
 from mindroute.services import admin_users, api_keys  # noqa: E402
 from mindroute.services.admin_users import UserFilter  # noqa: E402
 from mindroute.services.api_keys import API_KEY_NAME_MAX, EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402
@@ -251,7 +253,8 @@ with all_area:
         listing,
         lambda rows: key_table(rows, with_owner=True),
         key="all_keys_table",
-        noun=("key", "keys"),
+        counted=lambda n: _n("{n} key", "{n} keys", n),
+        empty=_("No keys match these filters."),
     )
 
     if listing.rows:

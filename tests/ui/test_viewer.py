@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from mindroute import i18n
 from mindroute.ui import format as ui_format
 from mindroute.ui import viewer
 
@@ -48,16 +49,16 @@ def test_a_stale_choice_is_utc_not_an_error(monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("zone", "stored", "shown", "with_offset"),
     [
-        ("Asia/Seoul", datetime(2026, 12, 4, 1, 31, 5), "2026-12-04 10:31", "2026-12-04T10:31:05+09:00"),
+        ("Asia/Seoul", datetime(2026, 12, 4, 1, 31, 5), "Dec 4, 2026, 10:31 AM", "2026-12-04T10:31:05+09:00"),
         # Half-hour and quarter-hour zones.
-        ("Asia/Kolkata", datetime(2026, 12, 3, 18, 45, 0), "2026-12-04 00:15", "2026-12-04T00:15:00+05:30"),
-        ("Asia/Kathmandu", datetime(2026, 12, 3, 18, 15, 0), "2026-12-04 00:00", "2026-12-04T00:00:00+05:45"),
+        ("Asia/Kolkata", datetime(2026, 12, 3, 18, 45, 0), "Dec 4, 2026, 12:15 AM", "2026-12-04T00:15:00+05:30"),
+        ("Asia/Kathmandu", datetime(2026, 12, 3, 18, 15, 0), "Dec 4, 2026, 12:00 AM", "2026-12-04T00:00:00+05:45"),
         # Either side of the European change to summer time (01:00 UTC on 29 March 2026).
-        ("Europe/Berlin", datetime(2026, 3, 29, 0, 59, 0), "2026-03-29 01:59", "2026-03-29T01:59:00+01:00"),
-        ("Europe/Berlin", datetime(2026, 3, 29, 1, 0, 0), "2026-03-29 03:00", "2026-03-29T03:00:00+02:00"),
+        ("Europe/Berlin", datetime(2026, 3, 29, 0, 59, 0), "Mar 29, 2026, 1:59 AM", "2026-03-29T01:59:00+01:00"),
+        ("Europe/Berlin", datetime(2026, 3, 29, 1, 0, 0), "Mar 29, 2026, 3:00 AM", "2026-03-29T03:00:00+02:00"),
         # Adelaide in its summer: +10:30.
-        ("Australia/Adelaide", datetime(2026, 12, 4, 0, 0, 0), "2026-12-04 10:30", "2026-12-04T10:30:00+10:30"),
-        ("UTC", datetime(2026, 12, 4, 1, 31, 5, 999_999), "2026-12-04 01:31", "2026-12-04T01:31:05+00:00"),
+        ("Australia/Adelaide", datetime(2026, 12, 4, 0, 0, 0), "Dec 4, 2026, 10:30 AM", "2026-12-04T10:30:00+10:30"),
+        ("UTC", datetime(2026, 12, 4, 1, 31, 5, 999_999), "Dec 4, 2026, 1:31 AM", "2026-12-04T01:31:05+00:00"),
     ],
 )
 def test_a_stored_time_in_the_zone(zone: str, stored: datetime, shown: str, with_offset: str) -> None:
@@ -79,14 +80,14 @@ def test_the_same_wall_clock_hour_twice_in_autumn() -> None:
 
 def test_seconds_none_and_aware_values() -> None:
     viewer.remember_choice("Asia/Seoul")
-    assert viewer.when(datetime(2026, 12, 4, 1, 31, 5), seconds=True) == "2026-12-04 10:31:05"
+    assert viewer.when(datetime(2026, 12, 4, 1, 31, 5), seconds=True) == "Dec 4, 2026, 10:31:05 AM"
     assert viewer.when(None) == "never"
     assert viewer.when(None, never="—") == "—"
     assert viewer.iso(None) == ""
     assert viewer.localize([None, datetime(2026, 1, 1)])[0] is None
     # An aware value is a moment already: shown in the zone, not read as UTC twice.
-    assert viewer.when(datetime(2026, 12, 4, 10, 31, tzinfo=viewer.zone())) == "2026-12-04 10:31"
-    assert viewer.when(datetime(2026, 12, 4, 1, 31, tzinfo=UTC)) == "2026-12-04 10:31"
+    assert viewer.when(datetime(2026, 12, 4, 10, 31, tzinfo=viewer.zone())) == "Dec 4, 2026, 10:31 AM"
+    assert viewer.when(datetime(2026, 12, 4, 1, 31, tzinfo=UTC)) == "Dec 4, 2026, 10:31 AM"
 
 
 def _note_page() -> None:
@@ -99,3 +100,12 @@ def test_apptest_has_no_browser_zone_so_the_note_says_utc() -> None:
     at = AppTest.from_function(_note_page).run()
     assert not at.exception
     assert [c.value for c in at.caption] == ["Times are in UTC."]
+
+
+def test_times_in_the_viewers_language() -> None:
+    viewer.remember_choice("Asia/Seoul")
+    with i18n.using("ko"):
+        assert viewer.when(datetime(2026, 12, 2, 6, 4)) == "2026. 12. 2. 오후 3:04"
+        assert viewer.when(None) == "없음"
+        assert viewer.ago(datetime.now(UTC) - timedelta(minutes=3)) == "3분 전"
+    assert viewer.ago(datetime.now(UTC) - timedelta(minutes=3)) == "3 minutes ago"

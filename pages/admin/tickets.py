@@ -10,7 +10,6 @@ import uuid  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.i18n import _, _n  # noqa: E402
-
 from mindroute.services import admin_users, ticket_pages, tickets  # noqa: E402
 from mindroute.services.admin_users import ConflictError, UserFilter  # noqa: E402
 from mindroute.services.tickets import STATUS_LABELS  # noqa: E402

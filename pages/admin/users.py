@@ -9,7 +9,6 @@ import uuid  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.i18n import _, _n  # noqa: E402
-
 from mindroute.services import admin_users, api_keys, permissions, users  # noqa: E402
 from mindroute.services.admin_users import ROLES, SORT_COLUMNS, ConflictError  # noqa: E402
 from mindroute.services.limit_rules import key_target, user_target  # noqa: E402

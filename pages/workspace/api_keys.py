@@ -11,7 +11,6 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from mindroute.i18n import _, _n  # noqa: E402
-
 from mindroute.services import admin_users, api_keys  # noqa: E402
 from mindroute.services.admin_users import UserFilter  # noqa: E402
 from mindroute.services.api_keys import API_KEY_NAME_MAX, EXPIRY_PRESETS, ApiKeyRow, KeyState, RotationGrace  # noqa: E402

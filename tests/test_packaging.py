@@ -74,3 +74,9 @@ def test_the_wheel_installs_a_working_mindroute_command(tmp_path) -> None:
     assert (tmp_path / "data" / "mindroute.db").is_file()
     current = subprocess.run([command, "db", "current"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert "(up to date)" in current.stdout
+    # The Korean catalogs ship in the wheel and compile where it is installed.
+    korean = "from mindroute import i18n; i18n.use('ko'); print(i18n._('never'))"
+    translated = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", korean], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert translated.stdout.strip() == "없음", translated.stderr

@@ -9,15 +9,17 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
+from mindroute import i18n
+from mindroute.i18n import _, _l
 from mindroute.models import User
 
 
 @dataclass(frozen=True)
 class PageSpec:
     path: str
-    title: str
+    title: str  # a Message: English as a str (tests, logs), translated where drawn (i18n.text)
     icon: str
-    section: str
+    section: str  # a Message too
     roles: tuple[str, ...]
     default: bool = False
 
@@ -27,29 +29,29 @@ class PageSpec:
         return self.path.rsplit("/", 1)[-1].removesuffix(".py")
 
 
-WORKSPACE = "Workspace"
-ADMIN = "Administration"
+WORKSPACE = _l("Workspace")
+ADMIN = _l("Administration")
 EVERYONE = ("admin", "user")
 ADMINS = ("admin",)
-TICKET_QUEUE = "Ticket queue"
+TICKET_QUEUE = _l("Ticket queue")
 
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/workspace/overview.py", "Overview", ":material/dashboard:", WORKSPACE, EVERYONE, default=True),
-    PageSpec("pages/workspace/playground.py", "Playground", ":material/chat:", WORKSPACE, EVERYONE),
-    PageSpec("pages/workspace/usage.py", "Usage", ":material/monitoring:", WORKSPACE, EVERYONE),
+    PageSpec("pages/workspace/overview.py", _l("Overview"), ":material/dashboard:", WORKSPACE, EVERYONE, default=True),
+    PageSpec("pages/workspace/playground.py", _l("Playground"), ":material/chat:", WORKSPACE, EVERYONE),
+    PageSpec("pages/workspace/usage.py", _l("Usage"), ":material/monitoring:", WORKSPACE, EVERYONE),
     # Administrators read every call on the Logs page; a user reads their own here, through the same view.
-    PageSpec("pages/workspace/calls.py", "Calls", ":material/list_alt:", WORKSPACE, ("user",)),
-    PageSpec("pages/workspace/api_keys.py", "API keys", ":material/key:", WORKSPACE, EVERYONE),
-    PageSpec("pages/workspace/api_guide.py", "API guide", ":material/code:", WORKSPACE, EVERYONE),
-    PageSpec("pages/workspace/support.py", "Support", ":material/support:", WORKSPACE, EVERYONE),
-    PageSpec("pages/workspace/account.py", "Account", ":material/person:", WORKSPACE, EVERYONE),
-    PageSpec("pages/admin/providers.py", "Providers", ":material/hub:", ADMIN, ADMINS),
-    PageSpec("pages/admin/users.py", "Users and permissions", ":material/group:", ADMIN, ADMINS),
-    PageSpec("pages/admin/limits.py", "Limits and budgets", ":material/speed:", ADMIN, ADMINS),
+    PageSpec("pages/workspace/calls.py", _l("Calls"), ":material/list_alt:", WORKSPACE, ("user",)),
+    PageSpec("pages/workspace/api_keys.py", _l("API keys"), ":material/key:", WORKSPACE, EVERYONE),
+    PageSpec("pages/workspace/api_guide.py", _l("API guide"), ":material/code:", WORKSPACE, EVERYONE),
+    PageSpec("pages/workspace/support.py", _l("Support"), ":material/support:", WORKSPACE, EVERYONE),
+    PageSpec("pages/workspace/account.py", _l("Account"), ":material/person:", WORKSPACE, EVERYONE),
+    PageSpec("pages/admin/providers.py", _l("Providers"), ":material/hub:", ADMIN, ADMINS),
+    PageSpec("pages/admin/users.py", _l("Users and permissions"), ":material/group:", ADMIN, ADMINS),
+    PageSpec("pages/admin/limits.py", _l("Limits and budgets"), ":material/speed:", ADMIN, ADMINS),
     PageSpec("pages/admin/tickets.py", TICKET_QUEUE, ":material/support_agent:", ADMIN, ADMINS),
-    PageSpec("pages/admin/logs.py", "Logs", ":material/receipt_long:", ADMIN, ADMINS),
-    PageSpec("pages/admin/retention.py", "Log retention", ":material/delete_sweep:", ADMIN, ADMINS),
-    PageSpec("pages/admin/audit.py", "Audit", ":material/policy:", ADMIN, ADMINS),
+    PageSpec("pages/admin/logs.py", _l("Logs"), ":material/receipt_long:", ADMIN, ADMINS),
+    PageSpec("pages/admin/retention.py", _l("Log retention"), ":material/delete_sweep:", ADMIN, ADMINS),
+    PageSpec("pages/admin/audit.py", _l("Audit"), ":material/policy:", ADMIN, ADMINS),
 )
 
 
@@ -72,14 +74,15 @@ def requested_url_path() -> str | None:
 def signed_out_navigation(view: Callable[[], None]) -> st.navigation:  # type: ignore[valid-type]
     """Signed out: every page's URL runs the sign-in `view` (never the page), so /usage?range=30d shows the
     sign-in form at that URL, and signing in there lands on Usage with its query."""
-    pages = [st.Page(view, title="Sign in", url_path="signin", default=True)]
+    title = _("Sign in")
+    pages = [st.Page(view, title=title, url_path="signin", default=True)]
     for spec in PAGES:
-        pages.append(st.Page(view, title="Sign in", url_path=spec.url_path))  # a page's identity is its URL
+        pages.append(st.Page(view, title=title, url_path=spec.url_path))  # a page's identity is its URL
     return st.navigation(pages, position="hidden")
 
 
 def _for_administrators() -> None:
-    st.error("This page is for administrators.")
+    st.error(_("This page is for administrators."))
 
 
 def _open(page: st.Page) -> None:  # type: ignore[valid-type]
@@ -88,10 +91,11 @@ def _open(page: st.Page) -> None:  # type: ignore[valid-type]
 
 
 def page_title(spec: PageSpec, open_tickets: int | None = None) -> str:
-    """The title in the navigation: the ticket queue carries the count of open tickets, when there are any."""
+    """The title in the navigation, in the reader's language: the ticket queue carries the count of open
+    tickets, when there are any."""
     if spec.title == TICKET_QUEUE and open_tickets:
-        return f"{spec.title} ({open_tickets:,})"
-    return spec.title
+        return _("Ticket queue ({n})", n=open_tickets)
+    return i18n.text(spec.title)
 
 
 def build_navigation(user: User, open_tickets: int | None = None, requested: str | None = None) -> st.navigation:  # type: ignore[valid-type]
@@ -108,7 +112,7 @@ def build_navigation(user: User, open_tickets: int | None = None, requested: str
         title = page_title(spec, open_tickets)
         page = st.Page(spec.path, title=title, icon=spec.icon)
         home = page if spec.default or home is None else home
-        sections.setdefault(spec.section, []).append(page)
+        sections.setdefault(i18n.text(spec.section), []).append(page)
     # Streamlit serves its default page at / only (/overview would be "Page not found"): the default is a
     # hidden page at / that opens Overview at its own URL, so /overview works and the menu shows where one is.
     root = st.Page(functools.partial(_open, home), title=home.title, url_path="home", default=True, visibility="hidden")
@@ -116,7 +120,11 @@ def build_navigation(user: User, open_tickets: int | None = None, requested: str
     refused = spec_for_url_path(requested) if requested else None
     if refused is not None and user.role not in refused.roles:
         notice = st.Page(
-            _for_administrators, title=refused.title, icon=refused.icon, url_path=refused.url_path, visibility="hidden"
+            _for_administrators,
+            title=i18n.text(refused.title),
+            icon=refused.icon,
+            url_path=refused.url_path,
+            visibility="hidden",
         )
-        sections.setdefault(refused.section, []).append(notice)
+        sections.setdefault(i18n.text(refused.section), []).append(notice)
     return st.navigation(sections, position="sidebar")

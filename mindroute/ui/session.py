@@ -6,6 +6,7 @@ import streamlit as st
 
 from mindroute import security
 from mindroute.http import web
+from mindroute.i18n import _
 from mindroute.models import User
 from mindroute.services import audit, auth
 from mindroute.ui import sso, viewer
@@ -100,10 +101,10 @@ def require_user(role: str | None = None) -> User:
     """The first statement of every page: stops the page for anyone not allowed to see it."""
     user = resolve_current_user()
     if user is None:
-        st.warning("Please sign in to continue.")
+        st.warning(_("Please sign in to continue."))
         st.stop()
     if role == "admin" and user.role != "admin":
-        st.error("This page is for administrators.")
+        st.error(_("This page is for administrators."))
         st.stop()
     return user
 

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 import streamlit as st
 
+from mindroute import i18n
 from mindroute.config import get_settings
+from mindroute.i18n import _
 from mindroute.models import User
 from mindroute.services import oidc
 from mindroute.ui.runtime import engine
@@ -26,14 +28,15 @@ def _auth_section() -> Mapping[str, object]:
 
 def providers() -> list[tuple[str | None, str]]:
     """(name for st.login, button label) of each identity provider in `[auth]`: `[auth.okta]` is "okta";
-    client settings directly under `[auth]` are the unnamed default provider."""
+    client settings directly under `[auth]` are the unnamed default provider. Labels in the reader's language
+    (the provider's name, from the operator's secrets.toml, is filled in as it is)."""
     section = _auth_section()
     found: list[tuple[str | None, str]] = []
     if all(key in section for key in _PROVIDER_SETTINGS):
-        found.append((None, "Sign in with single sign-on"))
+        found.append((None, _("Sign in with single sign-on")))
     for name, value in section.items():
         if isinstance(value, Mapping) and all(key in value for key in _PROVIDER_SETTINGS):
-            found.append((str(name), f"Sign in with {str(name).replace('_', ' ').title()}"))
+            found.append((str(name), _("Sign in with {provider}", provider=str(name).replace("_", " ").title())))
     return found
 
 
@@ -45,8 +48,8 @@ def sign_in_buttons() -> None:
     """The sign-in page's single sign-on buttons, and why the last attempt signed nobody in."""
     refusal = st.session_state.get(REFUSAL_KEY)
     if refusal:
-        st.error(refusal)  # one of services/oidc.py's fixed messages
-        if st.button("Use another account", key="sso_use_another"):
+        st.error(i18n.text(refusal))  # one of services/oidc.py's fixed messages
+        if st.button(_("Use another account"), key="sso_use_another"):
             st.session_state.pop(REFUSAL_KEY, None)
             st.logout()  # clears Streamlit's identity cookie
         return

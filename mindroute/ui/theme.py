@@ -14,12 +14,13 @@ import json
 
 import streamlit as st
 
+from mindroute.i18n import _l
 from mindroute.ui.navigation import PAGES
 
 # users.theme (None follows the browser) -> Streamlit's stored value.
 _STORED = {None: "System", "light": "Light", "dark": "Dark"}
-# Account's labels, in the order offered ("" follows the browser).
-CHOICES: dict[str, str] = {"": "Follow the browser", "light": "Light", "dark": "Dark"}
+# Account's labels, in the order offered ("" follows the browser): Messages, shown with i18n.text.
+CHOICES: dict[str, str] = {"": _l("Follow the browser"), "light": _l("Light"), "dark": _l("Dark")}
 _KEY_FORMAT = "stActiveTheme-{path}-v2"
 _APPLY_REQUEST = "mindroute_theme_apply"
 

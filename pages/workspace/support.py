@@ -10,6 +10,7 @@ import uuid  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _  # noqa: E402
 from mindroute.services import ticket_pages, tickets  # noqa: E402
 from mindroute.services.tickets import TICKET_SUBJECT_MAX  # noqa: E402
 from mindroute.ui import tickets_view as view  # noqa: E402
@@ -22,7 +23,7 @@ from mindroute.ui.runtime import engine  # noqa: E402
 LINKED_CALL = "support_linked_call"
 NEW_TICKET_KEYS = ("support_subject", "support_message", "support_call", LINKED_CALL)
 
-st.title("Support")
+st.title(_("Support"))
 flash = Flash("support_flash")
 flash.show()
 done = flash.done
@@ -64,47 +65,53 @@ if (linked := st.session_state.get(LINKED_CALL)) is not None:
 if st.session_state.get("support_call") not in (None, *calls_by_id):
     st.session_state.pop("support_call")
 with (
-    st.expander("Open a ticket", expanded=not mine or linked is not None or linked_call_refused),
+    st.expander(_("Open a ticket"), expanded=not mine or linked is not None or linked_call_refused),
     st.form("support_new"),
 ):
     # No max_chars: Streamlit would cut a longer subject silently; the service refuses it with a message.
-    subject = st.text_input("Subject", help=f"One line, up to {TICKET_SUBJECT_MAX} characters", key="support_subject")
+    subject = st.text_input(
+        _("Subject"), help=_("One line, up to {n} characters", n=TICKET_SUBJECT_MAX), key="support_subject"
+    )
     subject_err = st.empty()
     message = st.text_area(
-        "Message", max_chars=tickets.MESSAGE_MAX_CHARS, height=160, key="support_message", help="What happened?"
+        _("Message"),
+        max_chars=tickets.MESSAGE_MAX_CHARS,
+        height=160,
+        key="support_message",
+        help=_("What happened?"),
     )
     message_err = st.empty()
     call = st.selectbox(
-        "About one of your recent calls (optional)",
+        _("About one of your recent calls (optional)"),
         [None, *calls_by_id],
-        format_func=lambda i: "No particular call" if i is None else view.call_label(calls_by_id[i]),
+        format_func=lambda i: _("No particular call") if i is None else view.call_label(calls_by_id[i]),
         key="support_call",
     )
     call_err = st.empty()
     if linked_call_refused:
-        call_err.warning("The linked call is not one of your calls (or is no longer in the logs): choose one here.")
-    if st.form_submit_button("Open ticket", type="primary", key="support_submit"):
+        call_err.warning(_("The linked call is not one of your calls (or is no longer in the logs): choose one here."))
+    if st.form_submit_button(_("Open ticket"), type="primary", key="support_submit"):
         with form_errors({"subject": subject_err, "message": message_err, "log_id": call_err}):
             about = uuid.UUID(call) if call is not None else None
             ticket = tickets.open_ticket(engine(), user, subject, message, about)
             for key in NEW_TICKET_KEYS:
                 st.session_state.pop(key, None)
             st.session_state["support_select_next"] = str(ticket.id)
-            done("Ticket opened. Support will answer here.")
+            done(_("Ticket opened. Support will answer here."))
 
 
 # --- one's tickets --------------------------------------------------------------------------
 
-st.header("Your tickets")
+st.header(_("Your tickets"))
 if read.requested_missing:
-    st.warning("The linked ticket is not one of your tickets (or no longer exists).")
+    st.warning(_("The linked ticket is not one of your tickets (or no longer exists)."))
 if detail is None:
-    st.info("You have not opened any tickets.")
+    st.info(_("You have not opened any tickets."))
     st.stop()
 
 st.dataframe(view.ticket_table(mine), hide_index=True, width="stretch", key="support_table")
 st.selectbox(
-    "Ticket",
+    _("Ticket"),
     list(by_id),
     format_func=lambda i: view.ticket_label(by_id[i]),
     key="support_selected",
@@ -116,22 +123,22 @@ with st.container(border=True):
     st.text(ticket.subject)
     st.caption(view.ticket_dates(ticket))
     if detail.call is not None:
-        st.text(f"About the call: {view.call_label(detail.call)}")
+        st.text(_("About the call: {call}", call=view.call_label(detail.call)))
     elif ticket.log_id is not None:
-        st.caption("The call this ticket was about is no longer in the logs.")
+        st.caption(_("The call this ticket was about is no longer in the logs."))
     view.conversation(detail, viewer_is_owner=True)
     if not ticket.admin_response and ticket.status in ("open", "in_progress"):
-        st.info("No answer yet." if ticket.status == "open" else "Support is working on it.")
+        st.info(_("No answer yet.") if ticket.status == "open" else _("Support is working on it."))
 
 if ticket.can_reopen:
     with st.form("support_reopen"):
-        st.write("Did the answer not solve it? Reopen the ticket with a follow-up.")
-        follow_up = st.text_area("Follow-up", max_chars=tickets.MESSAGE_MAX_CHARS, key="support_follow_up")
+        st.write(_("Did the answer not solve it? Reopen the ticket with a follow-up."))
+        follow_up = st.text_area(_("Follow-up"), max_chars=tickets.MESSAGE_MAX_CHARS, key="support_follow_up")
         follow_up_err = st.empty()
-        if st.form_submit_button("Reopen with this follow-up", key="support_reopen_submit"):
+        if st.form_submit_button(_("Reopen with this follow-up"), key="support_reopen_submit"):
             with form_errors({"follow_up": follow_up_err, "status": follow_up_err}):
                 tickets.reopen(engine(), user, ticket.id, follow_up)
                 st.session_state.pop("support_follow_up", None)
-                done("Ticket reopened.")
+                done(_("Ticket reopened."))
 elif ticket.status == "closed":
-    st.info("This ticket is closed, which is final. Open a new ticket if you need more help.")
+    st.info(_("This ticket is closed, which is final. Open a new ticket if you need more help."))

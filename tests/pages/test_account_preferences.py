@@ -61,7 +61,7 @@ def test_choosing_a_zone_and_dark_is_saved_and_every_time_follows(engine, monkey
     assert _saved(engine) == ("Asia/Seoul", "dark")
     assert "Time zone and theme saved." in texts(at)
     assert "Times are in Asia/Seoul." in [c.value for c in at.caption]
-    assert "last sign-in 2026-12-04 10:31" in texts(at)
+    assert "last sign-in Dec 4, 2026, 10:31 AM" in texts(at)
     assert at.selectbox(key="account_timezone").value == "Asia/Seoul"
     assert at.radio(key="account_theme").value == "dark"
 

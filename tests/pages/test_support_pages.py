@@ -60,6 +60,14 @@ def queue_subjects(at: AppTest) -> list[str]:
     return list(table(at, "From")["Subject"])
 
 
+def click_queue_row(at: AppTest, subject: str) -> AppTest:
+    """What a click on the queue's row of this subject does: the table's selection state, then a rerun."""
+    queue = next(d for d in at.dataframe if "From" in d.value.columns)
+    row = list(queue.value["Subject"]).index(subject)
+    at.session_state[queue.key] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    return at.run()
+
+
 def fill_ticket(at: AppTest, subject: str, message: str) -> AppTest:
     at.text_input(key="support_subject").input(subject)
     at.text_area(key="support_message").set_value(message)
@@ -156,7 +164,7 @@ def test_queue_filters_by_status_and_user_and_sorts_by_age(engine, monkeypatch) 
         tickets.set_status(session, load(engine, "admin@example.com"), old, "in_progress")
     at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
     assert queue_subjects(at) == ["Oldest, Alice", "Middle, Bob", "Newest, Alice"]
-    assert "Page 1 of 1, 3 tickets" in [c.value for c in at.caption]
+    assert "Page 1 of 1 · 3 tickets" in [c.value for c in at.caption]
 
     at.selectbox(key="queue_oldest_first").set_value(False).run()
     assert queue_subjects(at) == ["Newest, Alice", "Middle, Bob", "Oldest, Alice"]
@@ -279,7 +287,8 @@ def test_the_queue_shows_the_linked_calls_error_as_plain_text(engine, monkeypatc
         broken = tickets.open_ticket(session, owner, "Broken", "It failed", log.id).id
     open_ticket(engine, "user@example.com", "A question", age=timedelta(hours=1))
     at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
-    at.selectbox(key="queue_selected").set_value(str(broken)).run()
+    at = click_queue_row(at, "Broken")
+    assert at.query_params["ticket"] == str(broken)
     listing = table(at, "From").set_index("Subject")
     assert listing.loc["Broken", "Call"] == f"502 · {HOSTILE}"
     assert listing.loc["A question", "Call"] == ""
@@ -318,12 +327,18 @@ def test_the_queue_keeps_the_ticket_being_viewed_in_the_url(engine, monkeypatch)
     new = open_ticket(engine, "user@example.com", "Newest")
     at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
     assert at.query_params["ticket"] == str(old)  # oldest first: the first on the page
-    at.selectbox(key="queue_selected").set_value(str(new)).run()
+    assert "Oldest" in [t.value for t in at.text] and "Newest" not in [t.value for t in at.text]
+    at = click_queue_row(at, "Newest")  # a click on its row opens it
     assert at.query_params["ticket"] == str(new)
-    assert "Newest" in [t.value for t in at.text]
+    assert "Newest" in [t.value for t in at.text] and "Oldest" not in [t.value for t in at.text]
+    at = click_queue_row(at, "Oldest")
+    assert at.query_params["ticket"] == str(old)
+    assert "Oldest" in [t.value for t in at.text]
+    at.run()  # a rerun is not a click: the ticket stays
+    assert at.query_params["ticket"] == str(old)
 
     shared = on_page_with(engine, monkeypatch, "admin@example.com", QUEUE, {"ticket": str(new)})
-    assert shared.selectbox(key="queue_selected").value == str(new)
+    assert shared.query_params["ticket"] == str(new)
     assert "Newest" in [t.value for t in shared.text]
 
     shared.selectbox(key="queue_page_size").set_value(10).run()

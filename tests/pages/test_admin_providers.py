@@ -316,18 +316,18 @@ def test_settings_problems_quoting_model_ids_render_as_text(engine, monkeypatch)
 
 def prices_shown(at) -> dict[str, tuple]:
     """The models table: model -> (own input, own output, input in use, output in use, source)."""
-    table = next(d.value for d in at.dataframe if "price from" in d.value.columns)
+    table = next(d.value for d in at.dataframe if "Price from" in d.value.columns)
 
     def number(value):
         return None if value is None or value != value else float(value)  # NaN is an empty cell
 
     return {
-        row["model"]: (
-            number(row["input USD / 1M tokens"]),
-            number(row["output USD / 1M tokens"]),
-            number(row["input in use"]),
-            number(row["output in use"]),
-            row["price from"],
+        row["Model"]: (
+            number(row["Your input USD / 1M tokens"]),
+            number(row["Your output USD / 1M tokens"]),
+            number(row["Input in use"]),
+            number(row["Output in use"]),
+            row["Price from"],
         )
         for _, row in table.iterrows()
     }
@@ -361,8 +361,8 @@ def test_models_show_the_price_in_use_and_its_source(engine, monkeypatch) -> Non
     page = captions(at)
     assert "Built-in prices (openai list prices as of" in page
     assert "https://developers.openai.com/api/docs/pricing" in page
-    built_in = next(d.value for d in at.dataframe if "overridden here" in d.value.columns)
-    assert bool(built_in.set_index("model").loc["gpt-4o", "overridden here"]) is True
+    built_in = next(d.value for d in at.dataframe if "Overridden here" in d.value.columns)
+    assert bool(built_in.set_index("Model").loc["gpt-4o", "Overridden here"]) is True
 
     # Clearing the override falls back to the built-in price.
     at = save_settings_json(at, '{"models": ["gpt-4o", "my-fine-tune"], "prices": {}}')
@@ -377,7 +377,7 @@ def test_an_openai_compatible_server_gets_no_built_in_prices(engine, monkeypatch
     assert shown["gpt-4o"][2:] == (None, None, "unpriced")  # the same id on someone else's server
     assert shown["llama3"][2:] == (0.0, 0.0, "this provider")  # free by the admin's word, not by default
     assert "No built-in prices apply" in captions(at)
-    assert not any("overridden here" in d.value.columns for d in at.dataframe)
+    assert not any("Overridden here" in d.value.columns for d in at.dataframe)
 
 
 # --- everyday flow (issue 17): confirmation and an empty form after a save, all errors at once, the tab

@@ -47,6 +47,7 @@ from importlib import resources
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from mindroute.i18n import N_, Message, _l, _ln
 from mindroute.validation import MODEL_ID_MAX, FormValidationError, ValidationError, validate_model_id
 
 SETTINGS_KEYS = ("models", "default_model", "prices")
@@ -67,7 +68,9 @@ def _check_models(raw: object, problems: dict[str, str]) -> list[str]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        problems["settings.models"] = 'Models must be a list of model ids, like ["gpt-4o", "gpt-4o-mini"]'
+        problems["settings.models"] = _l(
+            "Models must be a list of model ids, like {example}", example='["gpt-4o", "gpt-4o-mini"]'
+        )
         return []
     models: list[str] = []
     for position, item in enumerate(raw, start=1):
@@ -75,9 +78,9 @@ def _check_models(raw: object, problems: dict[str, str]) -> list[str]:
             model = validate_model_id(item, "settings.models")
         except ValidationError as exc:
             # Every bad entry is named, so one save shows them all.
-            found = f"Model #{position}: {exc.message}"
+            found = _l("Model #{position}: {problem}", position=position, problem=exc.message)
             earlier = problems.get("settings.models")
-            problems["settings.models"] = f"{earlier}; {found}" if earlier else found
+            problems["settings.models"] = _l("{earlier}; {found}", earlier=earlier, found=found) if earlier else found
             continue
         if model not in models:  # a duplicate is harmless; keep the first
             models.append(model)
@@ -90,10 +93,12 @@ def _check_default_model(raw: object, models: list[str], problems: dict[str, str
     try:
         default = validate_model_id(raw, "settings.default_model")
     except ValidationError as exc:
-        problems["settings.default_model"] = f"Default model: {exc.message}"
+        problems["settings.default_model"] = _l("Default model: {problem}", problem=exc.message)
         return None
     if models and default not in models:
-        problems["settings.default_model"] = f"Default model {default!r} is not one of the listed models"
+        problems["settings.default_model"] = _l(
+            "Default model {model} is not one of the listed models", model=repr(default)
+        )
     return default
 
 
@@ -108,35 +113,50 @@ def _check_prices(raw: object, problems: dict[str, str]) -> dict[str, dict[str, 
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        problems["settings.prices"] = (
-            'Prices must map model ids to prices, like {"gpt-4o": {"input": 2.5, "output": 10}}'
+        problems["settings.prices"] = _l(
+            "Prices must map model ids to prices, like {example}", example='{"gpt-4o": {"input": 2.5, "output": 10}}'
         )
         return {}
     prices: dict[str, dict[str, float]] = {}
     for model, entry in raw.items():
         if not isinstance(model, str) or not model.strip() or len(model.strip()) > MODEL_ID_MAX:
-            problems["settings.prices"] = f"Prices: {model!r} is not a model id"
+            problems["settings.prices"] = _l("Prices: {model} is not a model id", model=repr(model))
             continue
         model = model.strip()
         where = f"settings.prices.{model}"
         if not isinstance(entry, Mapping):
-            problems[where] = f'Price of {model} must look like {{"input": 2.5, "output": 10}}'
+            problems[where] = _l(
+                "Price of {model} must look like {example}", model=model, example='{"input": 2.5, "output": 10}'
+            )
             continue
         unknown = sorted(str(k) for k in entry if k not in PRICE_KEYS)
         if unknown:
-            keys = "an unknown key" if len(unknown) == 1 else "unknown keys"
-            problems[where] = f"Price of {model} has {keys} {', '.join(unknown)}: use input and output"
+            problems[where] = _ln(
+                "Price of {model} has an unknown key {keys}: use input and output",
+                "Price of {model} has unknown keys {keys}: use input and output",
+                len(unknown),
+                model=model,
+                keys=", ".join(unknown),
+            )
         checked: dict[str, float] = {}
         for kind in PRICE_KEYS:
             if kind not in entry:
-                problems[f"{where}.{kind}"] = f"Price of {model} needs {kind!r} (USD per million {kind} tokens)"
+                problems[f"{where}.{kind}"] = (
+                    _l("Price of {model} needs 'input' (USD per million input tokens)", model=model)
+                    if kind == "input"
+                    else _l("Price of {model} needs 'output' (USD per million output tokens)", model=model)
+                )
                 continue
             price = _check_price(entry[kind])
             if price is None:
-                problems[f"{where}.{kind}"] = (
-                    f"{kind.capitalize()} price of {model} must be a number of 0 or more "
-                    f"(USD per million tokens), got {entry[kind]!r}"
+                template = (
+                    N_("Input price of {model} must be a number of 0 or more (USD per million tokens), got {value}")
+                    if kind == "input"
+                    else N_(
+                        "Output price of {model} must be a number of 0 or more (USD per million tokens), got {value}"
+                    )
                 )
+                problems[f"{where}.{kind}"] = Message(template, model=model, value=repr(entry[kind]))
                 continue
             checked[kind] = price
         if len(checked) == len(PRICE_KEYS):
@@ -149,12 +169,19 @@ def validate_settings(value: object) -> dict[str, Any]:
     if value is None:
         return empty_settings()
     if not isinstance(value, Mapping):
-        raise SettingsError({"settings": 'Settings must be a JSON object, like {"models": [], "prices": {}}'})
+        raise SettingsError(
+            {"settings": _l("Settings must be a JSON object, like {example}", example='{"models": [], "prices": {}}')}
+        )
     problems: dict[str, str] = {}
     unknown = sorted(str(k) for k in value if k not in SETTINGS_KEYS)
     if unknown:
-        settings = "Unknown setting" if len(unknown) == 1 else "Unknown settings"
-        problems["settings"] = f"{settings} {', '.join(unknown)}: the settings hold {', '.join(SETTINGS_KEYS)}"
+        problems["settings"] = _ln(
+            "Unknown setting {names}: the settings hold {keys}",
+            "Unknown settings {names}: the settings hold {keys}",
+            len(unknown),
+            names=", ".join(unknown),
+            keys=", ".join(SETTINGS_KEYS),
+        )
     models = _check_models(value.get("models"), problems)
     default = _check_default_model(value.get("default_model"), models, problems)
     prices = _check_prices(value.get("prices"), problems)
@@ -164,7 +191,7 @@ def validate_settings(value: object) -> dict[str, Any]:
 
 
 def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed in JSON; write a number")
+    raise ValueError(_l("{name} is not allowed in JSON; write a number", name=name))
 
 
 def parse_settings_json(text: str | None) -> dict[str, Any]:
@@ -174,10 +201,17 @@ def parse_settings_json(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text or "", parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        message = f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        message = _l(
+            "Not valid JSON: {reason} at line {line}, column {column}",
+            reason=exc.msg,
+            line=exc.lineno,
+            column=exc.colno,
+        )
         raise SettingsError({"settings": message}) from None
     except ValueError as exc:  # NaN or Infinity
-        raise SettingsError({"settings": f"Not valid JSON: {exc}"}) from None
+        raise SettingsError(
+            {"settings": _l("Not valid JSON: {reason}", reason=exc.args[0] if exc.args else str(exc))}
+        ) from None
     return validate_settings(value)
 
 

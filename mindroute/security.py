@@ -11,6 +11,8 @@ from functools import cache
 import bcrypt
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from mindroute.i18n import _l
+
 BCRYPT_COST = 12
 API_KEY_PREFIX = "mr-"
 API_KEY_SECRET_BYTES = 32
@@ -74,8 +76,11 @@ class SecretBox:
         except (InvalidToken, UnicodeError):
             # Never echo the ciphertext: it says nothing useful and belongs to the database.
             raise DecryptionError(
-                "a stored provider key could not be decrypted: it was changed in the database, "
-                "or MINDROUTE_SECRET_KEY does not hold the key it was encrypted with"
+                _l(
+                    "a stored provider key could not be decrypted: it was changed in the database, "
+                    "or {setting} does not hold the key it was encrypted with",
+                    setting="MINDROUTE_SECRET_KEY",
+                )
             ) from None
 
     def rotate(self, ciphertext: str) -> str:
@@ -84,8 +89,11 @@ class SecretBox:
             return self._fernet.rotate(ciphertext.encode("ascii")).decode("ascii")
         except InvalidToken:
             raise DecryptionError(
-                "a stored provider key could not be decrypted with any configured key; "
-                "keep the old key in MINDROUTE_SECRET_KEY (after the new one) while rotating"
+                _l(
+                    "a stored provider key could not be decrypted with any configured key; "
+                    "keep the old key in {setting} (after the new one) while rotating",
+                    setting="MINDROUTE_SECRET_KEY",
+                )
             ) from None
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from mindroute.i18n import N_, Message, _l, _ln
 from mindroute.models import ROLES, TICKET_STATUSES
 from mindroute.providers.registry import supported_protocols
 
@@ -27,7 +28,8 @@ MODEL_ID_MAX = 100
 
 
 class ValidationError(Exception):
-    """Bad input for one field; `field` names the form field the message belongs to."""
+    """Bad input for one field; `field` names the form field the message belongs to. The message is a deferred
+    `Message` (`_l(...)`): its str is English (the API, the CLI, logs), the page shows `i18n.text(exc)`."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -45,7 +47,12 @@ class FormValidationError(ValidationError):
     def __init__(self, problems: Mapping[str, str]) -> None:
         first_field, first_message = next(iter(problems.items()))
         more = len(problems) - 1
-        super().__init__(first_field, first_message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
+        message = (
+            _ln("{first} (and {n} more problem)", "{first} (and {n} more problems)", more, first=first_message)
+            if more
+            else first_message
+        )
+        super().__init__(first_field, message)
         self.problems = dict(problems)
 
 
@@ -82,30 +89,36 @@ class FieldChecks:
             raise FormValidationError(self.problems)
 
 
-def _required_text(value: str | None, field: str, label: str, max_len: int) -> str:
+def _required_text(value: str | None, field: str, label: Message, max_len: int) -> str:
+    """`value` stripped; `label` is the field's name as a Message (`_l("Email")`), shown inside the refusal."""
     cleaned = (value or "").strip()
     if not cleaned:
-        raise ValidationError(field, f"{label} is required")
+        raise ValidationError(field, _l("{label} is required", label=label))
     if len(cleaned) > max_len:
-        raise ValidationError(field, f"{label} must be at most {max_len} characters (got {len(cleaned)})")
+        raise ValidationError(
+            field,
+            _l("{label} must be at most {max} characters (got {got})", label=label, max=max_len, got=len(cleaned)),
+        )
     return cleaned
 
 
 def normalize_email(value: str | None, field: str = "email") -> str:
     """An address as email-validator reads it (RFC syntax, internationalised domains such as 예시.한국, no quoted
     local parts or IP literals; nothing is looked up), normalised and lower-cased as every email is stored."""
-    email = _required_text(value, field, "Email", EMAIL_MAX)
+    email = _required_text(value, field, _l("Email"), EMAIL_MAX)
     try:
         checked = validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValidationError(field, f"Enter an email address like name@example.com: {exc}") from None
+        raise ValidationError(
+            field, _l("Enter an email address like name@example.com: {reason}", reason=str(exc))
+        ) from None
     return checked.normalized.lower()
 
 
 def validate_name(value: str | None, field: str = "name") -> str:
-    name = _required_text(value, field, "Name", NAME_MAX)
+    name = _required_text(value, field, _l("Name"), NAME_MAX)
     if any(ord(ch) < 32 for ch in name):
-        raise ValidationError(field, "Name cannot contain control characters")
+        raise ValidationError(field, _l("Name cannot contain control characters"))
     return name
 
 
@@ -113,40 +126,45 @@ def validate_password(password: str | None, email: str | None = None, field: str
     """The one password policy: 8 characters to 72 bytes, not the email."""
     password = password or ""
     if len(password) < PASSWORD_MIN_CHARS:
-        raise ValidationError(field, f"Password must be at least {PASSWORD_MIN_CHARS} characters")
+        raise ValidationError(field, _l("Password must be at least {min} characters", min=PASSWORD_MIN_CHARS))
     size = len(password.encode("utf-8"))
     if size > PASSWORD_MAX_BYTES:
         raise ValidationError(
             field,
-            f"Password must be at most {PASSWORD_MAX_BYTES} bytes (this one is {size}; "
-            "characters outside ASCII take several bytes)",
+            _l(
+                "Password must be at most {max} bytes (this one is {size}; "
+                "characters outside ASCII take several bytes)",
+                max=PASSWORD_MAX_BYTES,
+                size=size,
+            ),
         )
     if email and password.strip().lower() == email.strip().lower():
-        raise ValidationError(field, "Password cannot be the same as the email address")
+        raise ValidationError(field, _l("Password cannot be the same as the email address"))
     return password
 
 
-def _one_of(value: str | None, allowed: Iterable[str], field: str, label: str) -> str:
+def _one_of(value: str | None, allowed: Iterable[str], field: str, refusal: str) -> str:
+    """`value` when one of `allowed`; else ValidationError with `refusal`, a template of {value} and {choices}."""
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ValidationError(field, f"Unknown {label} {value!r}: choose one of {', '.join(allowed)}")
+        raise ValidationError(field, Message(refusal, value=repr(value), choices=", ".join(allowed)))
     return value
 
 
 def validate_role(value: str | None, field: str = "role") -> str:
-    return _one_of(value, ROLES, field, "role")
+    return _one_of(value, ROLES, field, N_("Unknown role {value}: choose one of {choices}"))
 
 
 def validate_ticket_status(value: str | None, field: str = "status") -> str:
-    return _one_of(value, TICKET_STATUSES, field, "status")
+    return _one_of(value, TICKET_STATUSES, field, N_("Unknown status {value}: choose one of {choices}"))
 
 
 def validate_protocol(value: str | None, field: str = "protocol") -> str:
-    return _one_of(value, supported_protocols(), field, "protocol")
+    return _one_of(value, supported_protocols(), field, N_("Unknown protocol {value}: choose one of {choices}"))
 
 
 def validate_provider_name(value: str | None, field: str = "name") -> str:
-    return _required_text(value, field, "Provider name", PROVIDER_NAME_MAX)
+    return _required_text(value, field, _l("Provider name"), PROVIDER_NAME_MAX)
 
 
 def _ipv4_of(host: str) -> ipaddress.IPv4Address | None:
@@ -215,21 +233,24 @@ def resolves_to_link_local(
 def validate_endpoint_url(value: str | None, field: str = "endpoint_url", *, allow_link_local: bool = False) -> str:
     """An http(s) URL naming a host, without credentials; link-local hosts (cloud metadata
     services live there) only when `allow_link_local` (MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS)."""
-    url = _required_text(value, field, "Endpoint URL", ENDPOINT_URL_MAX)
+    url = _required_text(value, field, _l("Endpoint URL"), ENDPOINT_URL_MAX)
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
     except ValueError:
-        raise ValidationError(field, "Endpoint URL has a port that is not a number from 1 to 65535") from None
+        raise ValidationError(field, _l("Endpoint URL has a port that is not a number from 1 to 65535")) from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValidationError(field, "Endpoint URL must start with http:// or https:// and name a host")
+        raise ValidationError(field, _l("Endpoint URL must start with http:// or https:// and name a host"))
     if parts.username or parts.password:
-        raise ValidationError(field, "Endpoint URL must not contain credentials; put the key in the API key field")
+        raise ValidationError(field, _l("Endpoint URL must not contain credentials; put the key in the API key field"))
     if not allow_link_local and (is_link_local_host(parts.hostname) or resolves_to_link_local(parts.hostname)):
         raise ValidationError(
             field,
-            "Endpoint URL names or resolves to a link-local address (169.254.0.0/16 or fe80::/10, where cloud metadata "
-            "services answer); an administrator can allow these with MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS=1",
+            _l(
+                "Endpoint URL names or resolves to a link-local address (169.254.0.0/16 or fe80::/10, where cloud "
+                "metadata services answer); an administrator can allow these with {setting}",
+                setting="MINDROUTE_ALLOW_LINK_LOCAL_ENDPOINTS=1",
+            ),
         )
     return url.rstrip("/")
 
@@ -245,41 +266,42 @@ def endpoint_origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").rstrip("."), port or (443 if scheme == "https" else 80)
 
 
-def validate_optional_positive_int(value: object, field: str, label: str) -> int | None:
+def validate_optional_positive_int(value: object, field: str, label: Message) -> int | None:
+    """A whole number above 0, or None when blank; `label` names the field in the refusal (`_l("Max tokens")`)."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise ValidationError(field, f"{label} must be a whole number")
+        raise ValidationError(field, _l("{label} must be a whole number", label=label))
     if isinstance(value, float):
         if not value.is_integer():
-            raise ValidationError(field, f"{label} must be a whole number")
+            raise ValidationError(field, _l("{label} must be a whole number", label=label))
         value = int(value)
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise ValidationError(field, f"{label} must be a whole number") from None
+        raise ValidationError(field, _l("{label} must be a whole number", label=label)) from None
     if number <= 0:
-        raise ValidationError(field, f"{label} must be greater than 0")
+        raise ValidationError(field, _l("{label} must be greater than 0", label=label))
     if number > 2_147_483_647:
-        raise ValidationError(field, f"{label} is too large")
+        raise ValidationError(field, _l("{label} is too large", label=label))
     return number
 
 
 def validate_api_key_name(value: str | None, field: str = "name") -> str:
-    return _required_text(value, field, "Key name", API_KEY_NAME_MAX)
+    return _required_text(value, field, _l("Key name"), API_KEY_NAME_MAX)
 
 
 def validate_ticket_subject(value: str | None, field: str = "subject") -> str:
-    return _required_text(value, field, "Subject", TICKET_SUBJECT_MAX)
+    return _required_text(value, field, _l("Subject"), TICKET_SUBJECT_MAX)
 
 
 PROVIDER_API_KEY_MAX = 4096
 
 
-def validate_flag(value: object, field: str, label: str) -> bool:
+def validate_flag(value: object, field: str, label: Message) -> bool:
     """A checkbox value: only True or False (a string like "false" would otherwise read as True)."""
     if not isinstance(value, bool):
-        raise ValidationError(field, f"{label} must be on or off")
+        raise ValidationError(field, _l("{label} must be on or off", label=label))
     return value
 
 
@@ -289,17 +311,17 @@ def validate_provider_api_key(value: str | None, field: str = "api_key") -> str 
     if not key:
         return None
     if len(key) > PROVIDER_API_KEY_MAX:
-        raise ValidationError(field, f"API key must be at most {PROVIDER_API_KEY_MAX} characters")
+        raise ValidationError(field, _l("API key must be at most {max} characters", max=PROVIDER_API_KEY_MAX))
     # It travels in an HTTP header: printable ASCII with no spaces (a pasted line break is the usual cause).
     if not all(33 <= ord(ch) <= 126 for ch in key):
-        raise ValidationError(field, "API key cannot contain spaces, line breaks or characters outside ASCII")
+        raise ValidationError(field, _l("API key cannot contain spaces, line breaks or characters outside ASCII"))
     return key
 
 
 def validate_model_id(value: object, field: str = "model") -> str:
     if not isinstance(value, str):
-        raise ValidationError(field, f"A model id must be text, got {value!r}")
-    model = _required_text(value, field, "Model id", MODEL_ID_MAX)
+        raise ValidationError(field, _l("A model id must be text, got {value}", value=repr(value)))
+    model = _required_text(value, field, _l("Model id"), MODEL_ID_MAX)
     if any(ord(ch) < 32 for ch in model):
-        raise ValidationError(field, "A model id cannot contain control characters")
+        raise ValidationError(field, _l("A model id cannot contain control characters"))
     return model

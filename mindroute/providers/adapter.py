@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from mindroute.i18n import _l
 from mindroute.providers.errors import (
     ERROR_BODY_SCAN_CHARS,
     AuthenticationError,
@@ -123,12 +124,12 @@ class ProviderAdapter(ABC):
         """Check what can be checked without the provider, then translate."""
         key = (api_key or "").strip() or None
         if key is None and self.key_required:
-            raise AuthenticationError("No API key is set for this provider")
+            raise AuthenticationError(_l("No API key is set for this provider"))
         if not request.messages:
-            raise BadRequestError("A chat needs at least one message")
+            raise BadRequestError(_l("A chat needs at least one message"))
         for message in request.messages:
             if message.role not in ROLES:
-                raise BadRequestError(f"Unknown message role {message.role!r}")
+                raise BadRequestError(_l("Unknown message role {role}", role=repr(message.role)))
             refuse_attachments_outside_user_turns(message)
         call = self.build_call(request, endpoint, key, stream=stream)
         check_headers(call.headers)
@@ -164,7 +165,7 @@ class ProviderAdapter(ABC):
             status = error["code"]
         return make_error(
             status,
-            clip(message or "The provider reported an error in the middle of the answer"),
+            clip(message) if message else _l("The provider reported an error in the middle of the answer"),
             error_type=error_type,
             error_class=self.error_class(status, error_type, payload),
         )

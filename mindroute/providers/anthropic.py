@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mindroute.i18n import _l
 from mindroute.providers.adapter import ProviderAdapter, join_url, sampling
 from mindroute.providers.errors import UnsupportedMedia, UnsupportedParameter
 from mindroute.providers.media import base64_of, base_mime, is_text_like, text_of
@@ -331,10 +332,10 @@ class AnthropicAdapter(ProviderAdapter):
     def _block(self, attachment: Attachment) -> dict[str, Any]:
         mime = base_mime(attachment.mime_type)
         if attachment.effective_kind == "video":
-            raise UnsupportedMedia(f"Anthropic's Messages API cannot take videos ({attachment.label})")
+            raise UnsupportedMedia(_l("Anthropic's Messages API cannot take videos ({name})", name=attachment.label))
         if attachment.effective_kind == "image":
             if mime not in IMAGE_MIME_TYPES:
-                raise UnsupportedMedia(f"Anthropic takes JPEG, PNG, GIF or WebP images, not {mime}")
+                raise UnsupportedMedia(_l("Anthropic takes JPEG, PNG, GIF or WebP images, not {mime}", mime=mime))
             return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": base64_of(attachment)}}
         if mime == "application/pdf":
             block: dict[str, Any] = {
@@ -347,7 +348,9 @@ class AnthropicAdapter(ProviderAdapter):
                 "source": {"type": "text", "media_type": "text/plain", "data": text_of(attachment)},
             }
         else:
-            raise UnsupportedMedia(f"Anthropic takes PDF and text files, not {mime} ({attachment.label})")
+            raise UnsupportedMedia(
+                _l("Anthropic takes PDF and text files, not {mime} ({name})", mime=mime, name=attachment.label)
+            )
         if attachment.filename:
             block["title"] = attachment.filename
         return block

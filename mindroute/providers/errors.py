@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from mindroute.i18n import Message, _l
 from mindroute.redaction import redact_secrets
 
 ERROR_MESSAGE_MAX_CHARS = 1000
@@ -37,8 +38,11 @@ class ProviderError(Exception):
         return self.message
 
     def redact(self, api_key: str | None) -> None:
-        """Scrub the message in place; every error leaving an adapter passes through here."""
-        self.message = redact_secrets(self.message, api_key)
+        """Scrub the message in place; every error leaving an adapter passes through here. A message of
+        MindRoute's own (a Message, translated where shown) is kept as it is when there was nothing to scrub."""
+        scrubbed = redact_secrets(self.message, api_key)
+        if not (isinstance(self.message, Message) and scrubbed == self.message):
+            self.message = scrubbed
         self.args = (self.message,)
 
 
@@ -206,21 +210,30 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 # --- over MindRoute's size limits -----------------------------------------------------------
 
 
-def _size_text(n: int) -> str:
+def _size_text(n: int) -> str | Message:
     if n >= 1024 * 1024 and n % (1024 * 1024) == 0:
         return f"{n // (1024 * 1024)} MiB"
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024} KiB"
-    return f"{n:,} bytes"
+    return _l("{n} bytes", n=n)
 
 
-def too_large(host: str, what: str, limit: int, setting: str) -> UpstreamTooLarge:
-    return UpstreamTooLarge(f"Upstream answer too large: {what} from {host} is over {_size_text(limit)} ({setting})")
+def too_large(host: str, what: Message, limit: int, setting: str) -> UpstreamTooLarge:
+    """`what` names the part that was too large, as a Message (`_l("the answer")`)."""
+    return UpstreamTooLarge(
+        _l(
+            "Upstream answer too large: {what} from {host} is over {size} ({setting})",
+            what=what,
+            host=host,
+            size=_size_text(limit),
+            setting=setting,
+        )
+    )
 
 
 def body_too_large(host: str, limit: int) -> UpstreamTooLarge:
-    return too_large(host, "the answer", limit, "MINDROUTE_UPSTREAM_MAX_BODY_BYTES")
+    return too_large(host, _l("the answer"), limit, "MINDROUTE_UPSTREAM_MAX_BODY_BYTES")
 
 
 def line_too_long(host: str, limit: int) -> UpstreamTooLarge:
-    return too_large(host, "one line of the stream", limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES")
+    return too_large(host, _l("one line of the stream"), limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES")

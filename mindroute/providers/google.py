@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from mindroute.i18n import _l
 from mindroute.providers.adapter import ProviderAdapter, join_url, sampling
 from mindroute.providers.errors import (
     AuthenticationError,
@@ -337,12 +338,14 @@ class GoogleAdapter(ProviderAdapter):
         mime = base_mime(attachment.mime_type)
         kind = attachment.effective_kind
         if kind == "image" and mime not in IMAGE_MIME_TYPES:
-            raise UnsupportedMedia(f"Gemini takes PNG, JPEG, WebP, HEIC or HEIF images, not {mime}")
+            raise UnsupportedMedia(_l("Gemini takes PNG, JPEG, WebP, HEIC or HEIF images, not {mime}", mime=mime))
         if kind in ("image", "video") or mime in DOCUMENT_MIME_TYPES:
             return {"inline_data": {"mime_type": mime, "data": base64_of(attachment)}}
         if is_text_like(mime):
             return {"text": inlined_text(attachment)}
-        raise UnsupportedMedia(f"Gemini takes PDF and text files, not {mime} ({attachment.label})")
+        raise UnsupportedMedia(
+            _l("Gemini takes PDF and text files, not {mime} ({name})", mime=mime, name=attachment.label)
+        )
 
     # -- response out --
 

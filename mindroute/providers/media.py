@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from mindroute.i18n import _l
 from mindroute.providers.errors import MediaNotAllowed, UnsupportedMedia
 from mindroute.providers.shapes import Attachment, ChatMessage, ChatRequest
 
@@ -15,12 +16,16 @@ _TEXT_MIME_SUFFIXES = ("+json", "+xml")
 def check_media(request: ChatRequest, allow_images: bool, allow_videos: bool, allow_files: bool) -> None:
     """Refuse, before any upstream call, attachments the provider's settings do not allow."""
     allowed = {"image": allow_images, "video": allow_videos, "file": allow_files}
-    nouns = {"image": "images", "video": "videos", "file": "file attachments"}
     for message in request.messages:
         for attachment in message.attachments:
             kind = attachment.effective_kind
             if not allowed[kind]:
-                raise MediaNotAllowed(f"This provider does not accept {nouns[kind]} ({attachment.label})")
+                name = attachment.label
+                if kind == "image":
+                    raise MediaNotAllowed(_l("This provider does not accept images ({name})", name=name))
+                if kind == "video":
+                    raise MediaNotAllowed(_l("This provider does not accept videos ({name})", name=name))
+                raise MediaNotAllowed(_l("This provider does not accept file attachments ({name})", name=name))
 
 
 def is_text_like(mime_type: str) -> bool:
@@ -53,4 +58,4 @@ def inlined_text(attachment: Attachment) -> str:
 
 def refuse_attachments_outside_user_turns(message: ChatMessage) -> None:
     if message.attachments and message.role != "user":
-        raise UnsupportedMedia("Attachments can only be sent with the user's messages")
+        raise UnsupportedMedia(_l("Attachments can only be sent with the user's messages"))

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from mindroute.i18n import _l
 from mindroute.providers.adapter import ProviderAdapter, sampling
 from mindroute.providers.errors import UnsupportedMedia
 from mindroute.providers.media import base_mime, data_url, inlined_text, is_text_like
@@ -187,10 +188,12 @@ class OpenAIAdapter(ProviderAdapter):
     def _part(self, attachment: Attachment) -> dict[str, Any]:
         mime = base_mime(attachment.mime_type)
         if attachment.effective_kind == "video":
-            raise UnsupportedMedia(f"Chat Completions cannot take videos ({attachment.label})")
+            raise UnsupportedMedia(_l("Chat Completions cannot take videos ({name})", name=attachment.label))
         if attachment.effective_kind == "image":
             if mime not in IMAGE_MIME_TYPES:
-                raise UnsupportedMedia(f"Chat Completions takes PNG, JPEG, GIF or WebP images, not {mime}")
+                raise UnsupportedMedia(
+                    _l("Chat Completions takes PNG, JPEG, GIF or WebP images, not {mime}", mime=mime)
+                )
             image: dict[str, Any] = {"url": data_url(attachment)}
             if attachment.detail is not None:
                 image["detail"] = attachment.detail
@@ -203,7 +206,9 @@ class OpenAIAdapter(ProviderAdapter):
         if is_text_like(mime):
             # Chat Completions has no text-file part: the text itself goes in, with the file's name.
             return {"type": "text", "text": inlined_text(attachment)}
-        raise UnsupportedMedia(f"Chat Completions takes PDF and text files, not {mime} ({attachment.label})")
+        raise UnsupportedMedia(
+            _l("Chat Completions takes PDF and text files, not {mime} ({name})", mime=mime, name=attachment.label)
+        )
 
     # -- response out --
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from mindroute.i18n import _l
 from mindroute.providers.errors import UpstreamError, line_too_long, too_large
 from mindroute.providers.shapes import Choice, StreamChunk, StreamEnd, ToolCall, ToolCallDelta
 
@@ -46,7 +47,9 @@ class SSEDecoder:
             self._data.append(value)
             self._size += len(value) + 1
             if self._limit is not None and self._size > self._limit:
-                raise too_large(self._host, "one event of the stream", self._limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES")
+                raise too_large(
+                    self._host, _l("one event of the stream"), self._limit, "MINDROUTE_UPSTREAM_MAX_LINE_BYTES"
+                )
         return None  # id and retry do not matter to a single request
 
     def flush(self) -> SSEEvent | None:
@@ -161,15 +164,23 @@ class StreamTranslator(ABC):
 
     def finish(self) -> StreamEnd:
         if not self.is_complete():
-            raise UpstreamError("The provider's stream ended before the answer was complete")
+            raise UpstreamError(_l("The provider's stream ended before the answer was complete"))
         return self.snapshot(finished=True)
 
 
+_NOT_JSON = {
+    "response": _l("The provider sent a response that is not valid JSON"),
+    "stream chunk": _l("The provider sent a stream chunk that is not valid JSON"),
+    "stream event": _l("The provider sent a stream event that is not valid JSON"),
+}
+
+
 def load_json(text: str, what: str) -> Any:
+    """`text` read as JSON; UpstreamError when it is not. `what` is "response", "stream chunk" or "stream event"."""
     try:
         return json.loads(text)
     except ValueError:
-        raise UpstreamError(f"The provider sent a {what} that is not valid JSON") from None
+        raise UpstreamError(_NOT_JSON.get(what) or _l("The provider sent an answer that is not valid JSON")) from None
 
 
 def int_or_none(value: object) -> int | None:

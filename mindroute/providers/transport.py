@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from mindroute.i18n import Message, _l
 from mindroute.providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -138,42 +139,69 @@ def check_headers(headers: Mapping[str, str]) -> None:
         if not value.isascii():  # the only header of ours that can carry such characters is the key
             raise unsendable_key()
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise BadRequestError(f"The request cannot be sent: the {name.strip()!r} header has a line break in it")
+            raise BadRequestError(
+                _l("The request cannot be sent: the {header} header has a line break in it", header=repr(name.strip()))
+            )
 
 
 # The typed errors both stacks map their failures to: one wording each.
 
 
-def connect_timeout(host: str, within: str) -> ProviderError:
-    return ProviderTimeout(f"Could not connect to {host}{within}")
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def connect_timeout(host: str, within_s: float | None) -> ProviderError:
+    if within_s is None:
+        return ProviderTimeout(_l("Could not connect to {host}", host=host))
+    return ProviderTimeout(_l("Could not connect to {host} within {seconds} s", host=host, seconds=_seconds(within_s)))
 
 
 def pool_exhausted(host: str, waited_s: float) -> ProviderError:
+    waited = f"{waited_s:.1f}"
     return ProviderTimeout(
-        f"Too many calls in flight to {host}: waited {waited_s:.1f} s for a connection "
-        "(MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST sets how many one provider may have)"
+        _l(
+            "Too many calls in flight to {host}: waited {seconds} s for a connection "
+            "({setting} sets how many one provider may have)",
+            host=host,
+            seconds=waited,
+            setting="MINDROUTE_UPSTREAM_CONNECTIONS_PER_HOST",
+        )
     )
 
 
-def read_timeout(host: str, within: str, started_answer: bool) -> ProviderError:
-    if started_answer:
-        return ProviderTimeout(f"{host} stopped sending the answer: nothing more came{within}")
-    return ProviderTimeout(f"No answer from {host}{within}")
+def read_timeout(host: str, within_s: float | None, started_answer: bool) -> ProviderError:
+    message: Message
+    if within_s is None:
+        message = (
+            _l("{host} stopped sending the answer: nothing more came", host=host)
+            if started_answer
+            else _l("No answer from {host}", host=host)
+        )
+    elif started_answer:
+        message = _l(
+            "{host} stopped sending the answer: nothing more came within {seconds} s",
+            host=host,
+            seconds=_seconds(within_s),
+        )
+    else:
+        message = _l("No answer from {host} within {seconds} s", host=host, seconds=_seconds(within_s))
+    return ProviderTimeout(message)
 
 
 def unreachable(host: str, reason: object) -> ProviderError:
-    return UpstreamError(f"Could not reach {host}: {reason}")
+    return UpstreamError(_l("Could not reach {host}: {reason}", host=host, reason=str(reason)))
 
 
 def unusable_url(exc: Exception) -> ProviderError:
-    return BadRequestError(f"The endpoint URL is not usable: {exc}")
+    return BadRequestError(_l("The endpoint URL is not usable: {reason}", reason=str(exc)))
 
 
 def unsendable_key() -> ProviderError:
-    return AuthenticationError("The API key has characters that cannot be sent in an HTTP header")
+    return AuthenticationError(_l("The API key has characters that cannot be sent in an HTTP header"))
 
 
 def broken_or_failed(host: str, exc: BaseException, started_answer: bool) -> ProviderError:
     if started_answer:
-        return UpstreamError(f"The connection to {host} broke before the answer was complete")
-    return UpstreamError(f"Talking to {host} failed: {exc or exc.__class__.__name__}")
+        return UpstreamError(_l("The connection to {host} broke before the answer was complete", host=host))
+    return UpstreamError(_l("Talking to {host} failed: {reason}", host=host, reason=str(exc or exc.__class__.__name__)))

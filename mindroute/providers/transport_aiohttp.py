@@ -25,6 +25,7 @@ import yarl
 from aiohttp import hdrs
 
 from mindroute.config import UpstreamLimits, get_upstream_limits
+from mindroute.i18n import _l
 from mindroute.providers import transport
 from mindroute.providers.errors import BadRequestError, ProviderError, body_too_large
 from mindroute.providers.shapes import HttpCall
@@ -168,16 +169,16 @@ def _transport_error(exc: BaseException, url: str, timeout: httpx.Timeout, start
     if isinstance(exc, UnicodeEncodeError):
         return transport.unsendable_key()
     if isinstance(exc, ValueError) and not isinstance(exc, aiohttp.ClientError):
-        return BadRequestError(f"The request cannot be sent: {exc}")
+        return BadRequestError(_l("The request cannot be sent: {reason}", reason=str(exc)))
     return transport.broken_or_failed(host, exc, started_answer)
 
 
-def _connect_within(timeout: httpx.Timeout) -> str:
-    return f" within {timeout.connect:g} s" if timeout.connect else ""
+def _connect_within(timeout: httpx.Timeout) -> float | None:
+    return timeout.connect or None
 
 
-def _read_within(timeout: httpx.Timeout) -> str:
-    return f" within {timeout.read:g} s" if timeout.read is not None else ""
+def _read_within(timeout: httpx.Timeout) -> float | None:
+    return timeout.read
 
 
 # What aiohttp's failures are turned into typed errors; anything else is a bug and propagates as is.

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mindroute.config import get_upstream_limits
+from mindroute.i18n import _l
 from mindroute.providers import transport
 from mindroute.providers.cancel import make_cancellable
 from mindroute.providers.errors import ProviderError, UpstreamError, body_too_large
@@ -96,7 +97,13 @@ class _BoundedBody:
             if coding and coding != "identity"
         ]
         if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
-            raise UpstreamError(f"{host} answered in a content encoding MindRoute does not read ({content_encoding})")
+            raise UpstreamError(
+                _l(
+                    "{host} answered in a content encoding MindRoute does not read ({encoding})",
+                    host=host,
+                    encoding=content_encoding,
+                )
+            )
         self._coding = codings[0] if codings else None
         self._inflater: Any = None
         self._limit = limit
@@ -126,7 +133,9 @@ class _BoundedBody:
             try:
                 piece = self._inflater.decompress(data, budget)
             except zlib.error:
-                raise UpstreamError(f"{self._host} sent a {self._coding} body that does not decompress") from None
+                raise UpstreamError(
+                    _l("{host} sent a {coding} body that does not decompress", host=self._host, coding=self._coding)
+                ) from None
             out.append(piece)
             if self._inflater.unconsumed_tail:  # it stopped at the budget: more is to come than the limit
                 raise body_too_large(self._host, self._limit)
@@ -211,12 +220,11 @@ def _transport_error(exc: Exception, url: str, timeout: httpx.Timeout, started_a
     host = host_of(url)
     if isinstance(exc, httpx.TimeoutException):
         seconds = _timeout_seconds(timeout, exc)
-        within = f" within {seconds:g} s" if seconds is not None else ""
         if isinstance(exc, httpx.ConnectTimeout):
-            return transport.connect_timeout(host, within)
+            return transport.connect_timeout(host, seconds)
         if isinstance(exc, httpx.PoolTimeout):
             return transport.pool_exhausted(host, seconds or 0.0)
-        return transport.read_timeout(host, within, started_answer)
+        return transport.read_timeout(host, seconds, started_answer)
     if isinstance(exc, httpx.ConnectError):
         return transport.unreachable(host, exc or exc.__class__.__name__)
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.errors import ConflictError, NotFound
+from mindroute.i18n import _l
 from mindroute.models import ROLES, ApiKey, Log, Ticket, User, UserProvider  # noqa: F401 - ROLES for the pages
 from mindroute.services import audit
 from mindroute.services.auth import revoke_user_sessions
@@ -42,7 +43,7 @@ SORT_COLUMNS = ("email", "name", "role", "is_active", "last_login", "created_at"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 SEARCH_MAX_CHARS = 255
-LAST_ADMIN_MESSAGE = "MindRoute needs at least one active administrator: make another user an administrator first"
+LAST_ADMIN_MESSAGE = _l("MindRoute needs at least one active administrator: make another user an administrator first")
 
 _SORT_EXPRESSIONS = {
     "email": User.email,
@@ -113,7 +114,7 @@ def user_filter_condition(where: UserFilter) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = []
     term = where.search.strip()
     if len(term) > SEARCH_MAX_CHARS:
-        raise ValidationError("search", f"Search must be at most {SEARCH_MAX_CHARS} characters")
+        raise ValidationError("search", _l("Search must be at most {max} characters", max=SEARCH_MAX_CHARS))
     if term:
         # Lower-casing both sides makes the match case-insensitive on PostgreSQL and SQLite alike
         # (emails are stored lower-cased already). SQLite's lower() folds ASCII letters only.
@@ -141,7 +142,10 @@ def list_users(
     require_admin(actor)
     where = where or UserFilter()
     if sort not in _SORT_EXPRESSIONS:
-        raise ValidationError("sort", f"Cannot sort by {sort!r}: choose one of {', '.join(SORT_COLUMNS)}")
+        raise ValidationError(
+            "sort",
+            _l("Cannot sort by {sort}: choose one of {choices}", sort=repr(sort), choices=", ".join(SORT_COLUMNS)),
+        )
     page_size = min(max(int(page_size), 1), MAX_PAGE_SIZE)
     condition = user_filter_condition(where)
     total = session.scalar(select(func.count()).select_from(User).where(condition)) or 0
@@ -174,7 +178,7 @@ def _load(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
     stmt = select(User).where(User.id == user_id)
     user = session.scalar(for_update(session, stmt) if lock else stmt)
     if user is None:
-        raise NotFound("This user no longer exists")
+        raise NotFound(_l("This user no longer exists"))
     return user
 
 
@@ -223,13 +227,15 @@ def update_user(
     new_name = checks.check(validate_name, name) if name is not None else None
     new_role = checks.check(validate_role, role) if role is not None else None
     if new_role == "user" and _is_self(actor, user_id):
-        checks.problems["role"] = "You cannot remove your own administrator role; ask another administrator"
+        checks.problems["role"] = _l("You cannot remove your own administrator role; ask another administrator")
     checks.raise_any()
     if new_role == "user":
         _lock_active_admins(session)
     user = _load(session, user_id, lock=True)
     if expected_updated_at is not None and not same_instant(user.updated_at, expected_updated_at):
-        raise ConflictError(f"{user.email} was changed by someone else since you opened it; reload and try again")
+        raise ConflictError(
+            _l("{email} was changed by someone else since you opened it; reload and try again", email=user.email)
+        )
     if new_role == "user":
         _refuse_removing_last_admin(session, user, "role")
     changed = False
@@ -251,9 +257,9 @@ def update_user(
 def set_user_active(session: Session, actor: User | None, user_id: uuid.UUID, active: bool) -> UserRow:
     """Activate or deactivate an account; deactivating also signs it out everywhere."""
     require_admin(actor)
-    validate_flag(active, "is_active", "Active")
+    validate_flag(active, "is_active", _l("Active"))
     if not active and _is_self(actor, user_id):
-        raise ValidationError("is_active", "You cannot deactivate your own account")
+        raise ValidationError("is_active", _l("You cannot deactivate your own account"))
     if not active:
         _lock_active_admins(session)
     user = _load(session, user_id, lock=True)
@@ -303,7 +309,7 @@ def delete_user(session: Session, actor: User | None, user_id: uuid.UUID) -> Non
     """Delete an account; its keys, tickets, grants and sessions go with it, its log rows stay unlinked."""
     require_admin(actor)
     if _is_self(actor, user_id):
-        raise ValidationError("user", "You cannot delete your own account")
+        raise ValidationError("user", _l("You cannot delete your own account"))
     _lock_active_admins(session)
     user = _load(session, user_id, lock=True)
     _refuse_removing_last_admin(session, user, "user")

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.errors import NotFound, PermissionDenied
+from mindroute.i18n import _l
 from mindroute.models import ApiKey, User, utcnow
 from mindroute.services import audit
 from mindroute.services.paging import Page
@@ -42,7 +43,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)  # a busy key costs at most one writ
 PRESENTED_KEY_MAX_CHARS = 256  # far above a real key; longer input is not hashed at all
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-KEY_NOT_FOUND = "This API key does not exist or was deleted"
+KEY_NOT_FOUND = _l("This API key does not exist or was deleted")
 
 # Compared against when no row matches, so an unknown key goes through the same comparison.
 _NO_MATCH_DIGEST = security.digest("mindroute: no such key")
@@ -153,7 +154,14 @@ def _naive_utc(moment: datetime) -> datetime:
 def expiry_from_preset(preset: str, now: datetime | None = None) -> datetime | None:
     """The expiry for one of EXPIRY_PRESETS ("30 days" … "Never"), counted from now."""
     if preset not in EXPIRY_PRESETS:
-        raise ValidationError("expires_at", f"Unknown expiry {preset!r}: choose one of {', '.join(EXPIRY_PRESETS)}")
+        raise ValidationError(
+            "expires_at",
+            _l(
+                "Unknown expiry {preset}: choose one of {choices}",
+                preset=repr(preset),
+                choices=", ".join(EXPIRY_PRESETS),
+            ),
+        )
     lifetime = EXPIRY_PRESETS[preset]
     return None if lifetime is None else (now or utcnow()) + lifetime
 
@@ -168,10 +176,12 @@ def _validate_expiry(expires: datetime | None, now: datetime) -> datetime | None
     if expires is None:
         return None
     if not isinstance(expires, datetime):
-        raise ValidationError("expires_at", "The expiry must be a date and time, or none for a key that never expires")
+        raise ValidationError(
+            "expires_at", _l("The expiry must be a date and time, or none for a key that never expires")
+        )
     expires = _naive_utc(expires)
     if expires <= now:
-        raise ValidationError("expires_at", "The expiry date must be in the future")
+        raise ValidationError("expires_at", _l("The expiry date must be in the future"))
     return expires
 
 
@@ -220,11 +230,11 @@ def _row(key: ApiKey, owner: User, now: datetime) -> ApiKeyRow:
 
 
 def _require_active(actor: User | None) -> User:
-    return require_active(actor, "manage API keys")
+    return require_active(actor, _l("Sign in to manage API keys"))
 
 
 def _require_admin(actor: User | None) -> User:
-    return require_active_admin(actor, "manage API keys")
+    return require_active_admin(actor, _l("Sign in to manage API keys"))
 
 
 def _is_admin(actor: User) -> bool:
@@ -272,7 +282,7 @@ def check_new_key(
     checks.check(validate_api_key_name, name)
     expires: datetime | None = None
     if custom_date and day is None:
-        checks.problems["expires_at"] = "Choose the day the key stops working"
+        checks.problems["expires_at"] = _l("Choose the day the key stops working")
     elif day is None:
         expires = checks.check(expiry_from_preset, preset)
     else:
@@ -286,15 +296,17 @@ def create_key(session: Session, actor: User, owner_id: uuid.UUID, name: str, ex
     """A new key for `owner_id` (oneself; admins for anyone). `expires` None: never expires."""
     actor = _require_active(actor)
     if owner_id != actor.id and not _is_admin(actor):
-        raise PermissionDenied("You can only create API keys for yourself")
+        raise PermissionDenied(_l("You can only create API keys for yourself"))
     name = validate_api_key_name(name)
     now = utcnow()
     expires_at = _validate_expiry(expires, now)
     owner = session.get(User, owner_id)
     if owner is None:
-        raise NotFound("This user no longer exists")
+        raise NotFound(_l("This user no longer exists"))
     if not owner.is_active:
-        raise ValidationError("owner_id", f"{owner.email} is deactivated: a key for this account would not work")
+        raise ValidationError(
+            "owner_id", _l("{email} is deactivated: a key for this account would not work", email=owner.email)
+        )
     issued = _issue(session, owner.id, name, expires_at, now)
     audit.record(
         session,
@@ -322,13 +334,18 @@ def rotate_key(
         grace = RotationGrace(grace)
     except ValueError:
         choices = ", ".join(g.value for g in RotationGrace)
-        raise ValidationError("grace", f"Unknown grace period {grace!r}: choose one of {choices}") from None
+        raise ValidationError(
+            "grace", _l("Unknown grace period {grace}: choose one of {choices}", grace=repr(grace), choices=choices)
+        ) from None
     # Locked, so two rotations of one key at the same moment cannot both issue a replacement.
     old, owner = _load_visible(session, actor, key_id, lock=True)
     if old.revoked_at is not None:
-        raise ValidationError("key", f"The key {old.prefix}… was already revoked or rotated; create a new key instead")
+        raise ValidationError(
+            "key",
+            _l("The key {prefix}… was already revoked or rotated; create a new key instead", prefix=old.prefix),
+        )
     if not owner.is_active:
-        raise ValidationError("key", f"{owner.email} is deactivated: a replacement key would not work")
+        raise ValidationError("key", _l("{email} is deactivated: a replacement key would not work", email=owner.email))
     now = utcnow()
     expires_at = None if old.expires_at is None else now + (old.expires_at - old.created_at)
     issued = _issue(session, owner.id, old.name, expires_at, now)
@@ -378,7 +395,9 @@ def _validate_state(state: KeyState | str) -> KeyState:
         return KeyState(state)
     except ValueError:
         choices = ", ".join(s.value for s in KeyState)
-        raise ValidationError("state", f"Unknown key state {state!r}: choose one of {choices}") from None
+        raise ValidationError(
+            "state", _l("Unknown key state {state}: choose one of {choices}", state=repr(state), choices=choices)
+        ) from None
 
 
 @unit_of_work

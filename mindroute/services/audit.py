@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from mindroute.errors import PermissionDenied
+from mindroute.i18n import _l
 from mindroute.models import AuditLog, User, utcnow
 from mindroute.services.roles import require_admin
 from mindroute.timezones import iso_time
@@ -309,7 +310,7 @@ def _filtered(flt: AuditFilter) -> Any:
 
 def _require_admin(actor: User | None) -> None:
     if actor is None:  # the CLI reads the chain with verify, not through these
-        raise PermissionDenied("Only administrators can read the audit trail")
+        raise PermissionDenied(_l("Only administrators can read the audit trail"))
     require_admin(actor)
 
 

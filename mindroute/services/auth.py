@@ -11,12 +11,13 @@ from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mindroute import security
+from mindroute.i18n import Message, _l, _ln
 from mindroute.models import LoginAttempt, RefreshToken, User, utcnow
 from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
 from mindroute.validation import ValidationError, validate_name, validate_password
 
-SIGN_IN_FAILED = "Email or password is incorrect"
+SIGN_IN_FAILED = _l("Email or password is incorrect")
 THROTTLE_WINDOW = timedelta(minutes=15)
 # Failures for one account from one address lock that address out of that account.
 MAX_FAILURES_PER_ACCOUNT = 5
@@ -156,12 +157,20 @@ class SignInResult:
         return self.wait_seconds > 0
 
 
-def throttled_message(wait_seconds: int) -> str:
+def throttled_message(wait_seconds: int) -> Message:
     if wait_seconds < 60:
         seconds = max(1, wait_seconds)
-        return f"Too many failed sign-ins. Try again in {seconds} second{'s' if seconds != 1 else ''}."
+        return _ln(
+            "Too many failed sign-ins. Try again in {n} second.",
+            "Too many failed sign-ins. Try again in {n} seconds.",
+            seconds,
+        )
     minutes = math.ceil(wait_seconds / 60)
-    return f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return _ln(
+        "Too many failed sign-ins. Try again in {n} minute.",
+        "Too many failed sign-ins. Try again in {n} minutes.",
+        minutes,
+    )
 
 
 def sign_in(
@@ -206,7 +215,7 @@ def sign_in_and_issue(
     from mindroute.config import get_settings
 
     if not get_settings().password_signin:
-        return SignInResult(user=None, error="Password sign-in is off: sign in with single sign-on"), None
+        return SignInResult(user=None, error=_l("Password sign-in is off: sign in with single sign-on")), None
     result = sign_in(session, email, password, ip, user_agent)
     return result, issue_session(session, result.user) if result.user else None
 
@@ -396,10 +405,10 @@ def change_password(session: Session, user: User, current: str, new: str, keep_t
     """Requires the current password; signs out every other session. Returns sessions revoked."""
     user = session.get(User, user.id) or user  # the page's user comes from another session
     if not security.verify_password(current or "", user.password):
-        raise ValidationError("current_password", "Current password is incorrect")
+        raise ValidationError("current_password", _l("Current password is incorrect"))
     validate_password(new, email=user.email, field="new_password")
     if security.verify_password(new, user.password):
-        raise ValidationError("new_password", "The new password must differ from the current one")
+        raise ValidationError("new_password", _l("The new password must differ from the current one"))
     user.password = security.hash_password(new)
     session.add(user)
     session.flush()

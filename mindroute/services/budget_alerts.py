@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.config import ConfigError, get_settings
 from mindroute.db import transaction
+from mindroute.i18n import N_, Message, _l
 from mindroute.models import ApiKey, BudgetAlert, Provider, User, utcnow
 from mindroute.services import limit_rules
 from mindroute.services.limit_rules import LimitRule
@@ -87,39 +88,53 @@ def _names(session: Session, targets: Sequence[str]) -> dict[str, str]:
     ids["user"] |= {k.user_id for k in keys.values()}
     users = dict(session.execute(select(User.id, User.name).where(User.id.in_(ids["user"]))).all())
     providers = dict(session.execute(select(Provider.id, Provider.name).where(Provider.id.in_(ids["provider"]))).all())
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = {}  # Messages (English as a str; translated where shown)
     for target, named in parsed.items():
         if named is None:
             labels[target] = target
             continue
         scope, counted = named.rule.scope, named.counted
         if scope == "default":
-            labels[target] = f"the default budget, for {users.get(counted, 'a deleted user')}"
+            labels[target] = _l("the default budget, for {user}", user=users.get(counted, _l("a deleted user")))
         elif scope == "user":
-            labels[target] = f"the budget of {users.get(counted, 'a deleted user')}"
+            labels[target] = _l("the budget of {user}", user=users.get(counted, _l("a deleted user")))
         elif scope == "provider":
-            labels[target] = f"the organisation's budget on {providers.get(counted, 'a deleted provider')}"
+            labels[target] = _l(
+                "the organisation's budget on {provider}", provider=providers.get(counted, _l("a deleted provider"))
+            )
         else:
             key = keys.get(counted) if counted is not None else None
-            who = "its owner" if named.rule.set_by == "owner" else "an administrator"
+            by_owner = named.rule.set_by == "owner"
             if key is None:
-                labels[target] = f"the budget of a deleted API key (set by {who})"
+                labels[target] = (
+                    _l("the budget of a deleted API key (set by its owner)")
+                    if by_owner
+                    else _l("the budget of a deleted API key (set by an administrator)")
+                )
             else:
-                owner = users.get(key.user_id, "a deleted user")
-                labels[target] = f"the budget of API key {key.name!r} of {owner} (set by {who})"
+                owner = users.get(key.user_id, _l("a deleted user"))
+                template = (
+                    N_("the budget of API key {key} of {owner} (set by its owner)")
+                    if by_owner
+                    else N_("the budget of API key {key} of {owner} (set by an administrator)")
+                )
+                labels[target] = Message(template, key=repr(key.name), owner=owner)
     return labels
 
 
 def period_label(period_key: str) -> str:
-    """ "day:Asia/Kolkata:2026-12-03" -> "the day of 2026-12-03 (Asia/Kolkata)"; "total" -> "in total"."""
+    """ "day:Asia/Kolkata:2026-12-03" -> "the day of 2026-12-03 (Asia/Kolkata)"; "total" -> "in total".
+    A Message (English as a str; translated where shown)."""
     if period_key == "total":
-        return "in total"
+        return _l("in total")
     period, _, rest = period_key.partition(":")
     zone, _, first = rest.rpartition(":")
     if period == "month":
-        return f"the month of {first[:7]} ({zone})"
+        return _l("the month of {month} ({zone})", month=first[:7], zone=zone)
     if period == "week":
-        return f"the week from {first} ({zone})"
+        return _l("the week from {day} ({zone})", day=first, zone=zone)
+    if period == "day":
+        return _l("the day of {day} ({zone})", day=first, zone=zone)
     return f"the {period} of {first} ({zone})"
 
 

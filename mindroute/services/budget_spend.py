@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from mindroute.db import transaction
 from mindroute.errors import NotFound, PermissionDenied
+from mindroute.i18n import _l
 from mindroute.models import ApiKey, BudgetAlert, BudgetSpend, Limit, Log, Provider, User, utcnow
 from mindroute.provider_settings import price_for, read_settings
 from mindroute.services import budget_alerts, limit_rules, limits
@@ -146,9 +147,9 @@ def budget_statuses(
 ) -> list[BudgetStatus]:
     """The budgets that apply to `user_id`: their own rule (or the default, counted on them), then each of
     their live keys' rules (the administrator's and the owner's). `viewer` is that user or an active admin."""
-    active = require_active(viewer, "see budgets")
+    active = require_active(viewer, _l("Sign in to see budgets"))
     if active.id != user_id and active.role != "admin":
-        raise PermissionDenied("You can see only your own budgets")
+        raise PermissionDenied(_l("You can see only your own budgets"))
     moment = now or utcnow()
     rules = [rule for rule in limit_rules.rules_for_call(session, user_id, None, None) if rule.scope != "key"]
     key_ids = {row.api_key_id for row in limit_rules.rules_of_user(session, user_id) if row.api_key_id is not None}
@@ -162,12 +163,12 @@ def budget_statuses(
 
 def key_statuses(session: Session, viewer: User, key_id: uuid.UUID, now: datetime | None = None) -> list[BudgetStatus]:
     """The budgets set on one API key (the administrator's and the owner's); its owner or an active admin."""
-    active = require_active(viewer, "see budgets")
+    active = require_active(viewer, _l("Sign in to see budgets"))
     key = session.get(ApiKey, key_id)
     if key is None:
-        raise NotFound("No such API key")
+        raise NotFound(_l("No such API key"))
     if key.user_id != active.id and active.role != "admin":
-        raise PermissionDenied("You can see only your own API keys' budgets")
+        raise PermissionDenied(_l("You can see only your own API keys' budgets"))
     return statuses_of(session, _key_rules(session, key.user_id, key_id), now)
 
 

@@ -134,7 +134,7 @@ def call_record(
         request=request,
         status_code=status_code,
         duration_ms=duration_ms,
-        error_message=error_message,
+        error_message=None if error_message is None else str(error_message),  # stored as plain English text
         source=caller.source,
         api_key_id=caller.api_key_id,
         ip=caller.ip,
@@ -260,7 +260,11 @@ class CallTracker:
             status, message = 200, None
         route, request, first = prepared.route, prepared.request, self.first_token_ms
         keys = redaction.answer_keys(route.api_key)  # no provider key in the answer or the error (issue 13, item 9)
-        message = keys.redact(message) if message else message
+        if message:
+            scrubbed = keys.redact(message)
+            message = (
+                message if scrubbed == message else scrubbed
+            )  # a Message of ours stays one (translated when shown)
         text = keys.redact(end.text) if end else ""
         tool_calls = _redacted_calls(end.tool_calls, keys) if end else ()
         others = (

@@ -16,6 +16,7 @@ from dataclasses import replace
 from sqlalchemy import Engine
 
 from mindroute.db import transaction
+from mindroute.i18n import _l
 from mindroute.models import User
 from mindroute.providers.adapter import ChatStream
 from mindroute.providers.cancel import CancelScope
@@ -181,7 +182,9 @@ class StreamingChat(_StoppableChat):
             except Exception as exc:  # a bug here must still end the call and write its row
                 log.exception("reading a streamed answer failed")
                 if not self._scope.cancelled and self._tracker is not None:
-                    self._tracker.failed(UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})"))
+                    self._tracker.failed(
+                        UpstreamError(_l("Reading the answer failed ({error})", error=exc.__class__.__name__))
+                    )
             finally:
                 arrived.put(_STREAM_OVER)
 
@@ -239,7 +242,7 @@ class WholeChat(_StoppableChat):
         except Exception as exc:  # a bug here must still end the call and write its row
             log.exception("a whole answer failed")
             if not self._scope.cancelled:
-                tracker.failed(UpstreamError(f"Reading the answer failed ({exc.__class__.__name__})"))
+                tracker.failed(UpstreamError(_l("Reading the answer failed ({error})", error=exc.__class__.__name__)))
         else:
             tracker.answered(result)  # arrived, even if a stop came a moment later: a full answer is logged
 

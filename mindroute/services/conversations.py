@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mindroute.errors import NotFound
+from mindroute.i18n import _l
 from mindroute.models import Conversation, ConversationMessage, User, utcnow
 from mindroute.services.roles import require_active
 from mindroute.services.unit_of_work import unit_of_work
@@ -29,7 +30,7 @@ TITLE_FROM_QUESTION = 60  # a new conversation is titled with the start of its f
 CONTENT_MAX = 100_000  # characters of one stored message: a long answer fits, a pasted book does not
 MESSAGES_MAX = 500  # messages of one conversation; then a new one is started
 LIST_MAX = 200  # conversations the list offers, newest first
-CONVERSATION_NOT_FOUND = "This conversation does not exist or was deleted"
+CONVERSATION_NOT_FOUND = _l("This conversation does not exist or was deleted")
 TRUNCATED_NOTE = "\n\n[… cut: the rest was longer than the Playground keeps]"
 # What a stored message may carry besides its text: what the page shows under it.
 META_KEYS = frozenset(
@@ -98,9 +99,11 @@ def title_from(question: str) -> str:
 def validate_title(title: str | None) -> str:
     cleaned = " ".join((title or "").split())
     if not cleaned:
-        raise ValidationError("title", "A title is required")
+        raise ValidationError("title", _l("A title is required"))
     if len(cleaned) > TITLE_MAX:
-        raise ValidationError("title", f"A title has at most {TITLE_MAX} characters (this one has {len(cleaned):,})")
+        raise ValidationError(
+            "title", _l("A title has at most {max} characters (this one has {got})", max=TITLE_MAX, got=len(cleaned))
+        )
     return cleaned
 
 
@@ -108,7 +111,7 @@ def validate_question(text: str) -> None:
     """A question longer than CONTENT_MAX is refused before it is sent (ValidationError on "content")."""
     if len(text) > CONTENT_MAX:
         raise ValidationError(
-            "content", f"A message has at most {CONTENT_MAX:,} characters (this one has {len(text):,})"
+            "content", _l("A message has at most {max} characters (this one has {got})", max=CONTENT_MAX, got=len(text))
         )
 
 
@@ -116,7 +119,9 @@ def validate_room(messages: int) -> None:
     """A conversation of `messages` messages has room for one more question and its answer (else a
     ValidationError on "conversation"): checked before the call, so no answer is paid for that cannot be kept."""
     if messages + 2 > MESSAGES_MAX:
-        raise ValidationError("conversation", f"A conversation keeps at most {MESSAGES_MAX} messages: start a new one")
+        raise ValidationError(
+            "conversation", _l("A conversation keeps at most {max} messages: start a new one", max=MESSAGES_MAX)
+        )
 
 
 def _summary(row: Conversation) -> ConversationSummary:
@@ -189,7 +194,7 @@ def save_exchange(
     """Save a question and its answer at the end of the conversation, creating it (with this id, titled by the
     question) when it is new. `regenerated`: the answer replaces the conversation's last answer instead (no
     question). The conversation remembers the provider, model and settings used last."""
-    require_active(user, "save a conversation")
+    require_active(user, _l("Sign in to save a conversation"))
     exists = session.scalar(select(Conversation.user_id).where(Conversation.id == conversation_id))
     if exists is None:
         if regenerated or question is None:
@@ -212,7 +217,7 @@ def save_exchange(
     new = []
     if regenerated:
         if last is None or last.role != "assistant":
-            raise ValidationError("conversation", "There is no answer to regenerate")
+            raise ValidationError("conversation", _l("There is no answer to regenerate"))
         position = last.position
         session.delete(last)
         session.flush()  # the unique (conversation, position) is free before the new answer takes it
@@ -238,7 +243,7 @@ def save_exchange(
 @unit_of_work
 def rename_conversation(session: Session, user: User, conversation_id: uuid.UUID, title: str) -> ConversationSummary:
     """Give one of the user's own conversations a new title (ValidationError on "title")."""
-    require_active(user, "rename a conversation")
+    require_active(user, _l("Sign in to rename a conversation"))
     cleaned = validate_title(title)
     row = _owned(session, user, conversation_id, lock=True)
     row.title = cleaned
@@ -250,7 +255,7 @@ def rename_conversation(session: Session, user: User, conversation_id: uuid.UUID
 @unit_of_work
 def delete_conversation(session: Session, user: User, conversation_id: uuid.UUID) -> None:
     """Delete one of the user's own conversations and its messages."""
-    require_active(user, "delete a conversation")
+    require_active(user, _l("Sign in to delete a conversation"))
     row = _owned(session, user, conversation_id, lock=True)
     # The foreign key cascades too; deleting here keeps it one statement the ORM knows about.
     session.execute(delete(ConversationMessage).where(ConversationMessage.conversation_id == row.id))

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
+from mindroute.i18n import _l
 from mindroute.models import ApiKey, Limit, Provider, User, utcnow
 from mindroute.services import audit, budget_spend
 from mindroute.services.limit_rules import LimitSettings, Target, parse_target
@@ -36,24 +37,27 @@ def settings_for(session: Session, target: str) -> LimitSettings | None:
     return LimitSettings(**_settings_of(row)) if row is not None else None
 
 
+_NO_SUCH = {"user": _l("No such user"), "key": _l("No such key"), "provider": _l("No such provider")}
+
+
 def _authorise(session: Session, actor: User | None, parsed: Target) -> None:
     """Admins (and the CLI) set every rule; a key's owner sets only their own key's owner rule."""
     if parsed.set_by == "owner":
-        user = require_active(actor, "set limits on your API key")
+        user = require_active(actor, _l("Sign in to set limits on your API key"))
         key = session.get(ApiKey, parsed.id)
         if key is None:
-            raise NotFound("No such API key")
+            raise NotFound(_l("No such API key"))
         if key.user_id != user.id and user.role != "admin":
-            raise PermissionDenied("You can set limits only on your own API keys")
+            raise PermissionDenied(_l("You can set limits only on your own API keys"))
         return
     require_admin(actor)
     model = {"user": User, "key": ApiKey, "provider": Provider}.get(parsed.scope)
     if model is not None and session.get(model, parsed.id) is None:
-        raise NotFound(f"No such {parsed.scope}")
+        raise NotFound(_NO_SUCH.get(parsed.scope) or _l("No such limit target"))
 
 
 ANY_VERSION = "any"
-CHANGED_ELSEWHERE = "These limits were changed by someone else since you opened them."
+CHANGED_ELSEWHERE = _l("These limits were changed by someone else since you opened them.")
 
 
 def set_limit(

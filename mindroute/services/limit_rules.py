@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from mindroute.i18n import Message, _l
 from mindroute.models import LIMIT_PERIODS, ApiKey, Limit, Provider, User, utcnow
 from mindroute.validation import ValidationError, validate_optional_positive_int
 
@@ -82,10 +83,14 @@ def parse_target(target: str) -> Target:
             return Target(target, "key", "owner", uuid.UUID(parts[1]))
     except ValueError:
         pass
-    raise ValidationError("target", f"{target!r} is not a limit target")
+    raise ValidationError("target", _l("{target} is not a limit target", target=repr(target)))
 
 
 # --- periods -----------------------------------------------------------------------------------------
+
+
+def _unknown_zone(name: str) -> Message:
+    return _l("{zone} is not a known time zone (e.g. Asia/Seoul, UTC)", zone=repr(name))
 
 
 def zone(name: str) -> ZoneInfo:
@@ -93,7 +98,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("timezone", f"{name!r} is not a known time zone (e.g. Asia/Seoul, UTC)") from None
+        raise ValidationError("timezone", _unknown_zone(name)) from None
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,10 @@ def period_window(period: str, timezone: str, now: datetime | None = None) -> Pe
     if period == "total":
         return PeriodWindow("total", None, None)
     if period not in LIMIT_PERIODS:
-        raise ValidationError("period", f"{period!r} is not a budget period ({', '.join(LIMIT_PERIODS)})")
+        raise ValidationError(
+            "period",
+            _l("{period} is not a budget period ({choices})", period=repr(period), choices=", ".join(LIMIT_PERIODS)),
+        )
     tz = zone(timezone)
     local = (now or utcnow()).replace(tzinfo=UTC).astimezone(tz)
     if period == "day":
@@ -199,19 +207,19 @@ def validate_budget_usd(value: object, field: str = "budget_usd") -> float | Non
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise ValidationError(field, "The budget must be an amount in USD")
+        raise ValidationError(field, _l("The budget must be an amount in USD"))
     try:
         amount = float(str(value).strip().lstrip("$").replace(",", "")) if not isinstance(value, float) else value
     except ValueError:
-        raise ValidationError(field, "The budget must be an amount in USD, e.g. 25 or 12.50") from None
+        raise ValidationError(field, _l("The budget must be an amount in USD, e.g. 25 or 12.50")) from None
     if not math.isfinite(amount) or amount <= 0:
-        raise ValidationError(field, "The budget must be more than $0")
+        raise ValidationError(field, _l("The budget must be more than $0"))
     if amount > MAX_BUDGET_USD:
-        raise ValidationError(field, "The budget is too large")
+        raise ValidationError(field, _l("The budget is too large"))
     return round(amount, 6)
 
 
-def _validate_tokens(value: object, field: str, label: str) -> int | None:
+def _validate_tokens(value: object, field: str, label: Message) -> int | None:
     """A positive whole number of tokens, up to MAX_TOKENS (over the 32-bit range other counts stop at)."""
     if isinstance(value, str):
         value = value.strip().replace(",", "").replace("_", "")
@@ -221,11 +229,11 @@ def _validate_tokens(value: object, field: str, label: str) -> int | None:
     try:
         number = int(value)
     except ValueError:
-        raise ValidationError(field, f"{label} must be a whole number") from None
+        raise ValidationError(field, _l("{label} must be a whole number", label=label)) from None
     if number <= 0:
-        raise ValidationError(field, f"{label} must be greater than 0")
+        raise ValidationError(field, _l("{label} must be greater than 0", label=label))
     if number > MAX_TOKENS:
-        raise ValidationError(field, f"{label} is too large")
+        raise ValidationError(field, _l("{label} is too large", label=label))
     return number
 
 
@@ -241,18 +249,18 @@ def validate_settings(
     """Form values to LimitSettings; the first bad field raises ValidationError naming it."""
     period_text = str(period or "").strip()
     if period_text not in LIMIT_PERIODS:
-        raise ValidationError("period", f"The period must be one of: {', '.join(LIMIT_PERIODS)}")
+        raise ValidationError("period", _l("The period must be one of: {choices}", choices=", ".join(LIMIT_PERIODS)))
     tz_text = str(timezone or "UTC").strip()
     if tz_text not in available_timezones() and tz_text != "UTC":
-        raise ValidationError("timezone", f"{tz_text!r} is not a known time zone (e.g. Asia/Seoul, UTC)")
-    warn = validate_optional_positive_int(warn_percent, "warn_percent", "The warning threshold")
+        raise ValidationError("timezone", _unknown_zone(tz_text))
+    warn = validate_optional_positive_int(warn_percent, "warn_percent", _l("The warning threshold"))
     if warn is None or warn > 100:
-        raise ValidationError("warn_percent", "The warning threshold must be a percentage from 1 to 100")
+        raise ValidationError("warn_percent", _l("The warning threshold must be a percentage from 1 to 100"))
     return LimitSettings(
-        rpm=validate_optional_positive_int(rpm, "rpm", "Requests per minute"),
-        tpm=_validate_tokens(tpm, "tpm", "Tokens per minute"),
+        rpm=validate_optional_positive_int(rpm, "rpm", _l("Requests per minute")),
+        tpm=_validate_tokens(tpm, "tpm", _l("Tokens per minute")),
         budget_usd=validate_budget_usd(budget_usd),
-        budget_tokens=_validate_tokens(budget_tokens, "budget_tokens", "The token budget"),
+        budget_tokens=_validate_tokens(budget_tokens, "budget_tokens", _l("The token budget")),
         period=period_text,
         timezone=tz_text,
         warn_percent=warn,
@@ -262,17 +270,27 @@ def validate_settings(
 # --- the rules a call meets ---------------------------------------------------------------------------
 
 
-def _label(row: Limit, names: dict[str, str]) -> str:
+def _label(row: Limit, names: dict[str, str]) -> Message:
+    """The rule as refusals and the budget pages name it: a Message (English as a str)."""
     target = parse_target(row.target)
     if target.scope == "default":
-        return "the default limit for every user"
+        return _l("the default limit for every user")
     name = names.get(row.target.removesuffix(":owner"), "")
     if target.scope == "user":
-        return f"the limit on {name or 'your account'}"
+        return _l("the limit on {name}", name=name) if name else _l("the limit on your account")
     if target.scope == "provider":
-        return f"the organisation's limit on {name or 'this provider'}"
-    who = "set by its owner" if target.set_by == "owner" else "set by an administrator"
-    return f"the limit on API key {name!r} ({who})" if name else f"the limit on this API key ({who})"
+        return (
+            _l("the organisation's limit on {name}", name=name)
+            if name
+            else _l("the organisation's limit on this provider")
+        )
+    if target.set_by == "owner":
+        if name:
+            return _l("the limit on API key {name} (set by its owner)", name=repr(name))
+        return _l("the limit on this API key (set by its owner)")
+    if name:
+        return _l("the limit on API key {name} (set by an administrator)", name=repr(name))
+    return _l("the limit on this API key (set by an administrator)")
 
 
 def _rule(row: Limit, counter_key: str, names: dict[str, str]) -> LimitRule:

@@ -42,6 +42,7 @@ from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session
 
 from mindroute.config import get_settings
+from mindroute.i18n import Message, _l
 from mindroute.models import utcnow
 from mindroute.observability import metrics
 from mindroute.services.limit_charges import BudgetCharge, Charges
@@ -63,7 +64,17 @@ from mindroute.services.limit_counters import (
 from mindroute.services.limit_rules import LimitRule, PeriodWindow, minute_window
 
 REDIS_URL_ENV = "MINDROUTE_REDIS_URL"
-PERIOD_WORDS = {"day": "today", "week": "this week", "month": "this month", "total": "in total"}
+
+
+def _period_words(period: str, timezone: str) -> Message:
+    """The period of a spent budget as its refusal names it ("this month (Asia/Seoul)")."""
+    if period == "day":
+        return _l("today ({zone})", zone=timezone)
+    if period == "week":
+        return _l("this week ({zone})", zone=timezone)
+    if period == "month":
+        return _l("this month ({zone})", zone=timezone)
+    return _l("in total")
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ class LimitRefusal:
     status: int  # 429
     code: str  # "rate_limit_exceeded" (RPM/TPM) or "insufficient_quota" (a spent budget)
     type: str  # OpenAI's error type: "requests", "tokens" or "insufficient_quota"
-    message: str  # names the rule (LimitRule.label) and when it resets
+    message: str  # names the rule (LimitRule.label) and when it resets: a Message (English as a str)
     retry_after_s: int | None  # seconds to the reset (None for a "total" budget: it never resets)
     rule_target: str  # LimitRule.target of the rule that refused
 
@@ -180,14 +191,14 @@ def _budgets(rules: Sequence[LimitRule], now: datetime) -> list[_Budget]:
 
 
 def _budget_refusal(budgets: Sequence[_Budget], spend: Spend, now: datetime) -> LimitRefusal | None:
-    spent: list[tuple[_Budget, str]] = []
+    spent: list[tuple[_Budget, Message]] = []
     for budget in budgets:
         usd, tokens = spend.get(budget.pair, (0.0, 0))
         rule = budget.rule
         if rule.budget_usd is not None and usd >= rule.budget_usd:
-            spent.append((budget, f"{_usd(usd)} of {_usd(rule.budget_usd)}"))
+            spent.append((budget, _l("{spent} of {budget}", spent=_usd(usd), budget=_usd(rule.budget_usd))))
         elif rule.budget_tokens is not None and tokens >= rule.budget_tokens:
-            spent.append((budget, f"{tokens:,} of {rule.budget_tokens:,} tokens"))
+            spent.append((budget, _l("{spent} of {budget} tokens", spent=tokens, budget=rule.budget_tokens)))
     if not spent:
         return None
     # The one that resets last: a total (no end) first, then the latest end; the first rule on a tie.
@@ -195,13 +206,15 @@ def _budget_refusal(budgets: Sequence[_Budget], spend: Spend, now: datetime) -> 
         spent, key=lambda item: (item[0].window.end is not None, -(item[0].window.end or now).timestamp())
     )
     rule, window = budget.rule, budget.window
-    period = PERIOD_WORDS[rule.period] + ("" if rule.period == "total" else f" ({rule.timezone})")
+    period = _period_words(rule.period, rule.timezone)
     if window.end is None:
-        when, retry = "a total budget does not reset", None
+        when, retry = _l("a total budget does not reset"), None
     else:
-        when = f"it resets on {_reset_moment(window, rule.timezone)}"
+        when = _l("it resets on {moment}", moment=_reset_moment(window, rule.timezone))
         retry = _whole_seconds((window.end - now).total_seconds())
-    message = f"Budget spent: {amounts} {period} ({rule.label}); {when}"
+    message = _l(
+        "Budget spent: {amounts} {period} ({rule}); {when}", amounts=amounts, period=period, rule=rule.label, when=when
+    )
     metrics.count_limit_refusal("budget")
     return LimitRefusal(429, "insufficient_quota", "insufficient_quota", message, retry, rule.target)
 
@@ -269,8 +282,12 @@ def _rate_refusal(
                     candidates.append(((limit - used) / limit, limit, order * 2 + rank, kind, rule))
     _, limit, _, kind, rule = min(candidates, key=lambda item: item[:3])
     retry = _whole_seconds(seconds)
-    what = f"{limit:,} {kind} per minute"
-    message = f"Rate limit reached: {what} ({rule.label}); try again in {retry} s"
+    what = (
+        _l("{limit} requests per minute", limit=limit)
+        if kind == "requests"
+        else _l("{limit} tokens per minute", limit=limit)
+    )
+    message = _l("Rate limit reached: {what} ({rule}); try again in {retry} s", what=what, rule=rule.label, retry=retry)
     metrics.count_limit_refusal(kind)
     return LimitRefusal(429, "rate_limit_exceeded", kind, message, retry, rule.target)
 

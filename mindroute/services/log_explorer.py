@@ -22,6 +22,7 @@ from mindroute.analytics import rollups
 from mindroute.analytics.filter import UsageFilter, Viewer, log_conditions, scoped
 from mindroute.analytics.levels import SOURCE_API, SOURCE_PLAYGROUND, api_key_of, call_columns, source_of
 from mindroute.errors import NotFound, PermissionDenied
+from mindroute.i18n import _l
 from mindroute.models import ApiKey, Log, Provider, User, utcnow
 from mindroute.services import audit
 from mindroute.services.unit_of_work import unit_of_work
@@ -242,7 +243,7 @@ def call_detail(session: Session, viewer: Viewer, log_id: uuid.UUID) -> CallDeta
         stmt = stmt.where(Log.user_id == viewer.id)
     found = session.execute(stmt).first()
     if found is None:
-        raise NotFound("No such call")
+        raise NotFound(_l("No such call"))
     row = _row(found[:16])
     request, response, agent = found[16:]
     row = _with_key_names(session, [replace(row, source=source_of(request), api_key_id=api_key_of(request))])[0]
@@ -354,14 +355,14 @@ class PrunePlan:
 def _require_admin(actor: User | None) -> User:
     # Only a signed-in administrator here: the CLI calls rollups.prune_logs itself.
     if actor is None:
-        raise PermissionDenied("Only administrators can do this")
+        raise PermissionDenied(_l("Only administrators can do this"))
     require_admin(actor)
     return actor
 
 
 def retention_days(value: object) -> int:
     """N of "older than N days": a whole number from 1 to RETENTION_DAYS_MAX, else a message for the field."""
-    problem = f"Days must be a whole number from 1 to {RETENTION_DAYS_MAX:,}"
+    problem = _l("Days must be a whole number from 1 to {max}", max=RETENTION_DAYS_MAX)
     if isinstance(value, bool):
         raise ValidationError("days", problem)
     if isinstance(value, float):
@@ -371,10 +372,14 @@ def retention_days(value: object) -> int:
     if isinstance(value, str):
         text = value.strip()
         if not text.isdigit():
-            raise ValidationError("days", f"{problem} (got {text[:20]!r})" if text else problem)
+            raise ValidationError(
+                "days", _l("{problem} (got {got})", problem=problem, got=repr(text[:20])) if text else problem
+            )
         value = int(text)
     if not isinstance(value, int) or not 1 <= value <= RETENTION_DAYS_MAX:
-        raise ValidationError("days", f"{problem} (got {value})" if isinstance(value, int) else problem)
+        raise ValidationError(
+            "days", _l("{problem} (got {got})", problem=problem, got=str(value)) if isinstance(value, int) else problem
+        )
     return value
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from mindroute import security
 from mindroute.config import Settings
+from mindroute.i18n import _l
 from mindroute.models import RefreshToken, User, utcnow
 from mindroute.services import audit
 from mindroute.services.auth import SESSION_TTL, ResolvedSession, resolve_session, revoke_token
@@ -38,11 +39,12 @@ from mindroute.validation import EMAIL_MAX, NAME_MAX, ValidationError, normalize
 FRESH_FOR = timedelta(minutes=5)  # an ID token older than this cannot start a session, only continue one
 CLOCK_SKEW = timedelta(minutes=2)  # an identity provider's clock a little ahead of ours
 SSO_ACTOR_LABEL = "sso"
-UNVERIFIED = "Your identity provider has not verified this email address, so it cannot sign you in here."
-NO_EMAIL = "Your identity provider did not send an email address, so it cannot sign you in here."
-NOT_ALLOWED = "There is no MindRoute account for this email address. Ask an administrator to create one."
-INACTIVE = "This account is deactivated. Ask an administrator."
-SIGNED_OUT = "This sign-in has ended. Sign in again."
+# The sign-in page's words for a refusal (Messages: English as a str, translated where shown).
+UNVERIFIED = _l("Your identity provider has not verified this email address, so it cannot sign you in here.")
+NO_EMAIL = _l("Your identity provider did not send an email address, so it cannot sign you in here.")
+NOT_ALLOWED = _l("There is no MindRoute account for this email address. Ask an administrator to create one.")
+INACTIVE = _l("This account is deactivated. Ask an administrator.")
+SIGNED_OUT = _l("This sign-in has ended. Sign in again.")
 
 
 @dataclass(frozen=True)

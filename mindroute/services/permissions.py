@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mindroute.errors import ConflictError, NotFound
+from mindroute.i18n import Message, _l
 from mindroute.models import Provider, User, UserProvider, utcnow
 from mindroute.provider_settings import read_settings
 from mindroute.services import audit
@@ -47,8 +48,8 @@ from mindroute.services.unit_of_work import unit_of_work
 from mindroute.services.users import for_update, next_updated_at, require_admin, same_instant
 from mindroute.validation import ValidationError, validate_flag, validate_model_id, validate_optional_positive_int
 
-LIMIT_FROM_USER = "your per-user limit"
-LIMIT_FROM_PROVIDER = "provider limit"
+LIMIT_FROM_USER = _l("your per-user limit")
+LIMIT_FROM_PROVIDER = _l("provider limit")
 # Bound parameters per statement stay far below SQLite's and PostgreSQL's limits.
 USER_ID_CHUNK = 500
 
@@ -150,17 +151,21 @@ def _grant(user_id: uuid.UUID, provider: Provider, row: UserProvider | None) -> 
     )
 
 
+def _access_changed(provider: str) -> Message:
+    return _l("This user's access to {provider} was changed by someone else; reload and try again", provider=provider)
+
+
 def _user(session: Session, user_id: uuid.UUID) -> User:
     user = session.get(User, user_id)
     if user is None:
-        raise NotFound("This user no longer exists")
+        raise NotFound(_l("This user no longer exists"))
     return user
 
 
 def _provider(session: Session, provider_id: uuid.UUID) -> Provider:
     provider = session.get(Provider, provider_id)
     if provider is None:
-        raise NotFound("This provider no longer exists")
+        raise NotFound(_l("This provider no longer exists"))
     return provider
 
 
@@ -275,17 +280,19 @@ def set_grant(
     changed since.
     """
     require_admin(actor)
-    allowed = validate_flag(allowed, "allowed", "Allowed")
-    override = validate_optional_positive_int(max_tokens_override, "max_tokens_override", "Token limit")
+    allowed = validate_flag(allowed, "allowed", _l("Allowed"))
+    override = validate_optional_positive_int(max_tokens_override, "max_tokens_override", _l("Token limit"))
     if isinstance(models, str):  # a lone string would otherwise be read letter by letter
-        raise ValidationError("models", "Models must be a list of model ids")
+        raise ValidationError("models", _l("Models must be a list of model ids"))
     chosen = tuple(dict.fromkeys(validate_model_id(m, "models") for m in models))
     _user(session, user_id)
     provider = _provider(session, provider_id)
     offered = provider_models(provider)
     unknown = [m for m in chosen if offered and m not in offered]
     if unknown:
-        raise ValidationError("models", f"{', '.join(unknown)}: not among {provider.name}'s models")
+        raise ValidationError(
+            "models", _l("{models}: not among {provider}'s models", models=", ".join(unknown), provider=provider.name)
+        )
     row = session.scalar(
         for_update(
             session,
@@ -293,7 +300,7 @@ def set_grant(
         )
     )
     if expected_updated_at is not None and (row is None or not same_instant(row.updated_at, expected_updated_at)):
-        raise ConflictError(f"This user's access to {provider.name} was changed by someone else; reload and try again")
+        raise ConflictError(_access_changed(provider.name))
     before = (
         {"allowed": row.allowed, "max_tokens_override": row.max_tokens_override, "models": grant_models(row.settings)}
         if row is not None
@@ -312,9 +319,7 @@ def set_grant(
         session.flush()
     except IntegrityError:
         # Another admin created this grant between our read and our insert.
-        raise ConflictError(
-            f"This user's access to {provider.name} was changed by someone else; reload and try again"
-        ) from None
+        raise ConflictError(_access_changed(provider.name)) from None
     after = {"allowed": allowed, "max_tokens_override": override, "models": list(chosen)}
     changes = audit.diff({**before, "models": list(before.get("models", ()))} if before else {}, after)
     audit.record(
@@ -371,11 +376,11 @@ def set_provider_access(
     users the change covered.
     """
     require_admin(actor)
-    allowed = validate_flag(allowed, "allowed", "Allowed")
+    allowed = validate_flag(allowed, "allowed", _l("Allowed"))
     if (user_ids is None) == (matching is None):
-        raise ValidationError("users", "Choose the users either from a list or by a search, not both")
+        raise ValidationError("users", _l("Choose the users either from a list or by a search, not both"))
     if user_ids is not None and not user_ids:
-        raise ValidationError("users", "Select at least one user")
+        raise ValidationError("users", _l("Select at least one user"))
     _provider(session, provider_id)
     covered = 0
     for condition in _user_conditions(user_ids, matching):
@@ -426,30 +431,37 @@ def check_access(session: Session, user: User, provider_id: uuid.UUID, model: st
     `model` None checks the provider only (e.g. to open the playground); every call passes its model.
     """
     if not user.is_active:
-        return _deny("Your account is deactivated")
+        return _deny(_l("Your account is deactivated"))
     provider = session.get(Provider, provider_id)
     if provider is None:
-        return _deny("This provider does not exist")
+        return _deny(_l("This provider does not exist"))
     if not provider.is_active:
-        return _deny(f"{provider.name} is deactivated")
+        return _deny(_l("{provider} is deactivated", provider=provider.name))
     grant = session.scalar(
         select(UserProvider).where(UserProvider.user_id == user.id, UserProvider.provider_id == provider.id)
     )
     if user.role != "admin":
         if grant is None:
-            return _deny(f"You have no access to {provider.name}; ask an administrator")
+            return _deny(_l("You have no access to {provider}; ask an administrator", provider=provider.name))
         if not grant.allowed:
-            return _deny(f"Your access to {provider.name} is turned off; ask an administrator")
+            return _deny(_l("Your access to {provider} is turned off; ask an administrator", provider=provider.name))
     if model is not None:
         model = model.strip()
         if not model:
-            return _deny("Choose a model")
+            return _deny(_l("Choose a model"))
         offered = provider_models(provider)
         if offered and model not in offered:
-            return _deny(f"{model} is not one of {provider.name}'s models")
+            return _deny(_l("{model} is not one of {provider}'s models", model=model, provider=provider.name))
         mine = grant_models(grant.settings) if grant is not None else ()
         if mine and model not in mine:
-            return _deny(f"You may not use {model} on {provider.name}; you may use {', '.join(mine)}")
+            return _deny(
+                _l(
+                    "You may not use {model} on {provider}; you may use {models}",
+                    model=model,
+                    provider=provider.name,
+                    models=", ".join(mine),
+                )
+            )
     limit, source = effective_max_tokens(provider, grant)
     return AccessDecision(allowed=True, reason="Allowed", effective_max_tokens=limit, limit_source=source)
 

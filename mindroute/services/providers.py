@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from mindroute.config import get_settings
 from mindroute.db import transaction
 from mindroute.errors import ConflictError, NotFound
+from mindroute.i18n import N_, Message, _l
 from mindroute.models import Log, Provider, User
 from mindroute.provider_settings import (  # SettingsError, settings_json and the price lookup: for the Providers page
     SettingsError,  # noqa: F401
@@ -89,8 +90,11 @@ def _refuse_active_without_key(protocol: str, is_active: bool, has_key: bool) ->
     if is_active and not has_key and needs_key(protocol):
         raise ValidationError(
             "api_key",
-            f"{PROTOCOL_NAMES.get(protocol, protocol)} providers need an API key to be active: "
-            "enter the key, or turn Active off until you have it",
+            _l(
+                "{protocol} providers need an API key to be active: "
+                "enter the key, or turn Active off until you have it",
+                protocol=PROTOCOL_NAMES.get(protocol, protocol),
+            ),
         )
 
 
@@ -218,7 +222,7 @@ def provider_connection(
         try:
             key = provider_api_key(provider)
         except DecryptionError as exc:
-            raise ValidationError("api_key", f"{exc}; enter the key again") from None
+            raise ValidationError("api_key", _l("{problem}; enter the key again", problem=_reason(exc))) from None
     return ProviderConnection(protocol=provider.protocol, endpoint_url=endpoint, api_key=key)
 
 
@@ -229,7 +233,7 @@ def _load(session: Session, provider_id: uuid.UUID, *, lock: bool = False) -> Pr
     stmt = select(Provider).where(Provider.id == provider_id)
     provider = session.scalar(for_update(session, stmt) if lock else stmt)
     if provider is None:
-        raise NotFound("This provider no longer exists")
+        raise NotFound(_l("This provider no longer exists"))
     return provider
 
 
@@ -238,8 +242,11 @@ def _load_unchanged_since(session: Session, provider_id: uuid.UUID, expected_upd
     provider = _load(session, provider_id, lock=True)
     if not same_instant(provider.updated_at, expected_updated_at):
         raise ConflictError(
-            f"{provider.name} was changed by someone else since you opened it; "
-            "reload to see their change, then make yours again"
+            _l(
+                "{name} was changed by someone else since you opened it; "
+                "reload to see their change, then make yours again",
+                name=provider.name,
+            )
         )
     return provider
 
@@ -288,7 +295,7 @@ def _refuse_duplicate_name(session: Session, name: str, provider_id: uuid.UUID |
     if provider_id is not None:
         stmt = stmt.where(Provider.id != provider_id)
     if session.scalar(stmt.limit(1)) is not None:
-        raise ValidationError("name", f"A provider named {name!r} already exists")
+        raise ValidationError("name", _l("A provider named {name} already exists", name=repr(name)))
 
 
 def _flush_or_duplicate(session: Session, name: str) -> None:
@@ -296,7 +303,7 @@ def _flush_or_duplicate(session: Session, name: str) -> None:
         session.flush()
     except IntegrityError:
         # Another admin saved the same name between our check and our insert.
-        raise ValidationError("name", f"A provider named {name!r} already exists") from None
+        raise ValidationError("name", _l("A provider named {name} already exists", name=repr(name))) from None
 
 
 @dataclass(frozen=True)
@@ -335,11 +342,11 @@ def _check_form(
         endpoint_url=DEFAULT_ENDPOINTS.get(checked_protocol or "")
         if blank_endpoint
         else checks.check(validate_endpoint_url, endpoint_url, allow_link_local=allow_link_local),
-        allow_images=checks.check(validate_flag, allow_images, "allow_images", "Allow images"),
-        allow_videos=checks.check(validate_flag, allow_videos, "allow_videos", "Allow videos"),
-        allow_files=checks.check(validate_flag, allow_files, "allow_files", "Allow files"),
-        max_tokens=checks.check(validate_optional_positive_int, max_tokens, "max_tokens", "Max tokens"),
-        is_active=checks.check(validate_flag, is_active, "is_active", "Active"),
+        allow_images=checks.check(validate_flag, allow_images, "allow_images", _l("Allow images")),
+        allow_videos=checks.check(validate_flag, allow_videos, "allow_videos", _l("Allow videos")),
+        allow_files=checks.check(validate_flag, allow_files, "allow_files", _l("Allow files")),
+        max_tokens=checks.check(validate_optional_positive_int, max_tokens, "max_tokens", _l("Max tokens")),
+        is_active=checks.check(validate_flag, is_active, "is_active", _l("Active")),
     )
 
 
@@ -393,7 +400,7 @@ def create_provider(
     return _view(provider)
 
 
-KEY_REDIRECT_MESSAGE = (
+KEY_REDIRECT_MESSAGE = N_(
     "The endpoint now points to another host ({new}, was {old}): enter the API key again, "
     "or remove the stored key; a stored key is only sent to the host it was entered for"
 )
@@ -404,7 +411,13 @@ def _refuse_redirected_key(old_url: str, new_url: str) -> None:
     otherwise whoever can edit a provider could send its key to a host of their choosing."""
     old, new = endpoint_origin(old_url), endpoint_origin(new_url)
     if old != new:
-        raise ValidationError("api_key", KEY_REDIRECT_MESSAGE.format(old=_origin_text(old), new=_origin_text(new)))
+        raise ValidationError("api_key", Message(KEY_REDIRECT_MESSAGE, old=_origin_text(old), new=_origin_text(new)))
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message as it was raised: its Message (translated where shown), else its text."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return first if isinstance(first, Message) else str(exc)
 
 
 def _origin_text(origin: tuple[str, str, int]) -> str:
@@ -442,7 +455,7 @@ def update_provider(
     )
     key = checks.check(validate_provider_api_key, api_key)
     if key and clear_api_key:
-        checks.problems.setdefault("api_key", "Either type a new key or clear the stored one, not both")
+        checks.problems.setdefault("api_key", _l("Either type a new key or clear the stored one, not both"))
     checked_settings = checks.check(validate_settings, settings) if settings is not None else None
     provider = _load_unchanged_since(session, provider_id, expected_updated_at)
     if form.name is not None:

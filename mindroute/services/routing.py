@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.orm import Session
 
 from mindroute import redaction
+from mindroute.i18n import _l
 from mindroute.models import Provider, User
 from mindroute.providers.errors import ProviderError
 from mindroute.providers.media import check_media
@@ -67,7 +68,9 @@ def route_call(session: Session, user: User, provider_id: uuid.UUID, model: str)
     try:
         api_key = provider_api_key(provider)
     except DecryptionError:
-        raise ChatRefused(502, f"{provider.name}'s stored key cannot be used; ask an administrator") from None
+        raise ChatRefused(
+            502, _l("{provider}'s stored key cannot be used; ask an administrator", provider=provider.name)
+        ) from None
     redaction.refresh_stored_keys(session)  # every provider's key, to take out of answers (issue 13, item 9)
     return Route(
         user_id=user.id,
@@ -92,7 +95,13 @@ def apply_route(route: Route, request: ChatRequest) -> PreparedCall:
     if limit is not None:
         if request.max_tokens is not None and request.max_tokens > limit:
             raise ChatRefused(
-                400, f"max tokens {request.max_tokens:,} is over the limit of {limit:,} ({route.limit_source})"
+                400,
+                _l(
+                    "max tokens {asked} is over the limit of {limit} ({source})",
+                    asked=request.max_tokens,
+                    limit=limit,
+                    source=route.limit_source,
+                ),
             )
         if request.max_tokens is None:
             request = replace(request, max_tokens=limit)

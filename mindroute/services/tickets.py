@@ -22,6 +22,7 @@ from sqlalchemy import Select, and_, func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from mindroute.errors import ConflictError, NotFound, PermissionDenied
+from mindroute.i18n import Message, _l
 from mindroute.models import Log, Ticket, TicketMessage, User, utcnow
 from mindroute.services import audit
 from mindroute.services.paging import Page
@@ -34,7 +35,12 @@ from mindroute.validation import (
     validate_ticket_subject,
 )
 
-STATUS_LABELS = {"open": "Open", "in_progress": "In progress", "resolved": "Resolved", "closed": "Closed"}
+STATUS_LABELS = {
+    "open": _l("Open"),
+    "in_progress": _l("In progress"),
+    "resolved": _l("Resolved"),
+    "closed": _l("Closed"),
+}
 # Where an administrator may move a ticket from each status. Closed is final; the owner's own
 # way back (resolved → open, with a follow-up) is `reopen`.
 ADMIN_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -47,7 +53,7 @@ MESSAGE_MAX_CHARS = 20_000  # a long stack trace fits; a pasted file does not
 RECENT_CALLS_LIMIT = 50
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-TICKET_NOT_FOUND = "This ticket does not exist or was deleted"
+TICKET_NOT_FOUND = _l("This ticket does not exist or was deleted")
 
 _Owner = aliased(User, name="owner")
 _Admin = aliased(User, name="admin")
@@ -127,19 +133,27 @@ TicketPage = Page[TicketRow]  # one page of the list, with the total on every pa
 
 
 def _require_active(actor: User | None) -> User:
-    return require_active(actor, "use support tickets")
+    return require_active(actor, _l("Sign in to use support tickets"))
 
 
 def _require_admin(actor: User | None) -> User:
-    return require_active_admin(actor, "use support tickets")
+    return require_active_admin(actor, _l("Sign in to use support tickets"))
 
 
-def _text(value: str | None, field: str, label: str) -> str:
+def _text(value: str | None, field: str, label: Message) -> str:
     text = (value or "").strip()
     if not text:
-        raise ValidationError(field, f"{label} is required")
+        raise ValidationError(field, _l("{label} is required", label=label))
     if len(text) > MESSAGE_MAX_CHARS:
-        raise ValidationError(field, f"{label} must be at most {MESSAGE_MAX_CHARS:,} characters (got {len(text):,})")
+        raise ValidationError(
+            field,
+            _l(
+                "{label} must be at most {max} characters (got {got})",
+                label=label,
+                max=MESSAGE_MAX_CHARS,
+                got=len(text),
+            ),
+        )
     return text
 
 
@@ -253,17 +267,17 @@ def open_ticket(session: Session, user: User, subject: str, message: str, log_id
     user = _require_active(user)
     subject = validate_ticket_subject(subject)
     if any(ord(ch) < 32 for ch in subject):
-        raise ValidationError("subject", "Subject must be one line, without control characters")
-    message = _text(message, "message", "Message")
+        raise ValidationError("subject", _l("Subject must be one line, without control characters"))
+    message = _text(message, "message", _l("Message"))
     if log_id is not None:
         try:
             log_id = log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(str(log_id))
         except ValueError:
-            raise ValidationError("log_id", "Choose one of your own calls") from None
+            raise ValidationError("log_id", _l("Choose one of your own calls")) from None
         owned = session.scalar(select(Log.id).where(Log.id == log_id, Log.user_id == user.id))
         if owned is None:
             # The same message whether the call does not exist or is someone else's.
-            raise ValidationError("log_id", "Choose one of your own calls: this one is not among them")
+            raise ValidationError("log_id", _l("Choose one of your own calls: this one is not among them"))
     ticket = Ticket(user_id=user.id, subject=subject, message=message, status="open", log_id=log_id)
     session.add(ticket)
     session.flush()
@@ -317,17 +331,24 @@ def reopen(session: Session, user: User, ticket_id: uuid.UUID, follow_up: str) -
     field is emptied for the next answer, so the conversation reads in order. Closed is final.
     """
     user = _require_active(user)
-    follow_up = _text(follow_up, "follow_up", "Follow-up")
+    follow_up = _text(follow_up, "follow_up", _l("Follow-up"))
     ticket = _load_visible(session, user, ticket_id, lock=True)
     if ticket.user_id != user.id:
-        raise PermissionDenied("Only the person who opened this ticket can reopen it")
+        raise PermissionDenied(_l("Only the person who opened this ticket can reopen it"))
     if ticket.status != "resolved":
-        final = " (a closed ticket is final)" if ticket.status == "closed" else ""
-        raise ValidationError(
-            "status",
-            f"Cannot reopen a ticket that is {STATUS_LABELS[ticket.status]}{final}: "
-            f"only a Resolved ticket can go back to Open",
+        status = STATUS_LABELS[ticket.status]
+        refusal = (
+            _l(
+                "Cannot reopen a ticket that is {status} (a closed ticket is final): "
+                "only a Resolved ticket can go back to Open",
+                status=status,
+            )
+            if ticket.status == "closed"
+            else _l(
+                "Cannot reopen a ticket that is {status}: only a Resolved ticket can go back to Open", status=status
+            )
         )
+        raise ValidationError("status", refusal)
     now = utcnow()
     if ticket.admin_response:
         session.add(
@@ -396,12 +417,12 @@ def respond(
     else's change since is refused with ConflictError.
     """
     admin = _require_admin(admin)
-    response = _text(response, "response", "Response")
+    response = _text(response, "response", _l("Response"))
     ticket = _load_visible(session, admin, ticket_id, lock=True)
     if expected_updated_at is not None and not same_instant(ticket.updated_at, expected_updated_at):
-        raise ConflictError("This ticket changed since you opened it; reload it and try again")
+        raise ConflictError(_l("This ticket changed since you opened it; reload it and try again"))
     if ticket.status == "closed":
-        raise ValidationError("response", "This ticket is closed, which is final: its response cannot change")
+        raise ValidationError("response", _l("This ticket is closed, which is final: its response cannot change"))
     if resolve and "resolved" not in ADMIN_TRANSITIONS[ticket.status]:
         raise ValidationError("status", _refusal(ticket.status, "resolved"))
     answered_before = bool(ticket.admin_response)
@@ -447,14 +468,26 @@ def _move(session: Session, admin: User, ticket: Ticket, new_status: str) -> Non
     audit.record(session, "ticket.status", "ticket", ticket.id, {"status": [current, new_status]}, actor=admin)
 
 
-def _refusal(current: str, new_status: str) -> str:
-    head = f"Cannot move a ticket from {STATUS_LABELS[current]} to {STATUS_LABELS[new_status]}"
+def _either(labels: list[Message]) -> Message:
+    """ "A or B or C", each label translated where shown."""
+    if len(labels) == 1:
+        return labels[0]
+    return _l("{first} or {rest}", first=labels[0], rest=_either(labels[1:]))
+
+
+def _refusal(current: str, new_status: str) -> Message:
+    here, there = STATUS_LABELS[current], STATUS_LABELS[new_status]
     if current == new_status:
-        return f"{head}: it is already {STATUS_LABELS[current]}"
+        return _l("Cannot move a ticket from {current} to {new}: it is already {current}", current=here, new=there)
     allowed = ADMIN_TRANSITIONS[current]
     if not allowed:
-        return f"{head}: a Closed ticket is final"
-    return f"{head}: from {STATUS_LABELS[current]} it can go to {' or '.join(STATUS_LABELS[s] for s in allowed)}"
+        return _l("Cannot move a ticket from {current} to {new}: a Closed ticket is final", current=here, new=there)
+    return _l(
+        "Cannot move a ticket from {current} to {new}: from {current} it can go to {allowed}",
+        current=here,
+        new=there,
+        allowed=_either([STATUS_LABELS[s] for s in allowed]),
+    )
 
 
 @unit_of_work

@@ -90,7 +90,7 @@ def create_first_admin(
     """The first-run form: allowed only while no administrator exists. With `password_repeat`, a repeat that
     differs is refused (field "repeat") together with every other problem of the form."""
     if admin_exists(session):
-        raise PermissionDenied("An administrator already exists; sign in instead")
+        raise PermissionDenied(i18n._l("An administrator already exists; sign in instead"))
     user = _insert_user(
         session, email=email, name=name, password=password, role="admin", password_repeat=password_repeat
     )
@@ -123,9 +123,9 @@ def _insert_user(
     role = checks.check(validate_role, role)
     checks.check(validate_password, password, email=email)
     if password_repeat is not None and password_repeat != password:
-        checks.check(_refuse, "repeat", "The two passwords differ")
+        checks.check(_refuse, "repeat", i18n._l("The two passwords differ"))
     if email is not None and find_by_email(session, email) is not None:
-        checks.check(_refuse, "email", "Email is already registered")
+        checks.check(_refuse, "email", i18n._l("Email is already registered"))
     checks.raise_any()
     user = User(email=email, name=name, role=role, password=security.hash_password(password), is_active=True)
     session.add(user)
@@ -154,16 +154,16 @@ def zone_choices() -> list[str]:
 def set_preferences(session: Session, actor: User | None, *, timezone: str | None, theme: str | None) -> User:
     """Save the signed-in user's own display preferences: an IANA zone and 'light' / 'dark'; None follows the
     browser. Raises ValidationError("timezone" / "theme") for a value not offered."""
-    me = require_active(actor, "change your preferences")
+    me = require_active(actor, i18n._l("Sign in to change your preferences"))
     zone = (timezone or "").strip() or None
     if zone is not None and zone not in zone_choices():
-        raise ValidationError("timezone", "Choose a time zone from the list")
+        raise ValidationError("timezone", i18n._l("Choose a time zone from the list"))
     shade = (theme or "").strip().lower() or None
     if shade is not None and shade not in THEMES:
-        raise ValidationError("theme", "Choose light, dark or follow the browser")
+        raise ValidationError("theme", i18n._l("Choose light, dark or follow the browser"))
     user = session.scalar(for_update(session, select(User).where(User.id == me.id)))
     if user is None or not user.is_active:
-        raise PermissionDenied("Sign in to change your preferences")
+        raise PermissionDenied(i18n._l("Sign in to change your preferences"))
     user.timezone, user.theme = zone, shade
     session.flush()
     return user
@@ -173,7 +173,7 @@ def set_preferences(session: Session, actor: User | None, *, timezone: str | Non
 def set_language(session: Session, actor: User | None, language: str | None) -> User:
     """Save the signed-in user's console language ('en', 'ko'); None follows the browser.
     Raises ValidationError("language") for a language not offered."""
-    me = require_active(actor, "change your preferences")
+    me = require_active(actor, i18n._l("Sign in to change your preferences"))
     choice = (language or "").strip().lower() or None
     if choice is not None and choice not in LANGUAGES:
         raise ValidationError("language", i18n._l("Choose a language from the list"))

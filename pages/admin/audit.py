@@ -6,11 +6,14 @@ user = require_admin()
 
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _  # noqa: E402
 from mindroute.ui.audit_view import audit_explorer  # noqa: E402
 
-st.title("Audit")
+st.title(_("Audit"))
 st.caption(
-    "One row per administrator action and security event, written with the change itself. Each row carries a "
-    "hash of the one before: `python -m mindroute audit verify` names the first row that was altered."
+    _(
+        "One row per administrator action and security event, written with the change itself. Each row carries "
+        "a hash of the one before: `python -m mindroute audit verify` names the first row that was altered."
+    )
 )
 audit_explorer(user)

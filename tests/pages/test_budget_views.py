@@ -18,6 +18,7 @@ from mindroute.models import BudgetAlert, BudgetSpend, Log, Provider, User, utcn
 from mindroute.services import budget_spend, limit_admin, limit_rules
 from mindroute.services.limit_rules import LimitRule
 from mindroute.ui import budget_view, usage_view
+from mindroute.ui.format import tokens as tokens_text
 from tests.pages.helpers import add_user, app_for, markdown_texts, sign_in, texts
 from tests.pages.test_playground import grant_provider, send, user_on_playground
 from tests.providers.fakes import FakeOpenAI, FakeServer
@@ -99,13 +100,19 @@ def status_at(rule: LimitRule, spent_usd: float, tokens: int = 0, unpriced: int 
 
 def test_a_meter_says_what_is_used_when_it_resets_and_the_forecast() -> None:
     status = status_at(rule_of(budget_tokens=100_000), 3.2, tokens=12_345, unpriced=3)
-    usd, tokens = budget_view.meters(status)
-    assert usd.used == "$3.20 of $10.00 this month (Asia/Seoul), resets on 1 Jan 00:00"
+    usd, tokens = budget_view.meters(status, now=SEOUL_DEC_10)
+    # Midnight on 1 January in Seoul is 21.5 days after noon on 10 December there.
+    assert usd.used == "$3.20 of $10.00 this month (Asia/Seoul), resets in 3 weeks (Jan 1, 2027, 12:00 AM)"
     # 9.5 of December's 31 days in Seoul have gone by: $3.20 / (9.5 / 31) = $10.44, over the budget.
     assert usd.forecast == "at this rate: $10.44 by the end of the month" and usd.forecast_over
     assert usd.fraction == pytest.approx(0.32)
-    assert tokens.used == "12.3 k of 100.0 k tokens this month (Asia/Seoul), resets on 1 Jan 00:00"
-    assert tokens.forecast == "at this rate: 40.3 k tokens by the end of the month" and not tokens.forecast_over
+    assert tokens.used == (
+        f"{tokens_text(12_345)} of {tokens_text(100_000)} tokens this month (Asia/Seoul), "
+        "resets in 3 weeks (Jan 1, 2027, 12:00 AM)"
+    )
+    # 12,345 / (9.5 / 31) = 40,284 tokens by the end of the month.
+    assert tokens.forecast == f"at this rate: {tokens_text(40_284)} tokens by the end of the month"
+    assert not tokens.forecast_over
     assert budget_view.unpriced_text(status) == "3 calls to unpriced models not counted in USD"
 
 
@@ -115,8 +122,10 @@ def test_a_total_budget_never_resets_and_has_no_forecast() -> None:
 
 
 def test_a_day_in_a_half_hour_zone_resets_at_its_local_midnight() -> None:
-    [meter] = budget_view.meters(status_at(rule_of(period="day", timezone="Asia/Kolkata"), 0.004))
-    assert meter.used == "$0.0040 of $10.00 today (Asia/Kolkata), resets on 11 Dec 00:00"
+    status = status_at(rule_of(period="day", timezone="Asia/Kolkata"), 0.004)
+    [meter] = budget_view.meters(status, now=SEOUL_DEC_10)
+    # 12:00 in Seoul is 08:30 in Kolkata: its midnight is 15.5 hours away.
+    assert meter.used == "$0.004 of $10.00 today (Asia/Kolkata), resets in 16 hours (Dec 11, 2026, 12:00 AM)"
 
 
 def test_the_component_escapes_names_and_marks_an_over_forecast() -> None:
@@ -196,7 +205,7 @@ def test_a_user_sees_their_budget_on_the_overview_with_the_forecast(engine, monk
     shown = shown_text(at)
     assert "Your budgets" in [s.value for s in at.subheader]
     assert "The limit on Alice" in shown
-    assert "$3.20 of $10.00 this month (Asia/Seoul), resets on 1 " in shown
+    assert "$3.20 of $10.00 this month (Asia/Seoul), resets in " in shown and "(Jan 1, 20" in shown
     with transaction(engine) as session:
         viewer = session.get(User, alice_with_a_budget.id)
         [status] = budget_spend.budget_statuses(session, viewer, viewer.id)
@@ -231,7 +240,7 @@ def test_an_admin_sees_the_providers_budgets(engine, monkeypatch, alice_with_a_b
     assert "Provider budgets" in [s.value for s in at.subheader]
     shown = shown_text(at)
     assert "The organisation's limit on Fake *OpenAI*" in shown
-    assert "850.0 k of 1.00 M tokens this week (UTC), resets on " in shown
+    assert f"{tokens_text(850_000)} of {tokens_text(1_000_000)} tokens this week (UTC), resets in " in shown
     assert ":orange-badge[:material/warning: Warning]" in markdown_texts(at)
 
 

@@ -17,6 +17,7 @@ from mindroute.models import AuditLog, BudgetSpend, Limit, User
 from mindroute.services import api_keys, auth, limit_admin, limit_rules
 from mindroute.services import providers as provider_svc
 from mindroute.services.limit_rules import DEFAULT_TARGET, LimitSettings, key_target, provider_target, user_target
+from mindroute.ui.format import tokens
 from mindroute.ui.limits_view import looser_than, summary
 from tests.pages.helpers import add_user, app_for, click, error_under, markdown_texts, sign_in, texts
 
@@ -115,7 +116,7 @@ def test_a_rule_is_summed_up_in_words() -> None:
         "10 requests/min, $25.00 a month (Asia/Seoul), warn at 80 %"
     )
     assert summary(LimitSettings(tpm=50_000, budget_tokens=2_000_000, period="total", warn_percent=90)) == (
-        "50.0 k tokens/min, 2.00 M tokens in total, warn at 90 %"
+        f"{tokens(50_000)} tokens/min, {tokens(2_000_000)} tokens in total, warn at 90 %"
     )
     both = LimitSettings(budget_usd=5, budget_tokens=1000, period="day")
     assert summary(both) == "$5.00 and 1,000 tokens a day (UTC), warn at 80 %"
@@ -336,7 +337,7 @@ def test_admin_sets_a_users_limits_and_their_keys_on_the_users_page(engine, monk
 
     key_editor = f"key_limits_{kid}"
     at = save(fill(at, key_editor, budget_tokens="100000", period="total"), key_editor)
-    assert "Now: 100.0 k tokens in total, warn at 80 %" in texts(at)
+    assert f"Now: {tokens(100_000)} tokens in total, warn at 80 %" in texts(at)
     row = rule(engine, key_target(kid))
     assert (row.scope, row.set_by, row.api_key_id, row.budget_tokens) == ("key", "admin", kid, 100_000)
     assert rule(engine, key_target(kid, owner=True)).rpm == 3  # the owner's rule is not the admin's
@@ -365,7 +366,7 @@ def test_admin_sets_a_providers_limit_on_its_page(engine, monkeypatch) -> None:
     at = on_page(engine, monkeypatch, "admin@example.com", PROVIDERS_PAGE)
     editor = f"provider_limits_{pid}"
     at = save(fill(at, editor, tpm="200000", budget_usd="1,000"), editor)
-    assert "Now: 200.0 k tokens/min, $1,000.00 a month (UTC), warn at 80 %" in texts(at)
+    assert f"Now: {tokens(200_000)} tokens/min, $1,000.00 a month (UTC), warn at 80 %" in texts(at)
     row = rule(engine, provider_target(pid))
     assert (row.scope, row.provider_id, row.tpm, row.budget_usd) == ("provider", pid, 200_000, 1000.0)
     assert [a.action for a in audit_rows(engine, provider_target(pid))] == ["limit.set"]
@@ -443,7 +444,7 @@ def test_each_page_shows_what_has_been_spent_of_its_budgets(engine, monkeypatch)
     assert bars(at) == ["$3.20 of $10.00 in total"]
 
     at = on_page(engine, monkeypatch, "admin@example.com", PROVIDERS_PAGE)
-    assert bars(at) == ["250.0 k of 1.00 M tokens in total"]
+    assert bars(at) == [f"{tokens(250_000)} of {tokens(1_000_000)} tokens in total"]
 
     at.switch_page(USERS_PAGE).run()
     at.selectbox(key="users_selected").set_value(str(bob.id))

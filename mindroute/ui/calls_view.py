@@ -13,8 +13,10 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
+from mindroute import i18n
 from mindroute.analytics.filter import UsageFilter
 from mindroute.errors import NotFound
+from mindroute.i18n import _, _l, _n
 from mindroute.models import User
 from mindroute.services import log_explorer, usage
 from mindroute.services.log_explorer import CallDetail, CallRow, Cursor
@@ -27,7 +29,38 @@ SUPPORT_PAGE = "pages/workspace/support.py"
 SUPPORT_CALL_PARAM = "call"  # ?call=<log id> on the Support page: the call a new ticket is about
 CALL_PARAM = "call"  # ?call=<log id> on Logs and Calls: the call whose detail is open
 DASH = "—"
-SOURCE_LABELS = {"playground": "Playground", "api": "API"}
+SOURCE_LABELS = {"playground": _l("Playground"), "api": _l("API")}
+DELETED_KEY = "deleted key"  # CallRow.api_key_label's word for a key deleted since (log_explorer)
+# The table's columns (and the CSV's, in the reader's language), by a stable name.
+HEADERS = {
+    "time": _l("Time"),
+    "user": _l("User"),
+    "provider": _l("Provider"),
+    "model": _l("Model"),
+    "type": _l("Type"),
+    "source": _l("Source"),
+    "api_key": _l("API key"),
+    "status": _l("Status"),
+    "tokens": _l("Tokens"),
+    "duration": _l("Duration (ms)"),
+    "error": _l("Error"),
+}
+
+
+def header(name: str) -> str:
+    return i18n.text(HEADERS[name])
+
+
+def source_text(source: str) -> str:
+    label = SOURCE_LABELS.get(source)
+    return i18n.text(label) if label is not None else source
+
+
+def key_text(row: CallRow) -> str:
+    """The key's name; a key deleted since, or no key, in the reader's words."""
+    if row.api_key_id is not None and row.api_key_name is None:
+        return _("deleted key")
+    return row.api_key_label
 
 
 def _shown(value: object) -> str:
@@ -36,11 +69,11 @@ def _shown(value: object) -> str:
 
 def _number(value: int | float | None) -> str:
     """A count or a duration in ms: whole, with thousands separators; a dash when there is none."""
-    return DASH if value is None else f"{round(value):,}"
+    return DASH if value is None else i18n.number(round(value))
 
 
 def calls_noun(count: int) -> str:
-    return f"{count:,} call" if count == 1 else f"{count:,} calls"
+    return _n("{n} call", "{n} calls", count)
 
 
 def call_columns(rows: list[CallRow], *, with_user: bool, csv_zone: tzinfo | None = None) -> dict[str, list[object]]:
@@ -60,19 +93,20 @@ def call_columns(rows: list[CallRow], *, with_user: bool, csv_zone: tzinfo | Non
     def text(value: str | None) -> str:
         return value or ("" if csv_zone is not None else DASH)
 
-    columns: dict[str, list[object]] = {"Time": times}
+    columns: dict[str, list[object]] = {header("time"): times}
     if with_user:
-        columns["User"] = [r.user_email or "deleted user" for r in rows]
+        deleted = _("deleted user")
+        columns[header("user")] = [r.user_email or deleted for r in rows]
     columns |= {
-        "Provider": [text(r.provider) for r in rows],
-        "Model": [text(r.model) for r in rows],
-        "Type": [r.request_type for r in rows],
-        "Source": [SOURCE_LABELS.get(r.source, r.source) for r in rows],
-        "API key": [r.api_key_label for r in rows],
-        "Status": [number(r.status_code) for r in rows],
-        "Tokens": [number(r.tokens_used) for r in rows],
-        "Duration (ms)": [number(r.duration_ms) for r in rows],
-        "Error": [r.error_message or "" for r in rows],
+        header("provider"): [text(r.provider) for r in rows],
+        header("model"): [text(r.model) for r in rows],
+        header("type"): [usage_view.request_type_text(r.request_type) for r in rows],
+        header("source"): [source_text(r.source) for r in rows],
+        header("api_key"): [key_text(r) for r in rows],
+        header("status"): [number(r.status_code) for r in rows],
+        header("tokens"): [number(r.tokens_used) for r in rows],
+        header("duration"): [number(r.duration_ms) for r in rows],
+        header("error"): [r.error_message or "" for r in rows],
     }
     return columns
 
@@ -82,30 +116,59 @@ def call_table(rows: list[CallRow], *, with_user: bool) -> pd.DataFrame:
 
 
 def calls_csv(
-    engine_: Engine, viewer_user: User, flt: UsageFilter, search: str, *, with_user: bool, zone: tzinfo
+    engine_: Engine,
+    viewer_user: User,
+    flt: UsageFilter,
+    search: str,
+    *,
+    with_user: bool,
+    zone: tzinfo,
+    language: str | None = None,
 ) -> bytes:
-    """Every matching call (not only the page shown) with the table's columns, read a page at a time."""
+    """Every matching call (not only the page shown) with the table's columns, read a page at a time; the
+    headers and words in `language` (the page's: the download runs outside the page's run), else the run's."""
     rows = [row for page in log_explorer.call_pages(engine_, viewer_user, flt, search=search) for row in page]
-    return usage_view.csv_bytes(pd.DataFrame(call_columns(rows, with_user=with_user, csv_zone=zone)))
+    with i18n.using(language or i18n.current()):
+        return usage_view.csv_bytes(pd.DataFrame(call_columns(rows, with_user=with_user, csv_zone=zone)))
 
 
 def call_summary(detail: CallDetail) -> str:
     """The call's facts as one block of plain text, times in the viewer's zone."""
     row = detail.row
+    gap = "   "
     return "\n".join(
         [
-            f"Call {row.id}",
-            f"Time: {viewer.when(row.created_at, seconds=True)}",
-            f"User: {row.user_email or '(deleted or none)'}",
-            f"Provider: {row.provider or DASH}   Model: {row.model or DASH}   Type: {detail.request_type}",
-            f"Source: {SOURCE_LABELS.get(row.source, row.source)}   API key: {row.api_key_label or DASH}",
-            f"Status: {_shown(row.status_code)}",
-            f"Tokens: {_number(row.tokens_used)} "
-            f"(input {_number(row.prompt_tokens)}, output {_number(row.completion_tokens)})",
-            f"Duration: {_number(row.duration_ms)} ms   "
-            f"Time to first token: {_number(detail.time_to_first_token_ms)} ms",
-            f"IP: {row.ip or DASH}",
-            f"User agent: {detail.user_agent or DASH}",
+            _("Call {id}", id=str(row.id)),
+            _("Time: {time}", time=viewer.when(row.created_at, seconds=True)),
+            _("User: {email}", email=row.user_email or _("(deleted or none)")),
+            gap.join(
+                [
+                    _("Provider: {provider}", provider=row.provider or DASH),
+                    _("Model: {model}", model=row.model or DASH),
+                    _("Type: {type}", type=usage_view.request_type_text(detail.request_type)),
+                ]
+            ),
+            gap.join(
+                [
+                    _("Source: {source}", source=source_text(row.source)),
+                    _("API key: {key}", key=key_text(row) or DASH),
+                ]
+            ),
+            _("Status: {status}", status=_shown(row.status_code)),
+            _(
+                "Tokens: {tokens} (input {input}, output {output})",
+                tokens=_number(row.tokens_used),
+                input=_number(row.prompt_tokens),
+                output=_number(row.completion_tokens),
+            ),
+            gap.join(
+                [
+                    _("Duration: {ms} ms", ms=_number(row.duration_ms)),
+                    _("Time to first token: {ms} ms", ms=_number(detail.time_to_first_token_ms)),
+                ]
+            ),
+            _("IP: {ip}", ip=row.ip or DASH),
+            _("User agent: {agent}", agent=detail.user_agent or DASH),
         ]
     )
 
@@ -116,12 +179,12 @@ def ticket_link(row: CallRow, viewer_user: User) -> None:
     if row.user_id == viewer_user.id:
         st.page_link(
             SUPPORT_PAGE,
-            label="Open a support ticket about this call",
+            label=_("Open a support ticket about this call"),
             icon=":material/support:",
             query_params={SUPPORT_CALL_PARAM: str(row.id)},
         )
     else:
-        st.caption("Only the person who made this call can open a support ticket about it.")
+        st.caption(_("Only the person who made this call can open a support ticket about it."))
 
 
 def call_detail_view(detail: CallDetail, viewer_user: User) -> None:
@@ -129,13 +192,14 @@ def call_detail_view(detail: CallDetail, viewer_user: User) -> None:
     st.text(call_summary(detail))
     ticket_link(row, viewer_user)
     if row.error_message:
-        st.caption("Error")
+        st.caption(_("Error"))
         st.code(row.error_message, language=None, wrap_lines=True)
-    request_tab, response_tab = st.tabs(["Request body", "Response body"])
+    request_tab, response_tab = st.tabs([_("Request body"), _("Response body")])
+    empty = _("(empty)")
     with request_tab:
-        st.code(detail.request_body or "(empty)", language="json", wrap_lines=True)
+        st.code(detail.request_body or empty, language="json", wrap_lines=True)
     with response_tab:
-        st.code(detail.response_body or "(empty)", language="json", wrap_lines=True)
+        st.code(detail.response_body or empty, language="json", wrap_lines=True)
 
 
 def _requested_call(prefix: str, table_key: str) -> str | None:
@@ -175,13 +239,15 @@ def call_explorer(viewer_user: User, prefix: str) -> None:
         st.session_state[search_key] = (st.query_params.get("q") or "")[: log_explorer.SEARCH_MAX_CHARS]
     controls = st.columns([4, 1])
     typed = controls[0].text_input(
-        "Search error messages",
+        _("Search error messages"),
         max_chars=log_explorer.SEARCH_MAX_CHARS,
-        placeholder="Part of an error message",
+        placeholder=_("Part of an error message"),
         key=search_key,
     )
     search = typed.strip()
-    page_size = controls[1].selectbox("Per page", PAGE_SIZES, key=f"{prefix}_page_size")
+    page_size = controls[1].selectbox(
+        _("Per page"), PAGE_SIZES, format_func=lambda n: i18n.number(n), key=f"{prefix}_page_size"
+    )
 
     # Back to the first page whenever the filters change (by their description: a preset's end moves each run).
     view_key = (tuple(sorted(params.items())), search, page_size)
@@ -207,9 +273,9 @@ def call_explorer(viewer_user: User, prefix: str) -> None:
         st.session_state[generation_key] += 1
 
     viewer.zone_note()
-    st.caption(f"{calls_noun(total)} {'matches' if total == 1 else 'match'}")
+    st.caption(_n("{n} call matches", "{n} calls match", total))
     if not page.rows:
-        st.info("No calls match these filters." if len(stack) == 1 else "No more calls.")
+        st.info(_("No calls match these filters.") if len(stack) == 1 else _("No more calls."))
     else:
         st.session_state[f"{prefix}_shown_ids"] = {table_key: [str(r.id) for r in page.rows]}
         st.dataframe(
@@ -219,13 +285,15 @@ def call_explorer(viewer_user: User, prefix: str) -> None:
             key=table_key,
             on_select="rerun",
             selection_mode="single-row",
-            column_config={"Time": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss")},
+            column_config={
+                header("time"): st.column_config.DatetimeColumn(header("time"), format="YYYY-MM-DD HH:mm:ss")
+            },
         )
 
     nav = st.columns([1, 1, 3, 2])
-    nav[0].button("Previous", key=f"{prefix}_previous", on_click=turn, args=(-1,), disabled=len(stack) == 1)
+    nav[0].button(_("Previous"), key=f"{prefix}_previous", on_click=turn, args=(-1,), disabled=len(stack) == 1)
     nav[1].button(
-        "Next",
+        _("Next"),
         key=f"{prefix}_next",
         on_click=turn,
         args=(1, page.next_cursor),
@@ -233,11 +301,20 @@ def call_explorer(viewer_user: User, prefix: str) -> None:
     )
     first = (len(stack) - 1) * page_size + 1
     if page.rows:
-        nav[2].caption(f"Page {len(stack):,}: calls {first:,}–{first + len(page.rows) - 1:,}, newest first")
-    csv_engine, csv_search, csv_zone = engine(), search, viewer.zone()
+        nav[2].caption(
+            _(
+                "Page {page}: calls {first}–{last}, newest first",
+                page=len(stack),
+                first=first,
+                last=first + len(page.rows) - 1,
+            )
+        )
+    csv_engine, csv_search, csv_zone, csv_language = engine(), search, viewer.zone(), i18n.current()
     nav[3].download_button(
-        "Download CSV",
-        lambda: calls_csv(csv_engine, viewer_user, flt, csv_search, with_user=is_admin, zone=csv_zone),
+        _("Download CSV"),
+        lambda: calls_csv(
+            csv_engine, viewer_user, flt, csv_search, with_user=is_admin, zone=csv_zone, language=csv_language
+        ),
         file_name=f"{prefix}.csv",
         mime="text/csv",
         key=f"{prefix}_csv",
@@ -245,9 +322,9 @@ def call_explorer(viewer_user: User, prefix: str) -> None:
         disabled=total == 0,
     )
 
-    st.header("Call detail")
+    st.header(_("Call detail"))
     if requested is None:
-        st.caption("Click a row to see the call's detail.")
+        st.caption(_("Click a row to see the call's detail."))
         return
     call_id = _parse_call_id(requested)
     detail = None
@@ -257,6 +334,6 @@ def call_explorer(viewer_user: User, prefix: str) -> None:
         detail = None
     if detail is None:
         # Unknown, malformed and someone else's look alike.
-        st.warning("Call not found: it does not exist, was deleted, or is not one of the calls you can see.")
+        st.warning(_("Call not found: it does not exist, was deleted, or is not one of the calls you can see."))
         return
     call_detail_view(detail, viewer_user)

@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from babel import dates
 
+from mindroute import i18n
+from mindroute.analytics.labels import UNKNOWN
 from mindroute.analytics.shapes import OTHER, with_other
+from mindroute.i18n import _, _l
 
 # Ten colours that stay apart from one another on white and on near-black: no dark blue (unreadable on
 # black), no red (that is the errors' colour), grey kept for "other".
@@ -50,8 +54,16 @@ STATUS_CLASS_COLOURS = {
 CHART_GROUPS = 8
 HEIGHT = 340
 BINS_PER_DECADE = 12  # the latency distribution's resolution: smooth lines, a few dozen points per model
-# Readable ticks on a log axis of milliseconds.
+# Readable ticks on a log axis of milliseconds (the words translated where drawn: ms_ticks()).
 MS_TICKS = ([1, 10, 100, 1_000, 10_000, 100_000], ["1 ms", "10 ms", "100 ms", "1 s", "10 s", "100 s"])
+# The names the analytics give groups that are no name from the data: shown in the reader's language.
+GROUP_WORDS = {OTHER: _l("other"), UNKNOWN: _l("(unknown)"), "(no key)": _l("(no key)"), "unknown": _l("unknown")}
+
+
+def ms_ticks() -> tuple[list[int], list[str]]:
+    """MS_TICKS with their labels in the reader's language ("1 ms" .. "100 s"; "1초" in Korean)."""
+    labels = [_("{n} ms", n=n) for n in (1, 10, 100)] + [_("{n} s", n=n) for n in (1, 10, 100)]
+    return MS_TICKS[0], labels
 
 
 def theme() -> str:
@@ -63,6 +75,12 @@ def theme() -> str:
 def chart_text(value: Any) -> str:
     """A label for plotly, which renders a subset of HTML in text: no tag can come from user data."""
     return str(value).replace("<", "‹").replace(">", "›")
+
+
+def group_name(value: Any) -> str:
+    """A group's name as shown: the analytics' own words ("other", "(unknown)") translated, data as it is."""
+    word = GROUP_WORDS.get(value) if isinstance(value, str) else None
+    return i18n.text(word) if word is not None else chart_text(value)
 
 
 def colours(groups: Sequence[str], mode: str) -> dict[str, str]:
@@ -98,27 +116,27 @@ def stacked_tokens(series: pd.DataFrame, mode: str) -> tuple[go.Figure, pd.DataF
             go.Bar(
                 x=part["start"],
                 y=part["tokens"],
-                name=chart_text(group),
+                name=group_name(group),
                 marker_color=palette[group],
-                hovertemplate="%{y:,} tokens<extra>" + chart_text(group) + "</extra>",
+                hovertemplate=_("{value} tokens", value="%{y:,}") + "<extra>" + group_name(group) + "</extra>",
             )
             for group, part in shown.groupby("group", sort=False)
         ]
     )
     fig.update_layout(barmode="stack")
-    return layout(fig, x_title=None, y_title="tokens"), shown
+    return layout(fig, x_title=None, y_title=_("tokens")), shown
 
 
 def requests_and_errors(frame: pd.DataFrame, mode: str) -> go.Figure:
     fig = go.Figure(
         [
-            go.Scatter(x=frame["start"], y=frame["requests"], name="requests", line_color=PALETTES[mode][0]),
-            go.Scatter(x=frame["start"], y=frame["errors"], name="errors", line_color=ERROR[mode]),
+            go.Scatter(x=frame["start"], y=frame["requests"], name=_("requests"), line_color=PALETTES[mode][0]),
+            go.Scatter(x=frame["start"], y=frame["errors"], name=_("errors"), line_color=ERROR[mode]),
         ]
     )
     fig.update_traces(mode="lines+markers", hovertemplate="%{y:,}")
     fig.update_layout(hovermode="x unified")
-    return layout(fig, x_title=None, y_title="requests")
+    return layout(fig, x_title=None, y_title=_("requests"))
 
 
 def latency_lines(frame: pd.DataFrame, mode: str) -> go.Figure:
@@ -129,9 +147,9 @@ def latency_lines(frame: pd.DataFrame, mode: str) -> go.Figure:
             for i, name in enumerate(("p50", "p95", "p99"))
         ]
     )
-    fig.update_traces(mode="lines+markers", hovertemplate="%{y:,.0f} ms")
+    fig.update_traces(mode="lines+markers", hovertemplate=_("{value} ms", value="%{y:,.0f}"))
     fig.update_layout(hovermode="x unified")
-    return layout(fig, x_title=None, y_title="latency (ms)")
+    return layout(fig, x_title=None, y_title=_("latency (ms)"))
 
 
 def latency_distribution(histogram: pd.DataFrame, mode: str) -> tuple[go.Figure, pd.DataFrame]:
@@ -150,17 +168,21 @@ def latency_distribution(histogram: pd.DataFrame, mode: str) -> tuple[go.Figure,
             go.Scatter(
                 x=parts[model]["latency_ms"],
                 y=parts[model]["calls"],
-                name=chart_text(model),
+                name=group_name(model),
                 mode="lines",
                 line={"color": palette[model], "shape": "hvh", "width": 2},
-                hovertemplate="%{y:,} calls near %{x:,.0f} ms<extra>" + chart_text(model) + "</extra>",
+                hovertemplate=_("{calls} calls near {ms} ms", calls="%{y:,}", ms="%{x:,.0f}")
+                + "<extra>"
+                + group_name(model)
+                + "</extra>",
             )
             for model in order
             if model in parts
         ]
     )
-    layout(fig, x_title="latency (ms, log scale)", y_title="calls")
-    fig.update_xaxes(type="log", tickvals=MS_TICKS[0], ticktext=MS_TICKS[1])
+    layout(fig, x_title=_("latency (ms, log scale)"), y_title=_("calls"))
+    tickvals, ticktext = ms_ticks()
+    fig.update_xaxes(type="log", tickvals=tickvals, ticktext=ticktext)
     return fig, shown
 
 
@@ -172,14 +194,15 @@ def _log_bins(values: pd.Series) -> np.ndarray:
 
 def top_bars(table: pd.DataFrame, metric: str, mode: str) -> go.Figure:
     shown = table.iloc[::-1]
-    unit = "USD" if metric == "cost" else "tokens"
+    unit = "USD" if metric == "cost" else _("tokens")
+    hover = "%{x:$,.6f}" if metric == "cost" else _("{value} tokens", value="%{x:,}")
     fig = go.Figure(
         go.Bar(
             x=shown[metric],
-            y=[chart_text(name) for name in shown["name"]],
+            y=[group_name(name) for name in shown["name"]],
             orientation="h",
             marker_color=PALETTES[mode][0],
-            hovertemplate="%{x:$,.6f}<extra></extra>" if metric == "cost" else "%{x:,} tokens<extra></extra>",
+            hovertemplate=hover + "<extra></extra>",
         )
     )
     fig = layout(fig, x_title=unit, y_title=None, legend=False)
@@ -194,50 +217,55 @@ def status_classes(codes: pd.DataFrame, mode: str) -> go.Figure:
     fig = go.Figure(
         [
             go.Bar(
-                x=part["status_label"],
+                x=[group_name(label) for label in part["status_label"]],
                 y=part["requests"],
-                name=status_class,
+                name=group_name(status_class),
                 marker_color=palette.get(status_class, palette["unknown"]),
-                text=[f"{n:,} ({s:.1%})" for n, s in zip(part["requests"], part["share"], strict=True)],
+                text=[
+                    f"{i18n.number(int(n))} ({i18n.percent(s, digits=1)})"
+                    for n, s in zip(part["requests"], part["share"], strict=True)
+                ],
                 textposition="outside",
                 cliponaxis=False,
-                hovertemplate="%{x}: %{y:,} requests<extra></extra>",
+                hovertemplate=_("{code}: {value} requests", code="%{x}", value="%{y:,}") + "<extra></extra>",
             )
             for status_class, part in codes.groupby("status_class", sort=True)
         ]
     )
-    layout(fig, x_title="status code", y_title="requests (log scale)")
+    layout(fig, x_title=_("status code"), y_title=_("requests (log scale)"))
     top = float(np.log10(max(int(codes["requests"].max()), 1))) + 0.6  # room for the labels above the bars
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(codes["status_label"]))
+    labels = [group_name(label) for label in codes["status_label"]]
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels)
     fig.update_yaxes(type="log", range=[-0.1, top], rangemode=None)
     return fig
 
 
 def daily_requests(frame: pd.DataFrame, mode: str) -> go.Figure:
     """Requests per day, the failed ones stacked on top in the error colour; tokens in the hover."""
-    days = pd.to_datetime(frame["start"]).dt.strftime("%a %d %b").tolist()
+    days = [dates.format_skeleton("MMMEd", d, locale=i18n.current()) for d in pd.to_datetime(frame["start"])]
     errors = frame["errors"].to_numpy()
     fig = go.Figure(
         [
             go.Bar(
                 x=days,
                 y=frame["requests"].to_numpy() - errors,
-                name="succeeded",
+                name=_("succeeded"),
                 marker_color=PALETTES[mode][0],
                 customdata=frame["tokens"].to_numpy(),
-                hovertemplate="%{y:,} succeeded, %{customdata:,} tokens<extra></extra>",
+                hovertemplate=_("{value} succeeded, {tokens} tokens", value="%{y:,}", tokens="%{customdata:,}")
+                + "<extra></extra>",
             ),
             go.Bar(
                 x=days,
                 y=errors,
-                name="failed",
+                name=_("failed"),
                 marker_color=ERROR[mode],
-                hovertemplate="%{y:,} failed<extra></extra>",
+                hovertemplate=_("{value} failed", value="%{y:,}") + "<extra></extra>",
             ),
         ]
     )
     fig.update_layout(barmode="stack")
-    fig = layout(fig, x_title=None, y_title="requests")
+    fig = layout(fig, x_title=None, y_title=_("requests"))
     fig.update_layout(height=260)
     fig.update_xaxes(type="category")
     return fig

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
-from collections.abc import Sequence
-from datetime import date, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from babel import dates, numbers
 
+from mindroute import i18n
 from mindroute.analytics.filter import PRESETS, UsageFilter, custom_range, preset_range
 from mindroute.analytics.levels import REQUEST_TYPES
+from mindroute.i18n import _, _l, _n
 from mindroute.models import utcnow
 from mindroute.ui import budget_view, charts, viewer
 
@@ -22,11 +26,64 @@ if TYPE_CHECKING:  # the shape is services/budget_spend.py's; only read here
     from mindroute.services.budget_spend import BudgetStatus
 
 CUSTOM = "custom"
-RANGE_CHOICES = {**PRESETS, CUSTOM: "Custom dates"}
-SOURCE_CHOICES = {"": "All sources", "api": "API", "playground": "Playground"}
-OUTCOME_CHOICES = {"": "All outcomes", "success": "Success", "error": "Error"}
+# Option codes (kept in the URL and the widgets' state) -> their words, translated where shown (choice()).
+PRESET_WORDS = {
+    "24h": _l("Last 24 hours"),
+    "7d": _l("Last 7 days"),
+    "30d": _l("Last 30 days"),
+    "90d": _l("Last 90 days"),
+}
+RANGE_CHOICES = {**{key: PRESET_WORDS.get(key, label) for key, label in PRESETS.items()}, CUSTOM: _l("Custom dates")}
+SOURCE_CHOICES = {"": _l("All sources"), "api": _l("API"), "playground": _l("Playground")}
+OUTCOME_CHOICES = {"": _l("All outcomes"), "success": _l("Success"), "error": _l("Error")}
+REQUEST_TYPE_WORDS = {"chat": _l("chat"), "completion": _l("completion"), "embedding": _l("embedding")}
 DEFAULT_RANGE = "7d"
-GRANULARITY_WORDS = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
+# Not places a person lives in (as on the Account page).
+NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+def choice(words: dict[str, Any], code: str, language: str | None = None) -> str:
+    """An option code's words in the reader's language (the code itself when it has none)."""
+    word = words.get(code, code)
+    return word.translated(language) if isinstance(word, i18n.Message) else str(word)
+
+
+def labeller(words: dict[str, Any]) -> Callable[[str], str]:
+    """A widget's format_func for option codes: their words in this run's language. The language is taken
+    now, since Streamlit may call the function outside the run (AppTest does, to match a value)."""
+    language = i18n.current()
+    return functools.partial(_choose, words, language=language)
+
+
+def _choose(words: dict[str, Any], code: str, *, language: str) -> str:
+    return choice(words, code, language)
+
+
+def request_type_text(code: str, language: str | None = None) -> str:
+    """A request type as read: "chat" ("채팅"); a type without words is shown as it is stored."""
+    return choice(REQUEST_TYPE_WORDS, code, language)
+
+
+@functools.lru_cache(maxsize=4096)
+def _zone_label(name: str, language: str, hour: datetime) -> str:
+    city = dates.get_timezone_location(name, locale=language, return_city=True)
+    offset = dates.get_timezone_gmt(hour.astimezone(ZoneInfo(name)), locale=language)
+    if city.isascii():  # no place of the language's own (UTC, Etc/GMT+5, EST5EDT): its offset says it
+        return "UTC" if name.rsplit("/", 1)[-1] in ("UTC", "UCT", "Universal", "Zulu") else offset
+    place = dates.get_timezone_location(name, locale=language)
+    return f"{place} · {offset}" if city in place else f"{place} · {city} · {offset}"
+
+
+def zone_label(name: str, language: str | None = None) -> str:
+    """A time zone as the reader's language names it: the IANA name in English; in Korean its place and
+    offset ("대한민국 시간 · 서울 · GMT+09:00"), so typing a city's Korean name finds it."""
+    language = language or i18n.current()
+    if language == i18n.DEFAULT_LANGUAGE:
+        return name
+    try:
+        return _zone_label(name, language, datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    except (LookupError, ValueError):
+        return name
 
 
 def _parse_day(value: str | None) -> date | None:
@@ -51,16 +108,33 @@ def _init_many(key: str, param: str, valid: Any) -> None:
         st.session_state[key] = [value for value in valid if value in wanted]
 
 
-def _zones(browser: str) -> list[str]:
-    zones = sorted(available_timezones())
-    return zones if browser in zones else [browser, *zones]
+def _canonical(name: str) -> bool:
+    return name == "UTC" or ("/" in name and not name.startswith(("Etc/", "US/", "SystemV/")))
+
+
+def _zones(browser: str, chosen: str | None = None, wanted: str | None = None) -> list[str]:
+    """The zones offered, the browser's first when the database lacks it. In a language that names zones by
+    place, aliases read alike (ROK and Asia/Seoul: "대한민국 시간"), and a selectbox tells options apart
+    by their labels only: one zone per label is kept, the one chosen (`chosen`, then the URL's `wanted`,
+    then the browser's) before a canonical name."""
+    zones = sorted(available_timezones() - NOT_ZONES)
+    zones = zones if browser in zones else [browser, *zones]
+    language = i18n.current()
+    if language == i18n.DEFAULT_LANGUAGE:
+        return zones
+    order = {name: rank for rank, name in enumerate((chosen, wanted, browser)) if name}
+    keep: dict[str, str] = {}
+    for name in sorted(zones, key=lambda z: (order.get(z, 3), not _canonical(z), z)):
+        keep.setdefault(zone_label(name, language), name)
+    kept = set(keep.values())
+    return [name for name in zones if name in kept]
 
 
 def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -> tuple[UsageFilter, dict[str, str]]:
     """Draw the filters (values restored from the URL query), write them back to the query, and return
     the filter and the query parameters that describe it."""
     browser = viewer.zone().key  # the Account choice, else the browser's zone
-    zones = _zones(browser)
+    zones = _zones(browser, st.session_state.get(f"{prefix}_tz"), st.query_params.get("tz"))
     providers = {str(pid): name for pid, name in options["providers"]}
     models = list(options["models"])
     users = {str(uid): label for uid, label in options["users"]} if is_admin else {}
@@ -82,28 +156,43 @@ def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -
         first, last = min(first, last, today), min(max(first, last), today)
         st.session_state[f"{prefix}_days"] = (first, last)
 
+    language = i18n.current()  # bound into the format functions (see labeller)
     top = st.columns([2, 2, 2])
-    preset = top[0].selectbox("Time range", list(RANGE_CHOICES), format_func=RANGE_CHOICES.get, key=f"{prefix}_range")
+    preset = top[0].selectbox(
+        _("Time range"), list(RANGE_CHOICES), format_func=labeller(RANGE_CHOICES), key=f"{prefix}_range"
+    )
     days = None
     if preset == CUSTOM:
-        days = top[1].date_input("Dates", key=f"{prefix}_days", max_value=today)
-    timezone = top[2].selectbox("Timezone", zones, key=f"{prefix}_tz")
-    row = st.columns(6 if is_admin else 5)
-    provider = row[0].selectbox(
-        "Provider", ["", *providers], format_func=lambda p: providers.get(p, "All providers"), key=f"{prefix}_provider"
+        days = top[1].date_input(_("Dates"), key=f"{prefix}_days", max_value=today)
+    timezone = top[2].selectbox(
+        _("Time zone"), zones, format_func=functools.partial(zone_label, language=language), key=f"{prefix}_tz"
     )
-    model = row[1].selectbox("Model", ["", *models], format_func=lambda m: m or "All models", key=f"{prefix}_model")
-    source = row[2].selectbox("Source", list(SOURCE_CHOICES), format_func=SOURCE_CHOICES.get, key=f"{prefix}_source")
+    row = st.columns(6 if is_admin else 5)
+    every_provider, every_model, every_user = _("All providers"), _("All models"), _("All users")
+    provider = row[0].selectbox(
+        _("Provider"),
+        ["", *providers],
+        format_func=lambda p: providers.get(p, every_provider),
+        key=f"{prefix}_provider",
+    )
+    model = row[1].selectbox(_("Model"), ["", *models], format_func=lambda m: m or every_model, key=f"{prefix}_model")
+    source = row[2].selectbox(
+        _("Source"), list(SOURCE_CHOICES), format_func=labeller(SOURCE_CHOICES), key=f"{prefix}_source"
+    )
     outcome = row[3].selectbox(
-        "Outcome", list(OUTCOME_CHOICES), format_func=OUTCOME_CHOICES.get, key=f"{prefix}_outcome"
+        _("Outcome"), list(OUTCOME_CHOICES), format_func=labeller(OUTCOME_CHOICES), key=f"{prefix}_outcome"
     )
     kinds = row[4].multiselect(
-        "Request type", request_types, key=f"{prefix}_request_type", placeholder="All request types"
+        _("Request type"),
+        request_types,
+        format_func=labeller(REQUEST_TYPE_WORDS),
+        key=f"{prefix}_request_type",
+        placeholder=_("All request types"),
     )
     who = ""
     if is_admin:
         who = row[5].selectbox(
-            "User", ["", *users], format_func=lambda u: users.get(u, "All users"), key=f"{prefix}_user"
+            _("User"), ["", *users], format_func=lambda u: users.get(u, every_user), key=f"{prefix}_user"
         )
 
     params = {"range": preset, "tz": timezone}
@@ -149,19 +238,29 @@ def cost_note(unpriced: Sequence[str], shown: int = 5) -> str | None:
     if not unpriced:
         return None
     count = len(unpriced)
-    names = ", ".join(unpriced[:shown]) + (f" and {count - shown} more" if count > shown else "")
-    return f"Cost excludes {count} unpriced model{'s' * (count != 1)}: {names}."
+    names = ", ".join(unpriced[:shown])
+    if count > shown:
+        return _n(
+            "Cost excludes {n} unpriced model: {names} and {more} more.",
+            "Cost excludes {n} unpriced models: {names} and {more} more.",
+            count,
+            names=names,
+            more=count - shown,
+        )
+    return _n(
+        "Cost excludes {n} unpriced model: {names}.", "Cost excludes {n} unpriced models: {names}.", count, names=names
+    )
 
 
 # --- numbers ------------------------------------------------------------------------------------
 
 
 def integer(value: float | None) -> str:
-    return "—" if value is None or pd.isna(value) else f"{int(value):,}"
+    return "—" if value is None or pd.isna(value) else i18n.number(int(value))
 
 
 def milliseconds(value: float | None) -> str:
-    return "—" if value is None or pd.isna(value) else f"{value:,.0f} ms"
+    return "—" if value is None or pd.isna(value) else _("{value} ms", value=i18n.number(value, digits=0))
 
 
 def usd(value: float | None) -> str:
@@ -170,46 +269,49 @@ def usd(value: float | None) -> str:
     if value is None or pd.isna(value):
         return "—"
     if value == 0 or abs(value) >= 1:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.01:
-        return f"${value:.4f}"
-    digits = 1 - math.floor(math.log10(abs(value)))
-    return f"${value:.{digits}f}"
+        digits = 2
+    elif abs(value) >= 0.01:
+        digits = 4
+    else:
+        digits = 1 - math.floor(math.log10(abs(value)))
+    # The digits fixed (trailing zeros kept, unlike i18n.money's): the precision is the point.
+    pattern = "¤#,##0." + "0" * digits
+    return numbers.format_currency(value, "USD", format=pattern, locale=i18n.current(), currency_digits=False)
 
 
 def calls_text(count: int) -> str:
-    return f"{count:,} call" + ("" if count == 1 else "s")
+    return _n("{n} call", "{n} calls", count)
 
 
 # --- tables: one set of headers and formats for the page and its CSV ---------------------------
 
 # column -> (header, kind); kinds: text, int, ms, percent (a fraction shown as %), usd, time (a local bucket start).
-COLUMNS: dict[str, tuple[str, str]] = {
-    "provider": ("Provider", "text"),
-    "model": ("Model", "text"),
-    "user": ("User", "text"),
-    "request_type": ("Request type", "text"),
-    "name": ("Name", "text"),
-    "group": ("Group", "text"),
-    "series": ("Series", "text"),
-    "status_label": ("Status code", "text"),
-    "status_class": ("Class", "text"),
-    "start": ("Start", "time"),
-    "requests": ("Requests", "int"),
-    "calls": ("Calls", "int"),
-    "errors": ("Errors", "int"),
-    "tokens": ("Total tokens", "int"),
-    "prompt_tokens": ("Input tokens", "int"),
-    "completion_tokens": ("Output tokens", "int"),
-    "error_rate": ("Error rate (%)", "percent"),
-    "share": ("Share (%)", "percent"),
-    "avg_latency_ms": ("Avg latency (ms)", "ms"),
-    "p95_ms": ("p95 latency (ms, approx.)", "ms"),
-    "p50": ("p50 latency (ms, approx.)", "ms"),
-    "p95": ("p95 latency (ms, approx.)", "ms"),
-    "p99": ("p99 latency (ms, approx.)", "ms"),
-    "latency_ms": ("Latency (ms)", "ms"),
-    "cost": ("Cost (USD)", "usd"),
+COLUMNS: dict[str, tuple[i18n.Message, str]] = {
+    "provider": (_l("Provider"), "text"),
+    "model": (_l("Model"), "text"),
+    "user": (_l("User"), "text"),
+    "request_type": (_l("Request type"), "text"),
+    "name": (_l("Name"), "text"),
+    "group": (_l("Group"), "text"),
+    "series": (_l("Series"), "text"),
+    "status_label": (_l("Status code"), "text"),
+    "status_class": (_l("Class"), "text"),
+    "start": (_l("Start"), "time"),
+    "requests": (_l("Requests"), "int"),
+    "calls": (_l("Calls"), "int"),
+    "errors": (_l("Errors"), "int"),
+    "tokens": (_l("Total tokens"), "int"),
+    "prompt_tokens": (_l("Input tokens"), "int"),
+    "completion_tokens": (_l("Output tokens"), "int"),
+    "error_rate": (_l("Error rate (%)"), "percent"),
+    "share": (_l("Share (%)"), "percent"),
+    "avg_latency_ms": (_l("Avg latency (ms)"), "ms"),
+    "p95_ms": (_l("p95 latency (ms, approx.)"), "ms"),
+    "p50": (_l("p50 latency (ms, approx.)"), "ms"),
+    "p95": (_l("p95 latency (ms, approx.)"), "ms"),
+    "p99": (_l("p99 latency (ms, approx.)"), "ms"),
+    "latency_ms": (_l("Latency (ms)"), "ms"),
+    "cost": (_l("Cost (USD)"), "usd"),
 }
 USD_DECIMALS = 6  # a table's cost column: $0.000008 stays visible
 
@@ -222,8 +324,8 @@ def table(frame: pd.DataFrame, timezone: str, headers: dict[str, str] | None = N
     for column in frame.columns:
         if column not in COLUMNS:
             continue
-        header, kind = COLUMNS[column]
-        header = (headers or {}).get(column, header)
+        message, kind = COLUMNS[column]
+        header = (headers or {}).get(column) or i18n.text(message)
         values = frame[column]
         if kind in ("int", "ms"):
             out[header] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
@@ -234,13 +336,14 @@ def table(frame: pd.DataFrame, timezone: str, headers: dict[str, str] | None = N
         elif kind == "time":
             out[header] = pd.to_datetime(values).dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         else:
-            out[header] = values.astype(object).where(values.notna(), "").map(charts.chart_text)
+            name = request_type_text if column == "request_type" else charts.group_name
+            out[header] = values.astype(object).where(values.notna(), "").map(name)
     return pd.DataFrame(out)
 
 
 def column_config(shown: pd.DataFrame) -> dict[str, Any]:
     """Formats for st.dataframe of a table(): thousands separators, no raw floats."""
-    kinds = {header: kind for header, kind in COLUMNS.values()}
+    kinds = {i18n.text(header): kind for header, kind in COLUMNS.values()}
     config: dict[str, Any] = {}
     for header in shown.columns:
         kind = kinds.get(header)
@@ -293,7 +396,7 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
     """A CSV download of a table() (or any frame), built only when it is clicked."""
     st.download_button(
-        "Download CSV",
+        _("Download CSV"),
         lambda: table_csv(frame),
         file_name=f"{name}.csv",
         mime="text/csv",
@@ -321,7 +424,7 @@ def budget_frame(statuses: Sequence[BudgetStatus]) -> pd.DataFrame:
         if rule.budget_usd is not None:
             metrics.append(("USD", status.spent_usd, rule.budget_usd, status.forecast_usd))
         if rule.budget_tokens is not None:
-            metrics.append(("tokens", status.spent_tokens, rule.budget_tokens, status.forecast_tokens))
+            metrics.append((_("tokens"), status.spent_tokens, rule.budget_tokens, status.forecast_tokens))
         for unit, spent, budget, forecast in metrics:
             rows.append(
                 {
@@ -333,7 +436,7 @@ def budget_frame(statuses: Sequence[BudgetStatus]) -> pd.DataFrame:
                     "used_percent": 100.0 * spent / budget if budget else None,
                     "forecast": forecast,
                     "forecast_percent": 100.0 * forecast / budget if budget and forecast is not None else None,
-                    "resets": budget_view.resets_text(status.resets_at, rule.timezone) or "never",
+                    "resets": budget_view.resets_text(status.resets_at, rule.timezone) or _("never"),
                     "unpriced_calls": status.unpriced_calls if unit == "USD" else None,
                 }
             )
@@ -344,24 +447,26 @@ def budget_frame(statuses: Sequence[BudgetStatus]) -> pd.DataFrame:
 def _amount(unit: str, value: float | None) -> str:
     if value is None or pd.isna(value):
         return "—"
-    return budget_view.money(value) if unit == "USD" else f"{int(value):,} tokens"
+    return budget_view.money(value) if unit == "USD" else _("{value} tokens", value=i18n.number(int(value)))
 
 
 def _percent_labels(values: pd.Series) -> list[str]:
-    return ["" if value is None or pd.isna(value) else f"{value:,.0f} %" for value in values]
+    return ["" if value is None or pd.isna(value) else i18n.percent(value / 100) for value in values]
 
 
 def budget_figure(frame: pd.DataFrame) -> go.Figure:
     """Each budget's use this period as a bar in percent of the budget, its forecast to the period's end beside
     it, and the budget itself as the horizontal line at 100 %: budgets in USD and in tokens on one scale."""
     names = [chart_text(f"{row.budget} ({row.unit})") for row in frame.itertuples()]
-    used_text = [f"{_amount(r.unit, r.used)} of {_amount(r.unit, r.limit)}" for r in frame.itertuples()]
-    forecast_text = [f"{_amount(r.unit, r.forecast)} by the period's end" for r in frame.itertuples()]
+    used_text = [
+        _("{used} of {limit}", used=_amount(r.unit, r.used), limit=_amount(r.unit, r.limit)) for r in frame.itertuples()
+    ]
+    forecast_text = [_("{amount} by the period's end", amount=_amount(r.unit, r.forecast)) for r in frame.itertuples()]
     mode = charts.theme()
     fig = go.Figure(
         [
             go.Bar(
-                name="used this period",
+                name=_("used this period"),
                 marker_color=charts.PALETTES[mode][0],
                 x=names,
                 y=frame["used_percent"],
@@ -369,7 +474,7 @@ def budget_figure(frame: pd.DataFrame) -> go.Figure:
                 text=_percent_labels(frame["used_percent"]),
             ),
             go.Bar(
-                name="forecast at this rate",
+                name=_("forecast at this rate"),
                 marker_color=charts.PALETTES[mode][1],
                 x=names,
                 y=frame["forecast_percent"],
@@ -379,10 +484,14 @@ def budget_figure(frame: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.add_hline(
-        y=100, line_dash="dash", line_color=charts.ERROR[mode], annotation_text="budget", annotation_position="top left"
+        y=100,
+        line_dash="dash",
+        line_color=charts.ERROR[mode],
+        annotation_text=_("budget"),
+        annotation_position="top left",
     )
     fig.update_layout(barmode="group")
     fig.update_traces(textposition="outside", cliponaxis=False)
-    charts.layout(fig, x_title=None, y_title="% of the budget")
-    fig.update_yaxes(ticksuffix=" %")
+    charts.layout(fig, x_title=None, y_title=_("% of the budget"))
+    fig.update_yaxes(ticksuffix="%")
     return fig

@@ -6,11 +6,14 @@ user = require_user()
 
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _  # noqa: E402
 from mindroute.ui.calls_view import call_explorer  # noqa: E402
 
-st.title("Calls")
+st.title(_("Calls"))
 st.caption(
-    "Every call you made, from the Playground and with your API keys. Click a call to see what was sent "
-    "and answered, or to open a support ticket about it."
+    _(
+        "Every call you made, from the Playground and with your API keys. Click a call to see what was sent "
+        "and answered, or to open a support ticket about it."
+    )
 )
 call_explorer(user, "calls")

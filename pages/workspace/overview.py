@@ -7,15 +7,19 @@ user = require_user()
 
 import streamlit as st  # noqa: E402
 
+from mindroute import i18n  # noqa: E402
+from mindroute.i18n import _, _n  # noqa: E402
 from mindroute.services import overview  # noqa: E402
 from mindroute.ui import charts, first_run_view, viewer  # noqa: E402
 from mindroute.ui.budget_view import render_alerts, render_statuses  # noqa: E402
 from mindroute.ui.format import tokens  # noqa: E402
+from mindroute.ui.navigation import PAGES  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
-from mindroute.ui.usage_view import calls_text  # noqa: E402
+
+TITLES = {spec.path: spec.title for spec in PAGES}  # the pages' names, as the navigation shows them
 
 is_admin = user.role == "admin"
-st.title("Overview")
+st.title(i18n.text(TITLES["pages/workspace/overview.py"]))
 # For administrators, the first-run checklist comes first, until every step is done.
 first_run = st.container(key="overview_first_run")
 if is_admin:
@@ -29,66 +33,71 @@ org = figures.organisation
 budgets = overview.budget_figures(engine(), user)
 
 LINKS = [
-    ("pages/workspace/usage.py", "Usage", ":material/monitoring:"),
-    ("pages/workspace/playground.py", "Playground", ":material/chat:"),
-    ("pages/workspace/api_keys.py", "API keys", ":material/key:"),
-    ("pages/workspace/api_guide.py", "API guide", ":material/code:"),
+    ("pages/workspace/usage.py", ":material/monitoring:"),
+    ("pages/workspace/playground.py", ":material/chat:"),
+    ("pages/workspace/api_keys.py", ":material/key:"),
+    ("pages/workspace/api_guide.py", ":material/code:"),
 ]
 if is_admin:
-    LINKS += [
-        ("pages/admin/providers.py", "Providers", ":material/hub:"),
-        ("pages/admin/logs.py", "Logs", ":material/receipt_long:"),
-    ]
+    LINKS += [("pages/admin/providers.py", ":material/hub:"), ("pages/admin/logs.py", ":material/receipt_long:")]
 else:
-    LINKS.append(("pages/workspace/calls.py", "Calls", ":material/list_alt:"))
-for column, (page, label, icon) in zip(st.columns(len(LINKS)), LINKS, strict=True):
-    column.page_link(page, label=label, icon=icon)
+    LINKS.append(("pages/workspace/calls.py", ":material/list_alt:"))
+for column, (page, icon) in zip(st.columns(len(LINKS)), LINKS, strict=True):
+    column.page_link(page, label=i18n.text(TITLES[page]), icon=icon)
 
 
 def usage_row(title: str, day: overview.UsageSummary, seven: overview.UsageSummary) -> None:
     st.subheader(title)
     cols = st.columns(4)
-    cols[0].metric("Requests today", f"{day.requests:,}", border=True)
-    cols[1].metric("Tokens today", tokens(day.tokens), border=True)
-    cols[2].metric("Requests, last 7 days", f"{seven.requests:,}", border=True)
-    cols[3].metric("Tokens, last 7 days", tokens(seven.tokens), border=True)
+    cols[0].metric(_("Requests today"), i18n.number(day.requests), border=True)
+    cols[1].metric(_("Tokens today"), tokens(day.tokens), border=True)
+    cols[2].metric(_("Requests, last 7 days"), i18n.number(seven.requests), border=True)
+    cols[3].metric(_("Tokens, last 7 days"), tokens(seven.tokens), border=True)
 
 
-usage_row("Your usage", figures.mine_today, figures.mine_week)
+usage_row(_("Your usage"), figures.mine_today, figures.mine_week)
 if org is not None:
-    usage_row("Whole organisation", org.today, org.week)
+    usage_row(_("Whole organisation"), org.today, org.week)
 
-st.subheader("Last 7 days")
+st.subheader(_("Last 7 days"))
 days = overview.last_days(engine(), user, zone.key)
 if int(days["requests"].sum()):
-    st.caption(("Everyone’s" if is_admin else "Your") + f" requests per day; days start at midnight in {zone.key}.")
+    st.caption(
+        _("Everyone’s requests per day; days start at midnight in {zone}.", zone=zone.key)
+        if is_admin
+        else _("Your requests per day; days start at midnight in {zone}.", zone=zone.key)
+    )
     st.plotly_chart(
         charts.daily_requests(days, charts.theme()), key="overview_chart_days", config={"displaylogo": False}
     )
-    st.page_link("pages/workspace/usage.py", label="More on the Usage page", icon=":material/arrow_forward:")
+    st.page_link("pages/workspace/usage.py", label=_("More on the Usage page"), icon=":material/arrow_forward:")
 else:
-    st.info("No calls in the last 7 days. Try a model on the Playground, or call the API with an API key.")
+    st.info(_("No calls in the last 7 days. Try a model on the Playground, or call the API with an API key."))
 
 if budgets.mine:
-    st.subheader("Your budgets")
+    st.subheader(_("Your budgets"))
     render_statuses(budgets.mine)
 if org is not None:
-    st.metric("Open support tickets", org.open_tickets)
-    st.subheader("Providers with errors in the last hour")
+    st.metric(_("Open support tickets"), i18n.number(org.open_tickets))
+    st.subheader(_("Providers with errors in the last hour"))
     if org.failing:
         st.dataframe(
-            [{"Provider": p.name, "Errors": p.errors, "Calls": p.requests} for p in org.failing],
+            [{_("Provider"): p.name, _("Errors"): p.errors, _("Calls"): p.requests} for p in org.failing],
             hide_index=True,
         )
     elif org.calls_last_hour == 0:
-        st.text("No calls in the last hour.")
-    elif org.calls_last_hour == 1:
-        st.text("None: the 1 call in the last hour succeeded.")
+        st.text(_("No calls in the last hour."))
     else:
-        st.text(f"None: all {calls_text(org.calls_last_hour)} in the last hour succeeded.")
-    st.subheader("Budget alerts")
+        st.text(
+            _n(
+                "None: the {n} call in the last hour succeeded.",
+                "None: all {n} calls in the last hour succeeded.",
+                org.calls_last_hour,
+            )
+        )
+    st.subheader(_("Budget alerts"))
     render_alerts(budgets.alerts or [])
     if budgets.providers:
-        st.subheader("Provider budgets")
+        st.subheader(_("Provider budgets"))
         render_statuses(budgets.providers)
 viewer.zone_note()

@@ -12,6 +12,8 @@ from typing import Any  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from mindroute import i18n  # noqa: E402
+from mindroute.i18n import _, _l  # noqa: E402
 from mindroute.services import overview, usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
 from mindroute.ui import charts  # noqa: E402
@@ -22,8 +24,10 @@ is_admin = user.role == "admin"
 ROLLUP_CHECK_TTL_S = 60
 # A page's reads are kept this long for this browser session only (never shared between users): a chart
 # control, a return to an earlier filter or to the page reuses them; new calls show within this time.
+# Only data is cached (numbers, frames and the analytics' English codes such as "other"): every word is
+# translated after the cache, at each run, so a change of language never reads a cached rendering.
 READ_TTL_S = 30
-st.title("Usage")
+st.title(_("Usage"))
 
 
 def viewer_of(user_id: str, role: str) -> Any:
@@ -47,8 +51,10 @@ options = filter_choices(str(user.id), user.role)
 
 if options is None:
     st.info(
-        "No calls yet. Usage appears here as soon as calls are made: try a model on the Playground page, "
-        "call the API with an API key, or load demo data with `python -m mindroute seed-demo`."
+        _(
+            "No calls yet. Usage appears here as soon as calls are made: try a model on the Playground page, "
+            "call the API with an API key, or load demo data with `python -m mindroute seed-demo`."
+        )
     )
     st.stop()
 
@@ -59,11 +65,28 @@ data = page_data(str(user.id), user.role, tuple(sorted(params.items())), flt)
 zone = flt.timezone
 mode = charts.theme()
 
-every = view.GRANULARITY_WORDS.get(data.granularity, data.granularity)
-st.caption(
-    f"{'Everyone’s' if is_admin else 'Your'} calls in {every} buckets, times in {zone}; "
-    "changes are against the previous period of the same length."
-)
+
+def period_caption(granularity: str, everyone: bool, zone: str) -> str:
+    """Whose calls, in which buckets, in which zone: one whole sentence per case (no words pieced together)."""
+    same = _("Changes are against the previous period of the same length.")
+    if everyone:
+        buckets = {
+            "hour": _("Everyone’s calls per hour, times in {zone}.", zone=zone),
+            "week": _("Everyone’s calls per week, times in {zone}.", zone=zone),
+            "month": _("Everyone’s calls per month, times in {zone}.", zone=zone),
+        }
+        default = _("Everyone’s calls per day, times in {zone}.", zone=zone)
+    else:
+        buckets = {
+            "hour": _("Your calls per hour, times in {zone}.", zone=zone),
+            "week": _("Your calls per week, times in {zone}.", zone=zone),
+            "month": _("Your calls per month, times in {zone}.", zone=zone),
+        }
+        default = _("Your calls per day, times in {zone}.", zone=zone)
+    return f"{buckets.get(granularity, default)} {same}"
+
+
+st.caption(period_caption(data.granularity, is_admin, zone))
 rollup_notice = st.empty()
 
 
@@ -81,17 +104,45 @@ def say_if_rollups_are_behind() -> None:
     check = rollup_check(str(user.id), user.role, *usage.whole_hours(flt.start, flt.end))
     if check.in_step:
         return
-    state = "behind" if check.logs > check.rolled else "out of step with"
+    logs, rolled = check.logs, check.rolled
+    if check.logs > check.rolled:
+        state = (
+            _(
+                "These numbers are behind the logs: in this period the logs hold {logs} calls, the usage "
+                "rollups this page reads count {rolled}.",
+                logs=logs,
+                rolled=rolled,
+            )
+            if is_admin
+            else _(
+                "These numbers are behind the logs: in this period the logs hold {logs} of your calls, the "
+                "usage rollups this page reads count {rolled}.",
+                logs=logs,
+                rolled=rolled,
+            )
+        )
+    else:
+        state = (
+            _(
+                "These numbers are out of step with the logs: in this period the logs hold {logs} calls, the "
+                "usage rollups this page reads count {rolled}.",
+                logs=logs,
+                rolled=rolled,
+            )
+            if is_admin
+            else _(
+                "These numbers are out of step with the logs: in this period the logs hold {logs} of your "
+                "calls, the usage rollups this page reads count {rolled}.",
+                logs=logs,
+                rolled=rolled,
+            )
+        )
     fix = (
-        "Run `python -m mindroute rebuild-rollups --only-changed` to recompute the days that differ from the logs."
+        _("Run `python -m mindroute rebuild-rollups --only-changed` to recompute the days that differ from the logs.")
         if is_admin
-        else "Ask an administrator to rebuild them from the logs."
+        else _("Ask an administrator to rebuild them from the logs.")
     )
-    rollup_notice.warning(
-        f"These numbers are {state} the logs: in this period the logs hold {check.logs:,} "
-        f"{'calls' if is_admin else 'of your calls'}, the usage rollups this page reads count {check.rolled:,}. {fix}",
-        icon=":material/warning:",
-    )
+    rollup_notice.warning(f"{state} {fix}", icon=":material/warning:")
 
 
 # --- tiles ------------------------------------------------------------------------------------
@@ -104,14 +155,30 @@ TILE_ROWS = (
     ("tokens", "prompt_tokens", "completion_tokens"),
     ("p50", "p95", "p99"),
 )
-TILE_LABELS = {"p50": "p50 latency", "p95": "p95 latency", "p99": "p99 latency", "cost": "Estimated cost"}
+TILE_LABELS = {
+    "requests": _l("Requests"),
+    "error_rate": _l("Error rate"),
+    "cost": _l("Estimated cost"),
+    "tokens": _l("Total tokens"),
+    "prompt_tokens": _l("Input tokens"),
+    "completion_tokens": _l("Output tokens"),
+    "p50": _l("p50 latency"),
+    "p95": _l("p95 latency"),
+    "p99": _l("p99 latency"),
+}
+
+
+def change_text(change: float) -> str:
+    """A tile's change against the previous period, signed (st.metric colours the delta by its sign)."""
+    shown = i18n.percent(change, digits=1)
+    return shown if change < 0 else f"+{shown}"
 
 
 def tile_value(key: str, value: float | None) -> str:
     if value is None:
         return "—"
     if key == "error_rate":
-        return f"{value:.1%}"
+        return i18n.percent(value, digits=1)
     if key == "cost":
         return view.usd(value)
     if key in ("p50", "p95", "p99"):
@@ -126,13 +193,14 @@ for row in TILE_ROWS:
         tile = tiles[key]
         helps = []
         if tile.approximate:
-            helps.append("Approximate: from latency histograms, within 1% of the exact value.")
+            helps.append(_("Approximate: from latency histograms, within 1% of the exact value."))
         if key == "cost" and cost_note:
             helps.append(cost_note)
+        label = TILE_LABELS.get(key)
         column.metric(
-            TILE_LABELS.get(key, tile.label),
+            i18n.text(label) if label is not None else tile.label,
             tile_value(key, tile.value),
-            delta=None if tile.change is None else f"{tile.change:+.1%}",
+            delta=None if tile.change is None else change_text(tile.change),
             delta_color="inverse" if key in INVERSE else "normal",
             help=" ".join(helps) or None,
             border=True,
@@ -146,11 +214,17 @@ if cost_note:
 budgets = overview.budget_figures(engine(), user)
 budget_table = view.budget_frame(budgets.mine + (budgets.providers or []))
 if not budget_table.empty:
-    st.subheader("Spend against budget")
-    whose = "Your budgets and the providers'" if is_admin else "Your budgets"
+    st.subheader(_("Spend against budget"))
     st.caption(
-        f"{whose}, each in its current period (whatever the time range above); the forecast is what the "
-        "period's end will show at the rate so far."
+        _(
+            "Your budgets and the providers', each in its current period (whatever the time range above); the "
+            "forecast is what the period's end will show at the rate so far."
+        )
+        if is_admin
+        else _(
+            "Your budgets, each in its current period (whatever the time range above); the forecast is what "
+            "the period's end will show at the rate so far."
+        )
     )
     st.plotly_chart(view.budget_figure(budget_table), key="usage_chart_budgets")
     st.dataframe(
@@ -159,21 +233,21 @@ if not budget_table.empty:
         width="stretch",
         key="usage_budgets",
         column_config={
-            "budget": "Budget",
-            "unit": "Unit",
-            "period": "Period",
-            "used": st.column_config.NumberColumn("Used", format="localized"),
-            "limit": st.column_config.NumberColumn("Limit", format="localized"),
-            "used_percent": st.column_config.NumberColumn("Used (%)", format="%.1f"),
-            "forecast": st.column_config.NumberColumn("Forecast", format="localized"),
-            "forecast_percent": st.column_config.NumberColumn("Forecast (%)", format="%.1f"),
-            "resets": "Resets",
-            "unpriced_calls": st.column_config.NumberColumn("Unpriced calls", help="Not counted in USD"),
+            "budget": _("Budget"),
+            "unit": _("Unit"),
+            "period": _("Period"),
+            "used": st.column_config.NumberColumn(_("Used"), format="localized"),
+            "limit": st.column_config.NumberColumn(_("Limit"), format="localized"),
+            "used_percent": st.column_config.NumberColumn(_("Used (%)"), format="%.1f"),
+            "forecast": st.column_config.NumberColumn(_("Forecast"), format="localized"),
+            "forecast_percent": st.column_config.NumberColumn(_("Forecast (%)"), format="%.1f"),
+            "resets": _("Resets"),
+            "unpriced_calls": st.column_config.NumberColumn(_("Unpriced calls"), help=_("Not counted in USD")),
         },
     )
 
 if data.empty:
-    st.info("No calls match these filters in this period.")
+    st.info(_("No calls match these filters in this period."))
     say_if_rollups_are_behind()
     st.stop()
 
@@ -187,28 +261,34 @@ def chart(fig: go.Figure, frame: Any, name: str, headers: dict[str, str] | None 
 
 @st.fragment
 def tokens_over_time() -> None:
-    st.subheader("Tokens over time")
+    st.subheader(_("Tokens over time"))
     stack_by = st.segmented_control(
-        "Stack by", ["provider", "model"], default="provider", format_func=str.capitalize, key="usage_stack_by"
+        _("Stack by"),
+        list(STACK_BY),
+        default="provider",
+        format_func=view.labeller(STACK_BY),
+        key="usage_stack_by",
     )
     stack_by = stack_by or "provider"
     series = data.tokens_by_model if stack_by == "model" else data.tokens_by_provider
     fig, shown = charts.stacked_tokens(series, mode)
-    chart(fig, shown, f"tokens_by_{stack_by}", {"group": stack_by.capitalize()})
+    chart(fig, shown, f"tokens_by_{stack_by}", {"group": view.choice(STACK_BY, stack_by)})
 
 
-CHART_TABS = ("Requests and errors", "Latency", "Latency per model", "Status codes")
+STACK_BY = {"provider": _l("Provider"), "model": _l("Model")}
+# The tabs' labels are what st.tabs keeps as its state (usage_chart_tab): shown in the reader's language.
+CHART_TABS = (_l("Requests and errors"), _l("Latency"), _l("Latency per model"), _l("Status codes"))
 
 
 @st.fragment
 def calls_charts() -> None:
-    tabs = st.tabs(list(CHART_TABS), key="usage_chart_tab", on_change="rerun")
+    tabs = st.tabs([i18n.text(tab) for tab in CHART_TABS], key="usage_chart_tab", on_change="rerun")
     with tabs[0]:
         if tabs[0].open:
             chart(charts.requests_and_errors(data.requests, mode), data.requests, "requests")
     with tabs[1]:
         if tabs[1].open:
-            st.caption("Percentiles per bucket, approximate (from latency histograms).")
+            st.caption(_("Percentiles per bucket, approximate (from latency histograms)."))
             chart(charts.latency_lines(data.latency, mode), data.latency, "latency")
     with tabs[2]:
         if tabs[2].open:
@@ -218,38 +298,57 @@ def calls_charts() -> None:
     with tabs[3]:
         if tabs[3].open:
             st.caption(
-                "Every status code by class; the scale is logarithmic so a few errors beside many successes show."
+                _("Every status code by class; the scale is logarithmic so a few errors beside many successes show.")
             )
             chart(charts.status_classes(data.status_codes, mode), data.status_codes, "status_codes")
 
 
-DIMENSIONS = {"user": "Users", "model": "Models", "provider": "Providers", "api_key": "Keys"}
+DIMENSIONS = {"user": _l("Users"), "model": _l("Models"), "provider": _l("Providers"), "api_key": _l("Keys")}
+TOP_METRICS = {"tokens": _l("Tokens"), "cost": _l("Cost")}
+
+
+def top_table(dimension: str, metric: str) -> Any:
+    """A top table as read: the calls made in the Playground, which name no key, named in the reader's words."""
+    table = data.top[f"{dimension}_by_{metric}"]
+    if dimension == "api_key" and "name" in table:
+        table = table.assign(name=table["name"].replace({"playground": _("Playground")}))
+    return table
 
 
 @st.fragment
 def top_charts() -> None:
-    st.subheader("Top")
+    st.subheader(_("Top"))
     dimensions = DIMENSIONS if is_admin else {k: v for k, v in DIMENSIONS.items() if k != "user"}
     metric = st.segmented_control(
-        "By", ["tokens", "cost"], default="tokens", format_func=str.capitalize, key="usage_top_metric"
+        _("By"),
+        list(TOP_METRICS),
+        default="tokens",
+        format_func=view.labeller(TOP_METRICS),
+        key="usage_top_metric",
     )
     metric = metric or "tokens"
-    tabs = st.tabs(list(dimensions.values()), key="usage_top_tab", on_change="rerun")
+    tabs = st.tabs([i18n.text(label) for label in dimensions.values()], key="usage_top_tab", on_change="rerun")
     for tab, dimension in zip(tabs, dimensions, strict=True):
         with tab:
             if tab.open:
-                table = data.top[f"{dimension}_by_{metric}"]
+                table = top_table(dimension, metric)
                 chart(charts.top_bars(table, metric, mode), table, f"top_{dimension}_by_{metric}")
 
 
-BREAKDOWNS = {"provider_model": "Provider × model", "user": "User", "request_type": "Request type"}
+BREAKDOWNS = {"provider_model": _l("Provider × model"), "user": _l("User"), "request_type": _l("Request type")}
 
 
 @st.fragment
 def breakdown() -> None:
-    st.subheader("Breakdown")
+    st.subheader(_("Breakdown"))
     breakdowns = BREAKDOWNS if is_admin else {k: v for k, v in BREAKDOWNS.items() if k != "user"}
-    by = st.radio("Rows", list(breakdowns), format_func=breakdowns.get, horizontal=True, key="usage_breakdown_by")
+    by = st.radio(
+        _("Rows"),
+        list(breakdowns),
+        format_func=view.labeller(breakdowns),
+        horizontal=True,
+        key="usage_breakdown_by",
+    )
     tables = {"user": data.breakdown_user, "request_type": data.breakdown_request_type}
     view.show_table(
         tables.get(by or "provider_model", data.breakdown_provider_model), zone, "usage_breakdown", f"breakdown_{by}"
@@ -261,11 +360,16 @@ calls_charts()
 top_charts()
 breakdown()
 
-st.subheader("Raw calls")
-st.caption("Every call matching the filters, newest first, with times in ISO-8601 with their offset.")
+st.subheader(_("Raw calls"))
+st.caption(
+    _(
+        "Every call matching the filters, newest first, with times in ISO-8601 with their offset; the columns "
+        "keep their English names, for scripts."
+    )
+)
 raw_engine, raw_filter = engine(), flt
 st.download_button(
-    "Download raw calls (CSV)",
+    _("Download raw calls (CSV)"),
     lambda: "".join(export_calls_csv(raw_engine, user, raw_filter)).encode("utf-8"),
     file_name="calls.csv",
     mime="text/csv",

@@ -16,13 +16,31 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from mindroute import i18n
 from mindroute.http.openapi import OPENAPI
+from mindroute.i18n import _, _l
 
 API_PATH = "/v1"
 FALLBACK_ORIGIN = "http://localhost:8501"  # `streamlit run app.py` on this machine with its default port
 KEY_ENV = "MINDROUTE_API_KEY"
 EXAMPLE_MODEL = "<provider name>/<model>"
 CHAT_PATH = "/v1/chat/completions"
+# The page's wording of the API's error statuses. Each English text is the API's own (its OpenAPI document,
+# which stays English); a status whose documented text differs from it (changed since) is shown as documented.
+STATUS_MEANINGS = {
+    400: _l(
+        "Invalid request (more than MINDROUTE_API_MAX_MESSAGES messages among others), over the token limit, "
+        "media not allowed, or an ambiguous bare model"
+    ),
+    401: _l("Unknown, expired or revoked key, or its owner is deactivated"),
+    403: _l("A provider granted to you is inactive, or the model is not allowed"),
+    404: _l("The model exists nowhere, or only on providers not granted to you; or an unknown URL (code unknown_url)"),
+    413: _l("Body over MINDROUTE_API_MAX_BODY_BYTES"),
+    429: _l("The provider's rate limit (retry-after passed on)"),
+    502: _l("The provider failed"),
+    503: _l("MindRoute's database is unavailable; retry (retry-after given)"),
+    504: _l("The provider did not answer in time"),
+}
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
@@ -240,6 +258,16 @@ def error_statuses() -> pd.DataFrame:
         if code.isdigit() and int(code) >= 400
     ]
     return pd.DataFrame(sorted(rows, key=lambda r: r["status"]), columns=["status", "meaning"])
+
+
+def shown_error_statuses() -> pd.DataFrame:
+    """error_statuses() as the page shows it: its headers and meanings in the reader's language."""
+    table = error_statuses()
+    meanings = []
+    for status, documented in zip(table["status"], table["meaning"], strict=True):
+        known = STATUS_MEANINGS.get(int(status))
+        meanings.append(i18n.text(known) if known is not None and str(known) == documented else documented)
+    return pd.DataFrame({_("status"): table["status"], _("meaning"): meanings})
 
 
 def error_body_example() -> str:

@@ -14,13 +14,15 @@ from typing import Any
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+from mindroute import i18n
 from mindroute.errors import NotFound
+from mindroute.i18n import _, _l, _n
 from mindroute.models import User
 from mindroute.services import conversations
 from mindroute.services.call_tracker import Caller, ChatOutcome
 from mindroute.services.chat import ChatMessage, ChatRequest, StreamingChat, WholeChat
 from mindroute.services.conversations import NewMessage, StoredMessage
-from mindroute.services.permissions import UsableProvider
+from mindroute.services.permissions import LIMIT_FROM_USER, UsableProvider
 from mindroute.ui import session as ui_session
 from mindroute.ui import viewer
 from mindroute.ui.format import tokens
@@ -43,6 +45,8 @@ LIMITED = 429  # a rate limit or a spent budget refused the call (or the provide
 POLL_S = 0.1  # while no text arrives, redraw this often: a Stop click takes effect within it
 COMPARE_MAX = 3
 DEFAULT_TEMPERATURE = 0.7
+# The kinds of attachment (codes) and how the page names them.
+KIND_LABELS = {"images": _l("images"), "videos": _l("videos"), "files": _l("files")}
 FILE_TYPES = {
     "images": ["png", "jpg", "jpeg", "gif", "webp"],
     "videos": ["mp4", "mov", "webm"],
@@ -154,51 +158,51 @@ def conversation_bar(user: User) -> None:
 
     def label(option: str) -> str:
         if option == NEW:
-            return "New conversation"
+            return _("New conversation")
         return f"{by_id[option].title} · {viewer.when(by_id[option].updated_at)}"
 
     cols = st.columns([5, 1, 1, 1], vertical_alignment="bottom")
     cols[0].selectbox(
-        "Conversation",
+        _("Conversation"),
         options,
         index=options.index(selected),
         format_func=label,
         key="pg_conversation",
         on_change=_picked,
     )
-    cols[1].button("New", key="pg_new", on_click=_open, args=(None,), disabled=current is None, width="stretch")
+    cols[1].button(_("New"), key="pg_new", on_click=_open, args=(None,), disabled=current is None, width="stretch")
     if saved:
         viewer.zone_note()  # the list's times
     shown = by_id.get(current) if current else None
-    with cols[2].popover("Rename", disabled=shown is None, width="stretch", key="pg_rename_popover"):
+    with cols[2].popover(_("Rename"), disabled=shown is None, width="stretch", key="pg_rename_popover"):
         if shown is not None:
             with st.form("pg_rename_form", border=False):
                 title = st.text_input(
-                    "Title", value=shown.title, max_chars=conversations.TITLE_MAX, key=f"pg_title_{shown.id}"
+                    _("Title"), value=shown.title, max_chars=conversations.TITLE_MAX, key=f"pg_title_{shown.id}"
                 )
                 title_slot = st.empty()
-                if st.form_submit_button("Save", key="pg_rename"):
+                if st.form_submit_button(_("Save"), key="pg_rename"):
                     with form_errors({"title": title_slot}):
                         conversations.rename_conversation(engine(), user, shown.id, title)
-                        st.session_state[NOTICE] = "Renamed."
+                        st.session_state[NOTICE] = _l("Renamed.")
                         st.rerun()
-    if cols[3].button("Delete", key="pg_delete", disabled=shown is None, width="stretch"):
+    if cols[3].button(_("Delete"), key="pg_delete", disabled=shown is None, width="stretch"):
         st.session_state[CONFIRM_DELETE] = current
     if shown is not None and st.session_state.get(CONFIRM_DELETE) == current:
-        st.warning(escape_markdown(f"Delete “{shown.title}” and its messages? This cannot be undone."))
-        yes, no, _ = st.columns([1, 1, 6])
-        if yes.button("Delete", type="primary", key="pg_delete_confirm"):
+        st.warning(escape_markdown(_("Delete “{title}” and its messages? This cannot be undone.", title=shown.title)))
+        yes, no, _rest = st.columns([1, 1, 6])
+        if yes.button(_("Delete"), type="primary", key="pg_delete_confirm"):
             with form_errors():
                 conversations.delete_conversation(engine(), user, shown.id)
                 _open(None)
-                st.session_state[NOTICE] = "Conversation deleted."
+                st.session_state[NOTICE] = _l("Conversation deleted.")
                 st.rerun()
-        if no.button("Cancel", key="pg_delete_cancel"):
+        if no.button(_("Cancel"), key="pg_delete_cancel"):
             st.session_state.pop(CONFIRM_DELETE, None)
             st.rerun()
     notice = st.session_state.pop(NOTICE, None)
     if notice:
-        st.info(escape_markdown(notice))
+        st.info(escape_markdown(i18n.text(notice)))  # a Message: shown in the reader's language
 
 
 # --- settings ------------------------------------------------------------------------------------------
@@ -216,33 +220,33 @@ def settings_panel(providers: list[UsableProvider]) -> Settings:
     cols = st.columns([1, 4], vertical_alignment="center")
     # Every default below is the widget's current value: the popover's widgets are drawn in the browser only when
     # it opens, from these defaults, so a value set in session_state (a loaded conversation's) must be one of them.
-    with cols[0].popover("Settings", icon=":material/tune:", width="stretch"):
+    with cols[0].popover(_("Settings"), icon=":material/tune:", width="stretch"):
         ids = list(by_id)
         chosen = _current("pg_provider", ids[0])
         provider = by_id[
             st.selectbox(
-                "Provider", ids, index=ids.index(chosen), format_func=lambda i: by_id[i].name, key="pg_provider"
+                _("Provider"), ids, index=ids.index(chosen), format_func=lambda i: by_id[i].name, key="pg_provider"
             )
         ]
         model_key = f"pg_model_{provider.id}"
         if provider.models:
             model = _current(model_key, provider.default_model)
             index = provider.models.index(model) if model in provider.models else 0
-            model = st.selectbox("Model", provider.models, index=index, key=model_key)
+            model = st.selectbox(_("Model"), provider.models, index=index, key=model_key)
         else:
             model = st.text_input(
-                "Model",
+                _("Model"),
                 value=_current(model_key, provider.default_model or ""),
                 key=model_key,
-                help="This provider accepts any model name",
+                help=_("This provider accepts any model name"),
             )
-        system_prompt = st.text_area("System prompt", value=_current("pg_system", ""), key="pg_system", height=100)
+        system_prompt = st.text_area(_("System prompt"), value=_current("pg_system", ""), key="pg_system", height=100)
         temperature = st.slider(
-            "Temperature", 0.0, 2.0, _current("pg_temperature", DEFAULT_TEMPERATURE), 0.1, key="pg_temperature"
+            _("Temperature"), 0.0, 2.0, _current("pg_temperature", DEFAULT_TEMPERATURE), 0.1, key="pg_temperature"
         )
         limit = provider.effective_max_tokens
         max_tokens = st.number_input(
-            "Max tokens",
+            _("Max tokens"),
             min_value=1,
             max_value=limit or 1_000_000,
             value=min(1024, limit or 1024),
@@ -250,13 +254,23 @@ def settings_panel(providers: list[UsableProvider]) -> Settings:
             key=f"pg_max_tokens_{provider.id}",
         )
         if limit is not None:
-            st.caption(f"At most {limit:,} tokens per call: {provider.limit_source}.")
-        stream = st.toggle("Stream answers", value=_current("pg_stream", True), key="pg_stream")
-    cols[1].caption(
-        escape_markdown(f"{provider.name} · {model or 'no model'} · temperature {temperature:.1f} · ")
-        + f"up to {int(max_tokens):,} tokens"
-    )
+            st.caption(_limit_note(limit, provider.limit_source))
+        stream = st.toggle(_("Stream answers"), value=_current("pg_stream", True), key="pg_stream")
+    shown_settings = [
+        provider.name,
+        model or _("no model"),
+        _("temperature {value}", value=i18n.number(temperature, digits=1)),
+        _n("up to {n} token", "up to {n} tokens", int(max_tokens)),
+    ]
+    cols[1].caption(escape_markdown(" · ".join(shown_settings)))
     return Settings(provider, model, system_prompt, float(temperature), int(max_tokens), bool(stream))
+
+
+def _limit_note(limit: int, source: str | None) -> str:
+    """Where the per-call token ceiling comes from, as one sentence (the source's own wording is English)."""
+    if source == LIMIT_FROM_USER:
+        return _("At most {limit} tokens per call: your per-user limit.", limit=limit)
+    return _("At most {limit} tokens per call: provider limit.", limit=limit)
 
 
 # --- one conversation ----------------------------------------------------------------------------------
@@ -265,16 +279,22 @@ def settings_panel(providers: list[UsableProvider]) -> Settings:
 def outcome_caption(meta: dict) -> str:
     parts = []
     if meta.get("prompt_tokens") is not None or meta.get("completion_tokens") is not None:
-        parts.append(f"{tokens(meta.get('prompt_tokens'))} in · {tokens(meta.get('completion_tokens'))} out")
+        parts.append(
+            _(
+                "{prompt} in · {completion} out",
+                prompt=tokens(meta.get("prompt_tokens")),
+                completion=tokens(meta.get("completion_tokens")),
+            )
+        )
     else:
-        parts.append("no token counts reported")
-    parts.append(f"{meta.get('duration_ms') or 0:,} ms")
+        parts.append(_("no token counts reported"))
+    parts.append(_("{ms} ms", ms=i18n.number(meta.get("duration_ms") or 0)))
     if meta.get("ttft_ms") is not None:
-        parts.append(f"first token {meta['ttft_ms']:,} ms")
+        parts.append(_("first token {ms} ms", ms=i18n.number(meta["ttft_ms"])))
     if meta.get("cost_usd") is not None:
-        parts.append(f"≈ ${meta['cost_usd']:.6f}")
+        parts.append("≈ " + i18n.money(meta["cost_usd"], "USD", digits=6))
     if meta.get("stopped"):
-        parts.append("stopped")
+        parts.append(_("stopped"))
     return " · ".join(parts)
 
 
@@ -283,12 +303,12 @@ def _answer_body(entry: dict, key: str) -> None:
         st.markdown(safe_markdown(entry["text"]))
     if entry.get("error") and not entry.get("stopped"):  # a stop is the caption's "stopped"
         if entry.get("status") == LIMITED:  # a limit or budget: which one, and when it resets
-            st.warning(escape_markdown(entry["error"]), icon=":material/hourglass_top:")
+            st.warning(escape_markdown(i18n.text(entry["error"])), icon=":material/hourglass_top:")
         else:
-            st.error(escape_markdown(entry["error"]))
+            st.error(escape_markdown(i18n.text(entry["error"])))
     st.caption(escape_markdown(f"{entry.get('provider', '')} · {entry.get('model', '')} · " + outcome_caption(entry)))
     if entry.get("text"):
-        with st.popover("Copy", icon=":material/content_copy:", key=f"pg_copy_{key}"):
+        with st.popover(_("Copy"), icon=":material/content_copy:", key=f"pg_copy_{key}"):
             st.code(entry["text"], language=None, wrap_lines=True)  # the code block's own copy button
 
 
@@ -303,16 +323,17 @@ def show_message(entry: dict, key: str, *, last: bool = False) -> None:
             for name in entry.get("attachments", []):
                 st.caption(escape_markdown(f"📎 {name}"))
         elif entry.get("pending"):  # its run is still ending the call (see FINISH_WAIT_S)
-            st.caption(escape_markdown(f"{entry['provider']} · {entry['model']} · waiting for the answer to end"))
+            waiting = _("waiting for the answer to end")
+            st.caption(escape_markdown(f"{entry['provider']} · {entry['model']} · {waiting}"))
         else:
             _answer_body(entry, key)
             if last:
                 st.button(
-                    "Regenerate",
+                    _("Regenerate"),
                     key="pg_regenerate",
                     icon=":material/refresh:",
                     on_click=_ask_regenerate,
-                    help="Asks again with the current settings; the new answer replaces this one",
+                    help=_("Asks again with the current settings; the new answer replaces this one"),
                 )
 
 
@@ -347,6 +368,18 @@ def downloads(history: list[dict]) -> None:
         mime="application/json",
         disabled=not history,
         key="pg_download_json",
+    )
+
+
+def input_placeholder(provider: UsableProvider, kinds: list[str], upload_limit_mb: int) -> str:
+    """The chat input's placeholder: whom the message goes to, and what may be attached."""
+    if not kinds:
+        return _("Message {provider}", provider=provider.name)
+    return _(
+        "Message {provider} (attach {kinds} up to {mb} MB each)",
+        provider=provider.name,
+        kinds=", ".join(i18n.text(KIND_LABELS[k]) for k in kinds),
+        mb=upload_limit_mb,
     )
 
 
@@ -440,7 +473,7 @@ def answer(
         )
         try:
             with st.chat_message("assistant"):
-                st.button("Stop", key="pg_stop", help="Stops the answer; what arrived so far is kept and logged")
+                st.button(_("Stop"), key="pg_stop", help=_("Stops the answer; what arrived so far is kept and logged"))
                 _draw_arriving(call)
         finally:
             # Runs also when "Stop" (or any widget) interrupts the script: the call is stopped (the
@@ -449,7 +482,7 @@ def answer(
             _save(user, settings, uuid.UUID(conversation_id), question, entry)
     finally:
         if entry["pending"]:  # the call could not even be logged (say the database is away): say so
-            entry.update(text="", error="The call ended without an answer", duration_ms=0, pending=False)
+            entry.update(text="", error=_l("The call ended without an answer"), duration_ms=0, pending=False)
         done.set()
     st.rerun()
 
@@ -464,7 +497,7 @@ def _draw_arriving(call: StreamingChat | WholeChat) -> None:
         now = time.monotonic()
         if piece is None or now - last_draw >= RENDER_EVERY_S:
             if not received:
-                slot.caption(f"Waiting for the answer… {now - started:.0f} s")
+                slot.caption(_("Waiting for the answer… {seconds} s", seconds=round(now - started)))
             else:
                 if shown_for != len(received):  # parsed again only when more text came
                     shown, shown_for = stream_view.render(received) + " ▌", len(received)
@@ -486,10 +519,15 @@ def _save(user: User, settings: Settings, conversation_id: uuid.UUID, question: 
             regenerated=question is None,
         )
     except (ValidationError, NotFound) as exc:  # the answer is shown and logged; only keeping it failed
-        entry["error"] = f"{entry.get('error') or ''} {exc}".strip()
+        entry["error"] = _joined(entry.get("error"), i18n.text(exc))
     except SQLAlchemyError:
         log.exception("saving a playground exchange failed")
-        entry["error"] = f"{entry.get('error') or ''} It could not be saved in the conversation.".strip()
+        entry["error"] = _joined(entry.get("error"), _("It could not be saved in the conversation."))
+
+
+def _joined(error: object, more: str) -> str:
+    """An answer's error followed by why it could not be kept, in the reader's language."""
+    return f"{i18n.text(error) if error else ''} {more}".strip()
 
 
 # --- side-by-side --------------------------------------------------------------------------------------
@@ -507,13 +545,16 @@ def compare_targets(providers: list[UsableProvider]) -> dict[str, tuple[UsablePr
 def compare_picker(providers: list[UsableProvider]) -> list[tuple[UsableProvider, str]]:
     targets = compare_targets(providers)
     picked = st.multiselect(
-        "Models side by side",
+        _("Models side by side"),
         list(targets),
         default=list(targets)[:2],
         format_func=lambda key: f"{targets[key][0].name} · {targets[key][1]}",
         max_selections=COMPARE_MAX,
         key="pg_compare_models",
-        help=f"One prompt goes to each, at the same time; each answer is logged as its own call (2 to {COMPARE_MAX})",
+        help=_(
+            "One prompt goes to each, at the same time; each answer is logged as its own call (2 to {most})",
+            most=COMPARE_MAX,
+        ),
     )
     return [targets[key] for key in picked if key in targets]
 
@@ -527,7 +568,7 @@ def draw_compare_rounds() -> None:
             with column, st.container(border=True):
                 st.caption(escape_markdown(f"{entry['provider']} · {entry['model']}"))
                 if entry.get("pending"):  # its run is still ending the call (see FINISH_WAIT_S)
-                    st.caption("Waiting for the answer to end")
+                    st.caption(_("Waiting for the answer to end"))
                 else:
                     _answer_body(entry, f"cmp_{index}_{offset}")
 
@@ -546,8 +587,9 @@ def compare(user: User, settings: Settings, targets: list[tuple[UsableProvider, 
     done = st.session_state[STREAM_DONE] = threading.Event()
     calls: list[WholeChat] = []
     try:
-        st.button("Stop", key="pg_stop", help="Stops every answer still coming; each call is logged")
-        with st.status(f"Asking {len(targets)} models…", expanded=False) as status:
+        st.button(_("Stop"), key="pg_stop", help=_("Stops every answer still coming; each call is logged"))
+        asking = _n("Asking {n} model…", "Asking {n} models…", len(targets))
+        with st.status(asking, expanded=False) as status:
             for provider, model in targets:
                 request = ChatRequest(
                     model=model,
@@ -559,9 +601,10 @@ def compare(user: User, settings: Settings, targets: list[tuple[UsableProvider, 
                 calls.append(WholeChat(engine(), user, provider.id, request, caller()))
             started = time.monotonic()
             for call in calls:
-                for _ in call.pieces(POLL_S):
-                    status.update(label=f"Asking {len(targets)} models… {time.monotonic() - started:.0f} s")
-            status.update(label="Answered", state="complete")
+                for _piece in call.pieces(POLL_S):
+                    seconds = _("{seconds} s", seconds=round(time.monotonic() - started))
+                    status.update(label=f"{asking} {seconds}")
+            status.update(label=_("Answered"), state="complete")
     finally:
         try:
             for entry, call in zip(entries, calls, strict=False):  # also when interrupted: each call ends, logged
@@ -569,6 +612,6 @@ def compare(user: User, settings: Settings, targets: list[tuple[UsableProvider, 
         finally:
             for entry in entries:
                 if entry["pending"]:  # never sent (interrupted first), or its row could not be written
-                    entry.update(text="", error="The call ended without an answer", duration_ms=0, pending=False)
+                    entry.update(text="", error=_l("The call ended without an answer"), duration_ms=0, pending=False)
             done.set()
     st.rerun()

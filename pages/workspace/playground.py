@@ -6,6 +6,7 @@ user = require_user()
 
 import streamlit as st  # noqa: E402
 
+from mindroute.i18n import _  # noqa: E402
 from mindroute.services.chat import Attachment, ChatMessage, attachment_kind  # noqa: E402
 from mindroute.services.conversations import CONTENT_MAX, validate_question, validate_room  # noqa: E402
 from mindroute.services.permissions import usable_providers  # noqa: E402
@@ -15,31 +16,31 @@ from mindroute.ui.runtime import engine  # noqa: E402
 
 UPLOAD_LIMIT_MB = st.get_option("server.maxUploadSize")
 
-st.title("Playground")
+st.title(_("Playground"))
 
 providers = usable_providers(engine(), user)
 if not providers:
     if user.role == "admin":
-        st.info("No provider is set up yet. Add a provider on the Providers page.")
-        st.page_link("pages/admin/providers.py", label="Providers", icon=":material/hub:")
+        st.info(_("No provider is set up yet. Add a provider on the Providers page."))
+        st.page_link("pages/admin/providers.py", label=_("Providers"), icon=":material/hub:")
     else:
-        st.info("You may not use any provider yet. Ask an administrator to give you access.")
+        st.info(_("You may not use any provider yet. Ask an administrator to give you access."))
     st.stop()
 
 view.wait_for_the_last_run()
 history = view.load_conversation(user, providers)
 settings = view.settings_panel(providers)
-side_by_side = st.toggle("Side by side", key="pg_compare", help="Send one prompt to two or three models at once")
+side_by_side = st.toggle(_("Side by side"), key="pg_compare", help=_("Send one prompt to two or three models at once"))
 
 if side_by_side:
     targets = view.compare_picker(providers)
     picker_slot = st.empty()
     view.draw_compare_rounds()
-    prompt = st.chat_input("Message the models side by side", max_chars=CONTENT_MAX, key="pg_input")
+    prompt = st.chat_input(_("Message the models side by side"), max_chars=CONTENT_MAX, key="pg_input")
     if prompt is None:
         st.stop()
     if len(targets) < 2:
-        picker_slot.error("Choose two or three models to compare.")
+        picker_slot.error(_("Choose two or three models to compare."))
         st.stop()
     view.compare(user, settings, targets, prompt)
 
@@ -50,9 +51,7 @@ if regenerate:
 view.draw_history(history)
 
 kinds, accept = view.accepted_files(settings.provider)
-placeholder = f"Message {settings.provider.name}"
-if accept:
-    placeholder += f" (attach {', '.join(kinds)} up to {UPLOAD_LIMIT_MB} MB each)"
+placeholder = view.input_placeholder(settings.provider, kinds if accept else [], UPLOAD_LIMIT_MB)
 prompt = st.chat_input(
     placeholder,
     accept_file="multiple" if accept else False,

@@ -213,7 +213,7 @@ def test_admin_sees_every_key_filters_by_owner_and_state_and_revokes_any(engine,
     assert "You have no API keys yet." in texts(at)  # the admin's own list is their own
 
     at.selectbox(key="all_keys_page_size").set_value(10).run()
-    assert "Page 1 of 2, 13 keys" in [c.value for c in at.caption]
+    assert "Page 1 of 2 · 13 keys" in [c.value for c in at.caption]
     assert len(table(at, "Owner")) == 10
 
     alice = load(engine, "alice@example.com")
@@ -278,7 +278,7 @@ def test_key_times_are_in_the_viewers_zone(engine, monkeypatch) -> None:
     at = on_page(engine, monkeypatch, "admin@example.com")
     assert "Times are in Asia/Seoul." in [c.value for c in at.caption]
     mine = table(at, "Last used")
-    assert (mine["Expires"][0], mine["Last used"][0]) == ("2027-02-01 00:00", "2026-12-04 08:30")
+    assert (mine["Expires"][0], mine["Last used"][0]) == ("Feb 1, 2027, 12:00 AM", "Dec 4, 2026, 8:30 AM")
 
 
 def test_revoking_on_all_keys_stays_on_all_keys(engine, monkeypatch) -> None:

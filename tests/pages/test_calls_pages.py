@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, timedelta
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
 
+from mindroute import i18n
 from mindroute.analytics.filter import UsageFilter
 from mindroute.analytics.rollups import rebuild_rollups
 from mindroute.db import transaction
@@ -132,7 +133,8 @@ def test_times_follow_the_users_zone(engine: Engine, monkeypatch, world) -> None
     at = open_page(engine, monkeypatch, "alice@example.com", CALLS, {"call": str(world["alice_new"])})
     assert "Times are in Asia/Seoul." in [c.value for c in at.caption]
     seoul = (created_at + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S")
-    assert f"Time: {seoul}" in summary(at)
+    shown = i18n.moment(created_at.replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Seoul")), seconds=True)
+    assert f"Time: {shown}" in summary(at)  # as the reader's language writes it (Babel), in their zone
     first = at.dataframe[0].value["Time"].iloc[0]
     assert first.strftime("%Y-%m-%d %H:%M:%S") == seoul and first.utcoffset() == timedelta(hours=9)
 

@@ -305,10 +305,10 @@ def test_each_chart_control_redraws_its_chart_with_the_right_data(engine: Engine
 def test_the_caption_names_the_buckets_in_words(engine: Engine, monkeypatch, calls) -> None:
     at = open_page(engine, monkeypatch, "admin@example.com", USAGE, {"range": "30d"})
     caption = " ".join(c.value for c in at.caption)
-    assert "daily buckets" in caption and "dayly" not in caption
+    assert "calls per day" in caption and "dayly" not in caption
     assert "Streamlit" not in caption  # no implementation notes on the page
     at = open_page(engine, monkeypatch, "admin@example.com", USAGE, {"range": "24h"})
-    assert "hourly buckets" in " ".join(c.value for c in at.caption)
+    assert "calls per hour" in " ".join(c.value for c in at.caption)
 
 
 def test_tiles_show_whole_numbers_and_precise_cost(engine: Engine, monkeypatch, calls) -> None:

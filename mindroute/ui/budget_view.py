@@ -44,7 +44,7 @@ class Meter:
 
 
 def money(amount: float) -> str:
-    """USD as the reader's language writes it: cents, or four decimals below a cent (a budget's first calls)."""
+    """USD as the reader's language writes it: cents, or up to four decimals below a cent (a budget's first calls)."""
     return i18n.money(amount, "USD", digits=4 if amount != 0 and abs(amount) < 0.01 else 2)
 
 

@@ -22,9 +22,10 @@ def status_text(status: str) -> str:
     return status if label is None else i18n.text(label)
 
 
-def choice_text(choice: str) -> str:
-    """An option of the status filter ("any" or a status code), for format_func."""
-    return i18n.text(STATUS_CHOICES.get(choice, choice))
+def choice_labels() -> dict[str, str]:
+    """The status filter's options ("any" and the status codes) -> their labels in this run's language: a
+    format_func looks them up (Streamlit calls it after the run too, so it must not translate then)."""
+    return {choice: i18n.text(label) for choice, label in STATUS_CHOICES.items()}
 
 
 def call_label(call: CallRef) -> str:
@@ -61,7 +62,7 @@ def ticket_table(rows: list[TicketRow], *, with_owner: bool = False) -> pd.DataF
     """The tickets as a table, its headers in the reader's language."""
     headers = {
         "subject": _("Subject"),
-        "from": _("From"),
+        "from": _("User"),
         "status": _("Status"),
         "opened": _("Opened"),
         "updated": _("Updated"),

@@ -35,9 +35,11 @@ viewer.zone_note()
 
 # --- filters and the list -------------------------------------------------------------------
 
+# Options' labels made once per run: a widget's value travels as its label (see view.choice_labels).
 filters = st.columns([1, 2, 2])
+status_labels = view.choice_labels()
 status_choice = filters[0].selectbox(
-    _("Status"), list(view.STATUS_CHOICES), format_func=view.choice_text, key="queue_status"
+    _("Status"), list(status_labels), format_func=status_labels.get, key="queue_status"
 )
 owner_search = filters[1].text_input(
     _("Find a user"),
@@ -54,11 +56,9 @@ with form_errors({"search": search_err}):
 owner_labels = {"any": _("Any user"), **{str(o.id): user_label(o) for o in owners}}
 owner_choice = filters[2].selectbox(_("User"), list(owner_labels), format_func=owner_labels.get, key="queue_owner")
 ordering = st.columns([1, 1, 3])
+order_labels = {True: _("Oldest first"), False: _("Newest first")}
 oldest_first = ordering[0].selectbox(
-    _("Order"),
-    (True, False),
-    format_func=lambda o: _("Oldest first") if o else _("Newest first"),
-    key="queue_oldest_first",
+    _("Order"), tuple(order_labels), format_func=order_labels.__getitem__, key="queue_oldest_first"
 )
 page_size = ordering[1].selectbox(_("Per page"), PAGE_SIZES, index=1, key="queue_page_size")
 

@@ -7,12 +7,14 @@ user = require_user()
 import streamlit as st  # noqa: E402
 
 from mindroute import i18n  # noqa: E402
+from mindroute.errors import PermissionDenied  # noqa: E402
 from mindroute.i18n import _, _n  # noqa: E402
 from mindroute.services import auth, users  # noqa: E402
 from mindroute.ui import theme, viewer  # noqa: E402
 from mindroute.ui.render import Flash, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import session_token  # noqa: E402
+from mindroute.validation import ValidationError  # noqa: E402
 
 saved = Flash("account_saved")
 st.title(_("Account"))
@@ -31,41 +33,65 @@ with st.form("account_name"):
             st.success(_("Name saved."))
 
 FOLLOW = ""  # the option that follows the browser (a widget's None would read as "nothing chosen")
+# The choices' labels, made once per run: a widget's value travels as its label, so a format_func must give the
+# same text whenever Streamlit calls it (after the run too), never a translation looked up later.
+browser_language = i18n.LANGUAGES[i18n.resolve(None, viewer.browser_language())]  # what "follow" gives now
+language_labels = {FOLLOW: _("Follow the browser ({language})", language=browser_language), **i18n.LANGUAGES}
+browser = viewer.browser_zone().key
+zone_labels = {FOLLOW: _("Follow the browser ({zone})", zone=browser)}
+shade_labels = {c: i18n.text(label) for c, label in theme.CHOICES.items()}
+LANGUAGE_REFUSED = "account_language_refused"
+PREFERENCE_KEYS = ("account_language", "account_timezone", "account_theme")
+
+
+def save_language() -> None:
+    """The Language form's submit, before the next run: save, then carry this page's choices over by value.
+
+    The next run draws the page in the new language, so the labels the browser holds for the Account choices
+    would match none: each is set again by its value here (a callback may), and the run redraws it in the new
+    language (the time zone box would otherwise take an old label as a typed zone)."""
+    choice = st.session_state.get("account_language") or None
+    try:
+        users.set_language(engine(), user, choice)
+    except (ValidationError, PermissionDenied) as exc:
+        st.session_state[LANGUAGE_REFUSED] = exc
+        return
+    for key in PREFERENCE_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    # Said in the language just chosen: the next run (session.py reads it from the user) is in it.
+    with i18n.using(i18n.resolve(choice, viewer.browser_language())):
+        st.session_state[saved.key] = _("Language saved.")
+
 
 st.subheader(_("Language"))
-# The language the browser asks for, as its own name ("한국어"); English when it asks for none we offer.
-browser_language = i18n.LANGUAGES[i18n.resolve(None, viewer.browser_language())]
-languages = [FOLLOW, *i18n.LANGUAGES]
+languages = list(language_labels)
 with st.form("account_language_form"):
-    language_choice = st.radio(
+    st.radio(
         _("Language"),
         languages,
         index=languages.index(user.language if user.language in languages else FOLLOW),
         # Each language by its own name, so a reader can find theirs whatever the page is in.
-        format_func=lambda c: i18n.LANGUAGES.get(c) or _("Follow the browser ({language})", language=browser_language),
+        format_func=language_labels.__getitem__,
         horizontal=True,
         key="account_language",
     )
     language_err = st.empty()
-    if st.form_submit_button(_("Save language"), key="account_language_save"):
+    st.form_submit_button(_("Save language"), key="account_language_save", on_click=save_language)
+    if (refused := st.session_state.pop(LANGUAGE_REFUSED, None)) is not None:
         with form_errors({"language": language_err}):
-            users.set_language(engine(), user, language_choice or None)
-            # Said in the language just chosen: the next run (session.py reads it from the user) is in it.
-            with i18n.using(i18n.resolve(language_choice or None, viewer.browser_language())):
-                message = _("Language saved.")
-            saved.done(message)
+            raise refused
 
 st.subheader(_("Time zone and theme"))
 zones = [FOLLOW, *users.zone_choices()]
 if user.timezone and user.timezone not in zones:
     zones.append(user.timezone)  # a zone the system no longer has: shown, and refused when saved again
-browser = viewer.browser_zone().key
 with st.form("account_preferences"):
     zone_choice = st.selectbox(
         _("Time zone"),
         zones,
         index=zones.index(user.timezone or FOLLOW),
-        format_func=lambda z: z or _("Follow the browser ({zone})", zone=browser),
+        format_func=lambda z: zone_labels.get(z, z),
         accept_new_options=True,
         help=_("Type to search, e.g. `Seoul` or `New_York`"),
         key="account_timezone",
@@ -76,7 +102,7 @@ with st.form("account_preferences"):
         _("Theme"),
         shades,
         index=shades.index(user.theme if user.theme in shades else FOLLOW),
-        format_func=lambda c: i18n.text(theme.CHOICES[c]),
+        format_func=shade_labels.__getitem__,
         horizontal=True,
         key="account_theme",
     )

@@ -62,6 +62,8 @@ elif view.TICKET_PARAM in st.query_params:
 calls_by_id = {str(c.id): c for c in calls}
 if (linked := st.session_state.get(LINKED_CALL)) is not None:
     calls_by_id.setdefault(str(linked.id), linked)  # older than the recent calls the picker lists
+# Labels made once per run: a widget's value travels as its label, so format_func must not translate later.
+call_labels = {None: _("No particular call"), **{i: view.call_label(c) for i, c in calls_by_id.items()}}
 if st.session_state.get("support_call") not in (None, *calls_by_id):
     st.session_state.pop("support_call")
 with (
@@ -83,8 +85,8 @@ with (
     message_err = st.empty()
     call = st.selectbox(
         _("About one of your recent calls (optional)"),
-        [None, *calls_by_id],
-        format_func=lambda i: _("No particular call") if i is None else view.call_label(calls_by_id[i]),
+        list(call_labels),
+        format_func=call_labels.get,
         key="support_call",
     )
     call_err = st.empty()
@@ -110,10 +112,11 @@ if detail is None:
     st.stop()
 
 st.dataframe(view.ticket_table(mine), hide_index=True, width="stretch", key="support_table")
+ticket_labels = {i: view.ticket_label(t) for i, t in by_id.items()}
 st.selectbox(
     _("Ticket"),
-    list(by_id),
-    format_func=lambda i: view.ticket_label(by_id[i]),
+    list(ticket_labels),
+    format_func=ticket_labels.get,
     key="support_selected",
     on_change=lambda: st.query_params.update({view.TICKET_PARAM: st.session_state["support_selected"]}),
 )

@@ -57,12 +57,12 @@ def table(at: AppTest, column: str):
 
 
 def queue_subjects(at: AppTest) -> list[str]:
-    return list(table(at, "From")["Subject"])
+    return list(table(at, "User")["Subject"])
 
 
 def click_queue_row(at: AppTest, subject: str) -> AppTest:
     """What a click on the queue's row of this subject does: the table's selection state, then a rerun."""
-    queue = next(d for d in at.dataframe if "From" in d.value.columns)
+    queue = next(d for d in at.dataframe if "User" in d.value.columns)
     row = list(queue.value["Subject"]).index(subject)
     at.session_state[queue.key] = {"selection": {"rows": [row], "columns": [], "cells": []}}
     return at.run()
@@ -177,7 +177,7 @@ def test_queue_filters_by_status_and_user_and_sorts_by_age(engine, monkeypatch) 
     assert queue_subjects(at) == ["Newest, Alice"]
     at.selectbox(key="queue_status").set_value("any").run()
     assert queue_subjects(at) == ["Newest, Alice", "Oldest, Alice"]
-    assert set(table(at, "From")["From"]) == {"alice@example.com"}
+    assert set(table(at, "User")["User"]) == {"alice@example.com"}
 
 
 def test_a_ticket_is_answered_resolved_reopened_with_a_follow_up_and_closed(engine, monkeypatch) -> None:
@@ -289,7 +289,7 @@ def test_the_queue_shows_the_linked_calls_error_as_plain_text(engine, monkeypatc
     at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
     at = click_queue_row(at, "Broken")
     assert at.query_params["ticket"] == str(broken)
-    listing = table(at, "From").set_index("Subject")
+    listing = table(at, "User").set_index("Subject")
     assert listing.loc["Broken", "Call"] == f"502 · {HOSTILE}"
     assert listing.loc["A question", "Call"] == ""
     assert HOSTILE in [c.value for c in at.code]  # the whole error, as code: never Markdown

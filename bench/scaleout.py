@@ -10,7 +10,8 @@ figures that what one process does, the others see:
 - limits: an RPM 10 rule admits exactly 10 of 40 calls spread over both workers;
 - rollups: the usage rollups count every call the workers logged, and Logs rows = calls answered or refused;
 - the audit trail: rows written by both app processes and the workers' sides chain, and `audit verify` holds;
-- throughput: the same load through 1 worker and then 2 (the machine's cores bound the gain).
+- throughput: the same load through 1 worker and through 2, alternating over `--runs` runs, medians (the
+  machine's cores bound the gain; wrk as the load when installed, so the load takes little of them).
 
 Prints one JSON object; exits 1 when a check fails.
 """
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
+from bench import wrk
 from bench.api import (
     PROJECT_ROOT,
     _free_port,
@@ -258,24 +261,62 @@ def check_audit(env: dict[str, str]) -> dict[str, Any]:
     return {"ok": done.returncode == 0 and done.stdout.startswith("OK"), "verify": done.stdout.strip()}
 
 
-def measure_throughput(env: dict[str, str], key: str, model: str, requests: int, concurrency: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    body = bench_body(model, tools=False)
+def _one_run(url: str, body: dict[str, Any], key: str, requests: int, concurrency: int, load: str) -> dict[str, Any]:
+    """One load run against `url`: calls per second, failures, and the calls sent (wrk's threads stop after
+    their share, but the calls still in flight are answered and logged too)."""
     headers = {"authorization": f"Bearer {key}"}
-    for workers in (1, 2):
-        port = _free_port()
-        process = _serve_workers(port, workers, env)
-        with _running(process):
-            _wait_for(f"http://127.0.0.1:{port}/healthz")
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            asyncio.run(_load(url, body, headers, 50, min(concurrency, 8)))  # warm up every worker
-            run = asyncio.run(_load(url, body, headers, requests, concurrency))
-        figures[f"workers_{workers}"] = {"rps": round(requests / run.seconds, 1), "failures": run.failures}
-    figures["cores"] = os.cpu_count()
+    if load == "wrk":
+        run = wrk.run(url, json.dumps(body).encode(), headers, requests, concurrency, stream=False)
+        return {"rps": run.answered / run.seconds, "failures": run.failures, "sent": run.sent}
+    done = asyncio.run(_load(url, body, headers, requests, concurrency))
+    return {"rps": requests / done.seconds, "failures": done.failures, "sent": requests}
+
+
+def measure_throughput(
+    env: dict[str, str], key: str, model: str, requests: int, concurrency: int, *, runs: int = 1, load: str = "wrk"
+) -> dict[str, Any]:
+    """The same load through 1 API worker and through 2, `runs` times each, the two alternating (so a change
+    in the machine's load hits both alike); medians of calls per second, with the load average around it."""
+    body = bench_body(model, tools=False)
+    rps: dict[int, list[float]] = {1: [], 2: []}
+    failures = {1: 0, 2: 0}
+    sent = 0
+    load_before = os.getloadavg()[0]
+    servers: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for workers in (1, 2):
+            port = _free_port()
+            servers[workers] = (_serve_workers(port, workers, env), f"http://127.0.0.1:{port}")
+        for workers, (_process, base) in servers.items():
+            _wait_for(f"{base}/healthz")
+            warm = _one_run(f"{base}/v1/chat/completions", body, key, 50 * workers, min(concurrency, 8), load)
+            sent += warm["sent"]  # warms every worker's connections and caches
+        for _ in range(runs):
+            for workers, (_process, base) in servers.items():
+                run = _one_run(f"{base}/v1/chat/completions", body, key, requests, concurrency, load)
+                rps[workers].append(run["rps"])
+                failures[workers] += run["failures"]
+                sent += run["sent"]
+    finally:
+        for process, _base in servers.values():
+            _stop(process)
+    figures: dict[str, Any] = {
+        f"workers_{w}": {
+            "rps": round(statistics.median(v), 1),
+            "runs": [round(x, 1) for x in v],
+            "failures": failures[w],
+        }
+        for w, v in rps.items()
+    }
+    figures["gain"] = round(figures["workers_2"]["rps"] / figures["workers_1"]["rps"], 2)
+    figures.update(cores=os.cpu_count(), load=load, load_average=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+    figures["calls_sent"] = sent
     return figures
 
 
-def run_scaleout(database_url: str, requests: int, concurrency: int) -> dict[str, Any]:
+def run_scaleout(
+    database_url: str, requests: int, concurrency: int, *, runs: int = 1, load: str = "wrk"
+) -> dict[str, Any]:
     url, handle = _pg_database(database_url)
     env = dict(os.environ)
     env.update({"MINDROUTE_DATABASE_URL": url, "MINDROUTE_SECRET_KEY": Fernet.generate_key().decode()})
@@ -296,8 +337,8 @@ def run_scaleout(database_url: str, requests: int, concurrency: int) -> dict[str
         with _running(*processes):
             for base in (app_a, app_b, api):
                 _wait_for(f"{base}/healthz")
-            result["throughput"] = measure_throughput(env, key, model, requests, concurrency)
-            calls = requests * 2 + 50 * 2  # the throughput runs' calls and their warm-ups
+            result["throughput"] = measure_throughput(env, key, model, requests, concurrency, runs=runs, load=load)
+            calls = result["throughput"]["calls_sent"]  # the throughput runs' calls and their warm-ups
             result["sessions"] = check_sessions(engine, app_a, app_b)
             result["limits"] = check_limits(engine, api, model)
             calls += RPM_CALLS
@@ -322,8 +363,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--requests", type=int, default=2000, help="calls per throughput run (default %(default)s)")
     parser.add_argument("--concurrency", type=int, default=32, help="default %(default)s")
+    parser.add_argument("--runs", type=int, default=3, help="throughput runs per worker count (default %(default)s)")
+    parser.add_argument(
+        "--load",
+        choices=("wrk", "python"),
+        default="wrk" if wrk.available() else "python",
+        help="the load generator: wrk (C; default when installed) or the bench's own asyncio client",
+    )
     args = parser.parse_args(argv)
-    result = run_scaleout(args.database_url, args.requests, args.concurrency)
+    result = run_scaleout(args.database_url, args.requests, args.concurrency, runs=args.runs, load=args.load)
     print(json.dumps(result, indent=2))
     return 0 if result["ok"] else 1
 

@@ -100,6 +100,17 @@ def data_terms(engine: Engine) -> set[str]:
     ]
     terms: set[str] = set()
     with engine.connect() as connection:
+        # The models and priced models of every provider's settings, and the keys' public prefixes.
+        for (settings,) in connection.execute(text("SELECT settings FROM providers")):
+            value = json.loads(settings) if isinstance(settings, str) else (settings or {})
+            terms |= {str(m) for m in value.get("models", []) or []}
+            terms |= {str(m) for m in (value.get("prices", {}) or {})}
+            if value.get("default_model"):
+                terms.add(str(value["default_model"]))
+        try:
+            terms |= {str(v) for (v,) in connection.execute(text("SELECT prefix FROM apikeys")) if v}
+        except Exception:  # noqa: BLE001 - an older schema without prefixes
+            connection.rollback()
         for query in queries:
             try:
                 terms |= {str(v) for (v,) in connection.execute(text(query)) if v}

@@ -298,14 +298,27 @@ def outcome_caption(meta: dict) -> str:
     return " · ".join(parts)
 
 
+def error_text(entry: dict) -> str:
+    """Why a call gave no (whole) answer, in the reader's language: MindRoute's own refusals are Messages; the
+    provider's own words (and an error read back from a saved conversation) are data, framed by a sentence."""
+    error = entry["error"]
+    if isinstance(error, i18n.Message):
+        return i18n.text(error)
+    if entry.get("status") == LIMITED:
+        return _("The call was refused: {message}", message=error)
+    return _("The call failed: {message}", message=error)
+
+
 def _answer_body(entry: dict, key: str) -> None:
     if entry.get("text"):
         st.markdown(safe_markdown(entry["text"]))
     if entry.get("error") and not entry.get("stopped"):  # a stop is the caption's "stopped"
         if entry.get("status") == LIMITED:  # a limit or budget: which one, and when it resets
-            st.warning(escape_markdown(i18n.text(entry["error"])), icon=":material/hourglass_top:")
+            st.warning(escape_markdown(error_text(entry)), icon=":material/hourglass_top:")
         else:
-            st.error(escape_markdown(i18n.text(entry["error"])))
+            st.error(escape_markdown(error_text(entry)))
+    if entry.get("save_error"):  # the answer came, but the conversation could not keep it
+        st.error(escape_markdown(i18n.text(entry["save_error"])))
     st.caption(escape_markdown(f"{entry.get('provider', '')} · {entry.get('model', '')} · " + outcome_caption(entry)))
     if entry.get("text"):
         with st.popover(_("Copy"), icon=":material/content_copy:", key=f"pg_copy_{key}"):
@@ -519,15 +532,10 @@ def _save(user: User, settings: Settings, conversation_id: uuid.UUID, question: 
             regenerated=question is None,
         )
     except (ValidationError, NotFound) as exc:  # the answer is shown and logged; only keeping it failed
-        entry["error"] = _joined(entry.get("error"), i18n.text(exc))
+        entry["save_error"] = exc.args[0] if len(exc.args) == 1 else str(exc)  # a Message: translated when shown
     except SQLAlchemyError:
         log.exception("saving a playground exchange failed")
-        entry["error"] = _joined(entry.get("error"), _("It could not be saved in the conversation."))
-
-
-def _joined(error: object, more: str) -> str:
-    """An answer's error followed by why it could not be kept, in the reader's language."""
-    return f"{i18n.text(error) if error else ''} {more}".strip()
+        entry["save_error"] = _l("It could not be saved in the conversation.")
 
 
 # --- side-by-side --------------------------------------------------------------------------------------

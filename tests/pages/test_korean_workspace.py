@@ -157,3 +157,16 @@ def test_a_playground_exchange_in_korean(engine: Engine, monkeypatch, openai_fak
     at = send(at.run(), "비교")
     assert [e.value for e in at.error] == ["비교할 모델을 두세 개 고르세요."]
     assert _english(at, engine) == []
+
+
+def test_a_refused_call_in_korean(engine: Engine, monkeypatch, openai_fake: FakeServer) -> None:
+    """The provider's rate limit (the fake's "error-429" model): the refusal under the answer, in Korean."""
+    _korean_user(engine, "user@example.com")
+    provider = grant_provider(engine, "user@example.com", openai_fake, models=["error-429", "test-model"])
+    at = _on(engine, monkeypatch, PLAYGROUND)
+    assert at.selectbox(key=f"pg_model_{provider.id}").value == "error-429"
+    at = send(at, "한도")
+    [refusal] = at.warning
+    said = "Rate limit reached for gpt-4o-mini in organization org-abc on requests per min (RPM): Limit 3, Used 3, "
+    assert _read(refusal.value).startswith("호출이 거부되었습니다: " + said), refusal.value
+    assert _english(at, engine, said + "Requested 1. Please try again in 20s.") == []  # the provider's words: data

@@ -17,8 +17,9 @@ from mindroute.cli.seed import seed_demo
 from mindroute.db import transaction
 from mindroute.i18n import Message
 from mindroute.models import User
+from mindroute.services.users import create_user
 from mindroute.ui.navigation import pages_for
-from tests.browser.shell_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, cookie_sign_in, settle
+from tests.browser.shell_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, USER_EMAIL, USER_PASSWORD, cookie_sign_in, settle
 from tests.browser.test_first_run_browser import create_first_admin
 from tests.pages.korean import data_terms, english_leftovers
 
@@ -140,11 +141,12 @@ def test_a_korean_browser_reads_korean_until_the_account_says_english(server, br
         for spec in pages_for("admin"):
             open_page(page, base, spec.url_path)
             assert heading(page).startswith(korean(spec.title)), (spec.title, heading(page))
+            if spec.url_path in ("overview", "usage"):  # the tiles: drawn, and none of their labels cut short
+                page.locator("[data-testid='stMetricLabel']").first.wait_for()
+                settle(page)
+                assert page.evaluate(_CUT, TILE_LABELS) == [], spec.url_path
             if left := leftovers(page, data):
                 found[spec.url_path] = left
-            if spec.url_path in ("overview", "usage"):
-                assert page.locator("[data-testid='stMetricLabel']").count() > 0
-                assert page.evaluate(_CUT, TILE_LABELS) == [], spec.url_path
         assert found == {}
 
         # Account: Language -> English; the next run is English, and so is every page after a reload.
@@ -161,6 +163,27 @@ def test_a_korean_browser_reads_korean_until_the_account_says_english(server, br
         assert [t for t in texts(page) + texts(page, "[data-testid='stSidebar']") if HANGUL.search(t)] == []
         with transaction(server.engine) as session:
             assert session.scalar(select(User.language).where(User.email == ADMIN_EMAIL)) == "en"
+            create_user(session, None, email=USER_EMAIL, name="Plain", password=USER_PASSWORD, role="user")
+
+        # A user's pages (Calls is theirs alone), in another Korean browser: Korean, whatever the admin chose.
+        other = browser_context.browser.new_context(locale="ko-KR", viewport={"width": 1400, "height": 900})
+        other.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:")) else elsewhere.append(r.url))
+        try:
+            mine = other.new_page()
+            mine.goto(base)
+            cookie_sign_in(mine, USER_EMAIL, USER_PASSWORD)
+            data = data_terms(server.engine)
+            for spec in pages_for("user"):
+                if "admin" in spec.roles and spec.url_path not in ("overview", "usage"):
+                    continue  # read above as the administrator
+                open_page(mine, base, spec.url_path)
+                assert heading(mine).startswith(korean(spec.title)), (spec.title, heading(mine))
+                if left := leftovers(mine, data):
+                    found[spec.url_path] = left
+            assert found == {}
+            assert english_leftovers([("sidebar", t) for t in texts(mine, "[data-testid='stSidebar']")], data) == []
+        finally:
+            other.close()
         assert elsewhere == []
     finally:
         context.close()

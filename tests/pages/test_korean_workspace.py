@@ -4,6 +4,7 @@ with its settings, side by side and a delete confirmation. No English is left ou
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,8 @@ from streamlit.testing.v1 import AppTest
 from mindroute import i18n
 from mindroute.db import transaction
 from mindroute.models import ApiKey, Conversation, Provider, User
+from mindroute.services.permissions import LIMIT_FROM_USER, UsableProvider
+from mindroute.ui import playground_view as view
 from tests.pages.helpers import add_user, app_for, click, error_under, sign_in
 from tests.pages.korean import data_terms, english_leftovers, readable_texts
 from tests.pages.test_playground import grant_provider, send
@@ -20,7 +23,7 @@ from tests.providers.fakes import FakeOpenAI, FakeServer, expected_answer
 
 KEYS_PAGE = "pages/workspace/api_keys.py"
 PLAYGROUND = "pages/workspace/playground.py"
-pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,7 @@ def _on(engine: Engine, monkeypatch: pytest.MonkeyPatch, page: str, email: str =
     return at.switch_page(page).run()
 
 
+@SQLITE
 def test_a_key_created_rotated_revoked_and_deleted_in_korean(engine: Engine, monkeypatch) -> None:
     _korean_user(engine, "user@example.com")
     at = _on(engine, monkeypatch, KEYS_PAGE)
@@ -116,6 +120,7 @@ def test_a_key_created_rotated_revoked_and_deleted_in_korean(engine: Engine, mon
     assert _english(at, engine) == []
 
 
+@SQLITE
 def test_the_administrators_revoke_on_all_keys_in_korean(engine: Engine, monkeypatch) -> None:
     _korean_user(engine, "admin@example.com", role="admin")
     at = _on(engine, monkeypatch, KEYS_PAGE, "admin@example.com")
@@ -129,6 +134,7 @@ def test_the_administrators_revoke_on_all_keys_in_korean(engine: Engine, monkeyp
     assert _english(at, engine) == []
 
 
+@SQLITE
 def test_a_playground_exchange_in_korean(engine: Engine, monkeypatch, openai_fake: FakeServer) -> None:
     _korean_user(engine, "user@example.com")
     grant_provider(engine, "user@example.com", openai_fake)
@@ -159,6 +165,7 @@ def test_a_playground_exchange_in_korean(engine: Engine, monkeypatch, openai_fak
     assert _english(at, engine) == []
 
 
+@SQLITE
 def test_a_refused_call_in_korean(engine: Engine, monkeypatch, openai_fake: FakeServer) -> None:
     """The provider's rate limit (the fake's "error-429" model): the refusal under the answer, in Korean."""
     _korean_user(engine, "user@example.com")
@@ -170,3 +177,18 @@ def test_a_refused_call_in_korean(engine: Engine, monkeypatch, openai_fake: Fake
     said = "Rate limit reached for gpt-4o-mini in organization org-abc on requests per min (RPM): Limit 3, Used 3, "
     assert _read(refusal.value).startswith("호출이 거부되었습니다: " + said), refusal.value
     assert _english(at, engine, said + "Requested 1. Please try again in 20s.") == []  # the provider's words: data
+
+
+def test_the_lines_around_an_answer_in_korean() -> None:
+    """What the first views do not reach: attachments in the placeholder, a per-user ceiling, an answer's line."""
+    provider = UsableProvider(uuid.uuid4(), "사내 모델", "openai", (), None, 500, LIMIT_FROM_USER, True, False, True)
+    kinds, _extensions = view.accepted_files(provider)
+    assert (
+        view.input_placeholder(provider, kinds, 200)
+        == "사내 모델에 메시지 보내기 (이미지, 파일 첨부 가능, 파일당 최대 200 MB)"
+    )
+    assert view._limit_note(12000, provider.limit_source) == "호출당 최대 12,000토큰까지 쓸 수 있습니다(사용자별 한도)."
+    meta = {"prompt_tokens": 1234, "completion_tokens": 56, "duration_ms": 1500, "ttft_ms": 320, "cost_usd": 0.00012}
+    assert view.outcome_caption(meta) == "입력 1,234 · 출력 56 · 1,500 ms · 첫 토큰 320 ms · ≈ US$0.00012"
+    assert view.outcome_caption({"stopped": True}) == "토큰 수 보고 없음 · 0 ms · 중지됨"
+    assert view.error_text({"error": "upstream said no", "status": 500}) == "호출이 실패했습니다: upstream said no"

@@ -66,6 +66,29 @@ def ms_ticks() -> tuple[list[int], list[str]]:
     return MS_TICKS[0], labels
 
 
+# Plotly writes date ticks in English ("Dec 2") whatever the page's language: in Korean, d3 formats with
+# the Korean units ("12월 2일"), per zoom level; the hover's header the same way.
+DATE_TICKS = {
+    "ko": (
+        [
+            {"dtickrange": [None, 86_400_000], "value": "%H:%M<br>%-m월 %-d일"},
+            {"dtickrange": [86_400_000, "M1"], "value": "%-m월 %-d일"},
+            {"dtickrange": ["M1", "M12"], "value": "%Y년 %-m월"},
+            {"dtickrange": ["M12", None], "value": "%Y년"},
+        ],
+        "%Y년 %-m월 %-d일 %H:%M",
+    )
+}
+
+
+def date_axis(fig: go.Figure) -> go.Figure:
+    """The x axis of times written in the reader's language (plotly's own English for English)."""
+    ticks = DATE_TICKS.get(i18n.current())
+    if ticks is not None:
+        fig.update_xaxes(tickformatstops=ticks[0], hoverformat=ticks[1])
+    return fig
+
+
 def theme() -> str:
     """'light' or 'dark': the theme the browser shows (light when unknown, as in AppTest)."""
     kind = getattr(getattr(st.context, "theme", None), "type", None)
@@ -124,7 +147,7 @@ def stacked_tokens(series: pd.DataFrame, mode: str) -> tuple[go.Figure, pd.DataF
         ]
     )
     fig.update_layout(barmode="stack")
-    return layout(fig, x_title=None, y_title=_("tokens")), shown
+    return date_axis(layout(fig, x_title=None, y_title=_("tokens"))), shown
 
 
 def requests_and_errors(frame: pd.DataFrame, mode: str) -> go.Figure:
@@ -136,7 +159,7 @@ def requests_and_errors(frame: pd.DataFrame, mode: str) -> go.Figure:
     )
     fig.update_traces(mode="lines+markers", hovertemplate="%{y:,}")
     fig.update_layout(hovermode="x unified")
-    return layout(fig, x_title=None, y_title=_("requests"))
+    return date_axis(layout(fig, x_title=None, y_title=_("requests")))
 
 
 def latency_lines(frame: pd.DataFrame, mode: str) -> go.Figure:
@@ -149,7 +172,7 @@ def latency_lines(frame: pd.DataFrame, mode: str) -> go.Figure:
     )
     fig.update_traces(mode="lines+markers", hovertemplate=_("{value} ms", value="%{y:,.0f}"))
     fig.update_layout(hovermode="x unified")
-    return layout(fig, x_title=None, y_title=_("latency (ms)"))
+    return date_axis(layout(fig, x_title=None, y_title=_("latency (ms)")))
 
 
 def latency_distribution(histogram: pd.DataFrame, mode: str) -> tuple[go.Figure, pd.DataFrame]:

@@ -116,7 +116,7 @@ def _zones(browser: str, chosen: str | None = None, wanted: str | None = None) -
     """The zones offered, the browser's first when the database lacks it. In a language that names zones by
     place, aliases read alike (ROK and Asia/Seoul: "대한민국 시간"), and a selectbox tells options apart
     by their labels only: one zone per label is kept, the one chosen (`chosen`, then the URL's `wanted`,
-    then the browser's) before a canonical name."""
+    then the browser's) before a canonical name; sorted by label."""
     zones = sorted(available_timezones() - NOT_ZONES)
     zones = zones if browser in zones else [browser, *zones]
     language = i18n.current()
@@ -126,8 +126,7 @@ def _zones(browser: str, chosen: str | None = None, wanted: str | None = None) -
     keep: dict[str, str] = {}
     for name in sorted(zones, key=lambda z: (order.get(z, 3), not _canonical(z), z)):
         keep.setdefault(zone_label(name, language), name)
-    kept = set(keep.values())
-    return [name for name in zones if name in kept]
+    return [keep[label] for label in sorted(keep)]  # in the order of the labels the reader reads
 
 
 def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -> tuple[UsageFilter, dict[str, str]]:

@@ -24,6 +24,10 @@ ALLOWED = {
     "light", "dark", "english", "gmt", "kst", "am", "pm", "xx", "2xx", "3xx", "4xx", "5xx", "sk", "mr",
     "webhook", "prometheus", "k", "m", "x", "ascii", "utf", "bcrypt",
 }  # fmt: skip
+# Streamlit's colour and badge directives (":orange-badge[…]", ":red[…]"): markup, not words.
+DIRECTIVE = re.compile(r":(?:red|orange|yellow|green|blue|violet|gray|grey|rainbow|primary)(?:-badge|-background)?\[")
+# IANA zone names ("Asia/Seoul", "America/Argentina/Buenos_Aires") are data.
+ZONE = re.compile(r"\b(?:Africa|America|Antarctica|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)/[A-Za-z_/+-]+")
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*[A-Za-z]")
 URLISH = re.compile(r"(https?://\S+|\S+@\S+|`[^`]*`|:material/[a-z_]+:|\b[\w.-]+\.(py|toml|md|json|csv)\b|\{[^}]*\})")
 TEXT_TYPES = {
@@ -130,7 +134,7 @@ def english_leftovers(
         reading = re.sub(r"\\(.)", r"\1", value)
         for term in terms:
             reading = reading.replace(term, " ")
-        reading = URLISH.sub(" ", reading)
+        reading = URLISH.sub(" ", ZONE.sub(" ", DIRECTIVE.sub(" ", reading)))
         words = [w for w in WORD.findall(reading) if w.lower() not in ok]
         if words:
             leftovers.append(f"{kind}: {value!r} (English: {' '.join(words[:6])})")

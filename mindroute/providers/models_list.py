@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mindroute.i18n import Message, _l
 from mindroute.providers.adapter import ProviderAdapter
 from mindroute.providers.errors import ERROR_BODY_SCAN_CHARS, ProviderError, clip
 from mindroute.providers.registry import adapter_for
@@ -90,7 +91,8 @@ def _page(adapter: ProviderAdapter, url: str, api_key: str | None, query: dict[s
         return json.loads(content), answer.status
     except ValueError:
         raise _ListingError(
-            f"HTTP {answer.status}, but the answer is not JSON: is {url} a model list?", answer.status
+            _l("HTTP {status}, but the answer is not JSON: is {url} a model list?", status=str(answer.status), url=url),
+            answer.status,
         ) from None
 
 
@@ -103,15 +105,15 @@ def _fetch(
 
     def failed(message: str, status: int | None) -> ModelListResult:
         latency_ms = round((time.perf_counter() - started) * 1000)
-        return ModelListResult(
-            ok=False,
-            status_code=status,
-            latency_ms=latency_ms,
-            error=clip(redact_secrets(message, api_key), ERROR_MAX_CHARS),
-        )
+        shown = clip(redact_secrets(message, api_key), ERROR_MAX_CHARS)
+        if isinstance(message, Message) and shown == message:
+            shown = message  # MindRoute's own words: translated where shown
+        return ModelListResult(ok=False, status_code=status, latency_ms=latency_ms, error=shown)
 
     if api_key is None and adapter.key_required:
-        return ModelListResult(ok=False, status_code=None, latency_ms=0, error="No API key: type one or save one first")
+        return ModelListResult(
+            ok=False, status_code=None, latency_ms=0, error=_l("No API key: type one or save one first")
+        )
     url = adapter.models_url(endpoint_url)
     status: int | None = None
     models: list[str] = []
@@ -124,7 +126,12 @@ def _fetch(
                 page, next_query = adapter.models_page(body)
             except (ValueError, KeyError, TypeError):
                 raise _ListingError(
-                    f"HTTP {status}, but the answer is not a {protocol} model list: is the endpoint right?", status
+                    _l(
+                        "HTTP {status}, but the answer is not a {protocol} model list: is the endpoint right?",
+                        status=str(status),
+                        protocol=protocol,
+                    ),
+                    status,
                 ) from None
             models.extend(page)
             if next_query is None or not all_pages:

@@ -31,8 +31,8 @@ FONT = "MindRoute Hangul"
 FRONTEND_WORDS = {"yyyy", "mm", "dd"}
 
 # The visible text of the elements `root` selects, one string per text node: icons (Material Symbols
-# ligatures such as "visibility"), code, charts (Plotly's SVG) and the data grid (a canvas) left out, and
-# the sidebar's "View N more" button, Streamlit's own (navigation.py's expanded=True removes it).
+# ligatures such as "visibility"), code, charts (Plotly's SVG, read by _CHART_TEXTS), the data grid (a
+# canvas) and the sidebar's "View N more" button, Streamlit's own (expanded=True navigation has none).
 _TEXTS = """(root) => {
   const skip = "[data-testid='stIconMaterial'], code, pre, svg, style, script, [aria-hidden='true'], "
     + "[data-testid='stDataFrame'], .js-plotly-plot, [data-testid='stSidebarNavViewButton']";
@@ -49,6 +49,11 @@ _TEXTS = """(root) => {
   }
   return out;
 }"""
+
+# What Plotly draws in its SVG: titles, axis titles, legend entries, annotations and tick labels.
+_CHART_TEXTS = """() => Array.from(document.querySelectorAll([".gtitle", ".xtitle", ".ytitle", ".legendtext",
+    ".annotation-text", ".xtick text", ".ytick text"].map(c => ".js-plotly-plot " + c).join(", ")))
+  .filter(e => e.checkVisibility()).map(e => e.textContent.trim()).filter(t => t)"""
 
 # Labels whose text is wider than their box (cut short with an ellipsis or hidden by overflow).
 _CUT = """(selector) => Array.from(document.querySelectorAll(selector))
@@ -69,7 +74,13 @@ def texts(page, root: str = "[data-testid='stMain']") -> list[str]:
 
 
 def leftovers(page, data: set[str], root: str = "[data-testid='stMain']") -> list[str]:
-    return english_leftovers([("text", t) for t in texts(page, root)], data, FRONTEND_WORDS)
+    """English left in the page's text and, once they are drawn, in its charts."""
+    found = [("text", t) for t in texts(page, root)]
+    if root == "[data-testid='stMain']" and page.locator("[data-testid='stPlotlyChart']").count():
+        page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        page.wait_for_timeout(500)
+        found += [("chart", t) for t in page.evaluate(_CHART_TEXTS)]
+    return english_leftovers(found, data, FRONTEND_WORDS)
 
 
 def heading(page) -> str:

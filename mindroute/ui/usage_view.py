@@ -6,9 +6,9 @@ import functools
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -40,6 +40,8 @@ REQUEST_TYPE_WORDS = {"chat": _l("chat"), "completion": _l("completion"), "embed
 DEFAULT_RANGE = "7d"
 # Not places a person lives in (as on the Account page).
 NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+ZONE_REGIONS = ("Africa/", "America/", "Antarctica/", "Asia/", "Atlantic/", "Australia/", "Europe/", "Indian/")
+ZONE_REGIONS += ("Pacific/", "Etc/")
 
 
 def choice(words: dict[str, Any], code: str, language: str | None = None) -> str:
@@ -65,25 +67,26 @@ def request_type_text(code: str, language: str | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _zone_label(name: str, language: str, hour: datetime) -> str:
+def _zone_place(name: str, language: str) -> str | None:
+    """Where a zone is, in `language` ("대한민국 시간 (서울)"); None when the language has no name for it."""
     city = dates.get_timezone_location(name, locale=language, return_city=True)
-    offset = dates.get_timezone_gmt(hour.astimezone(ZoneInfo(name)), locale=language)
-    if city.isascii():  # no place of the language's own (UTC, Etc/GMT+5, EST5EDT): its offset says it
-        return "UTC" if name.rsplit("/", 1)[-1] in ("UTC", "UCT", "Universal", "Zulu") else offset
+    if city.isascii():  # no place of the language's own (UTC, Etc/GMT+5): the name says it all
+        return None
     place = dates.get_timezone_location(name, locale=language)
-    return f"{place} · {offset}" if city in place else f"{place} · {city} · {offset}"
+    return place if city in place else f"{place} ({city})"
 
 
 def zone_label(name: str, language: str | None = None) -> str:
-    """A time zone as the reader's language names it: the IANA name in English; in Korean its place and
-    offset ("대한민국 시간 · 서울 · GMT+09:00"), so typing a city's Korean name finds it."""
+    """A time zone as offered: its IANA name, and in a language other than English where it is
+    ("Asia/Seoul · 대한민국 시간 (서울)"), so typing a city's name in the reader's language finds it too."""
     language = language or i18n.current()
     if language == i18n.DEFAULT_LANGUAGE:
         return name
     try:
-        return _zone_label(name, language, datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+        place = _zone_place(name, language)
     except (LookupError, ValueError):
-        return name
+        place = None
+    return name if place is None else f"{name} · {place}"
 
 
 def _parse_day(value: str | None) -> date | None:
@@ -108,32 +111,20 @@ def _init_many(key: str, param: str, valid: Any) -> None:
         st.session_state[key] = [value for value in valid if value in wanted]
 
 
-def _canonical(name: str) -> bool:
-    return name == "UTC" or ("/" in name and not name.startswith(("Etc/", "US/", "SystemV/")))
-
-
-def _zones(browser: str, chosen: str | None = None, wanted: str | None = None) -> list[str]:
-    """The zones offered, the browser's first when the database lacks it. In a language that names zones by
-    place, aliases read alike (ROK and Asia/Seoul: "대한민국 시간"), and a selectbox tells options apart
-    by their labels only: one zone per label is kept, the one chosen (`chosen`, then the URL's `wanted`,
-    then the browser's) before a canonical name; sorted by label."""
-    zones = sorted(available_timezones() - NOT_ZONES)
-    zones = zones if browser in zones else [browser, *zones]
-    language = i18n.current()
-    if language == i18n.DEFAULT_LANGUAGE:
-        return zones
-    order = {name: rank for rank, name in enumerate((chosen, wanted, browser)) if name}
-    keep: dict[str, str] = {}
-    for name in sorted(zones, key=lambda z: (order.get(z, 3), not _canonical(z), z)):
-        keep.setdefault(zone_label(name, language), name)
-    return [keep[label] for label in sorted(keep)]  # in the order of the labels the reader reads
+def _zones(browser: str) -> list[str]:
+    """The zones offered: the IANA zones of the world's regions and UTC (not the old aliases such as
+    "US/Pacific" or "ROK", which name the same zones again), the browser's (or the Account's) first when
+    it is not among them."""
+    zones = sorted(name for name in available_timezones() - NOT_ZONES if name.startswith(ZONE_REGIONS))
+    zones.append("UTC")
+    return zones if browser in zones else [browser, *zones]
 
 
 def filter_widgets(prefix: str, options: dict[str, list[Any]], is_admin: bool) -> tuple[UsageFilter, dict[str, str]]:
     """Draw the filters (values restored from the URL query), write them back to the query, and return
     the filter and the query parameters that describe it."""
     browser = viewer.zone().key  # the Account choice, else the browser's zone
-    zones = _zones(browser, st.session_state.get(f"{prefix}_tz"), st.query_params.get("tz"))
+    zones = _zones(browser)
     providers = {str(pid): name for pid, name in options["providers"]}
     models = list(options["models"])
     users = {str(uid): label for uid, label in options["users"]} if is_admin else {}

@@ -67,20 +67,17 @@ owner_id = None if owner_choice == "any" else uuid.UUID(owner_choice)
 page = requested_page("queue_page", (status, owner_id, oldest_first, page_size))
 linked_ticket = st.query_params.get(view.TICKET_PARAM)
 
-# The table is a new widget for each page of each filter (no row stays selected over other rows); a click on
-# a row is a change of its selection since the last run, read through the ids that table showed.
-listing_view = (status, owner_id, oldest_first, page, page_size)
-if st.session_state.get("queue_table_view") != listing_view:
-    st.session_state["queue_table_view"] = listing_view
-    st.session_state["queue_table_generation"] = st.session_state.get("queue_table_generation", 0) + 1
-table_key = f"queue_table_{st.session_state['queue_table_generation']}"
-table_state = st.session_state.get(table_key)
+# A click on a row is a change of the table's selection since the last run, read through the ids that table
+# showed (so a ticket opened meanwhile cannot shift it). The table is a new widget whenever the rows it shows
+# change (filters, page, a ticket leaving the filter), so no row stays selected over another ticket.
+shown_key = st.session_state.get("queue_table_key")
+table_state = st.session_state.get(shown_key) if shown_key else None
 picked = tuple(table_state["selection"]["rows"]) if table_state else ()
 last_pick = st.session_state.get("queue_last_pick")
-st.session_state["queue_last_pick"] = (table_key, picked)
+st.session_state["queue_last_pick"] = (shown_key, picked)
 clicked = None
-if picked and last_pick is not None and last_pick != (table_key, picked):
-    shown_ids = st.session_state.get("queue_shown_ids", {}).get(table_key, [])
+if picked and last_pick is not None and last_pick != (shown_key, picked):
+    shown_ids = st.session_state.get("queue_shown_ids", [])
     clicked = shown_ids[picked[0]] if picked[0] < len(shown_ids) else None
 
 queue = ticket_pages.queue_page(
@@ -103,8 +100,13 @@ elif view.TICKET_PARAM in st.query_params:
 if queue.selected_missing and linked_ticket is not None:
     st.warning(_("The linked ticket was not found: it does not exist or was deleted."))
 
+rows_shown = [str(t.id) for t in listing.rows]
+if st.session_state.get("queue_shown_ids") != rows_shown or shown_key is None:
+    st.session_state["queue_table_generation"] = st.session_state.get("queue_table_generation", 0) + 1
+    st.session_state["queue_shown_ids"] = rows_shown
+table_key = f"queue_table_{st.session_state['queue_table_generation']}"
+st.session_state["queue_table_key"] = table_key
 if listing.rows:
-    st.session_state["queue_shown_ids"] = {table_key: [str(t.id) for t in listing.rows]}
     st.dataframe(
         view.ticket_table(listing.rows, with_owner=True),
         hide_index=True,

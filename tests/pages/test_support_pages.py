@@ -392,3 +392,19 @@ def test_the_queue_title_carries_the_open_count() -> None:
     assert navigation.page_title(queue, open_tickets=3) == "Ticket queue (3)"
     assert navigation.page_title(queue, open_tickets=0) == "Ticket queue"
     assert navigation.page_title(navigation.PAGES[0], open_tickets=3) == "Overview"
+
+
+def test_a_row_click_opens_the_ticket_even_after_the_rows_changed(engine, monkeypatch) -> None:
+    add_user(engine, "admin@example.com", role="admin")
+    add_user(engine, "user@example.com")
+    first = open_ticket(engine, "user@example.com", "First", age=timedelta(days=2))
+    second = open_ticket(engine, "user@example.com", "Second", age=timedelta(days=1))
+    at = on_page(engine, monkeypatch, "admin@example.com", QUEUE)
+    at.selectbox(key="queue_status").set_value("open").run()
+    at = click_queue_row(at, "First")
+    assert at.query_params["ticket"] == str(first)
+    at = click(at, "queue_to_resolved")  # First leaves the open tickets: the table is a new one
+    assert queue_subjects(at) == ["Second"]
+    assert at.query_params["ticket"] == str(first) and "First" in [t.value for t in at.text]
+    at = click_queue_row(at, "Second")  # the same row index as before, another ticket: it opens
+    assert at.query_params["ticket"] == str(second) and "Second" in [t.value for t in at.text]

@@ -84,6 +84,12 @@ def api_base_url(page_url: str | None, headers: Mapping[str, str] | None = None)
     return BaseUrl(origin + API_PATH, guessed=False)
 
 
+def _literal(value: str) -> str:
+    """A string literal for Python and JavaScript (and JSON): quoted and escaped by json, but a Korean (or any
+    non-ASCII) provider name written as itself, not as \\uXXXX escapes."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def curl_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Say hello in five words."}]}
     if stream:
@@ -93,7 +99,7 @@ def curl_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
         f"{flags} {shlex.quote(base.url + '/chat/completions')} \\\n"
         f'  -H "Authorization: Bearer ${KEY_ENV}" \\\n'
         '  -H "Content-Type: application/json" \\\n'
-        f"  -d {shlex.quote(json.dumps(body, indent=2))}"
+        f"  -d {shlex.quote(json.dumps(body, indent=2, ensure_ascii=False))}"
     )
 
 
@@ -106,7 +112,7 @@ def python_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
     if not stream:
         return head + (
             "response = client.chat.completions.create(\n"
-            f"    model={json.dumps(model)},\n"
+            f"    model={_literal(model)},\n"
             '    messages=[{"role": "user", "content": "Say hello in five words."}],\n'
             ")\n"
             "print(response.choices[0].message.content)\n"
@@ -114,7 +120,7 @@ def python_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
         )
     return head + (
         "stream = client.chat.completions.create(\n"
-        f"    model={json.dumps(model)},\n"
+        f"    model={_literal(model)},\n"
         '    messages=[{"role": "user", "content": "Say hello in five words."}],\n'
         "    stream=True,\n"
         '    stream_options={"include_usage": True},\n'
@@ -132,7 +138,7 @@ def _python_head(base: BaseUrl) -> str:
     return (
         "import os\n\n"
         "from openai import OpenAI  # pip install openai\n\n"
-        f"client = OpenAI(base_url={json.dumps(base.url)}, api_key=os.environ[{json.dumps(KEY_ENV)}])\n\n"
+        f"client = OpenAI(base_url={_literal(base.url)}, api_key=os.environ[{_literal(KEY_ENV)}])\n\n"
     )
 
 
@@ -157,7 +163,7 @@ def python_tools_example(base: BaseUrl, model: str) -> str:
         '    return {"city": city, "forecast": "sunny", "celsius": 21}  # your own code\n\n\n'
         'messages = [{"role": "user", "content": "What is the weather in Oslo?"}]\n'
         "response = client.chat.completions.create(\n"
-        f"    model={json.dumps(model)},\n"
+        f"    model={_literal(model)},\n"
         "    messages=messages,\n"
         "    tools=tools,\n"
         ")\n"
@@ -168,7 +174,7 @@ def python_tools_example(base: BaseUrl, model: str) -> str:
         "        result = get_weather(**json.loads(call.function.arguments))\n"
         '        messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})\n'
         "    response = client.chat.completions.create(\n"
-        f"        model={json.dumps(model)},\n"
+        f"        model={_literal(model)},\n"
         "        messages=messages,\n"
         "        tools=tools,\n"
         "    )\n"
@@ -181,7 +187,7 @@ def python_structured_example(base: BaseUrl, model: str) -> str:
     """Structured output: response_format json_schema, and the answer read as JSON."""
     return (
         "import json\n" + _python_head(base) + "response = client.chat.completions.create(\n"
-        f"    model={json.dumps(model)},\n"
+        f"    model={_literal(model)},\n"
         '    messages=[{"role": "user", "content": "Name a city and its country."}],\n'
         "    response_format={\n"
         '        "type": "json_schema",\n'
@@ -206,7 +212,7 @@ def python_embeddings_example(base: BaseUrl, model: str) -> str:
     """Embeddings: client.embeddings.create with an embedding model's id."""
     return _python_head(base) + (
         "response = client.embeddings.create(\n"
-        f"    model={json.dumps(model)},  # an embedding model (OpenAI-protocol or Google provider)\n"
+        f"    model={_literal(model)},  # an embedding model (OpenAI-protocol or Google provider)\n"
         '    input=["MindRoute routes calls", "to many providers"],\n'
         ")\n"
         "for item in response.data:\n"
@@ -219,21 +225,21 @@ def node_example(base: BaseUrl, model: str, *, stream: bool = False) -> str:
     head = (
         'import OpenAI from "openai"; // npm install openai\n\n'
         "const client = new OpenAI({\n"
-        f"  baseURL: {json.dumps(base.url)},\n"
+        f"  baseURL: {_literal(base.url)},\n"
         f"  apiKey: process.env.{KEY_ENV},\n"
         "});\n\n"
     )
     if not stream:
         return head + (
             "const response = await client.chat.completions.create({\n"
-            f"  model: {json.dumps(model)},\n"
+            f"  model: {_literal(model)},\n"
             '  messages: [{ role: "user", content: "Say hello in five words." }],\n'
             "});\n"
             "console.log(response.choices[0].message.content);"
         )
     return head + (
         "const stream = await client.chat.completions.create({\n"
-        f"  model: {json.dumps(model)},\n"
+        f"  model: {_literal(model)},\n"
         '  messages: [{ role: "user", content: "Say hello in five words." }],\n'
         "  stream: true,\n"
         "  stream_options: { include_usage: true },\n"
@@ -274,4 +280,5 @@ def error_body_example() -> str:
     return json.dumps(
         {"error": {"message": "…what went wrong…", "type": "invalid_request_error", "code": "…", "param": None}},
         indent=2,
+        ensure_ascii=False,
     )

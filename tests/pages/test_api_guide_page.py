@@ -172,6 +172,19 @@ def test_odd_model_ids_cannot_break_the_snippets() -> None:
         assert model in literals and "https://mr.example.com/v1" in literals
 
 
+def test_a_korean_provider_name_is_written_as_itself_in_the_snippets() -> None:
+    base = BaseUrl("https://mr.example.com/v1", guessed=False)
+    model = '사내 OpenAI/gpt-4o\u2028"x"'
+    words = shlex.split(api_guide.curl_example(base, model).replace("\\\n", " "))
+    assert json.loads(words[words.index("-d") + 1])["model"] == model
+    for example in (api_guide.python_example, api_guide.python_tools_example, api_guide.python_embeddings_example):
+        code = example(base, model)
+        assert "사내 OpenAI" in code and "\\uc0ac" not in code
+        assert model in [n.value for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Constant)]
+    assert '"사내 OpenAI/gpt-4o' in api_guide.node_example(base, model)
+    assert "…what went wrong…" in api_guide.error_body_example()
+
+
 def test_the_tool_example_sends_what_the_api_accepts() -> None:
     """The tool example's request, as the SDK sends it, and its tool message round are accepted by the parser."""
     source = api_guide.python_tools_example(BaseUrl("https://mr.example.com/v1", guessed=False), "P/m")

@@ -12,7 +12,7 @@ from mindroute import i18n
 from mindroute.db import transaction
 from mindroute.models import Ticket, User
 from mindroute.services import users
-from mindroute.ui import navigation, shell, signin
+from mindroute.ui import navigation, shell, signin, sso
 from tests.pages.helpers import add_user, app_for, click, error_under, sign_in, texts
 from tests.pages.korean import data_terms, english_leftovers, readable_texts
 
@@ -232,3 +232,11 @@ def test_the_sidebar_and_the_refusal_in_korean(people: Engine, monkeypatch: pyte
     direct.session_state["mindroute_tab_session"] = at.session_state["mindroute_tab_session"]
     direct.run()  # a user running the queue's script: refused, in their language
     assert "관리자만 볼 수 있는 페이지입니다." in texts(direct)
+
+
+def test_single_sign_on_buttons_in_korean(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = {"client_id": "console", "server_metadata_url": "https://id.example.com/.well-known/openid-configuration"}
+    monkeypatch.setattr(sso, "_auth_section", lambda: {**client, "okta_staff": dict(client)})
+    with i18n.using("ko"):
+        assert sso.providers() == [(None, "SSO로 로그인"), ("okta_staff", "Okta Staff(으)로 로그인")]
+    assert sso.providers()[0] == (None, "Sign in with single sign-on")

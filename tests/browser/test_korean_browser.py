@@ -63,6 +63,18 @@ SIDEBAR_LABELS = (
     "[data-testid='stSidebarNavLink'] [data-testid='stMarkdownContainer'], [data-testid='stSidebarNavLink'] p"
 )
 TILE_LABELS = "[data-testid='stMetricLabel'], [data-testid='stMetricLabel'] *"
+# Every page's widget labels, tabs, chosen options, buttons, expanders, tile values and captions.
+PAGE_LABELS = ", ".join(
+    [
+        "[data-testid='stWidgetLabel'] p",
+        "[data-baseweb='tab'] p",
+        "[data-baseweb='select'] div",
+        "button p",
+        "[data-testid='stExpander'] summary p",
+        "[data-testid='stMetricValue'] *",
+        "[data-testid='stCaptionContainer'] p",
+    ]
+)
 
 
 def korean(title: str) -> str:
@@ -130,6 +142,10 @@ def test_a_korean_browser_reads_korean_until_the_account_says_english(server, br
         assert leftovers(page, data) == []
         assert hangul_font_in_use(page)
         data = data_terms(server.engine)  # with the new administrator's name
+        cookie_sign_in(page, ADMIN_EMAIL, "not the password")  # refused: said in Korean
+        page.locator("[data-testid='stAlert']").first.wait_for()
+        assert HANGUL.search(page.locator("[data-testid='stAlert']").first.inner_text())
+        assert leftovers(page, data) == []
         cookie_sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
         page.wait_for_url(f"{base}/overview*")
         settle(page)
@@ -158,6 +174,8 @@ def test_a_korean_browser_reads_korean_until_the_account_says_english(server, br
                 assert page.evaluate(_CUT, TILE_LABELS) == [], spec.url_path
             if left := leftovers(page, data):
                 found[spec.url_path] = left
+            if cut := page.evaluate(_CUT, PAGE_LABELS):
+                found[spec.url_path] = [*found.get(spec.url_path, []), *(f"cut short: {c!r}" for c in cut)]
         assert found == {}
 
         # Account: Language -> English; the next run is English, and so is every page after a reload.

@@ -179,6 +179,17 @@ def test_a_refused_call_in_korean(engine: Engine, monkeypatch, openai_fake: Fake
     assert _english(at, engine, said + "Requested 1. Please try again in 20s.") == []  # the provider's words: data
 
 
+@SQLITE
+def test_a_conversation_that_is_not_there_in_korean(engine: Engine, monkeypatch, openai_fake: FakeServer) -> None:
+    _korean_user(engine, "user@example.com")
+    grant_provider(engine, "user@example.com", openai_fake)
+    at = sign_in(app_for(engine, monkeypatch).run(), "user@example.com").switch_page(PLAYGROUND)
+    at.query_params["conversation"] = "not-a-uuid"
+    at = at.run()
+    assert [_read(i.value) for i in at.info] == ["이 대화는 없거나 삭제되었습니다."]
+    assert _english(at, engine) == []
+
+
 def test_the_lines_around_an_answer_in_korean() -> None:
     """What the first views do not reach: attachments in the placeholder, a per-user ceiling, an answer's line."""
     provider = UsableProvider(uuid.uuid4(), "사내 모델", "openai", (), None, 500, LIMIT_FROM_USER, True, False, True)

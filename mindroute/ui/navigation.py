@@ -127,4 +127,5 @@ def build_navigation(user: User, open_tickets: int | None = None, requested: str
             visibility="hidden",
         )
         sections.setdefault(i18n.text(refused.section), []).append(notice)
-    return st.navigation(sections, position="sidebar")
+    # Every page listed: a collapsed menu ends in Streamlit's own "View N more", which no catalog translates.
+    return st.navigation(sections, position="sidebar", expanded=True)

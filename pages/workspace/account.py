@@ -74,6 +74,7 @@ with st.form("account_language_form"):
         # Each language by its own name, so a reader can find theirs whatever the page is in.
         format_func=language_labels.__getitem__,
         horizontal=True,
+        label_visibility="collapsed",  # the subheader above says it
         key="account_language",
     )
     language_err = st.empty()

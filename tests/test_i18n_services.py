@@ -177,7 +177,7 @@ def test_a_spent_budget_and_a_rate_limit_refuse_in_korean_and_stay_english_for_t
         "Budget spent: $12.50 of $10.00 this month (UTC) (the limit on your account); it resets on 2027-01-01 00:00 UTC"
     )
     assert korean(budget.message) == (
-        "예산 소진: 이번 달(UTC) $10.00 중 $12.50(내 계정의 한도). 2027-01-01 00:00 UTC에 초기화됩니다."
+        "예산 소진: 이번 달(UTC) $10.00 중 $12.50(내 계정의 한도). 2027. 1. 1. 오전 12:00 (UTC)에 초기화됩니다."
     )
 
     rate_rule = make_rule("user:2", label=_l("the limit on {name}", name="Ann"), rpm=1000)

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import URL, Engine
 from sqlalchemy.orm import Session
 
+from mindroute import i18n
 from mindroute.config import get_settings
 from mindroute.i18n import Message, _l
 from mindroute.models import utcnow
@@ -167,10 +168,27 @@ def _usd(amount: float) -> str:
     return f"${amount:,.2f}"
 
 
-def _reset_moment(window: PeriodWindow, timezone: str) -> str:
+class _LocalMoment(Message):
+    """A moment in a rule's zone inside a refusal: "2027-01-01 00:00 UTC" as a str (the API's words), and as the
+    reader's language writes it where shown ("2027. 1. 1. 오전 12:00 (UTC)")."""
+
+    local: datetime
+    zone: str
+
+    def translated(self, language: str | None = None) -> str:
+        lang = language or i18n.current()
+        if lang == i18n.DEFAULT_LANGUAGE or not hasattr(self, "local"):
+            return str(self)
+        with i18n.using(lang):
+            return f"{i18n.moment(self.local)} ({self.zone})"
+
+
+def _reset_moment(window: PeriodWindow, timezone: str) -> Message:
     assert window.end is not None
     local = window.end.replace(tzinfo=UTC).astimezone(ZoneInfo(timezone))
-    return f"{local:%Y-%m-%d %H:%M} {timezone}"
+    moment = _LocalMoment(f"{local:%Y-%m-%d %H:%M} {timezone}")
+    moment.local, moment.zone = local, timezone
+    return moment
 
 
 # --- budgets -------------------------------------------------------------------------------------------

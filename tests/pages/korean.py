@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from zoneinfo import available_timezones
 
 from sqlalchemy import Engine, text
 from streamlit.testing.v1 import AppTest
@@ -28,8 +29,11 @@ ALLOWED = {
 DIRECTIVE = re.compile(r":(?:red|orange|yellow|green|blue|violet|gray|grey|rainbow|primary)(?:-badge|-background)?\[")
 # IANA zone names ("Asia/Seoul", "America/Argentina/Buenos_Aires") are data.
 ZONE = re.compile(r"\b(?:Africa|America|Antarctica|Asia|Atlantic|Australia|Europe|Indian|Pacific|Etc)/[A-Za-z_/+-]+")
+ZONE_NAMES = frozenset(available_timezones()) | {"UTC"}
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*[A-Za-z]")
-URLISH = re.compile(r"(https?://\S+|\S+@\S+|`[^`]*`|:material/[a-z_]+:|\b[\w.-]+\.(py|toml|md|json|csv)\b|\{[^}]*\})")
+URLISH = re.compile(
+    r"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|https?://\S+|\S+@\S+|`[^`]*`|:material/[a-z_]+:|\b[\w.-]+\.(py|toml|md|json|csv)\b|\{[^}]*\})"
+)
 TEXT_TYPES = {
     "markdown", "caption", "title", "header", "subheader", "text", "error", "warning", "info", "success",
     "toast", "alert", "latex", "exception",
@@ -98,7 +102,7 @@ def data_terms(engine: Engine) -> set[str]:
         "SELECT name FROM users",
         "SELECT email FROM users",
         "SELECT name FROM providers",
-        "SELECT model FROM logs",
+        "SELECT modelid FROM logs",
         "SELECT name FROM apikeys",
         "SELECT subject FROM tickets",
     ]
@@ -132,6 +136,8 @@ def english_leftovers(
     leftovers = []
     for kind, value in texts:
         reading = re.sub(r"\\(.)", r"\1", value)
+        if reading.strip() in ZONE_NAMES:  # a time zone offered by its name ("Japan", "EST5EDT")
+            continue
         for term in terms:
             reading = reading.replace(term, " ")
         reading = URLISH.sub(" ", ZONE.sub(" ", DIRECTIVE.sub(" ", reading)))

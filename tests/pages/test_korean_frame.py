@@ -77,6 +77,20 @@ def test_the_sign_in_page_follows_a_korean_browser(people: Engine, monkeypatch: 
     _no_english(at, people)
 
 
+@SQLITE
+@pytest.mark.parametrize("outcome", ["failed", "throttled"])
+def test_the_cookie_routes_refusals_in_korean(people: Engine, monkeypatch: pytest.MonkeyPatch, outcome: str) -> None:
+    """/auth/signin sends the browser back with ?signin=failed or ?signin=throttled&wait=N: said in Korean."""
+    at = app_for(people, monkeypatch)
+    at.context = {"locale": "ko-KR"}
+    at.query_params["signin"] = outcome
+    at.query_params["wait"] = "120"
+    at.run()
+    assert len(at.error) == 1
+    _no_english(at, people)
+    assert "signin" not in at.query_params
+
+
 def test_the_browsers_language_is_resolved_for_a_signed_out_visitor() -> None:
     assert i18n.resolve(None, "ko-KR") == "ko"
     assert i18n.resolve(None, "en-US") == "en"

@@ -45,6 +45,8 @@ LIMITED = 429  # a rate limit or a spent budget refused the call (or the provide
 POLL_S = 0.1  # while no text arrives, redraw this often: a Stop click takes effect within it
 COMPARE_MAX = 3
 DEFAULT_TEMPERATURE = 0.7
+# Who said it, in the Markdown transcript (a file for reading; the JSON one keeps the role codes).
+ROLE_LABELS = {"user": _l("User"), "assistant": _l("Assistant")}
 # The kinds of attachment (codes) and how the page names them.
 KIND_LABELS = {"images": _l("images"), "videos": _l("videos"), "files": _l("files")}
 FILE_TYPES = {
@@ -363,12 +365,17 @@ def draw_history(history: list[dict]) -> None:
         show_message(entry, str(index), last=index == len(history) - 1)
 
 
+def markdown_transcript(history: list[dict]) -> str:
+    """The conversation as Markdown, each message headed by who said it (in the reader's language)."""
+    return "\n\n".join(f"**{i18n.text(ROLE_LABELS.get(e['role'], e['role']))}**: {e.get('text', '')}" for e in history)
+
+
 def downloads(history: list[dict]) -> None:
     transcript = [{k: v for k, v in e.items() if k != "attachment_data"} for e in history]
     cols = st.columns([1, 1, 6])
     cols[0].download_button(
         "Markdown",
-        "\n\n".join(f"**{e['role']}**: {e.get('text', '')}" for e in transcript),
+        markdown_transcript(transcript),
         file_name="conversation.md",
         mime="text/markdown",
         disabled=not history,

@@ -203,3 +203,5 @@ def test_the_lines_around_an_answer_in_korean() -> None:
     assert view.outcome_caption(meta) == "입력 1,234 · 출력 56 · 1,500 ms · 첫 토큰 320 ms · ≈ US$0.00012"
     assert view.outcome_caption({"stopped": True}) == "토큰 수 보고 없음 · 0 ms · 중지됨"
     assert view.error_text({"error": "upstream said no", "status": 500}) == "호출이 실패했습니다: upstream said no"
+    history = [{"role": "user", "text": "안녕"}, {"role": "assistant", "text": "hello"}]
+    assert view.markdown_transcript(history) == "**사용자**: 안녕\n\n**어시스턴트**: hello"

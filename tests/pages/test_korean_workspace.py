@@ -205,3 +205,18 @@ def test_the_lines_around_an_answer_in_korean() -> None:
     assert view.error_text({"error": "upstream said no", "status": 500}) == "호출이 실패했습니다: upstream said no"
     history = [{"role": "user", "text": "안녕"}, {"role": "assistant", "text": "hello"}]
     assert view.markdown_transcript(history) == "**사용자**: 안녕\n\n**어시스턴트**: hello"
+
+
+@SQLITE
+def test_side_by_side_in_korean(engine: Engine, monkeypatch, openai_fake: FakeServer) -> None:
+    _korean_user(engine, "user@example.com")
+    grant_provider(engine, "user@example.com", openai_fake)
+    at = _on(engine, monkeypatch, PLAYGROUND)
+    at.toggle(key="pg_compare").set_value(True).run()
+    picker = at.multiselect(key="pg_compare_models")
+    assert picker.label == "나란히 비교할 모델" and len(picker.value) == 2
+    at = send(at, "둘 다")
+    answer = expected_answer("둘 다")
+    assert [m.value for m in at.markdown].count(answer) == 2
+    assert sum("입력 " in _read(c.value) and "출력 " in _read(c.value) for c in at.caption) == 2
+    assert _english(at, engine, answer) == []

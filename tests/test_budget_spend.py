@@ -194,7 +194,9 @@ def test_a_period_boundary_in_a_half_hour_zone(
     set_budget(engine, lr.user_target(world["ann"]), budget_usd=10, period="day", timezone=zone)
     write_call_logs(engine, [a_call(engine, world, last_minute, cost=1.0), a_call(engine, world, first_minute)])
     user = lr.user_target(world["ann"])
-    assert spend_rows(engine) == {
+    # Setting the budget backfills the period current in the zone now: an empty row unless it is one of these.
+    spent = {period: values for period, values in spend_rows(engine).items() if values != (0.0, 0, 0)}
+    assert spent == {
         (user, f"day:{zone}:{before}"): (1.0, 150, 0),
         (user, f"day:{zone}:{after}"): (0.2, 150, 0),
     }

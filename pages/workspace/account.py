@@ -7,14 +7,12 @@ user = require_user()
 import streamlit as st  # noqa: E402
 
 from mindroute import i18n  # noqa: E402
-from mindroute.errors import PermissionDenied  # noqa: E402
 from mindroute.i18n import _, _n  # noqa: E402
 from mindroute.services import auth, users  # noqa: E402
 from mindroute.ui import theme, viewer  # noqa: E402
 from mindroute.ui.render import Flash, form_errors  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 from mindroute.ui.session import session_token  # noqa: E402
-from mindroute.validation import ValidationError  # noqa: E402
 
 saved = Flash("account_saved")
 st.title(_("Account"))
@@ -53,7 +51,7 @@ def save_language() -> None:
     choice = st.session_state.get("account_language") or None
     try:
         users.set_language(engine(), user, choice)
-    except (ValidationError, PermissionDenied) as exc:
+    except (users.ValidationError, users.PermissionDenied) as exc:  # the service's refusals, shown at the form
         st.session_state[LANGUAGE_REFUSED] = exc
         return
     for key in PREFERENCE_KEYS:

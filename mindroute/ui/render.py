@@ -22,11 +22,6 @@ from mindroute.validation import FormValidationError, ValidationError
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 
 
-def counted(number: int, one: str, many: str | None = None) -> str:
-    """A count with its noun agreeing: "1 call", "3 calls", "1,200 API keys" (`many` for irregular plurals)."""
-    return f"{number:,} {one if number == 1 else (many or one + 's')}"
-
-
 def escape_markdown(text: str) -> str:
     """Text safe to put in st.error/st.success and other Markdown-rendering elements: every
     Markdown and HTML character is escaped, so no link, image or tag can come from it."""
@@ -252,7 +247,7 @@ class Flash:
 
     def show(self) -> None:
         if message := st.session_state.pop(self.key, None):
-            st.success(message)
+            st.success(i18n.text(message))  # a Message left for this run reads in this run's language
 
     def done(self, message: str) -> NoReturn:
         """Leave `message` for the next run, and start it now."""

@@ -285,7 +285,8 @@ with models_tab:
                     if result.status_code
                     else _("The provider answered nothing:")
                 )
-                st.code(result.error or "", language=None)  # the provider's text, key removed: never Markdown
+                # The provider's text (key removed), or our own reason in the reader's language: never Markdown.
+                st.code(i18n.text(result.error or ""), language=None)
             else:
                 saved(
                     refresh.view,
@@ -461,7 +462,7 @@ with connection_tab:
                 st.success(_("Connected."))
             else:
                 st.error(_("The provider refused or did not answer:"))
-                st.code(result.error or "", language=None)  # the provider's text, key removed
+                st.code(i18n.text(result.error or ""), language=None)  # the provider's text (key removed) or ours
 
 
 with danger_tab:

@@ -23,7 +23,8 @@ ALLOWED = {
     "dev", "ai", "llm", "openai-compatible", "compatible", "chat", "completions", "embeddings", "models",
     "max_tokens", "temperature", "top_p", "stream", "system", "user", "assistant", "tool", "tools", "admin",
     "light", "dark", "english", "gmt", "kst", "am", "pm", "xx", "2xx", "3xx", "4xx", "5xx", "sk", "mr",
-    "webhook", "prometheus", "k", "m", "x", "ascii", "utf", "bcrypt",
+    "webhook", "prometheus", "k", "m", "x", "ascii", "utf", "bcrypt", "jpeg", "jpg", "gif", "webp", "heic",
+    "heif", "fe", "input", "output", "messages",
 }  # fmt: skip
 # Streamlit's colour and badge directives (":orange-badge[…]", ":red[…]"): markup, not words.
 DIRECTIVE = re.compile(r":(?:red|orange|yellow|green|blue|violet|gray|grey|rainbow|primary)(?:-badge|-background)?\[")

@@ -566,6 +566,7 @@ def compare_picker(providers: list[UsableProvider]) -> list[tuple[UsableProvider
         format_func=lambda key: f"{targets[key][0].name} · {targets[key][1]}",
         max_selections=COMPARE_MAX,
         key="pg_compare_models",
+        placeholder=_("Choose models"),
         help=_(
             "One prompt goes to each, at the same time; each answer is logged as its own call (2 to {most})",
             most=COMPARE_MAX,

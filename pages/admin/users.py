@@ -389,7 +389,11 @@ bulk_scope = st.radio(
 bulk_users: list[str] = []
 if bulk_scope == "selected":
     bulk_users = st.multiselect(
-        _("Users"), list(by_id), format_func=lambda i: view.user_label(by_id[i]), key="bulk_users"
+        _("Users"),
+        list(by_id),
+        format_func=lambda i: view.user_label(by_id[i]),
+        key="bulk_users",
+        placeholder=_("Choose users"),
     )
 bulk_err = st.empty()
 

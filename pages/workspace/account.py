@@ -92,6 +92,7 @@ with st.form("account_preferences"):
         index=zones.index(user.timezone or FOLLOW),
         format_func=lambda z: zone_labels.get(z, z),
         accept_new_options=True,
+        placeholder=_("Choose or type a time zone"),
         help=_("Type to search, e.g. `Seoul` or `New_York`"),
         key="account_timezone",
     )

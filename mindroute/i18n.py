@@ -212,6 +212,23 @@ def text(value: object) -> str:
     return str(value)
 
 
+def choice(words: Mapping[Any, Any], code: Any, language: str | None = None) -> str:
+    """An option code's words (a Message, or plain text) in `language` (default: this run's); the code itself
+    when `words` has none."""
+    word = words.get(code, code)
+    return word.translated(language) if isinstance(word, Message) else str(word)
+
+
+def labeller(words: Mapping[Any, Any]) -> Callable[[Any], str]:
+    """A widget's format_func for option codes: their words in this run's language. The language is taken
+    now, since Streamlit may call the function outside the run (AppTest does, to match a value)."""
+    return functools.partial(_choose, words, language=current())
+
+
+def _choose(words: Mapping[Any, Any], code: Any, *, language: str) -> str:
+    return choice(words, code, language)
+
+
 # --- numbers, money, times -------------------------------------------------------------------------------
 
 

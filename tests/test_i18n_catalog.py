@@ -88,3 +88,11 @@ def test_formats_for_the_language(language: str, number: str, money: str, moment
         assert i18n.moment(datetime(2026, 12, 2, 15, 4, tzinfo=UTC)) == moment
         assert i18n.relative(datetime.now(UTC) - timedelta(minutes=3, seconds=1)) == ago
         assert i18n.money(0.000008, digits=8).endswith("0.000008")
+
+
+def test_a_labeller_keeps_the_language_it_was_made_in() -> None:
+    """A widget's format_func may be called outside the run (AppTest does): it answers in the run's language."""
+    words = {"day": i18n._l("never"), "raw": "as it is"}
+    with i18n.using("ko"):
+        label = i18n.labeller(words)
+    assert label("day") == "없음" and label("raw") == "as it is" and label("other") == "other"

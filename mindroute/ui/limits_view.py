@@ -205,12 +205,10 @@ def limit_editor(
             tokens_col.text_input(_("Budget (tokens)"), key=f"{key}_budget_tokens", help=_("Blank: none"))
             slots["budget_tokens"] = tokens_col.empty()
             period_col, zone_col, warn_col = st.columns(3)
-            # The options' names in this run's language, bound now: AppTest calls format_func outside the run.
-            language = i18n.current()
             period_col.selectbox(
                 _("Budget period"),
                 PERIODS,
-                format_func=lambda p: PERIOD_CHOICES[p].translated(language),
+                format_func=i18n.labeller(PERIOD_CHOICES),
                 key=f"{key}_period",
             )
             slots["period"] = period_col.empty()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import available_timezones
@@ -44,21 +44,8 @@ ZONE_REGIONS = ("Africa/", "America/", "Antarctica/", "Asia/", "Atlantic/", "Aus
 ZONE_REGIONS += ("Pacific/", "Etc/")
 
 
-def choice(words: dict[str, Any], code: str, language: str | None = None) -> str:
-    """An option code's words in the reader's language (the code itself when it has none)."""
-    word = words.get(code, code)
-    return word.translated(language) if isinstance(word, i18n.Message) else str(word)
-
-
-def labeller(words: dict[str, Any]) -> Callable[[str], str]:
-    """A widget's format_func for option codes: their words in this run's language. The language is taken
-    now, since Streamlit may call the function outside the run (AppTest does, to match a value)."""
-    language = i18n.current()
-    return functools.partial(_choose, words, language=language)
-
-
-def _choose(words: dict[str, Any], code: str, *, language: str) -> str:
-    return choice(words, code, language)
+choice = i18n.choice  # the shared helpers, kept here under the names the usage page reads
+labeller = i18n.labeller
 
 
 def request_type_text(code: str, language: str | None = None) -> str:

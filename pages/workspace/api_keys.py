@@ -137,7 +137,7 @@ expiry = st.selectbox(
     _("Expires"),
     EXPIRY_CHOICES,
     index=EXPIRY_CHOICES.index(DEFAULT_EXPIRY),
-    format_func=lambda choice: i18n.text(EXPIRY_LABELS.get(choice, choice)),
+    format_func=i18n.labeller(EXPIRY_LABELS),
     key="api_key_expiry",
 )
 expiry_err = st.empty()
@@ -201,7 +201,7 @@ with mine_area:
             grace = st.selectbox(
                 _("Old key keeps working for"),
                 list(RotationGrace),
-                format_func=lambda grace: i18n.text(GRACE_LABELS.get(grace, grace)),
+                format_func=i18n.labeller(GRACE_LABELS),
                 key="my_key_grace",
             )
             grace_err = st.empty()
@@ -280,7 +280,7 @@ with all_area:
         _("Owner"), list(owner_labels), format_func=owner_labels.get, key="all_keys_owner"
     )
     state_choice = filters[2].selectbox(
-        _("State"), list(STATE_CHOICES), format_func=lambda s: i18n.text(STATE_CHOICES.get(s, s)), key="all_keys_state"
+        _("State"), list(STATE_CHOICES), format_func=i18n.labeller(STATE_CHOICES), key="all_keys_state"
     )
     page_size = filters[3].selectbox(
         _("Per page"), PAGE_SIZES, index=1, format_func=i18n.number, key="all_keys_page_size"

@@ -3,6 +3,7 @@ refusal, naming the limit and when it resets, as a warning; nothing goes to the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -58,7 +59,9 @@ def test_a_user_sees_their_spent_budget_and_the_playgrounds_refusal(server, brow
     settle(page)
     bar = page.locator("[data-testid='stProgress']")
     budget = page.locator("[data-testid='stVerticalBlock']", has_text="The limit on Plain", has=bar).last
-    assert "$1.25 of $1.00 this month (UTC), resets on 1 " in budget.inner_text()
+    # The reset: how far off, then the moment (the first of next month) as the reader's language writes it.
+    resets = r"\$1\.25 of \$1\.00 this month \(UTC\), resets in [^(]+ \([A-Z][a-z]{2} 1, \d{4}, 12:00 AM\)"
+    assert re.search(resets, budget.inner_text()), budget.inner_text()
     assert "Spent" in budget.inner_text()
 
     page.goto(f"{server.base_url}/playground")

@@ -30,8 +30,12 @@ def create_first_admin(page, base: str) -> None:
     page.locator("form[data-testid='mr-signin-form']").wait_for()
 
 
-def step_icons(page) -> list[str]:
+def step_icons(page, count: int) -> list[str]:
+    """The steps' icons, once all `count` steps are drawn (the checklist's box shows before its links)."""
+    from playwright.sync_api import expect  # here: without playwright, browser_context skips the test
+
     links = page.locator(".st-key-first_run [data-testid='stPageLink']")
+    expect(links).to_have_count(count)
     return [link.locator("[data-testid='stIconMaterial']").first.inner_text().strip() for link in links.all()]
 
 
@@ -44,8 +48,9 @@ def test_the_checklist_leads_the_first_administrator_and_ticks_a_step_done(serve
         page.wait_for_url(f"{base}/overview*")
         checklist = page.locator(".st-key-first_run")
         checklist.wait_for()
+        settle(page)
         steps = first_run.steps(server.engine)
-        assert step_icons(page) == [TO_DO] * len(steps)
+        assert step_icons(page, len(steps)) == [TO_DO] * len(steps)
 
         # The first step's link opens the Providers page at its own URL.
         checklist.locator("[data-testid='stPageLink'] a").first.click()
@@ -63,8 +68,8 @@ def test_the_checklist_leads_the_first_administrator_and_ticks_a_step_done(serve
         page.goto(f"{base}/overview")
         settle(page)
         page.locator(".st-key-first_run").wait_for()
-        assert step_icons(page) == [DONE] + [TO_DO] * (len(steps) - 1)
+        assert step_icons(page, len(steps)) == [DONE] + [TO_DO] * (len(steps) - 1)
         page.reload()
         settle(page)
         page.locator(".st-key-first_run").wait_for()
-        assert step_icons(page)[0] == DONE
+        assert step_icons(page, len(steps))[0] == DONE

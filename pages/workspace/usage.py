@@ -4,6 +4,7 @@ from mindroute.ui.session import require_user
 
 user = require_user()
 
+import threading  # noqa: E402
 import uuid  # noqa: E402
 from datetime import datetime  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -22,6 +23,7 @@ from mindroute.ui.runtime import engine  # noqa: E402
 
 is_admin = user.role == "admin"
 ROLLUP_CHECK_TTL_S = 60
+ROLLUP_NOTICE_WAIT_S = 30.0  # at most, before an empty page's stop (the check takes 0.6 s at 1M)
 # A page's reads are kept this long for this browser session only (never shared between users): a chart
 # control, a return to an earlier filter or to the page reuses them; new calls show within this time.
 # Only data is cached (numbers, frames and the analytics' English codes such as "other"): every word is
@@ -87,7 +89,6 @@ def period_caption(granularity: str, everyone: bool, zone: str) -> str:
 
 
 st.caption(period_caption(data.granularity, is_admin, zone))
-rollup_notice = st.empty()
 
 
 @st.cache_data(ttl=ROLLUP_CHECK_TTL_S, show_spinner=False)
@@ -97,13 +98,12 @@ def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datet
     return usage.rollup_check(engine(), viewer, first_hour, last_hour)
 
 
-def say_if_rollups_are_behind() -> None:
-    """Rows written behind the rollups' back (SQL by hand, a load from an older version): say so,
-    above the tiles, rather than show numbers that silently disagree with the Overview and the Logs.
-    Checked after the page is drawn, so the check never holds the numbers up."""
+def rollups_behind() -> str | None:
+    """What to say when rows were written behind the rollups' back (SQL by hand, a load from an older
+    version), rather than show numbers that silently disagree with the Overview and the Logs; None when in step."""
     check = rollup_check(str(user.id), user.role, *usage.whole_hours(flt.start, flt.end))
     if check.in_step:
-        return
+        return None
     logs, rolled = check.logs, check.rolled
     if check.logs > check.rolled:
         state = (
@@ -142,7 +142,29 @@ def say_if_rollups_are_behind() -> None:
         if is_admin
         else _("Ask an administrator to rebuild them from the logs.")
     )
-    rollup_notice.warning(f"{state} {fix}", icon=":material/warning:")
+    return f"{state} {fix}"
+
+
+# Set once the notice below is written (or found not needed): an st.stop() of this run would cancel the
+# notice's thread before it writes, so the page waits for it first (see the empty case below).
+rollup_notice_done = threading.Event()
+
+
+@st.fragment(parallel=True)
+def rollup_notice() -> None:
+    """The rollup check's warning, above the tiles. A parallel fragment: on a full run Streamlit runs it in
+    its own thread while the script goes on with the tiles, the budgets and the charts, so a check that has
+    to be recomputed (0.6 s on PostgreSQL at 1M calls once its cache expired) never holds them up. It writes
+    into its own container only, and reads the reader's language from this session's state (i18n's source)."""
+    try:
+        notice = rollups_behind()
+        if notice:
+            st.warning(notice, icon=":material/warning:")
+    finally:
+        rollup_notice_done.set()
+
+
+rollup_notice()
 
 
 # --- tiles ------------------------------------------------------------------------------------
@@ -248,7 +270,7 @@ if not budget_table.empty:
 
 if data.empty:
     st.info(_("No calls match these filters in this period."))
-    say_if_rollups_are_behind()
+    rollup_notice_done.wait(ROLLUP_NOTICE_WAIT_S)  # the notice is written before the stop ends its thread
     st.stop()
 
 # --- charts: each control reruns its own part only (st.fragment); tabs draw the open chart only -------
@@ -376,5 +398,3 @@ st.download_button(
     key="usage_raw_export",
     on_click="ignore",
 )
-
-say_if_rollups_are_behind()

@@ -48,7 +48,7 @@ from mindroute.services.users import create_user
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("MINDROUTE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-ADMIN_EMAIL = "bench-admin@bench.mindroute.invalid"
+ADMIN_EMAIL = "bench-admin@bench.mindroute.example"
 START_TIMEOUT_S = 60.0
 VIEWPORT = {"width": 1400, "height": 900}
 RUNS = 5

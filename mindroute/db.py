@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,13 +35,46 @@ class SchemaError(Exception):
     """The database's schema does not fit this version of MindRoute."""
 
 
-def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
+# The rate-limit counters' own SQLite file, attached to every connection of a SQLite file database under this
+# name. Its write lock is not the database's: taking a call's counters never waits for the Logs writer's
+# transaction. A write transaction started with BEGIN IMMEDIATE would lock both files, so none is.
+COUNTERS_SCHEMA = "counters"
+
+
+def counters_file(database: str) -> Path:
+    """The counters' file beside a SQLite database file: `mindroute.db` -> `mindroute.db-counters` (this minute's
+    counts only: safe to delete while MindRoute is stopped; never part of a backup)."""
+    return Path(f"{database}-counters")
+
+
+@functools.cache
+def _counters_ddl() -> str:
+    """CREATE TABLE IF NOT EXISTS counters.limitcounters, from the model (one definition of its columns)."""
+    from sqlalchemy import MetaData
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateTable
+
+    from mindroute.models import LimitCounter
+
+    table = LimitCounter.__table__.to_metadata(MetaData(), schema=COUNTERS_SCHEMA)
+    return str(CreateTable(table, if_not_exists=True).compile(dialect=sqlite.dialect()))
+
+
+def _sqlite_connect(counters: Path | None) -> Callable[[sqlite3.Connection, Any], None]:
+    def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        if counters is not None:
+            cur.execute(f"ATTACH DATABASE ? AS {COUNTERS_SCHEMA}", (str(counters),))
+            cur.execute(f"PRAGMA {COUNTERS_SCHEMA}.journal_mode=WAL")
+            cur.execute(f"PRAGMA {COUNTERS_SCHEMA}.synchronous=NORMAL")
+            cur.execute(_counters_ddl())
+        cur.close()
+
+    return on_connect
 
 
 def make_engine(url: URL | str, **kwargs: Any) -> Engine:
@@ -54,7 +88,8 @@ def make_engine(url: URL | str, **kwargs: Any) -> Engine:
             kwargs.setdefault("pool_size", POOL_SIZE)
             kwargs.setdefault("max_overflow", POOL_MAX_OVERFLOW)
         engine = create_engine(engine_url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        on_file = database and database != ":memory:" and not database.startswith("file:")
+        event.listen(engine, "connect", _sqlite_connect(counters_file(database) if on_file else None))
         return engine
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", POOL_SIZE)

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from sqlalchemy import Engine
 
 from mindroute import config
 from mindroute.config import PROJECT_ROOT
-from mindroute.db import transaction
+from mindroute.db import counters_file, transaction
 from mindroute.models import LimitCounter
 from mindroute.services import limit_counters, limits
 from mindroute.services.limit_counters import CounterLimit, DatabaseStore, RedisStore
@@ -104,6 +105,76 @@ def test_record_tokens_joins_the_callers_transaction(engine: Engine) -> None:
         limits.record_tokens(session, admitted.charges, 50, NOW)
         raise RuntimeError("the Logs row failed")
     assert _row(engine, rule.counter_key) == (WINDOW, 1, 0)  # rolled back with it
+
+
+def test_sqlite_counters_never_wait_for_the_logs_writer(engine: Engine) -> None:
+    """SQLite: the counters are in their own file, so a call's counters are taken on the event loop (no wait,
+    busy timeout 0) while another connection holds the database's write lock, as the Logs writer's batch does."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one write lock per file")
+    assert engine.url.database is not None
+    assert counters_file(engine.url.database).exists()
+    store = DatabaseStore(engine)
+    limit = CounterLimit(_key(), 3, None)
+    writer = engine.raw_connection()
+    try:
+        writer.execute("BEGIN")
+        writer.execute("INSERT INTO alembic_version (version_num) VALUES ('held')")  # the database's write lock
+        took = [store._sqlite_take([limit], WINDOW, 0) for _ in range(4)]
+        assert [outcome.admitted for outcome in took] == [True, True, True, False]  # RPM 3 holds meanwhile
+        assert run(store.atake([limit], WINDOW)).counts == {limit.key: (3, 0)}
+    finally:
+        writer.rollback()
+        writer.close()
+    with transaction(engine) as session:  # the table the app's sessions see is the one in the counters' file
+        assert session.get(LimitCounter, limit.key) is not None
+        files = {row[1]: row[2] for row in session.connection().exec_driver_sql("PRAGMA database_list")}
+    assert Path(files["counters"]) == counters_file(engine.url.database).resolve()
+    store.close()
+
+
+def test_token_adds_lock_counters_in_the_upserts_order(engine: Engine) -> None:
+    """PostgreSQL: an upsert locks its counters in key order; adding tokens must too. Here the rows lie in the
+    table against key order and the planner may only scan it, so a plain UPDATE would take k2 first: while
+    an upsert holds k1 and wants k2, that is a deadlock (a 1 s stall for every call on them, then an error)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's (SQLite has one write lock per file)")
+    k1, k2 = f"key:a-{uuid.uuid4()}", f"user:z-{uuid.uuid4()}"
+    with transaction(engine) as session:
+        for key in (k2, k1):  # k2 first in the heap
+            session.add(LimitCounter(counter_key=key, window_start=WINDOW, requests=1, tokens=0))
+    database = engine.url.database
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" SET enable_indexscan = off')
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" SET enable_bitmapscan = off')
+        conn.commit()
+    engine.dispose()  # new connections take the settings
+    upsert = engine.connect()
+    try:
+        upsert.exec_driver_sql("SELECT 1 FROM limitcounters WHERE counterkey = %s FOR UPDATE", (k1,))  # holds k1
+
+        def add() -> None:
+            with transaction(engine) as session:
+                limit_counters.add_tokens_in_database(session, [k2, k1], WINDOW, 7)
+
+        worker = threading.Thread(target=add)
+        worker.start()
+        time.sleep(0.5)  # the add waits for k1 now
+        upsert.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+        started = time.monotonic()
+        upsert.exec_driver_sql("SELECT 1 FROM limitcounters WHERE counterkey = %s FOR UPDATE", (k2,))  # k2 is free
+        assert time.monotonic() - started < 0.5
+        upsert.commit()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    finally:
+        upsert.close()
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" RESET enable_indexscan')
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" RESET enable_bitmapscan')
+            conn.commit()
+        engine.dispose()
+    assert _row(engine, k1) == (WINDOW, 1, 7) and _row(engine, k2) == (WINDOW, 1, 7)
 
 
 # --- two processes -------------------------------------------------------------------------------------

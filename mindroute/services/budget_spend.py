@@ -42,6 +42,7 @@ from mindroute.models import ApiKey, BudgetAlert, BudgetSpend, Limit, Log, Provi
 from mindroute.provider_settings import price_for, read_settings
 from mindroute.services import budget_alerts, limit_rules, limits
 from mindroute.services.limit_charges import Charged, Charges
+from mindroute.services.limit_counters import lock_counters
 from mindroute.services.limit_rules import LimitRule, PeriodWindow
 from mindroute.services.roles import require_active, require_admin
 
@@ -479,7 +480,9 @@ def count_minute_tokens(engine: Engine, records: Sequence[Charged]) -> None:
         return
     try:
         with transaction(engine) as session:
-            for (keys, window), tokens in sorted(sums.items()):  # one order in every writer: no deadlock
+            # Every row this transaction updates, locked up front in the order the admissions' upserts lock them.
+            lock_counters(session, [key for keys, _ in sums for key in keys])
+            for (keys, window), tokens in sorted(sums.items()):
                 limits.record_tokens(session, Charges(keys, window, ()), tokens)
     except Exception as error:  # noqa: BLE001 - the rows are in; only this minute's token counts are short
         log.warning("could not add %d calls' tokens to the minute counters (%s)", len(records), type(error).__name__)

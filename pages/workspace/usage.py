@@ -4,7 +4,6 @@ from mindroute.ui.session import require_user
 
 user = require_user()
 
-import threading  # noqa: E402
 import uuid  # noqa: E402
 from datetime import datetime  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -17,13 +16,13 @@ from mindroute import i18n  # noqa: E402
 from mindroute.i18n import _, _l  # noqa: E402
 from mindroute.services import overview, usage  # noqa: E402
 from mindroute.services.log_explorer import export_calls_csv  # noqa: E402
-from mindroute.ui import charts  # noqa: E402
+from mindroute.ui import background, charts  # noqa: E402
 from mindroute.ui import usage_view as view  # noqa: E402
 from mindroute.ui.runtime import engine  # noqa: E402
 
 is_admin = user.role == "admin"
 ROLLUP_CHECK_TTL_S = 60
-ROLLUP_NOTICE_WAIT_S = 30.0  # at most, before an empty page's stop (the check takes 0.6 s at 1M)
+ROLLUP_CHECK_WAIT_S = 30.0  # at most, at the end of the run (the check takes 0.6 s at 1M on PostgreSQL)
 # A page's reads are kept this long for this browser session only (never shared between users): a chart
 # control, a return to an earlier filter or to the page reuses them; new calls show within this time.
 # Only data is cached (numbers, frames and the analytics' English codes such as "other"): every word is
@@ -60,9 +59,21 @@ if options is None:
     )
     st.stop()
 
+
+@st.cache_data(ttl=ROLLUP_CHECK_TTL_S, show_spinner=False)
+def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datetime) -> usage.RollupCheck:
+    # The same for every filter of a range's whole hours: filter changes and reruns reuse it.
+    viewer = SimpleNamespace(id=uuid.UUID(user_id), role=role)
+    return usage.rollup_check(engine(), viewer, first_hour, last_hour)
+
+
 flt, params = view.filter_widgets("usage", options, is_admin)
 view.keep_in_url(params)
 
+# The rollup check runs beside the page's own reads, in a thread of its own; its notice is written above the
+# tiles at the end of the run (say_if_rollups_are_behind), so a check that has to be recomputed (0.6 s on
+# PostgreSQL at 1M calls once its cache expired) costs the first view max(page, check), not their sum.
+rollup_checked = background.start(rollup_check, str(user.id), user.role, *usage.whole_hours(flt.start, flt.end))
 data = page_data(str(user.id), user.role, tuple(sorted(params.items())), flt)
 zone = flt.timezone
 mode = charts.theme()
@@ -91,17 +102,9 @@ def period_caption(granularity: str, everyone: bool, zone: str) -> str:
 st.caption(period_caption(data.granularity, is_admin, zone))
 
 
-@st.cache_data(ttl=ROLLUP_CHECK_TTL_S, show_spinner=False)
-def rollup_check(user_id: str, role: str, first_hour: datetime, last_hour: datetime) -> usage.RollupCheck:
-    # The same for every filter of a range's whole hours: filter changes and reruns reuse it.
-    viewer = SimpleNamespace(id=uuid.UUID(user_id), role=role)
-    return usage.rollup_check(engine(), viewer, first_hour, last_hour)
-
-
-def rollups_behind() -> str | None:
+def rollups_behind(check: usage.RollupCheck) -> str | None:
     """What to say when rows were written behind the rollups' back (SQL by hand, a load from an older
     version), rather than show numbers that silently disagree with the Overview and the Logs; None when in step."""
-    check = rollup_check(str(user.id), user.role, *usage.whole_hours(flt.start, flt.end))
     if check.in_step:
         return None
     logs, rolled = check.logs, check.rolled
@@ -145,26 +148,14 @@ def rollups_behind() -> str | None:
     return f"{state} {fix}"
 
 
-# Set once the notice below is written (or found not needed): an st.stop() of this run would cancel the
-# notice's thread before it writes, so the page waits for it first (see the empty case below).
-rollup_notice_done = threading.Event()
+rollup_notice = st.empty()
 
 
-@st.fragment(parallel=True)
-def rollup_notice() -> None:
-    """The rollup check's warning, above the tiles. A parallel fragment: on a full run Streamlit runs it in
-    its own thread while the script goes on with the tiles, the budgets and the charts, so a check that has
-    to be recomputed (0.6 s on PostgreSQL at 1M calls once its cache expired) never holds them up. It writes
-    into its own container only, and reads the reader's language from this session's state (i18n's source)."""
-    try:
-        notice = rollups_behind()
-        if notice:
-            st.warning(notice, icon=":material/warning:")
-    finally:
-        rollup_notice_done.set()
-
-
-rollup_notice()
+def say_if_rollups_are_behind() -> None:
+    """The rollup check's warning, above the tiles, once the check started at the top of the run is in."""
+    notice = rollups_behind(rollup_checked.result(timeout=ROLLUP_CHECK_WAIT_S))
+    if notice:
+        rollup_notice.warning(notice, icon=":material/warning:")
 
 
 # --- tiles ------------------------------------------------------------------------------------
@@ -270,7 +261,7 @@ if not budget_table.empty:
 
 if data.empty:
     st.info(_("No calls match these filters in this period."))
-    rollup_notice_done.wait(ROLLUP_NOTICE_WAIT_S)  # the notice is written before the stop ends its thread
+    say_if_rollups_are_behind()
     st.stop()
 
 # --- charts: each control reruns its own part only (st.fragment); tabs draw the open chart only -------
@@ -398,3 +389,5 @@ st.download_button(
     key="usage_raw_export",
     on_click="ignore",
 )
+
+say_if_rollups_are_behind()

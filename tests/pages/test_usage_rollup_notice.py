@@ -1,4 +1,4 @@
-"""The Usage page's rollup check runs beside the page (a parallel fragment): off the script's thread, while
+"""The Usage page's rollup check runs beside the page (a thread of its own): off the script's thread, while
 the page goes on with its reads; its warning still above the tiles, in the reader's language, and still
 written when the page stops early (no call matches the filters)."""
 

@@ -1,4 +1,4 @@
-"""`python -m bench api|analytics|page`: the benchmarks' command line."""
+"""`python -m bench api|analytics|page|scaleout`: the benchmarks' command line."""
 
 import sys
 
@@ -6,6 +6,10 @@ if sys.argv[1:2] == ["page"]:
     from bench.page import main as page_main
 
     raise SystemExit(page_main(sys.argv[2:]))
+if sys.argv[1:2] == ["scaleout"]:
+    from bench.scaleout import main as scaleout_main
+
+    raise SystemExit(scaleout_main(sys.argv[2:]))
 
 from bench.api import main
 

@@ -267,9 +267,10 @@ def _one_run(url: str, body: dict[str, Any], key: str, requests: int, concurrenc
     headers = {"authorization": f"Bearer {key}"}
     if load == "wrk":
         run = wrk.run(url, json.dumps(body).encode(), headers, requests, concurrency, stream=False)
-        return {"rps": run.answered / run.seconds, "failures": run.failures, "sent": run.sent}
+        kinds = {kind: run.summary[kind] for kind in ("not_200", "socket_errors")}
+        return {"rps": run.answered / run.seconds, "failures": run.failures, "sent": run.sent, "kinds": kinds}
     done = asyncio.run(_load(url, body, headers, requests, concurrency))
-    return {"rps": requests / done.seconds, "failures": done.failures, "sent": requests}
+    return {"rps": requests / done.seconds, "failures": done.failures, "sent": requests, "kinds": {}}
 
 
 def measure_throughput(
@@ -280,6 +281,7 @@ def measure_throughput(
     body = bench_body(model, tools=False)
     rps: dict[int, list[float]] = {1: [], 2: []}
     failures = {1: 0, 2: 0}
+    kinds: dict[int, dict[str, int]] = {1: {}, 2: {}}  # with wrk: answers other than 200, and socket errors
     sent = 0
     load_before = os.getloadavg()[0]
     servers: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
@@ -296,6 +298,8 @@ def measure_throughput(
                 run = _one_run(f"{base}/v1/chat/completions", body, key, requests, concurrency, load)
                 rps[workers].append(run["rps"])
                 failures[workers] += run["failures"]
+                for kind, count in run["kinds"].items():
+                    kinds[workers][kind] = kinds[workers].get(kind, 0) + count
                 sent += run["sent"]
     finally:
         for process, _base in servers.values():
@@ -305,6 +309,7 @@ def measure_throughput(
             "rps": round(statistics.median(v), 1),
             "runs": [round(x, 1) for x in v],
             "failures": failures[w],
+            **({"failure_kinds": kinds[w]} if kinds[w] else {}),
         }
         for w, v in rps.items()
     }
@@ -362,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a PostgreSQL server to create the run's database on (default: %(default)s)",
     )
     parser.add_argument("--requests", type=int, default=2000, help="calls per throughput run (default %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=32, help="default %(default)s")
+    # Enough calls in flight to keep two workers busy: at 32 on two cores one worker already had them all.
+    parser.add_argument("--concurrency", type=int, default=128, help="default %(default)s")
     parser.add_argument("--runs", type=int, default=3, help="throughput runs per worker count (default %(default)s)")
     parser.add_argument(
         "--load",

@@ -131,5 +131,6 @@ def run(url: str, body: bytes, headers: dict[str, str], requests: int, concurren
     [line] = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     figures = json.loads(line.removeprefix(MARK))
     summary = {f"p{q}_ms": round(figures[f"p{q}_us"] / 1000, 2) for q in (50, 95, 99)}
+    summary.update(not_200=figures["failed"], socket_errors=figures["socket_errors"])  # the failures, told apart
     failures = figures["failed"] + figures["socket_errors"]
     return WrkRun(figures["answered"], figures["sent"], failures, figures["seconds"], summary)

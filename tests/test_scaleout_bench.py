@@ -15,7 +15,8 @@ def test_two_apps_and_two_workers_agree(pg_server) -> None:
         [
             sys.executable,
             "-m",
-            "bench.scaleout",
+            "bench",
+            "scaleout",  # the command docs/deploy.md gives
             "--requests",
             "100",
             "--concurrency",
